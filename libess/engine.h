@@ -1,0 +1,52 @@
+// Engines compute the singular values of the blocks H_i = T[i:, :i] of one channel (DESIGN §4).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "libess/operator.h"
+
+namespace ess {
+
+enum class EngineKind { dense, structured, sweep, automatic };
+EngineKind parse_engine(const std::string& s);  // dense|structured|sweep|auto; throws UsageError
+const char* to_string(EngineKind e);
+
+// Receives each requested block's singular values, in the order of the index list.
+class SpectrumSink {
+ public:
+  virtual ~SpectrumSink() = default;
+  // pos: position in the index list; sigma: descending, ≥ 0 (may omit exact zeros);
+  // error_bound: bound on |σ_k − σ_k(exact)| from truncation (0 when none);
+  // converged: false when the SVD did not converge (values then unreliable).
+  virtual void block(int pos, const double* sigma, int count, double error_bound, bool converged) = 0;
+};
+
+// Reusable per-thread buffers of the dense engine (allocated once, grown as needed).
+struct DenseWorkspace {
+  Matrix T;
+  std::vector<double> block, s, work;
+  std::vector<int> iwork;
+};
+
+// Singular values of H_i from a materialized T by LAPACK (dgesdd, values only), float64.
+void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices,
+                         DenseWorkspace& ws, SpectrumSink& sink);
+
+// Singular values (descending) of a general m×n matrix stored column-major in `a` (destroyed).
+// Returns false if LAPACK did not converge.
+bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work,
+                     std::vector<int>& iwork);
+
+// Square-root Gramian recursion on a realization (structured engine).
+struct StructuredWorkspace;
+void structured_block_spectra(const Realization& r, const std::vector<int>& indices, SpectrumSink& sink);
+
+// Nested sweep over a dense T (sweep engine): carries U·Σ, truncating σ < rtol·σ_max.
+void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices,
+                         double rtol, SpectrumSink& sink);
+
+// Disable BLAS-internal threading (we parallelize over channels).
+void set_blas_single_threaded();
+
+}  // namespace ess

@@ -1,0 +1,62 @@
+// Dense engine: LAPACK SVD (values only) of every requested block H_i = T[i:, :i].
+#include <lapacke.h>
+
+#include <algorithm>
+
+#include "libess/engine.h"
+#include "libess/error.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace ess {
+
+EngineKind parse_engine(const std::string& s) {
+  if (s == "dense") return EngineKind::dense;
+  if (s == "structured") return EngineKind::structured;
+  if (s == "sweep") return EngineKind::sweep;
+  if (s == "auto") return EngineKind::automatic;
+  throw UsageError("unknown --engine '" + s + "' (expected auto, dense, structured or sweep)");
+}
+
+const char* to_string(EngineKind e) {
+  switch (e) {
+    case EngineKind::dense: return "dense";
+    case EngineKind::structured: return "structured";
+    case EngineKind::sweep: return "sweep";
+    case EngineKind::automatic: return "auto";
+  }
+  return "?";
+}
+
+void set_blas_single_threaded() { openblas_set_num_threads(1); }
+
+bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork) {
+  if (m == 0 || n == 0) return true;
+  const int mn = std::min(m, n);
+  if (iwork.size() < static_cast<size_t>(8 * mn)) iwork.resize(8 * mn);
+  double query = 0;
+  lapack_int info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1,
+                                        &query, -1, iwork.data());
+  const size_t lwork = std::max<size_t>(static_cast<size_t>(query), 1);
+  if (work.size() < lwork) work.resize(lwork);
+  info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1, work.data(),
+                             static_cast<lapack_int>(work.size()), iwork.data());
+  return info == 0;
+}
+
+void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices,
+                         DenseWorkspace& ws, SpectrumSink& sink) {
+  const int L = static_cast<int>(T.rows());
+  for (size_t pos = 0; pos < indices.size(); ++pos) {
+    const int i = indices[pos];
+    const int m = L - i, n = i;  // H_i is (L−i) × i
+    const size_t need = static_cast<size_t>(m) * n;
+    if (ws.block.size() < need) ws.block.resize(need);
+    if (ws.s.size() < static_cast<size_t>(std::min(m, n))) ws.s.resize(std::min(m, n));
+    Eigen::Map<Matrix>(ws.block.data(), m, n) = T.block(i, 0, m, n);
+    bool ok = singular_values(m, n, ws.block.data(), ws.s.data(), ws.work, ws.iwork);
+    sink.block(static_cast<int>(pos), ws.s.data(), std::min(m, n), 0.0, ok);
+  }
+}
+
+}  // namespace ess

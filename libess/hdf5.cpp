@@ -1,0 +1,487 @@
+#include "libess/hdf5.h"
+
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include "libess/error.h"
+
+namespace ess::h5 {
+namespace {
+
+// Silence HDF5's automatic error printing once; errors are reported through exceptions.
+struct SilenceHdf5 {
+  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+};
+const SilenceHdf5 silence_hdf5;
+
+herr_t collect_error(unsigned n, const H5E_error2_t* e, void* data) {
+  auto* out = static_cast<std::string*>(data);
+  if (n == 0 && e->desc && *e->desc) *out = e->desc;  // the innermost reason
+  return 0;
+}
+
+// The innermost HDF5 error description, or "" when the stack is empty.
+std::string hdf5_reason() {
+  std::string reason;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_error, &reason);
+  H5Eclear2(H5E_DEFAULT);
+  return reason;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  std::string reason = hdf5_reason();
+  throw InputError(reason.empty() ? what : what + " (HDF5: " + reason + ")");
+}
+
+hid check(hid id, const std::string& what) {
+  if (id < 0) fail(what);
+  return id;
+}
+
+void check_status(herr_t status, const std::string& what) {
+  if (status < 0) fail(what);
+}
+
+void close_id(hid id) {
+  if (id < 0) return;
+  switch (H5Iget_type(id)) {
+    case H5I_FILE: H5Fclose(id); break;
+    case H5I_GROUP: H5Gclose(id); break;
+    case H5I_DATASET: H5Dclose(id); break;
+    case H5I_ATTR: H5Aclose(id); break;
+    case H5I_DATASPACE: H5Sclose(id); break;
+    case H5I_DATATYPE: H5Tclose(id); break;
+    case H5I_GENPROP_LST: H5Pclose(id); break;
+    default: break;
+  }
+}
+
+std::vector<std::int64_t> space_shape(hid space) {
+  int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0) return {};
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  return std::vector<std::int64_t>(dims.begin(), dims.end());
+}
+
+std::int64_t element_count(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    close_id(id_);
+    id_ = o.id_;
+    o.id_ = -1;
+  }
+  return *this;
+}
+
+Handle::~Handle() { close_id(id_); }
+
+std::string Object::where(const std::string& child) const {
+  std::string p = path_;
+  if (!child.empty()) p += (p == "/" ? "" : "/") + child;
+  return file_ + ":" + p;
+}
+
+bool Object::has(const std::string& name) const {
+  // Check each component so that "a/b" does not fail when "a" is missing.
+  std::string prefix;
+  size_t start = 0;
+  while (true) {
+    size_t slash = name.find('/', start);
+    prefix = name.substr(0, slash);
+    htri_t e = H5Lexists(id(), prefix.c_str(), H5P_DEFAULT);
+    if (e <= 0) {
+      H5Eclear2(H5E_DEFAULT);
+      return false;
+    }
+    if (slash == std::string::npos) return true;
+    start = slash + 1;
+  }
+}
+
+bool Object::has_attr(const std::string& name) const { return H5Aexists(id(), name.c_str()) > 0; }
+
+std::vector<std::string> Object::children() const {
+  std::vector<std::string> names;
+  auto cb = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->push_back(name);
+    return 0;
+  };
+  check_status(H5Literate(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, cb, &names),
+               "cannot list " + where());
+  return names;
+}
+
+bool Object::is_group(const std::string& name) const {
+  H5O_info_t info;
+  if (H5Oget_info_by_name2(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  return info.type == H5O_TYPE_GROUP;
+}
+
+std::vector<std::string> Object::attr_names() const {
+  std::vector<std::string> names;
+  auto cb = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->push_back(name);
+    return 0;
+  };
+  hsize_t idx = 0;
+  H5Aiterate2(id(), H5_INDEX_NAME, H5_ITER_INC, &idx, cb, &names);
+  return names;
+}
+
+std::string Object::attr_as_text(const std::string& name) const {
+  Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
+  Handle type(H5Aget_type(a.id()));
+  auto cls = H5Tget_class(type.id());
+  if (cls == H5T_STRING) return "\"" + attr_string(name) + "\"";
+  if (cls == H5T_INTEGER) {
+    auto v = attr_ints(name);
+    std::string s = v.size() == 1 ? "" : "[";
+    for (size_t k = 0; k < v.size(); ++k) s += (k ? ", " : "") + std::to_string(v[k]);
+    return v.size() == 1 ? s : s + "]";
+  }
+  if (cls == H5T_FLOAT) {
+    Handle space(H5Aget_space(a.id()));
+    std::vector<double> d(H5Sget_simple_extent_npoints(space.id()));
+    check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
+    std::string s = d.size() == 1 ? "" : "[";
+    for (size_t k = 0; k < d.size(); ++k) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", d[k]);
+      s += (k ? ", " : "") + std::string(buf);
+    }
+    return d.size() == 1 ? s : s + "]";
+  }
+  return "(unprintable)";
+}
+
+Object Object::group(const std::string& name) const {
+  if (!has(name)) throw InputError(where(name) + ": missing group '" + name + "'");
+  Handle g(check(H5Gopen2(id(), name.c_str(), H5P_DEFAULT), "cannot open group " + where(name)));
+  return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name);
+}
+
+Object Object::create_group(const std::string& name) const {
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE));
+  H5Pset_create_intermediate_group(lcpl.id(), 1);
+  Handle g(check(H5Gcreate2(id(), name.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
+                 "cannot create group " + where(name)));
+  return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name);
+}
+
+std::string Object::attr_string(const std::string& name) const {
+  if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
+  Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
+  Handle type(H5Aget_type(a.id()));
+  if (H5Tget_class(type.id()) != H5T_STRING)
+    throw InputError(where() + ": attribute '" + name + "' is not a string");
+  Handle space(H5Aget_space(a.id()));
+  if (H5Sget_simple_extent_npoints(space.id()) != 1)
+    throw InputError(where() + ": attribute '" + name + "' is not a single string");
+  if (H5Tis_variable_str(type.id()) > 0) {
+    Handle mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem.id(), H5T_VARIABLE);
+    H5Tset_cset(mem.id(), H5Tget_cset(type.id()));
+    char* s = nullptr;
+    check_status(H5Aread(a.id(), mem.id(), &s), "cannot read attribute " + name + " of " + where());
+    std::string out = s ? s : "";
+    H5free_memory(s);
+    return out;
+  }
+  size_t n = H5Tget_size(type.id());
+  std::string buf(n, '\0');
+  check_status(H5Aread(a.id(), type.id(), buf.data()), "cannot read attribute " + name + " of " + where());
+  buf.resize(std::strlen(buf.c_str()));
+  return buf;
+}
+
+std::vector<long long> Object::attr_ints(const std::string& name) const {
+  if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
+  Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
+  Handle type(H5Aget_type(a.id()));
+  auto cls = H5Tget_class(type.id());
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT)
+    throw InputError(where() + ": attribute '" + name + "' is not numeric");
+  Handle space(H5Aget_space(a.id()));
+  std::vector<long long> v(H5Sget_simple_extent_npoints(space.id()));
+  if (cls == H5T_FLOAT) {
+    std::vector<double> d(v.size());
+    check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
+    for (size_t k = 0; k < v.size(); ++k) {
+      if (d[k] != std::floor(d[k])) throw InputError(where() + ": attribute '" + name + "' is not an integer");
+      v[k] = static_cast<long long>(d[k]);
+    }
+  } else {
+    check_status(H5Aread(a.id(), H5T_NATIVE_LLONG, v.data()), "cannot read attribute " + name);
+  }
+  return v;
+}
+
+long long Object::attr_int(const std::string& name) const {
+  auto v = attr_ints(name);
+  if (v.size() != 1) throw InputError(where() + ": attribute '" + name + "' must be a single integer");
+  return v[0];
+}
+
+double Object::attr_double(const std::string& name) const {
+  if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
+  Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
+  Handle type(H5Aget_type(a.id()));
+  auto cls = H5Tget_class(type.id());
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT)
+    throw InputError(where() + ": attribute '" + name + "' is not numeric");
+  Handle space(H5Aget_space(a.id()));
+  if (H5Sget_simple_extent_npoints(space.id()) != 1)
+    throw InputError(where() + ": attribute '" + name + "' must be a single number");
+  double d = 0;
+  check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &d), "cannot read attribute " + name);
+  return d;
+}
+
+namespace {
+void replace_attr(hid obj, const std::string& name) {
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+}
+}  // namespace
+
+void Object::set_attr(const std::string& name, const std::string& value) const {
+  replace_attr(id(), name);
+  Handle type(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.id(), H5T_VARIABLE);
+  H5Tset_cset(type.id(), H5T_CSET_UTF8);
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle a(check(H5Acreate2(id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                 "cannot write attribute " + name + " of " + where()));
+  const char* s = value.c_str();
+  check_status(H5Awrite(a.id(), type.id(), &s), "cannot write attribute " + name + " of " + where());
+}
+
+void Object::set_attr(const std::string& name, long long value) const {
+  replace_attr(id(), name);
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle a(check(H5Acreate2(id(), name.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                 "cannot write attribute " + name + " of " + where()));
+  check_status(H5Awrite(a.id(), H5T_NATIVE_LLONG, &value), "cannot write attribute " + name);
+}
+
+void Object::set_attr(const std::string& name, double value) const {
+  replace_attr(id(), name);
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle a(check(H5Acreate2(id(), name.c_str(), H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                 "cannot write attribute " + name + " of " + where()));
+  check_status(H5Awrite(a.id(), H5T_NATIVE_DOUBLE, &value), "cannot write attribute " + name);
+}
+
+void Object::set_attr(const std::string& name, const std::vector<long long>& value) const {
+  replace_attr(id(), name);
+  hsize_t n = value.size();
+  Handle space(H5Screate_simple(1, &n, nullptr));
+  Handle a(check(H5Acreate2(id(), name.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                 "cannot write attribute " + name + " of " + where()));
+  check_status(H5Awrite(a.id(), H5T_NATIVE_LLONG, value.data()), "cannot write attribute " + name);
+}
+
+std::vector<std::int64_t> Object::shape(const std::string& dataset) const {
+  if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
+  Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
+  Handle space(H5Dget_space(d.id()));
+  return space_shape(space.id());
+}
+
+DType Object::dtype(const std::string& dataset) const {
+  if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
+  Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
+  Handle type(H5Dget_type(d.id()));
+  auto cls = H5Tget_class(type.id());
+  size_t size = H5Tget_size(type.id());
+  if (cls == H5T_FLOAT) return size == 4 ? DType::float32 : size == 8 ? DType::float64 : DType::other;
+  if (cls == H5T_INTEGER) {
+    bool is_signed = H5Tget_sign(type.id()) == H5T_SGN_2;
+    if (size == 1 && !is_signed) return DType::uint8;
+    if (size == 4 && is_signed) return DType::int32;
+    if (size == 8 && is_signed) return DType::int64;
+  }
+  return DType::other;
+}
+
+template <class T>
+std::vector<T> Object::read_as(const std::string& dataset, hid mem_type, std::vector<std::int64_t>* shape_out) const {
+  if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
+  Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
+  Handle space(H5Dget_space(d.id()));
+  auto shape = space_shape(space.id());
+  Handle type(H5Dget_type(d.id()));
+  auto cls = H5Tget_class(type.id());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    throw InputError(where(dataset) + ": dataset is not numeric");
+  std::vector<T> out(static_cast<size_t>(element_count(shape)));
+  if (!out.empty())
+    check_status(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+                 "cannot read dataset " + where(dataset) + " (file truncated or corrupt?)");
+  if (shape_out) *shape_out = shape;
+  return out;
+}
+
+std::vector<double> Object::read_double(const std::string& dataset, std::vector<std::int64_t>* shape) const {
+  return read_as<double>(dataset, H5T_NATIVE_DOUBLE, shape);
+}
+std::vector<std::int32_t> Object::read_int32(const std::string& dataset, std::vector<std::int64_t>* shape) const {
+  return read_as<std::int32_t>(dataset, H5T_NATIVE_INT32, shape);
+}
+std::vector<std::uint8_t> Object::read_uint8(const std::string& dataset, std::vector<std::int64_t>* shape) const {
+  return read_as<std::uint8_t>(dataset, H5T_NATIVE_UINT8, shape);
+}
+
+void Object::write_raw(const std::string& dataset, const std::vector<std::int64_t>& shape, hid mem_type,
+                       hid file_type, const void* data) const {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                     "bad shape for dataset " + where(dataset)));
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  const std::int64_t n = element_count(shape);
+  if (n > 16384 && !dims.empty()) {
+    // Chunks of whole trailing rows, about 256 K elements each, deflate level 4.
+    std::vector<hsize_t> chunk(dims);
+    std::int64_t size = n;
+    for (size_t k = 0; k < chunk.size() && size > 262144; ++k) {
+      size /= static_cast<std::int64_t>(chunk[k]);
+      chunk[k] = 1;
+      if (size < 262144) {
+        chunk[k] = std::max<hsize_t>(1, 262144 / std::max<std::int64_t>(size, 1));
+        chunk[k] = std::min(chunk[k], dims[k]);
+        break;
+      }
+    }
+    H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data());
+    if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) H5Pset_deflate(dcpl.id(), 4);
+  }
+  Handle d(check(H5Dcreate2(id(), dataset.c_str(), file_type, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+                 "cannot create dataset " + where(dataset)));
+  if (n > 0)
+    check_status(H5Dwrite(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+                 "cannot write dataset " + where(dataset));
+}
+
+void Object::write(const std::string& ds, const std::vector<std::int64_t>& shape, const double* data) const {
+  write_raw(ds, shape, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data);
+}
+void Object::write(const std::string& ds, const std::vector<std::int64_t>& shape, const float* data) const {
+  write_raw(ds, shape, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, data);
+}
+void Object::write(const std::string& ds, const std::vector<std::int64_t>& shape, const std::int32_t* data) const {
+  write_raw(ds, shape, H5T_NATIVE_INT32, H5T_STD_I32LE, data);
+}
+void Object::write(const std::string& ds, const std::vector<std::int64_t>& shape, const std::uint8_t* data) const {
+  write_raw(ds, shape, H5T_NATIVE_UINT8, H5T_STD_U8LE, data);
+}
+
+Object open_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw InputError(path + ": no such file");
+  if (fs::is_directory(path, ec)) throw InputError(path + ": is a directory, expected an HDF5 file");
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) throw InputError(path + ": cannot be opened for reading");
+  }
+  htri_t is = H5Fis_hdf5(path.c_str());
+  H5Eclear2(H5E_DEFAULT);
+  if (is <= 0) throw InputError(path + ": not an HDF5 file (or truncated/corrupt)");
+  hid f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) fail(path + ": cannot open HDF5 file (truncated or corrupt?)");
+  return Object(Handle(f), path, "/");
+}
+
+OutputFile::OutputFile(const std::string& path) : path_(path) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw InputError(path + ": cannot write output: directory '" + dir.string() + "' does not exist");
+  if (fs::is_directory(p, ec)) throw InputError(path + ": cannot write output: it is a directory");
+  tmp_ = (dir / ("." + p.filename().string() + ".tmp" + std::to_string(::getpid()))).string();
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+  H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);
+  hid f = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
+  if (f < 0) {
+    hdf5_reason();
+    throw InputError(path + ": cannot write output file (permission denied or read-only location?)");
+  }
+  root_ = new Object(Handle(f), path, "/");
+}
+
+void OutputFile::commit() {
+  check_status(H5Fflush(root_->id(), H5F_SCOPE_GLOBAL), "cannot flush " + path_);
+  delete root_;  // closes the file (strong close degree)
+  root_ = nullptr;
+  std::error_code ec;
+  std::filesystem::rename(tmp_, path_, ec);
+  if (ec) {
+    std::filesystem::remove(tmp_, ec);
+    throw InputError(path_ + ": cannot move output into place: " + ec.message());
+  }
+  committed_ = true;
+}
+
+OutputFile::~OutputFile() {
+  delete root_;
+  if (!committed_) {
+    std::error_code ec;
+    std::filesystem::remove(tmp_, ec);
+  }
+}
+
+std::string iso8601_now() {
+  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void write_provenance(const Object& root, const std::string& format, int major, int minor,
+                      const std::string& command_line) {
+  root.set_attr("format", format);
+  root.set_attr("format_version", std::vector<long long>{major, minor});
+  root.set_attr("creator", std::string("ess ") + ESS_VERSION);
+  root.set_attr("created", iso8601_now());
+  root.set_attr("command_line", command_line);
+}
+
+void check_format(const Object& root, const std::string& expected_format, int supported_major) {
+  if (!root.has_attr("format"))
+    throw InputError(root.file() + ": not an ess file (no 'format' attribute; expected '" + expected_format + "')");
+  std::string format = root.attr_string("format");
+  if (format != expected_format)
+    throw InputError(root.file() + ": format is '" + format + "', expected '" + expected_format + "'");
+  if (root.has_attr("format_version")) {
+    auto v = root.attr_ints("format_version");
+    if (v.empty()) throw InputError(root.file() + ": empty format_version");
+    if (v[0] > supported_major)
+      throw InputError(root.file() + ": format_version " + std::to_string(v[0]) + "." +
+                       (v.size() > 1 ? std::to_string(v[1]) : "0") +
+                       " is newer than this ess supports (major " + std::to_string(supported_major) +
+                       "); upgrade ess");
+  }
+}
+
+}  // namespace ess::h5

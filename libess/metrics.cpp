@@ -1,0 +1,120 @@
+#include "libess/metrics.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "libess/error.h"
+
+namespace ess {
+
+TolMode parse_tol_mode(const std::string& s) {
+  if (s == "absolute") return TolMode::absolute;
+  if (s == "block") return TolMode::block;
+  if (s == "layer") return TolMode::layer;
+  throw UsageError("unknown --tol-mode '" + s + "' (expected absolute, block or layer)");
+}
+
+const char* to_string(TolMode m) {
+  switch (m) {
+    case TolMode::absolute: return "absolute";
+    case TolMode::block: return "block";
+    case TolMode::layer: return "layer";
+  }
+  return "?";
+}
+
+int count_above(const double* sigma, int n, double threshold) {
+  int k = 0;
+  for (int j = 0; j < n; ++j) k += sigma[j] > threshold;
+  return k;
+}
+
+double tolerance_threshold(TolMode mode, double tol, double block_sigma1, double layer_sigma1) {
+  switch (mode) {
+    case TolMode::absolute: return tol;
+    case TolMode::block: return tol * block_sigma1;
+    case TolMode::layer: return tol * layer_sigma1;
+  }
+  return tol;
+}
+
+double entropy_ess(const double* sigma, int n) {
+  double total = 0;
+  for (int j = 0; j < n; ++j) total += sigma[j];
+  if (!(total > 0)) return 0.0;
+  double h = 0;
+  for (int j = 0; j < n; ++j) {
+    double p = sigma[j] / total;
+    if (p > 0) h -= p * std::log(p);
+  }
+  return std::exp(h);
+}
+
+double frobenius_from_sigma(const double* sigma, int n) {
+  // Scaled sum of squares, safe against overflow/underflow.
+  double scale = 0, ssq = 1;
+  for (int j = 0; j < n; ++j) {
+    double a = std::abs(sigma[j]);
+    if (a == 0) continue;
+    if (scale < a) {
+      ssq = 1 + ssq * (scale / a) * (scale / a);
+      scale = a;
+    } else {
+      ssq += (a / scale) * (a / scale);
+    }
+  }
+  return scale * std::sqrt(ssq);
+}
+
+namespace {
+bool parse_int(const std::string& s, long long* out) {
+  if (s.empty()) return false;
+  std::istringstream in(s);
+  in >> *out;
+  return in && in.eof();
+}
+}  // namespace
+
+std::vector<int> parse_indices(const std::string& spec, int L) {
+  std::vector<int> out;
+  if (L < 2) throw UsageError("sequence length " + std::to_string(L) + " has no blocks (need L ≥ 2)");
+  if (spec.empty()) {
+    for (int i = 1; i < L; ++i) out.push_back(i);
+    return out;
+  }
+  std::vector<std::string> parts;
+  std::string cur;
+  for (char ch : spec) {
+    if (ch == ':') {
+      parts.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  parts.push_back(cur);
+  const std::string bad = "bad --indices '" + spec + "' (expected start:stop:step, e.g. 1:1024:8)";
+  if (parts.size() > 3) throw UsageError(bad);
+  long long start = 1, stop = L, step = 1;
+  auto value = [&](size_t k, long long dflt) {
+    if (k >= parts.size() || parts[k].empty()) return dflt;
+    long long v;
+    if (!parse_int(parts[k], &v)) throw UsageError(bad);
+    return v < 0 ? v + L : v;
+  };
+  start = value(0, 1);
+  stop = parts.size() >= 2 ? value(1, L) : start + 1;  // a single number selects one block
+  if (parts.size() >= 3 && !parts[2].empty()) {
+    if (!parse_int(parts[2], &step)) throw UsageError(bad);
+    if (step <= 0) throw UsageError(bad + ": step must be positive");
+  }
+  if (start < 1) start = 1;
+  if (stop > L) stop = L;
+  for (long long i = start; i < stop; i += step) out.push_back(static_cast<int>(i));
+  if (out.empty())
+    throw UsageError("--indices '" + spec + "' selects no block for L = " + std::to_string(L) +
+                     " (valid i: 1.." + std::to_string(L - 1) + ")");
+  return out;
+}
+
+}  // namespace ess

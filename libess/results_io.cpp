@@ -1,0 +1,163 @@
+#include "libess/results_io.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "libess/error.h"
+#include "libess/hdf5.h"
+#include "libess/tensor.h"
+
+namespace ess {
+
+namespace {
+
+std::string group_name(const std::string& name) {
+  std::string g = name;
+  std::replace(g.begin(), g.end(), '/', '.');
+  return g.empty() ? "layer" : g;
+}
+
+}  // namespace
+
+void write_results(const std::string& path, const std::vector<LayerResult>& layers, const Provenance& provenance,
+                   const std::string& command_line) {
+  h5::OutputFile out(path);
+  const h5::Object& root = out.root();
+  h5::write_provenance(root, "ess-results", kResultsFormatMajor, kResultsFormatMinor, command_line);
+  root.set_attr("source", provenance.source);
+  root.set_attr("source_sha256", provenance.source_sha256);
+  root.set_attr("input", provenance.input);
+  const h5::Object layers_group = root.create_group("layers");
+  for (const LayerResult& R : layers) {
+    const h5::Object g = layers_group.create_group(group_name(R.name));
+    g.set_attr("name", R.name);
+    g.set_attr("family", R.family);
+    g.set_attr("layer_index", R.layer_index);
+    g.set_attr("channel_kind", std::string(to_string(R.channel_kind)));
+    g.set_attr("seq_len", R.seq_len);
+    g.set_attr("engine", R.engine);
+    g.set_attr("tol", R.tol);
+    g.set_attr("tol_mode", std::string(to_string(R.tol_mode)));
+    g.set_attr("sweep_rtol", R.sweep_rtol);
+    g.set_attr("seconds", R.seconds);
+    const std::int64_t B = R.batch, C = R.channels, I = R.num_indices();
+    g.write("tolerance_ess", {B, C, I}, R.tolerance_ess.data());
+    g.write("entropy_ess", {B, C, I}, R.entropy_ess.data());
+    g.write("tss", {I}, R.tss.data());
+    g.write("indices", {I}, R.indices.data());
+    g.write("attainable", {I}, R.attainable.data());
+    g.write("frobenius_norm", {B, C, I}, R.frobenius.data());
+    g.write("error_bound", {B, C, I}, R.error_bound.data());
+    g.write("status", {B, C, I}, R.status.data());
+    g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
+    if (R.sigma_k > 0) {
+      g.write("sigma", {B, C, I, R.sigma_k}, R.sigma.data());
+      g.write("sigma_tail", {B, C, I}, R.sigma_tail.data());
+    }
+  }
+  out.commit();
+}
+
+namespace {
+
+void expect_shape(const h5::Object& g, const std::string& ds, const std::vector<std::int64_t>& got,
+                  const std::vector<std::int64_t>& want) {
+  if (got != want)
+    throw InputError(g.where(ds) + ": shape " + shape_string(got) + ", expected " + shape_string(want));
+}
+
+LayerResult read_layer(const h5::Object& g) {
+  LayerResult R;
+  R.name = g.has_attr("name") ? g.attr_string("name") : g.path().substr(g.path().rfind('/') + 1);
+  R.family = g.attr_string("family");
+  R.layer_index = static_cast<int>(g.attr_int("layer_index"));
+  const std::string kind = g.attr_string("channel_kind");
+  if (kind != "head" && kind != "channel")
+    throw InputError(g.where() + ": channel_kind '" + kind + "' (expected head or channel)");
+  R.channel_kind = kind == "head" ? ChannelKind::head : ChannelKind::channel;
+  R.seq_len = static_cast<int>(g.attr_int("seq_len"));
+  R.engine = g.attr_string("engine");
+  R.tol = g.attr_double("tol");
+  try {
+    R.tol_mode = parse_tol_mode(g.attr_string("tol_mode"));
+  } catch (const UsageError&) {
+    throw InputError(g.where() + ": unknown tol_mode '" + g.attr_string("tol_mode") + "'");
+  }
+  if (g.has_attr("sweep_rtol")) R.sweep_rtol = g.attr_double("sweep_rtol");
+  if (g.has_attr("seconds")) R.seconds = g.attr_double("seconds");
+
+  std::vector<std::int64_t> shape;
+  R.tolerance_ess = g.read_int32("tolerance_ess", &shape);
+  if (shape.size() != 3) throw InputError(g.where("tolerance_ess") + ": expected 3 dimensions [B, C, I], got " + shape_string(shape));
+  const std::int64_t B = shape[0], C = shape[1], I = shape[2];
+  R.batch = static_cast<int>(B);
+  R.channels = static_cast<int>(C);
+  R.entropy_ess = g.read_double("entropy_ess", &shape);
+  expect_shape(g, "entropy_ess", shape, {B, C, I});
+  R.tss = g.read_int32("tss", &shape);
+  expect_shape(g, "tss", shape, {I});
+  R.indices = g.read_int32("indices", &shape);
+  expect_shape(g, "indices", shape, {I});
+  for (int i : R.indices)
+    if (i < 1 || i >= R.seq_len)
+      throw InputError(g.where("indices") + ": block index " + std::to_string(i) + " outside 1.." +
+                       std::to_string(R.seq_len - 1));
+  if (g.has("attainable")) {
+    R.attainable = g.read_int32("attainable", &shape);
+    expect_shape(g, "attainable", shape, {I});
+  } else {
+    for (std::int64_t p = 0; p < I; ++p)
+      R.attainable.push_back(std::min(R.tss[p], std::min(R.indices[p], R.seq_len - R.indices[p])));
+  }
+  auto optional_bci = [&](const std::string& ds, std::vector<double>& out) {
+    if (!g.has(ds)) return;
+    out = g.read_double(ds, &shape);
+    expect_shape(g, ds, shape, {B, C, I});
+  };
+  optional_bci("frobenius_norm", R.frobenius);
+  optional_bci("error_bound", R.error_bound);
+  optional_bci("sigma_tail", R.sigma_tail);
+  if (g.has("status")) {
+    R.status = g.read_uint8("status", &shape);
+    expect_shape(g, "status", shape, {B, C, I});
+  }
+  if (g.has("layer_sigma_max")) {
+    R.layer_sigma_max = g.read_double("layer_sigma_max", &shape);
+    expect_shape(g, "layer_sigma_max", shape, {B});
+  }
+  if (g.has("sigma")) {
+    auto sigma = g.read_double("sigma", &shape);
+    if (shape.size() != 4 || shape[0] != B || shape[1] != C || shape[2] != I)
+      throw InputError(g.where("sigma") + ": shape " + shape_string(shape) + ", expected [" + std::to_string(B) +
+                       ", " + std::to_string(C) + ", " + std::to_string(I) + ", K]");
+    R.sigma_k = static_cast<int>(shape[3]);
+    R.sigma.assign(sigma.begin(), sigma.end());
+    for (float v : R.sigma)
+      if (!std::isfinite(v) || v < 0) throw InputError(g.where("sigma") + ": contains negative or non-finite values");
+  }
+  return R;
+}
+
+}  // namespace
+
+ResultsFile read_results(const std::string& path) {
+  h5::Object root = h5::open_file(path);
+  h5::check_format(root, "ess-results", kResultsFormatMajor);
+  ResultsFile f;
+  f.path = path;
+  if (root.has_attr("creator")) f.creator = root.attr_string("creator");
+  if (root.has_attr("created")) f.created = root.attr_string("created");
+  if (root.has_attr("command_line")) f.command_line = root.attr_string("command_line");
+  if (root.has_attr("source")) f.provenance.source = root.attr_string("source");
+  if (root.has_attr("source_sha256")) f.provenance.source_sha256 = root.attr_string("source_sha256");
+  if (root.has_attr("input")) f.provenance.input = root.attr_string("input");
+  if (!root.has("layers")) throw InputError(path + ": no /layers group");
+  const h5::Object layers = root.group("layers");
+  for (const std::string& name : layers.children()) f.layers.push_back(read_layer(layers.group(name)));
+  if (f.layers.empty()) throw InputError(path + ": /layers is empty");
+  std::stable_sort(f.layers.begin(), f.layers.end(),
+                   [](const LayerResult& a, const LayerResult& b) { return a.layer_index < b.layer_index; });
+  return f;
+}
+
+}  // namespace ess

@@ -1,0 +1,140 @@
+#include "libess/summary.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "libess/error.h"
+
+namespace ess {
+
+Metric parse_metric(const std::string& s) {
+  if (s == "tolerance") return Metric::tolerance;
+  if (s == "entropy") return Metric::entropy;
+  throw UsageError("unknown metric '" + s + "' (expected tolerance or entropy)");
+}
+
+const char* to_string(Metric m) { return m == Metric::tolerance ? "tolerance" : "entropy"; }
+
+double block_ess(const LayerResult& R, Metric m, int b, int c, int pos) {
+  const size_t k = R.at(b, c, pos);
+  if (!R.status.empty() && R.status[k] != block_ok) return std::nan("");
+  return m == Metric::tolerance ? static_cast<double>(R.tolerance_ess[k]) : R.entropy_ess[k];
+}
+
+std::vector<double> channel_mean_ess(const LayerResult& R, Metric m) {
+  std::vector<double> out(R.channels, 0.0);
+  for (int c = 0; c < R.channels; ++c) {
+    double sum = 0;
+    long n = 0;
+    for (int b = 0; b < R.batch; ++b)
+      for (int p = 0; p < R.num_indices(); ++p) {
+        double v = block_ess(R, m, b, c, p);
+        if (std::isnan(v)) continue;
+        sum += v;
+        ++n;
+      }
+    out[c] = n ? sum / n : std::nan("");
+  }
+  return out;
+}
+
+std::vector<double> channel_utilization(const LayerResult& R, Metric m) {
+  std::vector<double> out(R.channels, 0.0);
+  for (int c = 0; c < R.channels; ++c) {
+    double sum = 0;
+    long n = 0;
+    for (int b = 0; b < R.batch; ++b)
+      for (int p = 0; p < R.num_indices(); ++p) {
+        if (R.attainable[p] <= 0) continue;
+        double v = block_ess(R, m, b, c, p);
+        if (std::isnan(v)) continue;
+        sum += v / R.attainable[p];
+        ++n;
+      }
+    out[c] = n ? sum / n : std::nan("");
+  }
+  return out;
+}
+
+std::vector<double> mean_profile(const LayerResult& R, Metric m) {
+  std::vector<double> out(R.num_indices(), 0.0);
+  for (int p = 0; p < R.num_indices(); ++p) {
+    double sum = 0;
+    long n = 0;
+    for (int b = 0; b < R.batch; ++b)
+      for (int c = 0; c < R.channels; ++c) {
+        double v = block_ess(R, m, b, c, p);
+        if (std::isnan(v)) continue;
+        sum += v;
+        ++n;
+      }
+    out[p] = n ? sum / n : std::nan("");
+  }
+  return out;
+}
+
+namespace {
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  long n = 0;
+  for (double x : v)
+    if (!std::isnan(x)) {
+      s += x;
+      ++n;
+    }
+  return n ? s / n : std::nan("");
+}
+double sum_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v)
+    if (!std::isnan(x)) s += x;
+  return s;
+}
+}  // namespace
+
+LayerSummary summarize(const LayerResult& R) {
+  LayerSummary S;
+  S.name = R.name;
+  S.family = R.family;
+  S.channel_kind = to_string(R.channel_kind);
+  S.engine = R.engine;
+  S.tol_mode = to_string(R.tol_mode);
+  S.tol = R.tol;
+  S.layer_index = R.layer_index;
+  S.batch = R.batch;
+  S.channels = R.channels;
+  S.seq_len = R.seq_len;
+  S.blocks = R.num_indices();
+  const auto tol_means = channel_mean_ess(R, Metric::tolerance);
+  const auto ent_means = channel_mean_ess(R, Metric::entropy);
+  S.mean_tolerance_ess = mean_of(tol_means);
+  S.mean_entropy_ess = mean_of(ent_means);
+  S.total_tolerance_ess = sum_of(tol_means);
+  S.total_entropy_ess = sum_of(ent_means);
+  S.max_tolerance_ess = 0;
+  S.max_entropy_ess = 0;
+  for (int b = 0; b < R.batch; ++b)
+    for (int c = 0; c < R.channels; ++c)
+      for (int p = 0; p < R.num_indices(); ++p) {
+        double t = block_ess(R, Metric::tolerance, b, c, p), e = block_ess(R, Metric::entropy, b, c, p);
+        if (std::isnan(t)) {
+          ++S.bad_blocks;
+          continue;
+        }
+        S.max_tolerance_ess = std::max(S.max_tolerance_ess, t);
+        S.max_entropy_ess = std::max(S.max_entropy_ess, e);
+      }
+  double tss_sum = 0, att_sum = 0;
+  for (int p = 0; p < R.num_indices(); ++p) {
+    tss_sum += R.tss[p];
+    att_sum += R.attainable[p];
+    S.max_tss = std::max<double>(S.max_tss, R.tss[p]);
+  }
+  S.mean_tss = R.num_indices() ? tss_sum / R.num_indices() : 0;
+  S.mean_attainable = R.num_indices() ? att_sum / R.num_indices() : 0;
+  S.utilization = mean_of(channel_utilization(R, Metric::tolerance));
+  S.entropy_utilization = mean_of(channel_utilization(R, Metric::entropy));
+  return S;
+}
+
+}  // namespace ess

@@ -1,0 +1,38 @@
+// Per-layer and per-channel aggregates of a LayerResult (DESIGN §2 "Aggregates").
+#pragma once
+#include <string>
+#include <vector>
+
+#include "libess/compute.h"
+
+namespace ess {
+
+enum class Metric { tolerance, entropy };
+Metric parse_metric(const std::string& s);  // "tolerance" | "entropy"; throws UsageError
+const char* to_string(Metric m);
+
+// ESS of block (b, c, pos) by metric; NaN for blocks whose status is not ok.
+double block_ess(const LayerResult& R, Metric m, int b, int c, int pos);
+
+// Per channel, averaged over batch and blocks: mean ESS. [C]
+std::vector<double> channel_mean_ess(const LayerResult& R, Metric m);
+// Per channel: mean over (batch, i) of ESS_i / min(TSS_i, i, L−i) (blocks with bound 0 skipped). [C]
+std::vector<double> channel_utilization(const LayerResult& R, Metric m);
+// Mean ESS profile over i, averaged over batch and channels. [I]
+std::vector<double> mean_profile(const LayerResult& R, Metric m);
+
+struct LayerSummary {
+  std::string name, family, channel_kind, engine, tol_mode;
+  int layer_index = 0, batch = 0, channels = 0, seq_len = 0, blocks = 0;
+  double tol = 0;
+  double mean_tolerance_ess = 0, max_tolerance_ess = 0, total_tolerance_ess = 0;
+  double mean_entropy_ess = 0, max_entropy_ess = 0, total_entropy_ess = 0;
+  double mean_tss = 0, max_tss = 0, mean_attainable = 0;
+  double utilization = 0;          // mean over channels of channel_utilization (tolerance)
+  double entropy_utilization = 0;  // same for entropy-ESS
+  long bad_blocks = 0;             // status ≠ ok
+};
+
+LayerSummary summarize(const LayerResult& R);
+
+}  // namespace ess
