@@ -14,8 +14,77 @@
 
 #include "libess/engine.h"
 
+extern "C" void dlasq1_(const int* n, double* d, double* e, double* work, int* info);
+
 namespace ess {
 namespace {
+
+// Singular values of a small n×n column-major matrix `a` (destroyed): Householder reduction to
+// upper bidiagonal form written out in plain loops (LAPACK's dgebd2 spends most of its time in
+// BLAS call overhead at n ≈ 16), then dqds (LAPACK dlasq1) for the bidiagonal's values, which is
+// backward stable like dgesdd. `work` needs 7n doubles. Returns false if dqds failed.
+bool small_singular_values(int n, double* a, double* d, double* work) {
+  double* e = work;      // n
+  double* v = work + n;  // n
+  auto A = [&](int r, int c) -> double& { return a[r + static_cast<size_t>(c) * n]; };
+  for (int k = 0; k < n; ++k) {
+    // Left reflector: zero A[k+1:, k].
+    double norm2 = 0;
+    for (int r = k; r < n; ++r) norm2 += A(r, k) * A(r, k);
+    double norm = std::sqrt(norm2);
+    if (norm == 0) {
+      d[k] = 0;
+    } else {
+      const double alpha = A(k, k);
+      const double beta = alpha > 0 ? -norm : norm;
+      const double v0 = alpha - beta, tau = (beta - alpha) / beta;
+      v[k] = 1.0;
+      for (int r = k + 1; r < n; ++r) v[r] = A(r, k) / v0;
+      d[k] = beta;
+      // wᵀ = vᵀ A[k:, k+1:] with one accumulator per column (no dependent add chains), then
+      // A −= τ v wᵀ column by column.
+      double* w = work + 2 * n;
+      for (int c = k + 1; c < n; ++c) w[c] = 0;
+      for (int r = k; r < n; ++r) {
+        const double vr = v[r];
+        for (int c = k + 1; c < n; ++c) w[c] += vr * A(r, c);
+      }
+      for (int c = k + 1; c < n; ++c) {
+        const double tw = tau * w[c];
+        for (int r = k; r < n; ++r) A(r, c) -= tw * v[r];
+      }
+    }
+    if (k + 1 >= n) break;
+    // Right reflector: zero A[k, k+2:].
+    norm2 = 0;
+    for (int c = k + 1; c < n; ++c) norm2 += A(k, c) * A(k, c);
+    norm = std::sqrt(norm2);
+    if (norm == 0) {
+      e[k] = 0;
+      continue;
+    }
+    const double alpha = A(k, k + 1);
+    const double beta = alpha > 0 ? -norm : norm;
+    const double v0 = alpha - beta, tau = (beta - alpha) / beta;
+    v[k + 1] = 1.0;
+    for (int c = k + 2; c < n; ++c) v[c] = A(k, c) / v0;
+    e[k] = beta;
+    // w = A[k+1:, k+1:] v, then A −= τ w vᵀ, both column by column (contiguous).
+    double* w = work + 2 * n;
+    for (int r = k + 1; r < n; ++r) w[r] = 0;
+    for (int c = k + 1; c < n; ++c) {
+      const double vc = v[c];
+      for (int r = k + 1; r < n; ++r) w[r] += A(r, c) * vc;
+    }
+    for (int c = k + 1; c < n; ++c) {
+      const double tv = tau * v[c];
+      for (int r = k + 1; r < n; ++r) A(r, c) -= w[r] * tv;
+    }
+  }
+  int info = 0;
+  dlasq1_(&n, d, e, work + 3 * n, &info);
+  return info == 0;
+}
 
 // Re-triangularize after appending row r below the upper-triangular U (Givens, O(N²)).
 // Requires U upper-triangular on entry; r is zeroed.
@@ -25,7 +94,8 @@ void givens_append_row(Matrix& U, Eigen::Ref<Eigen::RowVectorXd> r) {
     const double b = r(k);
     if (b == 0.0) continue;
     const double a = U(k, k);
-    const double rho = std::hypot(a, b);
+    double rho = std::sqrt(a * a + b * b);
+    if (!(rho > 0) || !std::isfinite(rho)) rho = std::hypot(a, b);  // under/overflow of the squares
     const double c = a / rho, s = b / rho;
     U(k, k) = rho;
     r(k) = 0.0;
@@ -35,6 +105,20 @@ void givens_append_row(Matrix& U, Eigen::Ref<Eigen::RowVectorXd> r) {
       r(j) = -s * u + c * v;
     }
   }
+}
+
+// P = M Fᵀ for upper-triangular M and F (N³/3 multiply-adds instead of N³).
+void upper_times_upper_transposed(const Matrix& M, const Matrix& F, Matrix& P) {
+  const Index n = M.rows();
+  P.setZero();
+  for (Index k = 0; k < n; ++k)      // column k of M, column k of F
+    for (Index c = 0; c <= k; ++c) {  // P(:, c) += M(:, k) F(c, k), rows 0..k nonzero in M(:, k)
+      const double f = F(c, k);
+      if (f == 0.0) continue;
+      double* pc = P.data() + c * n;
+      const double* mk = M.data() + k * n;
+      for (Index r = 0; r <= k; ++r) pc[r] += mk[r] * f;
+    }
 }
 
 // General case: R factor of the (N+1)×N matrix [U; r] by Householder QR; U receives R.
@@ -67,32 +151,37 @@ void structured_block_spectra(const Realization& r, const std::vector<int>& indi
       householder(U, row);
   };
 
-  // Backward pass: W_i for every requested i (stored), starting from W_L = 0.
+  // Backward pass: W_i for every requested i, stored in a per-thread buffer that is reused across
+  // channels (fresh pages are expensive to touch), starting from W_L = 0.
   const int first = indices.front();
-  std::vector<Matrix> W(indices.size(), Matrix::Zero(N, N));
+  thread_local std::vector<double> W_store;
+  const size_t NN = static_cast<size_t>(N) * N;
+  if (W_store.size() < indices.size() * NN) W_store.resize(indices.size() * NN);
+  auto W = [&](size_t pos) { return Eigen::Map<Matrix>(W_store.data() + pos * NN, N, N); };
   Matrix Wc = Matrix::Zero(N, N);
   int next = static_cast<int>(indices.size()) - 1;
   for (int t = L - 1; t >= first && next >= 0; --t) {
     if (t + 1 < L) r.right_multiply_A(t + 1, Wc);  // W_{t+1} A_{t+1}
     append(Wc, r.C(t));                              // stack C_tᵀ
-    if (t == indices[next]) W[next--] = Wc;
+    if (t == indices[next]) W(next--) = Wc;
   }
 
   // Forward pass: F_i from F_0 = 0; at each requested i, σ(W_i A_i F_iᵀ).
   Matrix F = Matrix::Zero(N, N), M(N, N), P(N, N);
-  std::vector<double> s(N), work;
-  std::vector<int> iwork;
+  std::vector<double> s(N), work(7 * static_cast<size_t>(N));
   size_t pos = 0;
   for (int t = 0; t < L && pos < indices.size(); ++t) {
     // Here F = F_t (reaches h_{t−1}). Block i = t is ready.
     if (t == indices[pos]) {
-      M = W[pos];
+      M = W(pos);
       r.right_multiply_A(t, M);  // O_i = O'_i A_i
-      P.noalias() = M * F.transpose();
+      if (diagonal)              // both factors upper-triangular: P_rc = Σ_{k ≥ max(r,c)} M_rk F_ck
+        upper_times_upper_transposed(M, F, P);
+      else
+        P.noalias() = M * F.transpose();
       bool finite = P.allFinite();
-      bool ok = finite && singular_values(N, N, P.data(), s.data(), work, iwork);
+      bool ok = finite && small_singular_values(N, P.data(), s.data(), work.data());
       sink.block(static_cast<int>(pos), s.data(), N, 0.0, ok);
-      W[pos].resize(0, 0);  // release
       ++pos;
     }
     if (t > 0) r.right_multiply_At(t, F);  // F_t A_tᵀ

@@ -34,7 +34,7 @@ class LayerOperator {
   // State dimension of realization(), 0 when there is none.
   virtual int realization_dim() const { return 0; }
 
-  Matrix materialize(int b, int c) const {
+  Matrix dense_matrix(int b, int c) const {
     Matrix T(seq_len(), seq_len());
     materialize(b, c, T);
     return T;

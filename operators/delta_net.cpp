@@ -1,0 +1,60 @@
+#include "operators/delta_net.h"
+
+#include <cmath>
+
+#include "libess/error.h"
+#include "operators/common.h"
+
+namespace ess {
+
+DeltaNetOperator::DeltaNetOperator(Tensor q, Tensor k, Tensor beta, Tensor log_gate, const std::string& context)
+    : HeadStateOperator(std::move(q), std::move(k), context), beta_(std::move(beta)), gate_(std::move(log_gate)) {
+  ops::expect_shape(context, "beta", beta_, {q_.dim(0), q_.dim(1), q_.dim(2)});
+  ops::check_finite(context, "beta", beta_);
+  if (gate_.size()) {
+    ops::expect_shape(context, "log_gate", gate_, {q_.dim(0), q_.dim(1), q_.dim(2)});
+    ops::check_finite(context, "log_gate", gate_);
+    for (std::int64_t k = 0; k < gate_.size(); ++k)
+      if (gate_.data[k] > 0)
+        throw InputError(context + ": dataset 'log_gate' must be ≤ 0, found " + std::to_string(gate_.data[k]) +
+                         " at index " + ops::index_string(gate_.shape, k));
+  }
+}
+
+std::unique_ptr<LayerOperator> DeltaNetOperator::read(const h5::Object& group) {
+  return std::make_unique<DeltaNetOperator>(ops::read_tensor(group, "q"), ops::read_tensor(group, "k"),
+                                            ops::read_tensor(group, "beta"), ops::read_optional(group, "log_gate"),
+                                            ops::context_of(group));
+}
+
+std::unique_ptr<Realization> DeltaNetOperator::realization(int b, int h) const {
+  const int L = seq_len();
+  Vector s(L);
+  const Vector beta = beta_.vector({b, h});
+  for (int t = 0; t < L; ++t) s(t) = gate(b, h, t);
+  Matrix K = k_columns(b, h);
+  Matrix B = K * beta.asDiagonal();
+  return std::make_unique<DeltaRealization>(s, beta, K, B, q_columns(b, h));
+}
+
+Vector DeltaNetOperator::apply(int b, int h, const Vector& x) const {
+  // The delta rule on a d-vector state: S_t = e^{g_t}(S_{t−1} − β_t k_t (k_tᵀ S_{t−1})) + β_t k_t x_t.
+  const int L = seq_len(), d = key_dim();
+  auto Q = q_.matrix({b, h});
+  auto K = k_.matrix({b, h});
+  const auto beta = beta_.vector({b, h});
+  std::vector<double> S(d, 0.0);
+  Vector y(L);
+  for (int t = 0; t < L; ++t) {
+    double ks = 0;
+    for (int n = 0; n < d; ++n) ks += K(t, n) * S[n];
+    const double g = gate(b, h, t);
+    for (int n = 0; n < d; ++n) S[n] = g * (S[n] - beta(t) * K(t, n) * ks) + beta(t) * K(t, n) * x(t);
+    double out = 0;
+    for (int n = 0; n < d; ++n) out += Q(t, n) * S[n];
+    y(t) = out;
+  }
+  return y;
+}
+
+}  // namespace ess

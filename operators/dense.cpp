@@ -1,0 +1,41 @@
+#include "operators/dense.h"
+
+#include "libess/error.h"
+#include "operators/common.h"
+
+namespace ess {
+
+DenseOperator::DenseOperator(Tensor T, const std::string& context) : T_(std::move(T)) {
+  ops::expect_shape(context, "T", T_, {-1, -1, -1, -1});
+  if (T_.dim(2) != T_.dim(3))
+    throw InputError(context + ": dataset 'T' has shape " + T_.shape_string() + "; the last two axes must be L × L");
+  ops::check_finite(context, "T", T_);
+  const std::int64_t L = T_.dim(2);
+  for (std::int64_t b = 0; b < T_.dim(0); ++b)
+    for (std::int64_t c = 0; c < T_.dim(1); ++c) {
+      auto M = T_.matrix({b, c});
+      for (std::int64_t i = 0; i < L; ++i)
+        for (std::int64_t j = i + 1; j < L; ++j)
+          if (M(i, j) != 0.0)
+            throw InputError(context + ": dense T is not lower-triangular (causal): T[" + std::to_string(b) + ", " +
+                             std::to_string(c) + ", " + std::to_string(i) + ", " + std::to_string(j) +
+                             "] = " + std::to_string(M(i, j)) + " lies above the diagonal");
+    }
+}
+
+std::unique_ptr<LayerOperator> DenseOperator::read(const h5::Object& group) {
+  return std::make_unique<DenseOperator>(ops::read_tensor(group, "T"), ops::context_of(group));
+}
+
+void DenseOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) const { T = T_.matrix({b, c}); }
+
+Vector DenseOperator::apply(int b, int c, const Vector& x) const {
+  auto M = T_.matrix({b, c});
+  const int L = seq_len();
+  Vector y = Vector::Zero(L);
+  for (int i = 0; i < L; ++i)
+    for (int j = 0; j <= i; ++j) y(i) += M(i, j) * x(j);
+  return y;
+}
+
+}  // namespace ess

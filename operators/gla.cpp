@@ -1,0 +1,49 @@
+#include "operators/gla.h"
+
+#include <cmath>
+
+#include "libess/error.h"
+#include "operators/common.h"
+
+namespace ess {
+
+GlaOperator::GlaOperator(Tensor q, Tensor k, Tensor log_decay, const std::string& context)
+    : HeadStateOperator(std::move(q), std::move(k), context), g_(std::move(log_decay)) {
+  ops::expect_shape(context, "log_decay", g_, q_.shape);
+  ops::check_finite(context, "log_decay", g_);
+  for (std::int64_t k = 0; k < g_.size(); ++k)
+    if (g_.data[k] > 0)
+      throw InputError(context + ": dataset 'log_decay' must be ≤ 0 (a decay), found " + std::to_string(g_.data[k]) +
+                       " at index " + ops::index_string(g_.shape, k));
+}
+
+std::unique_ptr<LayerOperator> GlaOperator::read(const h5::Object& group) {
+  return std::make_unique<GlaOperator>(ops::read_tensor(group, "q"), ops::read_tensor(group, "k"),
+                                       ops::read_tensor(group, "log_decay"), ops::context_of(group));
+}
+
+std::unique_ptr<Realization> GlaOperator::realization(int b, int h) const {
+  Matrix a = g_.matrix({b, h}).transpose().array().exp();
+  return std::make_unique<DiagonalRealization>(a, k_columns(b, h), q_columns(b, h));
+}
+
+Vector GlaOperator::apply(int b, int h, const Vector& x) const {
+  // For each i, walk j downward accumulating the decay exponent Σ_{m=j+1..i} g_m.
+  const int L = seq_len(), d = key_dim();
+  auto Q = q_.matrix({b, h});
+  auto K = k_.matrix({b, h});
+  auto G = g_.matrix({b, h});
+  Vector y = Vector::Zero(L), expo(d);
+  for (int i = 0; i < L; ++i) {
+    expo.setZero();
+    for (int j = i; j >= 0; --j) {
+      if (j < i) expo += G.row(j + 1).transpose();
+      double t = 0;
+      for (int n = 0; n < d; ++n) t += Q(i, n) * K(j, n) * std::exp(expo(n));
+      y(i) += t * x(j);
+    }
+  }
+  return y;
+}
+
+}  // namespace ess

@@ -1,0 +1,66 @@
+#include "operators/mamba.h"
+
+#include <cmath>
+
+#include "libess/error.h"
+#include "operators/common.h"
+
+namespace ess {
+
+MambaOperator::MambaOperator(Tensor dt, Tensor A, Tensor B, Tensor C, const std::string& context)
+    : dt_(std::move(dt)), A_(std::move(A)), B_(std::move(B)), C_(std::move(C)) {
+  ops::expect_shape(context, "dt", dt_, {-1, -1, -1});
+  ops::expect_shape(context, "A", A_, {dt_.dim(1), -1});
+  ops::expect_shape(context, "B", B_, {dt_.dim(0), dt_.dim(2), A_.dim(1)});
+  ops::expect_shape(context, "C", C_, B_.shape);
+  for (auto* t : {&dt_, &A_, &B_, &C_})
+    ops::check_finite(context, t == &dt_ ? "dt" : t == &A_ ? "A" : t == &B_ ? "B" : "C", *t);
+  for (std::int64_t k = 0; k < dt_.size(); ++k)
+    if (dt_.data[k] < 0)
+      throw InputError(context + ": dataset 'dt' must be ≥ 0 (after softplus), found " + std::to_string(dt_.data[k]) +
+                       " at " + ops::index_string(dt_.shape, k));
+  for (std::int64_t k = 0; k < A_.size(); ++k)
+    if (A_.data[k] > 0)
+      throw InputError(context + ": dataset 'A' must be ≤ 0 (A = −exp(A_log)), found " + std::to_string(A_.data[k]) +
+                       " at " + ops::index_string(A_.shape, k));
+}
+
+std::unique_ptr<LayerOperator> MambaOperator::read(const h5::Object& group) {
+  return std::make_unique<MambaOperator>(ops::read_tensor(group, "dt"), ops::read_tensor(group, "A"),
+                                         ops::read_tensor(group, "B"), ops::read_tensor(group, "C"),
+                                         ops::context_of(group));
+}
+
+std::unique_ptr<Realization> MambaOperator::realization(int b, int c) const {
+  const int L = seq_len(), N = state_size();
+  const auto dt = dt_.vector({b, c});
+  const auto A = A_.matrix({}).row(c);
+  Matrix a(N, L), Bm = B_.matrix({b}).transpose(), Cm = C_.matrix({b}).transpose();
+  for (int t = 0; t < L; ++t) {
+    a.col(t) = (dt(t) * A.transpose()).array().exp();
+    Bm.col(t) *= dt(t);
+  }
+  return std::make_unique<DiagonalRealization>(std::move(a), std::move(Bm), std::move(Cm));
+}
+
+Vector MambaOperator::apply(int b, int c, const Vector& x) const {
+  // Selective scan: h ← exp(dt_t A) ⊙ h + dt_t B_t x_t, y_t = C_t·h.
+  const int L = seq_len(), N = state_size();
+  const auto dt = dt_.vector({b, c});
+  auto A = A_.matrix({});
+  auto B = B_.matrix({b});
+  auto C = C_.matrix({b});
+  std::vector<double> h(N, 0.0);
+  Vector y(L);
+  for (int t = 0; t < L; ++t) {
+    double out = 0;
+    for (int n = 0; n < N; ++n) {
+      h[n] = std::exp(dt(t) * A(c, n)) * h[n] + dt(t) * B(t, n) * x(t);
+      out += C(t, n) * h[n];
+    }
+    y(t) = out;
+  }
+  return y;
+}
+
+}  // namespace ess

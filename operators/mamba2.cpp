@@ -1,0 +1,69 @@
+#include "operators/mamba2.h"
+
+#include <cmath>
+
+#include "libess/error.h"
+#include "operators/common.h"
+
+namespace ess {
+
+Mamba2Operator::Mamba2Operator(Tensor dt, Tensor A, Tensor B, Tensor C, const std::string& context)
+    : dt_(std::move(dt)), A_(std::move(A)), B_(std::move(B)), C_(std::move(C)) {
+  ops::expect_shape(context, "dt", dt_, {-1, -1, -1});
+  ops::expect_shape(context, "A", A_, {dt_.dim(1)});
+  ops::expect_shape(context, "B", B_, {dt_.dim(0), -1, dt_.dim(2), -1});
+  ops::expect_shape(context, "C", C_, B_.shape);
+  const auto G = B_.dim(1);
+  if (G < 1 || dt_.dim(1) % G != 0)
+    throw InputError(context + ": " + std::to_string(dt_.dim(1)) + " heads cannot be split evenly over " +
+                     std::to_string(G) + " groups (B, C have shape " + B_.shape_string() + ")");
+  ops::check_finite(context, "dt", dt_);
+  ops::check_finite(context, "A", A_);
+  ops::check_finite(context, "B", B_);
+  ops::check_finite(context, "C", C_);
+  for (std::int64_t k = 0; k < dt_.size(); ++k)
+    if (dt_.data[k] < 0)
+      throw InputError(context + ": dataset 'dt' must be ≥ 0, found " + std::to_string(dt_.data[k]) + " at " +
+                       ops::index_string(dt_.shape, k));
+  for (std::int64_t k = 0; k < A_.size(); ++k)
+    if (A_.data[k] > 0)
+      throw InputError(context + ": dataset 'A' must be ≤ 0, found " + std::to_string(A_.data[k]) + " for head " +
+                       std::to_string(k));
+}
+
+std::unique_ptr<LayerOperator> Mamba2Operator::read(const h5::Object& group) {
+  return std::make_unique<Mamba2Operator>(ops::read_tensor(group, "dt"), ops::read_tensor(group, "A"),
+                                          ops::read_tensor(group, "B"), ops::read_tensor(group, "C"),
+                                          ops::context_of(group));
+}
+
+std::unique_ptr<Realization> Mamba2Operator::realization(int b, int h) const {
+  const int L = seq_len(), g = group_of(h);
+  const auto dt = dt_.vector({b, h});
+  Vector a(L);
+  Matrix Bm = B_.matrix({b, g}).transpose(), Cm = C_.matrix({b, g}).transpose();
+  for (int t = 0; t < L; ++t) {
+    a(t) = std::exp(dt(t) * A_.data[h]);
+    Bm.col(t) *= dt(t);
+  }
+  return std::make_unique<ScalarRealization>(std::move(a), std::move(Bm), std::move(Cm));
+}
+
+Vector Mamba2Operator::apply(int b, int h, const Vector& x) const {
+  // Direct sum: y_i = Σ_{j≤i} (C_i·B_j) dt_j exp(A_h Σ_{m=j+1..i} dt_m) x_j.
+  const int L = seq_len(), g = group_of(h);
+  const auto dt = dt_.vector({b, h});
+  auto B = B_.matrix({b, g});
+  auto C = C_.matrix({b, g});
+  Vector y = Vector::Zero(L);
+  for (int i = 0; i < L; ++i) {
+    double span = 0;  // Σ_{m=j+1..i} dt_m
+    for (int j = i; j >= 0; --j) {
+      if (j < i) span += dt(j + 1);
+      y(i) += C.row(i).dot(B.row(j)) * dt(j) * std::exp(A_.data[h] * span) * x(j);
+    }
+  }
+  return y;
+}
+
+}  // namespace ess

@@ -1,0 +1,69 @@
+#include "operators/registry.h"
+
+#include <algorithm>
+
+#include "libess/error.h"
+#include "operators/conv.h"
+#include "operators/delta_net.h"
+#include "operators/dense.h"
+#include "operators/gla.h"
+#include "operators/linear_attention.h"
+#include "operators/mamba.h"
+#include "operators/mamba2.h"
+#include "operators/retention.h"
+#include "operators/s4d.h"
+#include "operators/softmax_attention.h"
+
+namespace ess {
+
+std::vector<std::string> known_families() {
+  return {"dense", "softmax_attention", "linear_attention", "retention", "gla", "delta_net",
+          "mamba", "mamba2",            "s4d",              "conv"};
+}
+
+std::unique_ptr<LayerOperator> read_layer_operator(const h5::Object& g, const OperatorReadOptions& options) {
+  if (!g.has_attr("family")) throw InputError(g.where() + ": layer has no 'family' attribute");
+  const std::string family = g.attr_string("family");
+  if (family == "dense") return DenseOperator::read(g);
+  if (family == "softmax_attention") return SoftmaxAttentionOperator::read(g);
+  if (family == "linear_attention") return LinearAttentionOperator::read(g);
+  if (family == "retention") return RetentionOperator::read(g);
+  if (family == "gla") return GlaOperator::read(g);
+  if (family == "delta_net") return DeltaNetOperator::read(g);
+  if (family == "mamba") return MambaOperator::read(g);
+  if (family == "mamba2") return Mamba2Operator::read(g);
+  if (family == "s4d") return S4dOperator::read(g, options.default_seq_len);
+  if (family == "conv") return ConvOperator::read(g, options.default_seq_len);
+  std::string known;
+  for (const auto& f : known_families()) known += (known.empty() ? "" : ", ") + f;
+  throw InputError(g.where() + ": unknown operator family '" + family + "' (known: " + known + ")");
+}
+
+std::vector<OperatorLayer> read_operator_file(const std::string& path, const OperatorReadOptions& options) {
+  h5::Object root = h5::open_file(path);
+  h5::check_format(root, "ess-operators", kOperatorsFormatMajor);
+  OperatorReadOptions opts = options;
+  if (opts.default_seq_len == 0 && root.has_attr("seq_len")) opts.default_seq_len = static_cast<int>(root.attr_int("seq_len"));
+  if (!root.has("layers") || !root.is_group("layers")) throw InputError(path + ": no /layers group");
+  const h5::Object layers = root.group("layers");
+  std::vector<OperatorLayer> out;
+  for (const std::string& name : layers.children()) {
+    if (!layers.is_group(name)) throw InputError(layers.where(name) + ": expected a layer group, found a dataset");
+    const h5::Object g = layers.group(name);
+    OperatorLayer layer;
+    layer.name = name;
+    if (!g.has_attr("layer_index")) throw InputError(g.where() + ": layer has no 'layer_index' attribute");
+    layer.layer_index = static_cast<int>(g.attr_int("layer_index"));
+    layer.op = read_layer_operator(g, opts);
+    if (layer.op->seq_len() < 2)
+      throw InputError(g.where() + ": sequence length " + std::to_string(layer.op->seq_len()) + " has no blocks (need L ≥ 2)");
+    out.push_back(std::move(layer));
+  }
+  if (out.empty()) throw InputError(path + ": /layers holds no layer");
+  std::stable_sort(out.begin(), out.end(), [](const OperatorLayer& a, const OperatorLayer& b) {
+    return a.layer_index < b.layer_index;
+  });
+  return out;
+}
+
+}  // namespace ess

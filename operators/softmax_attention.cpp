@@ -1,0 +1,112 @@
+#include "operators/softmax_attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "libess/error.h"
+#include "operators/common.h"
+
+namespace ess {
+
+SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vector<std::uint8_t> mask, double scale,
+                                                   int window, const std::string& context)
+    : q_(std::move(q)), k_(std::move(k)), mask_(std::move(mask)), scale_(scale), window_(window) {
+  ops::expect_shape(context, "q", q_, {-1, -1, -1, -1});
+  ops::expect_shape(context, "k", k_, q_.shape);
+  ops::check_finite(context, "q", q_);
+  ops::check_finite(context, "k", k_);
+  const int L = seq_len();
+  if (L < 1) throw InputError(context + ": sequence length is 0");
+  if (scale_ <= 0) scale_ = 1.0 / std::sqrt(static_cast<double>(q_.dim(3)));
+  if (!std::isfinite(scale_)) throw InputError(context + ": attribute 'scale' is not finite");
+  if (window_ < 0) throw InputError(context + ": attribute 'window' must be ≥ 0 (0 = no window)");
+  if (!mask_.empty()) {
+    if (mask_.size() != static_cast<size_t>(L) * L)
+      throw InputError(context + ": dataset 'mask' must be [L, L] = [" + std::to_string(L) + ", " + std::to_string(L) + "]");
+    for (int i = 0; i < L; ++i)
+      for (int j = i + 1; j < L; ++j)
+        if (mask_[static_cast<size_t>(i) * L + j])
+          throw InputError(context + ": mask is not causal: mask[" + std::to_string(i) + ", " + std::to_string(j) +
+                           "] = 1 lets position " + std::to_string(i) + " attend to the future");
+  }
+  // Every row needs at least one allowed position; last[j] = last row attending to j.
+  std::vector<int> last(L, -1);
+  for (int i = 0; i < L; ++i) {
+    bool any = false;
+    for (int j = 0; j <= i; ++j)
+      if (allowed(i, j)) {
+        any = true;
+        last[j] = i;
+      }
+    if (!any)
+      throw InputError(context + ": row " + std::to_string(i) + " of the attention mask allows no position (softmax undefined)");
+  }
+  tss_.assign(L, 0);
+  for (int i = 1; i < L; ++i)
+    for (int j = 0; j < i; ++j) tss_[i] += last[j] >= i;
+}
+
+std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& group) {
+  const std::string ctx = ops::context_of(group);
+  Tensor q = ops::read_tensor(group, "q"), k = ops::read_tensor(group, "k");
+  std::vector<std::uint8_t> mask;
+  if (group.has("mask")) {
+    if (group.dtype("mask") != h5::DType::uint8) throw InputError(ctx + ": dataset 'mask' must be uint8");
+    std::vector<std::int64_t> shape;
+    mask = group.read_uint8("mask", &shape);
+    const std::int64_t L = q.rank() == 4 ? q.dim(2) : -1;
+    if (shape != std::vector<std::int64_t>{L, L})
+      throw InputError(ctx + ": dataset 'mask' has shape " + shape_string(shape) + ", expected [" + std::to_string(L) +
+                       ", " + std::to_string(L) + "]");
+  }
+  double scale = group.has_attr("scale") ? group.attr_double("scale") : 0.0;
+  if (group.has_attr("scale") && !(scale > 0)) throw InputError(ctx + ": attribute 'scale' must be > 0");
+  int window = group.has_attr("window") ? static_cast<int>(group.attr_int("window")) : 0;
+  return std::make_unique<SoftmaxAttentionOperator>(std::move(q), std::move(k), std::move(mask), scale, window, ctx);
+}
+
+void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) const {
+  const int L = seq_len();
+  auto Q = q_.matrix({b, c});
+  auto K = k_.matrix({b, c});
+  Matrix S = (Q * K.transpose()) * scale_;  // S(i, j) = q_i·k_j·scale
+  T.setZero();
+  for (int i = 0; i < L; ++i) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (int j = 0; j <= i; ++j)
+      if (allowed(i, j)) m = std::max(m, S(i, j));
+    double z = 0;
+    for (int j = 0; j <= i; ++j)
+      if (allowed(i, j)) z += (T(i, j) = std::exp(S(i, j) - m));
+    for (int j = 0; j <= i; ++j) T(i, j) /= z;
+  }
+}
+
+Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
+  // Row by row from the definition: y_i = Σ_j softmax_j(q_i·k_j·scale) x_j over allowed j.
+  const int L = seq_len(), d = static_cast<int>(q_.dim(3));
+  auto Q = q_.matrix({b, c});
+  auto K = k_.matrix({b, c});
+  Vector y(L), s(L);
+  for (int i = 0; i < L; ++i) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (int j = 0; j <= i; ++j) {
+      if (!allowed(i, j)) continue;
+      double dot = 0;
+      for (int n = 0; n < d; ++n) dot += Q(i, n) * K(j, n);
+      s(j) = dot * scale_;
+      m = std::max(m, s(j));
+    }
+    double num = 0, den = 0;
+    for (int j = 0; j <= i; ++j) {
+      if (!allowed(i, j)) continue;
+      const double w = std::exp(s(j) - m);
+      num += w * x(j);
+      den += w;
+    }
+    y(i) = num / den;
+  }
+  return y;
+}
+
+}  // namespace ess

@@ -1,0 +1,47 @@
+// softmax_attention: T_ij = softmax over allowed j of (q_i·k_j)·scale, causal, with an optional
+// sliding window w (allowed: i − w < j ≤ i) and an optional explicit mask (block-sparse, strided,
+// global tokens, …). Dense: no state-space realization.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "libess/hdf5.h"
+#include "libess/operator.h"
+#include "libess/tensor.h"
+
+namespace ess {
+
+class SoftmaxAttentionOperator final : public LayerOperator {
+ public:
+  // q, k: [B, H, L, d]; mask: empty or L×L row-major (1 = may attend; must be causal);
+  // scale ≤ 0 means 1/sqrt(d); window 0 = none.
+  SoftmaxAttentionOperator(Tensor q, Tensor k, std::vector<std::uint8_t> mask, double scale, int window,
+                           const std::string& context);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group);
+
+  std::string family() const override { return "softmax_attention"; }
+  ChannelKind channel_kind() const override { return ChannelKind::head; }
+  int batch() const override { return static_cast<int>(q_.dim(0)); }
+  int channels() const override { return static_cast<int>(q_.dim(1)); }
+  int seq_len() const override { return static_cast<int>(q_.dim(2)); }
+  // KV-cache entries needed after step i: past positions j < i that some row k ≥ i attends to.
+  int tss(int i) const override { return tss_[i]; }
+  void materialize(int b, int c, Eigen::Ref<Matrix> T) const override;
+  Vector apply(int b, int c, const Vector& x) const override;
+  double scale() const { return scale_; }
+  int window() const { return window_; }
+
+ private:
+  bool allowed(int i, int j) const {
+    if (j > i) return false;
+    if (window_ > 0 && i - j >= window_) return false;
+    return mask_.empty() || mask_[static_cast<size_t>(i) * seq_len() + j] != 0;
+  }
+  Tensor q_, k_;
+  std::vector<std::uint8_t> mask_;
+  double scale_;
+  int window_;
+  std::vector<int> tss_;
+};
+
+}  // namespace ess

@@ -1,0 +1,108 @@
+#include "tools/ess/bench_cases.h"
+
+#include <cmath>
+#include <random>
+
+#include "libess/error.h"
+#include "operators/conv.h"
+#include "operators/delta_net.h"
+#include "operators/gla.h"
+#include "operators/mamba.h"
+#include "operators/softmax_attention.h"
+
+namespace ess::cli {
+
+namespace {
+
+Tensor normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0) {
+  Tensor t(std::move(shape));
+  std::normal_distribution<double> n(0.0, scale);
+  for (auto& v : t.data) v = n(rng);
+  return t;
+}
+
+double log_sigmoid(double x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x)); }
+
+}  // namespace
+
+std::vector<std::string> bench_case_names() {
+  return {"mamba", "gla", "deltanet", "attn-local", "attn-lowrank", "attn-random", "longconv"};
+}
+
+BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned seed) {
+  std::mt19937 rng(seed * 7919u + 17u);
+  const std::string ctx = "bench:" + name;
+  BenchCase bc;
+  bc.name = name;
+  if (name == "mamba") {
+    // S4D-real init A[c, n] = −(n+1); dt log-uniform in [1e-3, 1e-1] as in Mamba's dt init.
+    Tensor dt({1, C, L}), A({C, N});
+    std::uniform_real_distribution<double> u(std::log(1e-3), std::log(1e-1));
+    for (auto& v : dt.data) v = std::exp(u(rng));
+    for (int c = 0; c < C; ++c)
+      for (int n = 0; n < N; ++n) A.data[c * N + n] = -(n + 1.0);
+    bc.description = "Mamba S6: A = −(n+1), dt ~ logU[1e-3, 1e-1], B, C ~ N(0, 1)";
+    bc.op = std::make_unique<MambaOperator>(std::move(dt), std::move(A), normal(rng, {1, L, N}), normal(rng, {1, L, N}), ctx);
+  } else if (name == "gla") {
+    // fla-style gate: log_decay = logsigmoid(·) / 16.
+    Tensor g({1, C, L, N});
+    std::normal_distribution<double> n(0.0, 1.0);
+    for (auto& v : g.data) v = log_sigmoid(n(rng)) / 16.0;
+    bc.description = "GLA: q, k ~ N(0, 1/d), log_decay = logsigmoid(N(0,1))/16";
+    bc.op = std::make_unique<GlaOperator>(normal(rng, {1, C, L, N}, 1 / std::sqrt(N)),
+                                          normal(rng, {1, C, L, N}, 1 / std::sqrt(N)), std::move(g), ctx);
+  } else if (name == "deltanet") {
+    Tensor k = normal(rng, {1, C, L, N}), beta({1, C, L}), gate({1, C, L});
+    for (std::int64_t r = 0; r < static_cast<std::int64_t>(C) * L; ++r) {
+      double s = 0;
+      for (int n = 0; n < N; ++n) s += k.data[r * N + n] * k.data[r * N + n];
+      for (int n = 0; n < N; ++n) k.data[r * N + n] /= std::sqrt(s);  // L2-normalized keys
+    }
+    std::normal_distribution<double> n(0.0, 1.0);
+    for (auto& v : beta.data) v = 1.0 / (1.0 + std::exp(-n(rng)));
+    for (auto& v : gate.data) v = log_sigmoid(4.0 + n(rng));
+    bc.description = "Gated DeltaNet: unit keys, beta = sigmoid(N(0,1)), gate = logsigmoid(4 + N(0,1))";
+    bc.op = std::make_unique<DeltaNetOperator>(normal(rng, {1, C, L, N}), std::move(k), std::move(beta),
+                                               std::move(gate), ctx);
+  } else if (name == "attn-local") {
+    const int w = 32;
+    bc.description = "softmax attention, sliding window 32 (rank ≤ 31), random q, k, d = 64";
+    bc.op = std::make_unique<SoftmaxAttentionOperator>(normal(rng, {1, C, L, 64}), normal(rng, {1, C, L, 64}),
+                                                       std::vector<std::uint8_t>{}, 0.0, w, ctx);
+  } else if (name == "attn-lowrank") {
+    // Keys drawn from 8 types (a small vocabulary): columns of H_i take ≤ 8 patterns, rank ≤ 8.
+    Tensor k({1, C, L, 64});
+    Tensor types = normal(rng, {C, 8, 64});
+    std::uniform_int_distribution<int> pick(0, 7);
+    for (int c = 0; c < C; ++c)
+      for (int t = 0; t < L; ++t) {
+        const int ty = pick(rng);
+        for (int n = 0; n < 64; ++n) k.data[(static_cast<size_t>(c) * L + t) * 64 + n] = types.data[(c * 8 + ty) * 64 + n];
+      }
+    bc.description = "causal softmax attention, keys from 8 types (rank ≤ 8), d = 64";
+    bc.op = std::make_unique<SoftmaxAttentionOperator>(normal(rng, {1, C, L, 64}), std::move(k),
+                                                       std::vector<std::uint8_t>{}, 0.0, 0, ctx);
+  } else if (name == "attn-random") {
+    bc.description = "causal softmax attention, random q, k ~ N(0, 1), d = 64 (high rank)";
+    bc.op = std::make_unique<SoftmaxAttentionOperator>(normal(rng, {1, C, L, 64}), normal(rng, {1, C, L, 64}),
+                                                       std::vector<std::uint8_t>{}, 0.0, 0, ctx);
+  } else if (name == "longconv") {
+    // Hyena-like long filter, K = L: 8 damped oscillations (rank ≤ 16).
+    Tensor h({C, L});
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (int c = 0; c < C; ++c)
+      for (int m = 0; m < 8; ++m) {
+        const double amp = u(rng) * 2 - 1, decay = 0.001 + 0.05 * u(rng), freq = 0.5 * u(rng), phase = 6.283 * u(rng);
+        for (int t = 0; t < L; ++t) h.data[static_cast<size_t>(c) * L + t] += amp * std::exp(-decay * t) * std::cos(freq * t + phase);
+      }
+    bc.description = "long convolution K = L, sum of 8 damped oscillations (rank ≤ 16)";
+    bc.op = std::make_unique<ConvOperator>(std::move(h), Tensor(), Tensor(), L, ctx);
+  } else {
+    std::string known;
+    for (auto& n : bench_case_names()) known += (known.empty() ? "" : ", ") + n;
+    throw UsageError("unknown bench case '" + name + "' (known: " + known + ")");
+  }
+  return bc;
+}
+
+}  // namespace ess::cli

@@ -1,0 +1,73 @@
+// ess: Effective State-Size of sequence-model layers. One binary, one subcommand per task.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <new>
+
+#include "libess/error.h"
+#include "tools/ess/cli.h"
+
+namespace {
+
+std::vector<ess::cli::Command> commands() {
+  auto c = ess::cli::command_registry();
+  std::stable_sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.order < b.order; });
+  return c;
+}
+
+void print_usage(std::ostream& out) {
+  out << "ess " << ESS_VERSION << " — Effective State-Size of sequence-model layers\n\n"
+      << "usage: ess <command> [options]   (ess <command> --help for details)\n\ncommands:\n";
+  for (const auto& c : commands()) out << "  " << c.name << std::string(10 - std::strlen(c.name), ' ') << c.summary << "\n";
+  out << "\nexit codes: 0 ok, 2 usage error, 3 bad input file, 4 numerical failure\n";
+}
+
+}  // namespace
+
+// OpenBLAS's pthread build starts worker threads when it is loaded and lets them spin, stealing
+// cores from our own per-channel threads even after openblas_set_num_threads(1). We parallelize
+// over channels ourselves, so run with OPENBLAS_NUM_THREADS=1, re-executing once to set it.
+void ensure_single_threaded_blas(char** argv) {
+  if (std::getenv("OPENBLAS_NUM_THREADS")) return;
+  ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
+  ::execv("/proc/self/exe", argv);  // on failure, carry on with the spinning threads
+}
+
+int main(int argc, char** argv) {
+  ensure_single_threaded_blas(argv);
+  ess::cli::set_command_line(argc, argv);
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << "ess " << ESS_VERSION << "\n";
+    return 0;
+  }
+  for (const auto& c : commands()) {
+    if (cmd != c.name) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const ess::Error& e) {
+      std::cerr << "ess " << cmd << ": error: " << e.what() << "\n";
+      return static_cast<int>(e.code());
+    } catch (const std::bad_alloc&) {
+      std::cerr << "ess " << cmd << ": error: out of memory (try fewer --threads, --indices, or a smaller input)\n";
+      return 4;
+    } catch (const std::exception& e) {
+      std::cerr << "ess " << cmd << ": internal error: " << e.what() << "\n";
+      return 4;
+    }
+  }
+  std::cerr << "ess: unknown command '" << cmd << "'\n\n";
+  print_usage(std::cerr);
+  return 2;
+}

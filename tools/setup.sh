@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ess needs (as root, or through sudo when available).
+set -euo pipefail
+packages=(build-essential cmake libeigen3-dev libspectra-dev liblapacke-dev libopenblas-dev libhdf5-dev
+          libboost-program-options-dev doctest-dev nlohmann-json3-dev
+          python3-numpy python3-h5py python3-matplotlib python3-scipy jupyter-nbconvert python3-ipykernel)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO=sudo
+  echo "installing: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Builds ess and runs every test (doctest unit tests, CLI end-to-end tests, notebooks) via ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/build.sh
+ctest --test-dir build --output-on-failure -j"$(nproc)"
