@@ -76,6 +76,9 @@ class OperatorFileWriter:
     def __exit__(self, exc_type, exc, tb):
         self._file.close()
         if exc_type is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp creates 0600
             os.replace(self._tmp, self.path)
         else:
             os.unlink(self._tmp)
