@@ -13,4 +13,11 @@ echo
 echo "== ess report"
 $ESS report "$out/results.h5"
 echo
-echo "(results in $out/results.h5; try: $ESS inspect $out/results.h5)"
+echo "== ess diagnose: saturation / collapse"
+$ESS diagnose "$out/results.h5"
+echo
+echo "== ess compress: how small a student state would do"
+$ESS compress "$out/results.h5" --state 2,4,8,16,32
+$ESS plot "$out/results.h5" -o "$out/ess.svg"
+echo
+echo "(results in $out/results.h5, figure in $out/ess.svg; notebooks in notebooks/ read the same file)"

@@ -261,6 +261,7 @@ int run_bench(int argc, char** argv) {
   }
 
   std::vector<Row> rows;
+  Progress progress(json);
   if (scaling) {
     std::vector<int> Ls;
     for (auto& s : split(lengths)) {
@@ -278,15 +279,16 @@ int run_bench(int argc, char** argv) {
         Row r = bench_one(name, len, channels, N, seed, tol, dense, rtol);
         if (r.dense_run) dense_per_L4 = r.dense_s / std::pow(len, 4.0);
         rows.push_back(r);
-        if (!json) std::cerr << "  " << name << " L=" << len << " done\n";
+        progress.update("bench: " + name + " L=" + std::to_string(len) + " done");
       }
     }
   } else {
     for (const auto& name : names) {
       rows.push_back(bench_one(name, L, channels, N, seed, tol, !no_dense, rtol));
-      if (!json) std::cerr << "  " << name << " done\n";
+      progress.update("bench: " + name + " done");
     }
   }
+  progress.done();
   if (!json)
     std::cout << "ess bench: one thread, medians over " << channels << " channel(s); dense = LAPACK dgesdd of every"
               << " block; max dev = max |σ_fast − σ_dense| / σ_1(H_i)\n\n";

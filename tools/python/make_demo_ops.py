@@ -26,7 +26,7 @@ with OperatorFileWriter(out, command_line="tools/python/make_demo_ops.py " + out
     w.add_softmax_attention("layers.2.attn_global", rng.standard_normal((1, H, L, d)) * 0.3,
                             rng.standard_normal((1, H, L, d)) * 0.3, layer_index=2)
     # Mamba with fast decays (dt large): the state forgets within a few steps -> collapsed.
-    dt = np.exp(rng.uniform(np.log(0.5), np.log(2.0), (1, C, L)))
+    dt = np.exp(rng.uniform(np.log(2.0), np.log(6.0), (1, C, L)))
     Bm = rng.standard_normal((1, L, N)) * 0.05
     dt[:, :4] = 0.0  # four dead channels: dt = 0 writes nothing into the state
     w.add_mamba("layers.3.mixer", dt, A, Bm, rng.standard_normal((1, L, N)), layer_index=3)

@@ -1,0 +1,108 @@
+// ess compress RESULTS.h5 --state 16,32,64: distillation compressibility per layer.
+#include <iostream>
+#include <sstream>
+
+#include "libess/compressibility.h"
+#include "libess/error.h"
+#include "tools/ess/cli.h"
+
+namespace ess::cli {
+
+namespace {
+std::vector<int> parse_states(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size()) throw UsageError("bad --state '" + s + "' (expected e.g. 16,32,64)");
+    if (v <= 0) throw UsageError("--state values must be positive, got " + item);
+    out.push_back(static_cast<int>(v));
+  }
+  if (out.empty()) throw UsageError("--state needs at least one student state size");
+  return out;
+}
+}  // namespace
+
+int run_compress(int argc, char** argv) {
+  po::options_description opts("options");
+  std::string input, states_arg, format;
+  double max_error = 1e-2;
+  opts.add_options()("results", po::value(&input), "results file with singular values (--keep-sigma)")(
+      "state", po::value(&states_arg)->required(), "student state sizes, comma-separated (e.g. 16,32,64)")(
+      "max-error", po::value(&max_error)->default_value(1e-2), "largest acceptable mean relative tail")(
+      "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
+  po::variables_map vm;
+  if (!parse(argc, argv,
+             "ess compress RESULTS.h5 --state 16,32,64 [--max-error 1e-2] [--format text|json|markdown]\n\n"
+             "For each layer and student state N_s: the Eckart–Young relative tail\n"
+             "sqrt(Σ_{k>N_s} σ_k²)/‖H_i‖_F averaged over blocks and channels (and its maximum), the\n"
+             "fraction of blocks whose tolerance-ESS exceeds N_s, and the smallest N_s whose mean tail is\n"
+             "at most --max-error. Needs singular values: compute with --keep-sigma K.",
+             opts, {"results"}, vm))
+    return 0;
+  const std::vector<int> states = parse_states(states_arg);
+  if (!(max_error >= 0)) throw UsageError("--max-error must be ≥ 0");
+  if (format != "text" && format != "json" && format != "markdown")
+    throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
+  const ResultsFile file = read_results(input);
+  std::vector<LayerCompressibility> layers;
+  for (const auto& R : file.layers) {
+    try {
+      layers.push_back(compressibility(R, states, max_error));
+    } catch (const InputError& e) {
+      throw InputError(input + ": " + e.what());
+    }
+  }
+  if (format == "json") {
+    std::ostringstream j;
+    j << "{\"file\": " << json_escape(input) << ", \"max_error\": " << max_error << ",\n \"layers\": [";
+    for (size_t k = 0; k < layers.size(); ++k) {
+      const auto& l = layers[k];
+      j << (k ? "," : "") << "\n  {\"name\": " << json_escape(l.name) << ", \"layer_index\": " << l.layer_index
+        << ", \"family\": " << json_escape(l.family) << ", \"targets\": [";
+      for (size_t t = 0; t < l.targets.size(); ++t) {
+        const auto& x = l.targets[t];
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "%s{\"state\": %d, \"mean_tail\": %.10g, \"max_tail\": %.10g, \"frac_exceeding\": %.10g}",
+                      t ? ", " : "", x.state, x.mean_tail, x.max_tail, x.frac_exceeding);
+        j << buf;
+      }
+      j << "], \"recommended_state\": " << (l.recommended_state ? std::to_string(*l.recommended_state) : "null") << "}";
+    }
+    j << "\n]}\n";
+    std::cout << j.str();
+    return 0;
+  }
+  const bool md = format == "markdown";
+  std::cout << (md ? "## Compressibility: `" : "Compressibility: ") << input << (md ? "`\n\n" : "\n")
+            << "relative Eckart–Young tail of H_i for each student state (mean / max over blocks and channels);\n"
+            << "exceed = fraction of blocks whose tolerance-ESS is above the state; recommended: smallest state with\n"
+            << "mean tail ≤ " << max_error << "\n\n";
+  for (const auto& l : layers) {
+    std::cout << (md ? "### " : "") << "layer " << l.layer_index << " " << l.name << " (" << l.family << "): recommended state "
+              << (l.recommended_state ? std::to_string(*l.recommended_state) : "none of those given") << "\n";
+    if (md) std::cout << "\n| state | mean tail | max tail | exceed |\n| --: | --: | --: | --: |\n";
+    for (const auto& t : l.targets) {
+      char buf[200];
+      if (md)
+        std::snprintf(buf, sizeof buf, "| %d | %.3e | %.3e | %.1f%% |\n", t.state, t.mean_tail, t.max_tail, 100 * t.frac_exceeding);
+      else
+        std::snprintf(buf, sizeof buf, "  state %5d   mean tail %.3e   max tail %.3e   exceed %5.1f%%\n", t.state, t.mean_tail,
+                      t.max_tail, 100 * t.frac_exceeding);
+      std::cout << buf;
+    }
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+ESS_REGISTER_COMMAND("compress", "distillation compressibility per layer for student state sizes", 35, run_compress);
+
+}  // namespace ess::cli

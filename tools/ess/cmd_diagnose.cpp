@@ -1,0 +1,86 @@
+// ess diagnose RESULTS.h5: saturation / collapse per layer and channel.
+#include <iostream>
+#include <sstream>
+
+#include "libess/diagnosis.h"
+#include "libess/error.h"
+#include "tools/ess/cli.h"
+
+namespace ess::cli {
+
+int run_diagnose(int argc, char** argv) {
+  po::options_description opts("options");
+  std::string input, format, metric;
+  DiagnosisOptions o;
+  opts.add_options()("results", po::value(&input), "results file (format ess-results)")(
+      "metric", po::value(&metric)->default_value("tolerance"), "tolerance or entropy")(
+      "saturated", po::value(&o.saturated)->default_value(0.9), "utilization at or above which a channel is saturated")(
+      "collapsed", po::value(&o.collapsed)->default_value(0.1), "utilization at or below which a channel is collapsed")(
+      "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
+  po::variables_map vm;
+  if (!parse(argc, argv,
+             "ess diagnose RESULTS.h5 [--metric tolerance|entropy] [--saturated 0.9] [--collapsed 0.1]\n"
+             "             [--format text|json|markdown]\n\n"
+             "Per channel, utilization = mean over i of ESS_i / min(TSS_i, i, L−i). A channel is dead when\n"
+             "its ESS is 0 at every block, saturated at or above --saturated, collapsed at or below\n"
+             "--collapsed, healthy otherwise. Per layer: counts, mean utilization over live channels, a\n"
+             "verdict (saturated / collapsed / healthy when at least half the live channels are so,\n"
+             "dead when all are, mixed otherwise) and what to do about it.",
+             opts, {"results"}, vm))
+    return 0;
+  o.metric = parse_metric(metric);
+  std::string why;
+  if (!o.IsValid(&why)) throw UsageError(why);
+  if (format != "text" && format != "json" && format != "markdown")
+    throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
+  const ResultsFile file = read_results(input);
+  const auto layers = diagnose(file, o);
+
+  if (format == "json") {
+    std::ostringstream j;
+    j << "{\"file\": " << json_escape(input) << ", \"metric\": " << json_escape(to_string(o.metric))
+      << ", \"saturated_threshold\": " << o.saturated << ", \"collapsed_threshold\": " << o.collapsed
+      << ", \"summary\": " << json_escape(model_summary(layers)) << ",\n \"layers\": [";
+    for (size_t k = 0; k < layers.size(); ++k) {
+      const auto& d = layers[k];
+      j << (k ? "," : "") << "\n  {\"name\": " << json_escape(d.name) << ", \"layer_index\": " << d.layer_index
+        << ", \"family\": " << json_escape(d.family) << ", \"tss\": " << d.tss
+        << ", \"utilization\": " << fmt(d.utilization, 6) << ", \"verdict\": " << json_escape(d.verdict)
+        << ", \"channels\": {\"saturated\": " << d.saturated << ", \"healthy\": " << d.healthy
+        << ", \"collapsed\": " << d.collapsed << ", \"dead\": " << d.dead << "}, \"summary\": " << json_escape(d.advice)
+        << "}";
+    }
+    j << "\n]}\n";
+    std::cout << j.str();
+    return 0;
+  }
+  const bool md = format == "markdown";
+  std::cout << (md ? "## ESS diagnosis: `" : "ESS diagnosis: ") << input << (md ? "`\n\n" : "\n")
+            << "metric: " << to_string(o.metric) << "-ESS; saturated ≥ " << fmt(100 * o.saturated, 0)
+            << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "% of min(TSS_i, i, L−i)\n\n";
+  if (md) std::cout << "| layer | family | TSS | utilization | verdict | saturated | healthy | collapsed | dead |\n"
+                       "| :-- | :-- | --: | --: | :-- | --: | --: | --: | --: |\n";
+  else
+    std::cout << "  #  layer                    family              TSS   util  verdict    sat  hlth  coll  dead\n";
+  for (const auto& d : layers) {
+    if (md) {
+      std::cout << "| " << d.layer_index << " " << d.name << " | " << d.family << " | " << d.tss << " | "
+                << fmt(100 * d.utilization, 1) << "% | " << d.verdict << " | " << d.saturated << " | " << d.healthy
+                << " | " << d.collapsed << " | " << d.dead << " |\n";
+    } else {
+      char buf[256];
+      std::snprintf(buf, sizeof buf, "%3d  %-24s %-18s %4d %5.1f%%  %-9s %4d  %4d  %4d  %4d\n", d.layer_index,
+                    d.name.substr(0, 24).c_str(), d.family.substr(0, 18).c_str(), d.tss, 100 * d.utilization,
+                    d.verdict.c_str(), d.saturated, d.healthy, d.collapsed, d.dead);
+      std::cout << buf;
+    }
+  }
+  std::cout << "\n" << (md ? "**Summary.** " : "summary: ") << model_summary(layers) << "\n\n";
+  for (const auto& d : layers)
+    if (d.verdict != "healthy" || d.dead) std::cout << (md ? "- " : "  - ") << d.advice << "\n";
+  return 0;
+}
+
+ESS_REGISTER_COMMAND("diagnose", "saturation / collapse per layer and channel", 30, run_diagnose);
+
+}  // namespace ess::cli
