@@ -27,6 +27,8 @@ void write_results(const std::string& path, const std::vector<LayerResult>& laye
   root.set_attr("source", provenance.source);
   root.set_attr("source_sha256", provenance.source_sha256);
   root.set_attr("input", provenance.input);
+  if (!provenance.architecture.empty()) root.set_attr("architecture", provenance.architecture);
+  if (provenance.mqar_accuracy >= 0) root.set_attr("mqar_accuracy", provenance.mqar_accuracy);
   const h5::Object layers_group = root.create_group("layers");
   for (const LayerResult& R : layers) {
     const h5::Object g = layers_group.create_group(group_name(R.name));
@@ -151,6 +153,8 @@ ResultsFile read_results(const std::string& path) {
   if (root.has_attr("source")) f.provenance.source = root.attr_string("source");
   if (root.has_attr("source_sha256")) f.provenance.source_sha256 = root.attr_string("source_sha256");
   if (root.has_attr("input")) f.provenance.input = root.attr_string("input");
+  if (root.has_attr("architecture")) f.provenance.architecture = root.attr_string("architecture");
+  if (root.has_attr("mqar_accuracy")) f.provenance.mqar_accuracy = root.attr_double("mqar_accuracy");
   if (!root.has("layers")) throw InputError(path + ": no /layers group");
   const h5::Object layers = root.group("layers");
   for (const std::string& name : layers.children()) f.layers.push_back(read_layer(layers.group(name)));

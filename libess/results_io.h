@@ -14,6 +14,8 @@ struct Provenance {
   std::string source;         // operator file or checkpoint directory
   std::string source_sha256;  // of the operator file / of the checkpoint's weight files
   std::string input;          // description of the input (operator file, tokens file, mqar spec)
+  std::string architecture;   // checkpoint architecture (analyze), empty otherwise
+  double mqar_accuracy = -1;  // analyze --mqar: fraction of queries answered right; < 0 = not measured
 };
 
 struct ResultsFile {

@@ -1,0 +1,84 @@
+// Hugging Face–layout causal language models run in C++ (float64), each sequence mixer's
+// operator captured for the given tokens (DESIGN §5–6).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "libess/operator.h"
+#include "libess/safetensors.h"
+
+namespace ess::models {
+
+using Tokens = std::vector<std::vector<int>>;  // [B][L]
+
+struct ModelRun {
+  std::vector<OperatorLayer> layers;   // one per mixer, in order
+  std::vector<std::vector<int>> argmax;  // [B][L] most likely next token at each position
+  std::vector<Matrix> logits;          // per batch element, L × V (only when asked for: large)
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  virtual std::string architecture() const = 0;
+  virtual int vocab_size() const = 0;
+  virtual int num_layers() const = 0;
+  // Runs the model; token ids must lie in [0, vocab_size()).
+  virtual ModelRun run(const Tokens& tokens, bool keep_logits = false) const = 0;
+};
+
+std::vector<std::string> supported_architectures();
+// Reads config.json, checks every tensor's presence, shape and finiteness. InputError on problems.
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir);
+
+// --- shared building blocks -------------------------------------------------------------------
+
+// config.json access with messages naming the file and field.
+class Config {
+ public:
+  Config(nlohmann::json j, std::string path) : j_(std::move(j)), path_(std::move(path)) {}
+  bool has(const std::string& k) const { return j_.contains(k) && !j_[k].is_null(); }
+  int integer(const std::string& k) const;
+  int integer(const std::string& k, int fallback) const { return has(k) ? integer(k) : fallback; }
+  double number(const std::string& k) const;
+  double number(const std::string& k, double fallback) const { return has(k) ? number(k) : fallback; }
+  bool boolean(const std::string& k, bool fallback) const;
+  const nlohmann::json& json() const { return j_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  nlohmann::json j_;
+  std::string path_;
+};
+
+// Weight tensors with shape checks against the config.
+class Weights {
+ public:
+  explicit Weights(const std::string& dir) : ckpt_(dir) {}
+  bool has(const std::string& name) const { return ckpt_.has(name); }
+  const st::TensorInfo& info(const std::string& name) const { return ckpt_.info(name); }
+  // Row-major [rows, cols] matrix (a Linear weight is [out, in]); 1-D tensors with cols = 1.
+  RowMatrix matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
+  Vector vector(const std::string& name, std::int64_t n) const;
+  // Any shape, checked exactly.
+  Tensor tensor(const std::string& name, const std::vector<std::int64_t>& shape) const;
+  std::vector<std::string> weight_files() const { return ckpt_.files(); }
+  const std::string& dir() const { return ckpt_.dir(); }
+
+ private:
+  st::Checkpoint ckpt_;
+};
+
+// y = rms_norm(x) ⊙ w over the last axis (rows of X).
+Matrix rms_norm(const Matrix& X, const Vector& w, double eps);
+Matrix silu(const Matrix& X);
+double softplus(double x);
+// Causal depthwise conv: X [L, C], weight [C, K] (row-major), bias [C] (may be empty).
+Matrix causal_depthwise_conv(const Matrix& X, const RowMatrix& weight, const Vector& bias);
+// logits = X headᵀ in row chunks (an L × V matrix is large): appends argmax and, if asked, logits.
+void finish_logits(const Matrix& X, const RowMatrix& head, bool keep, ModelRun& out);
+
+}  // namespace ess::models

@@ -1,0 +1,135 @@
+#include "libess/tokens.h"
+
+#include <algorithm>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "libess/error.h"
+
+namespace ess {
+
+TokenBatch read_tokens_file(const std::string& path, int vocab) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot read the tokens file");
+  TokenBatch batch;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream ss(line);
+    std::vector<int> seq;
+    std::string word;
+    while (ss >> word) {
+      long long v;
+      size_t used = 0;
+      try {
+        v = std::stoll(word, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used != word.size())
+        throw InputError(path + ":" + std::to_string(lineno) + ": '" + word + "' is not a token id");
+      if (v < 0 || v >= vocab)
+        throw InputError(path + ":" + std::to_string(lineno) + ": token " + word + " at position " +
+                         std::to_string(seq.size()) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+      seq.push_back(static_cast<int>(v));
+    }
+    if (!batch.tokens.empty() && seq.size() != batch.tokens[0].size())
+      throw InputError(path + ":" + std::to_string(lineno) + ": " + std::to_string(seq.size()) +
+                       " tokens, but the first sequence has " + std::to_string(batch.tokens[0].size()) +
+                       " (all lines must have the same length)");
+    batch.tokens.push_back(std::move(seq));
+  }
+  if (batch.tokens.empty()) throw InputError(path + ": no token sequences");
+  if (batch.tokens[0].size() < 2) throw InputError(path + ": sequences need at least 2 tokens");
+  batch.target.assign(batch.tokens.size(), std::vector<int>(batch.tokens[0].size(), -1));
+  batch.description = "tokens " + path + " (" + std::to_string(batch.tokens.size()) + " × " +
+                      std::to_string(batch.tokens[0].size()) + ")";
+  return batch;
+}
+
+MqarSpec parse_mqar(const std::string& spec) {
+  MqarSpec m;
+  std::stringstream in(spec);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) throw UsageError("--mqar: expected key=value, got '" + item + "'");
+    const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
+    long value;
+    size_t used = 0;
+    try {
+      value = std::stol(v, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != v.size() || v.empty()) throw UsageError("--mqar: '" + v + "' is not an integer (in '" + item + "')");
+    if (k == "kv") m.kv = static_cast<int>(value);
+    else if (k == "len") m.len = static_cast<int>(value);
+    else if (k == "n") m.n = static_cast<int>(value);
+    else if (k == "seed") m.seed = static_cast<unsigned>(value);
+    else if (k == "vocab") m.vocab = static_cast<int>(value);
+    else throw UsageError("--mqar: unknown key '" + k + "' (known: kv, len, n, seed, vocab)");
+  }
+  if (m.kv < 1 || m.n < 1) throw UsageError("--mqar: kv and n must be ≥ 1");
+  if (m.len < 2 * m.kv + 2) throw UsageError("--mqar: len must be ≥ 2·kv + 2 (context plus at least one query)");
+  return m;
+}
+
+TokenBatch make_mqar(const MqarSpec& s, int model_vocab) {
+  const int V = s.vocab > 0 ? s.vocab : model_vocab;
+  if (V > model_vocab)
+    throw UsageError("--mqar vocab=" + std::to_string(V) + " exceeds the model's vocabulary (" + std::to_string(model_vocab) + ")");
+  if (V / 2 - 1 < s.kv)
+    throw UsageError("--mqar: the lower half of a vocabulary of " + std::to_string(V) + " holds fewer than kv=" +
+                     std::to_string(s.kv) + " distinct keys");
+  std::mt19937 rng(s.seed);
+  std::uniform_int_distribution<int> value_dist(V / 2, V - 1);
+  TokenBatch batch;
+  std::vector<int> pool;
+  for (int k = 1; k < V / 2; ++k) pool.push_back(k);
+  for (int b = 0; b < s.n; ++b) {
+    std::shuffle(pool.begin(), pool.end(), rng);
+    std::vector<int> keys(pool.begin(), pool.begin() + s.kv), values(s.kv);
+    for (auto& v : values) v = value_dist(rng);
+    std::vector<int> seq, tgt;
+    for (int k = 0; k < s.kv; ++k) {
+      seq.push_back(keys[k]);
+      seq.push_back(values[k]);
+    }
+    tgt.assign(seq.size(), -1);
+    std::uniform_int_distribution<int> pick(0, s.kv - 1);
+    while (static_cast<int>(seq.size()) + 2 <= s.len) {
+      const int k = pick(rng);
+      seq.push_back(keys[k]);
+      tgt.push_back(values[k]);  // at the key's position, the next token should be its value
+      seq.push_back(values[k]);
+      tgt.push_back(-1);
+    }
+    if (static_cast<int>(seq.size()) < s.len) {
+      seq.push_back(keys[pick(rng)]);
+      tgt.push_back(-1);
+    }
+    batch.tokens.push_back(std::move(seq));
+    batch.target.push_back(std::move(tgt));
+  }
+  batch.description = "mqar kv=" + std::to_string(s.kv) + ",len=" + std::to_string(s.len) + ",n=" + std::to_string(s.n) +
+                      ",seed=" + std::to_string(s.seed) + ",vocab=" + std::to_string(V);
+  return batch;
+}
+
+double mqar_accuracy(const TokenBatch& batch, const std::vector<std::vector<int>>& argmax) {
+  long total = 0, right = 0;
+  for (size_t b = 0; b < batch.target.size(); ++b)
+    for (size_t t = 0; t < batch.target[b].size(); ++t)
+      if (batch.target[b][t] >= 0) {
+        ++total;
+        right += argmax[b][t] == batch.target[b][t];
+      }
+  return total ? static_cast<double>(right) / total : 0.0;
+}
+
+}  // namespace ess

@@ -1,0 +1,33 @@
+// Model inputs for `ess analyze`: a tokens file or the built-in MQAR batch generator.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "libess/models/model.h"
+
+namespace ess {
+
+struct TokenBatch {
+  models::Tokens tokens;                 // [B][L]
+  std::vector<std::vector<int>> target;  // [B][L] expected next token, −1 where none (MQAR)
+  std::string description;               // recorded as the results' `input`
+};
+
+// One sequence per line, whitespace-separated non-negative ids, every line the same length, ids
+// below `vocab`. InputError naming the file, line and position otherwise.
+TokenBatch read_tokens_file(const std::string& path, int vocab);
+
+// Multi-query associative recall (Arora et al., "Zoology", 2023). Each sequence: kv key–value pairs
+// (keys distinct, from the lower half of the vocabulary [1, V/2), values from the upper half
+// [V/2, V)), then (len − 2·kv)/2 query pairs "key value" drawn from the context; the model is right
+// at a query when its most likely next token at the key's position is the paired value.
+struct MqarSpec {
+  int kv = 16, len = 256, n = 8, vocab = 0;  // vocab 0 = the model's
+  unsigned seed = 0;
+};
+MqarSpec parse_mqar(const std::string& spec);  // "kv=16,len=256,n=8,seed=0,vocab=512"; UsageError
+TokenBatch make_mqar(const MqarSpec& spec, int model_vocab);
+// Fraction of positions with a target where argmax equals the target.
+double mqar_accuracy(const TokenBatch& batch, const std::vector<std::vector<int>>& argmax);
+
+}  // namespace ess
