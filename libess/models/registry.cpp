@@ -6,7 +6,7 @@
 namespace ess::models {
 
 std::vector<std::string> supported_architectures() {
-  return {"MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"};
+  return {"MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "GLAForCausalLM"};
 }
 
 void expect_tensor_shape(const Weights& W, const std::string& name, const std::vector<std::int64_t>& shape) {
@@ -36,13 +36,14 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir) {
     const std::string t = c.json()["model_type"].get<std::string>();
     arch = t == "mamba" ? "MambaForCausalLM" : t == "falcon_mamba" ? "FalconMambaForCausalLM"
          : t == "mamba2" ? "Mamba2ForCausalLM" : t == "llama" ? "LlamaForCausalLM"
-         : t == "mistral" ? "MistralForCausalLM" : t;
+         : t == "mistral" ? "MistralForCausalLM" : t == "gla" ? "GLAForCausalLM" : t;
   }
   if (arch == "MambaForCausalLM" || arch == "MambaModel") return make_mamba(dir, c, false);
   if (arch == "FalconMambaForCausalLM") return make_mamba(dir, c, true);
   if (arch == "Mamba2ForCausalLM") return make_mamba2(dir, c);
   if (arch == "LlamaForCausalLM") return make_llama(dir, c, false);
   if (arch == "MistralForCausalLM") return make_llama(dir, c, true);
+  if (arch == "GLAForCausalLM") return make_gla(dir, c);
   std::string list;
   for (const auto& a : supported_architectures()) list += (list.empty() ? "" : ", ") + a;
   throw InputError(cfg_path + ": architecture '" + (arch.empty() ? std::string("(none given)") : arch) +

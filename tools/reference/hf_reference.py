@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent PyTorch (float64) reference for `ess analyze`.
 
-make:     hf_reference.py make OUTDIR --arch mamba|falcon_mamba|mamba2|llama|mistral [--seed S]
+make:     hf_reference.py make OUTDIR --arch mamba|falcon_mamba|mamba2|llama|mistral|gla [--seed S]
                  [--dtype F32|F16|BF16] [--sharded] [--size tiny|mamba130m] [--original-keys] [--untied]
           writes a random checkpoint in the upstream Hugging Face layout (config.json +
           model.safetensors or shards + index) — safetensors written by hand, no extra packages.
@@ -176,6 +176,33 @@ def make(args):
             w(p + "self_attn.k_proj.weight", Hkv * hd, D)
             w(p + "self_attn.v_proj.weight", Hkv * hd, D)
             w(p + "self_attn.o_proj.weight", D, H * hd)
+            w(p + "mlp.gate_proj.weight", I, D)
+            w(p + "mlp.up_proj.weight", I, D)
+            w(p + "mlp.down_proj.weight", D, I)
+        t["model.norm.weight"] = 1 + 0.1 * rng.standard_normal(D)
+        w("lm_head.weight", V, D)
+    elif arch == "gla":
+        D, H, nl, I, r = 48, 4, 2, 96, 16
+        Kd, Vd = D // 2, D  # expand_k 0.5, expand_v 1
+        cfg = {"architectures": ["GLAForCausalLM"], "model_type": "gla", "vocab_size": V, "hidden_size": D,
+               "expand_k": 0.5, "expand_v": 1, "num_heads": H, "num_kv_heads": None, "num_hidden_layers": nl,
+               "intermediate_size": I, "hidden_act": "swish", "norm_eps": 1e-6, "use_output_gate": True,
+               "fuse_norm": True, "feature_map": None, "use_short_conv": False, "attn_mode": "chunk",
+               "tie_word_embeddings": False}
+        w("model.embeddings.weight", V, D, scale=1.0)
+        for l in range(nl):
+            p = f"model.layers.{l}."
+            t[p + "attn_norm.weight"] = 1 + 0.1 * rng.standard_normal(D)
+            t[p + "mlp_norm.weight"] = 1 + 0.1 * rng.standard_normal(D)
+            w(p + "attn.q_proj.weight", Kd, D)
+            w(p + "attn.k_proj.weight", Kd, D)
+            w(p + "attn.v_proj.weight", Vd, D)
+            w(p + "attn.g_proj.weight", Vd, D)
+            w(p + "attn.gk_proj.0.weight", r, D)
+            w(p + "attn.gk_proj.1.weight", Kd, r)
+            t[p + "attn.gk_proj.1.bias"] = rng.uniform(1, 4, Kd)
+            w(p + "attn.o_proj.weight", D, Vd)
+            t[p + "attn.g_norm_swish_gate.weight"] = 1 + 0.1 * rng.standard_normal(Vd // H)
             w(p + "mlp.gate_proj.weight", I, D)
             w(p + "mlp.up_proj.weight", I, D)
             w(p + "mlp.down_proj.weight", D, I)
@@ -371,6 +398,42 @@ def llama_forward(cfg, W, tokens, ops):
     return h @ W.get("lm_head.weight", W["model.embed_tokens.weight"]).T
 
 
+def gla_forward(cfg, W, tokens, ops):
+    """flash-linear-attention GLAForCausalLM (no short conv, no feature map, fused norm+swish gate)."""
+    D, H, eps = cfg["hidden_size"], cfg["num_heads"], cfg.get("norm_eps", 1e-6)
+    Hkv = cfg.get("num_kv_heads") or H
+    Kd, Vd = int(D * cfg.get("expand_k", 0.5)), int(D * cfg.get("expand_v", 1))
+    dk, dv = Kd // H, Vd // H
+    h = W["model.embeddings.weight"][tokens]
+    Bsz, L, _ = h.shape
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        res = h
+        x = rms(h, W[p + "attn_norm.weight"], eps)
+        q = (x @ W[p + "attn.q_proj.weight"].T).reshape(Bsz, L, H, dk)
+        k = (x @ W[p + "attn.k_proj.weight"].T).reshape(Bsz, L, Hkv, dk).repeat_interleave(H // Hkv, dim=2)
+        v = (x @ W[p + "attn.v_proj.weight"].T).reshape(Bsz, L, Hkv, dv).repeat_interleave(H // Hkv, dim=2)
+        gk = (x @ W[p + "attn.gk_proj.0.weight"].T) @ W[p + "attn.gk_proj.1.weight"].T + W[p + "attn.gk_proj.1.bias"]
+        gk = (torch.nn.functional.logsigmoid(gk) / 16.0).reshape(Bsz, L, Hkv, dk).repeat_interleave(H // Hkv, dim=2)
+        qs = q * dk ** -0.5
+        S = torch.zeros(Bsz, H, dk, dv)
+        outs = []
+        for t in range(L):
+            S = torch.exp(gk[:, t])[..., None] * S + k[:, t, :, :, None] * v[:, t, :, None, :]
+            outs.append(torch.einsum("bhk,bhkv->bhv", qs[:, t], S))
+        o = torch.stack(outs, 1)  # [B, L, H, dv]
+        g = (x @ W[p + "attn.g_proj.weight"].T).reshape(Bsz, L, H, dv)
+        o = rms(o, W[p + "attn.g_norm_swish_gate.weight"], eps) * silu(g)
+        h = res + o.reshape(Bsz, L, Vd) @ W[p + "attn.o_proj.weight"].T
+        res = h
+        x = rms(h, W[p + "mlp_norm.weight"], eps)
+        h = res + (silu(x @ W[p + "mlp.gate_proj.weight"].T) * (x @ W[p + "mlp.up_proj.weight"].T)) @ W[p + "mlp.down_proj.weight"].T
+        ops.append(("model.layers.%d.attn" % l, "gla", l,
+                    dict(q=qs.transpose(1, 2), k=k.transpose(1, 2), log_decay=gk.transpose(1, 2))))
+    h = rms(h, W["model.norm.weight"], eps)
+    return h @ W.get("lm_head.weight", W["model.embeddings.weight"]).T
+
+
 def forward(args):
     cfg = json.load(open(os.path.join(args.ckpt, "config.json")))
     W = load_checkpoint(args.ckpt)
@@ -384,6 +447,8 @@ def forward(args):
             logits = mamba2_forward(cfg, W, tokens, ops)
         elif arch in ("LlamaForCausalLM", "MistralForCausalLM"):
             logits = llama_forward(cfg, W, tokens, ops)
+        elif arch == "GLAForCausalLM":
+            logits = gla_forward(cfg, W, tokens, ops)
         else:
             raise SystemExit(f"unsupported architecture {arch}")
     with OperatorFileWriter(args.output, command_line=" ".join(sys.argv)) as w:
@@ -392,6 +457,8 @@ def forward(args):
                 w.add_mamba(name, d["dt"], d["A"], d["B"], d["C"], layer_index=idx)
             elif family == "mamba2":
                 w.add_mamba2(name, d["dt"], d["A"], d["B"], d["C"], layer_index=idx)
+            elif family == "gla":
+                w.add_gla(name, d["q"], d["k"], d["log_decay"], layer_index=idx)
             else:
                 w.add_softmax_attention(name, d["q"], d["k"], scale=d["scale"], window=d["window"], layer_index=idx)
         w._file["logits"] = logits.numpy()
