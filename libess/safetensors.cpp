@@ -12,21 +12,32 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "libess/error.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; big-endian hosts unsupported");
 
 namespace ess::st {
 
 namespace {
 
+// Same cap as the reference reader (safetensors MAX_HEADER_SIZE).
+constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
+
+// Bytes per element of the byte-sized safetensors dtypes; 0 for an unknown name.
 std::size_t dtype_size(const std::string& dtype) {
-  if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
+  if (dtype == "F64" || dtype == "I64" || dtype == "U64" || dtype == "C64") return 8;
   if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
   if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
-  if (dtype == "I8" || dtype == "U8" || dtype == "BOOL" || dtype == "F8_E4M3" || dtype == "F8_E5M2") return 1;
+  if (dtype == "I8" || dtype == "U8" || dtype == "BOOL" || dtype == "F8_E4M3" || dtype == "F8_E5M2" ||
+      dtype == "F8_E8M0")
+    return 1;
   return 0;
 }
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
 }  // namespace
 
@@ -71,12 +82,23 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     for (int k = 7; k >= 0; --k) n = (n << 8) | map_[k];
     if (n > size_ - 8)
       throw InputError(path + ": header length " + std::to_string(n) + " is longer than the file allows (" +
-                       std::to_string(size_ - 8) + " bytes after the length field)");
+                       std::to_string(size_ - 8) + " bytes after the length field; truncated or not a safetensors file?)");
+    if (n > kMaxHeaderSize)
+      throw InputError(path + ": header length " + std::to_string(n) + " exceeds the safetensors limit of " +
+                       std::to_string(kMaxHeaderSize) + " bytes");
     buffer_start_ = 8 + n;
     const std::string text(reinterpret_cast<const char*>(map_ + 8), n);
+    if (text.empty() || text[0] != '{')
+      throw InputError(path + ": header does not start with '{' (expected a JSON object, found " +
+                       (text.empty() ? std::string("an empty header") : "byte " + std::to_string(map_[8])) + ")");
     nlohmann::json header;
+    std::set<std::string> seen;  // top-level keys, to refuse duplicate tensor names
     try {
-      header = nlohmann::json::parse(text);
+      header = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& v) {
+        if (depth == 1 && event == nlohmann::json::parse_event_t::key && !seen.insert(v.get<std::string>()).second)
+          throw InputError(path + ": header lists tensor " + quoted(v.get<std::string>()) + " more than once");
+        return true;
+      });
     } catch (const nlohmann::json::exception& e) {
       throw InputError(path + ": header is not valid JSON (" + e.what() + ")");
     }
@@ -85,28 +107,46 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     for (auto it = header.begin(); it != header.end(); ++it) {
       const std::string& name = it.key();
       if (name == "__metadata__") {
-        if (!it.value().is_object()) throw InputError(path + ": __metadata__ is not an object");
-        for (auto m2 = it.value().begin(); m2 != it.value().end(); ++m2)
-          metadata_[m2.key()] = m2.value().is_string() ? m2.value().get<std::string>() : m2.value().dump();
+        if (!it.value().is_object())
+          throw InputError(path + ": __metadata__ must be an object of strings, found " + it.value().type_name());
+        for (auto m2 = it.value().begin(); m2 != it.value().end(); ++m2) {
+          if (!m2.value().is_string())
+            throw InputError(path + ": __metadata__ entry " + quoted(m2.key()) + " must be a string, found " +
+                             m2.value().type_name());
+          metadata_[m2.key()] = m2.value().get<std::string>();
+        }
         continue;
       }
       const auto& e = it.value();
       const std::string where = path + ": tensor '" + name + "'";
-      if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
-        throw InputError(where + ": entry needs dtype, shape and data_offsets");
-      if (!e["dtype"].is_string()) throw InputError(where + ": dtype is not a string");
+      if (!e.is_object())
+        throw InputError(where + ": entry must be an object with dtype, shape and data_offsets, found " + e.type_name());
+      for (const char* key : {"dtype", "shape", "data_offsets"})
+        if (!e.contains(key)) throw InputError(where + ": entry has no '" + key + "' (needs dtype, shape and data_offsets)");
+      if (!e["dtype"].is_string()) throw InputError(where + ": dtype must be a string, found " + e["dtype"].type_name());
       TensorInfo info;
       info.name = name;
       info.file = path;
       info.dtype = e["dtype"].get<std::string>();
       const std::size_t width = dtype_size(info.dtype);
       if (width == 0) throw InputError(where + ": unknown dtype '" + info.dtype + "'");
-      if (!e["shape"].is_array()) throw InputError(where + ": shape is not an array");
-      std::uint64_t count = 1;
+      if (!e["shape"].is_array()) throw InputError(where + ": shape must be an array, found " + e["shape"].type_name());
+      // Element count, refusing (not wrapping) counts beyond int64, so a hostile shape cannot match the bytes.
+      const std::uint64_t limit = std::numeric_limits<std::int64_t>::max();
       for (const auto& d : e["shape"]) {
-        if (!d.is_number_unsigned()) throw InputError(where + ": shape has a non-integer or negative entry");
+        if (!d.is_number_unsigned() || d.get<std::uint64_t>() > limit)
+          throw InputError(where + ": shape entries must be non-negative integers, found " + d.dump());
         info.shape.push_back(d.get<std::int64_t>());
-        count *= d.get<std::uint64_t>();
+      }
+      std::uint64_t count = 1;
+      bool too_large = false;
+      if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) {
+        count = 0;
+      } else {
+        for (auto k : info.shape) {
+          if (count > limit / static_cast<std::uint64_t>(k)) too_large = true;
+          else count *= static_cast<std::uint64_t>(k);
+        }
       }
       const auto& off = e["data_offsets"];
       if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -119,6 +159,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (info.end > buffer_size)
         throw InputError(where + ": data_offsets end " + std::to_string(info.end) + " is beyond the data buffer (" +
                          std::to_string(buffer_size) + " bytes; file truncated?)");
+      if (too_large || count > limit / width)
+        throw InputError(where + ": shape " + shape_string(info.shape) + " is too large for dtype " + info.dtype +
+                         " (data_offsets cover " + std::to_string(info.end - info.begin) + " bytes)");
       if (info.end - info.begin != count * width)
         throw InputError(where + ": " + std::to_string(info.end - info.begin) + " bytes, but dtype " + info.dtype +
                          " × shape " + shape_string(info.shape) + " needs " + std::to_string(count * width));
@@ -129,18 +172,23 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     for (const auto& [k, v] : tensors_) order.push_back(&v);
     std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
     std::uint64_t expected = 0;
+    const TensorInfo* prev = nullptr;
+    const auto after = [&] { return prev ? "tensor " + quoted(prev->name) : std::string("the start of the buffer"); };
     for (const TensorInfo* t : order) {
       if (t->begin < expected)
-        throw InputError(path + ": tensor '" + t->name + "' overlaps the previous tensor (starts at byte " +
-                         std::to_string(t->begin) + ", previous ends at " + std::to_string(expected) + ")");
+        throw InputError(path + ": tensor " + quoted(t->name) + " (bytes " + std::to_string(t->begin) + ".." +
+                         std::to_string(t->end) + ") overlaps " + after() + " (ends at byte " +
+                         std::to_string(expected) + ")");
       if (t->begin > expected)
-        throw InputError(path + ": gap in the data buffer before tensor '" + t->name + "' (bytes " +
-                         std::to_string(expected) + ".." + std::to_string(t->begin) + " unused)");
+        throw InputError(path + ": gap in the data buffer between " + after() + " and tensor " + quoted(t->name) +
+                         " (bytes " + std::to_string(expected) + ".." + std::to_string(t->begin) +
+                         " unused; expected data_offsets to start at " + std::to_string(expected) + ")");
       expected = t->end;
+      prev = t;
     }
     if (expected != buffer_size)
-      throw InputError(path + ": data buffer is " + std::to_string(buffer_size) + " bytes but tensors cover " +
-                       std::to_string(expected));
+      throw InputError(path + ": data buffer is " + std::to_string(buffer_size) + " bytes but the tensors cover only " +
+                       std::to_string(expected) + " (bytes after " + after() + " unused)");
   } catch (...) {
     ::munmap(const_cast<unsigned char*>(map_), size_);
     map_ = nullptr;
@@ -195,47 +243,98 @@ Tensor SafetensorsFile::read(const std::string& name) const {
   return out;
 }
 
+namespace {
+
+// What a directory holds instead of safetensors weights, for the "no weights" message.
+std::string other_weight_files(const std::filesystem::path& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    const std::string ext = e.path().extension().string();
+    if (ext == ".safetensors" || ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt" || ext == ".h5" ||
+        ext == ".msgpack" || ext == ".gguf" || n == "pytorch_model.bin.index.json")
+      found.push_back(n);
+  }
+  std::sort(found.begin(), found.end());
+  if (found.empty()) return "";
+  bool other = false;
+  for (const auto& n : found) other = other || std::filesystem::path(n).extension() != ".safetensors";
+  std::string s = "; found instead:";
+  for (std::size_t k = 0; k < found.size() && k < 8; ++k) s += " " + found[k];
+  if (found.size() > 8) s += " (and " + std::to_string(found.size() - 8) + " more)";
+  if (other) s += "; only safetensors weights are read (convert with save_pretrained(safe_serialization=True))";
+  else s += "; sharded weights need model.safetensors.index.json";
+  return s;
+}
+
+}  // namespace
+
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw InputError(dir + ": not a checkpoint directory");
+  if (!fs::exists(dir, ec)) throw InputError(dir + ": checkpoint directory does not exist");
+  if (!fs::is_directory(dir, ec))
+    throw InputError(dir + ": expected a checkpoint directory (with config.json and model.safetensors), found a file");
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
   const fs::path single = fs::path(dir) / "model.safetensors";
-  if (fs::exists(index, ec)) {
+  // Same precedence as transformers: a single model.safetensors wins over an index.
+  if (fs::exists(single, ec)) {
+    files_.push_back(std::make_unique<SafetensorsFile>(single.string()));
+    for (const auto& n : files_.back()->names()) where_[n] = files_.back().get();
+  } else if (fs::exists(index, ec)) {
+    const std::string ipath = index.string();
     nlohmann::json j;
-    try {
+    {
       std::ifstream in(index);
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(index.string() + ": not valid JSON (" + e.what() + ")");
+      if (!in) throw InputError(ipath + ": cannot be read");
+      try {
+        j = nlohmann::json::parse(in);
+      } catch (const nlohmann::json::exception& e) {
+        throw InputError(ipath + ": not valid JSON (" + e.what() + ")");
+      }
     }
+    if (!j.is_object()) throw InputError(ipath + ": expected a JSON object, found " + j.type_name());
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      throw InputError(index.string() + ": no 'weight_map' object");
+      throw InputError(ipath + ": expected a 'weight_map' object (tensor name → shard file), found " +
+                       (j.contains("weight_map") ? j["weight_map"].type_name() : "none"));
+    if (j["weight_map"].empty()) throw InputError(ipath + ": 'weight_map' is empty (no tensors)");
     std::map<std::string, const SafetensorsFile*> by_file;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) throw InputError(index.string() + ": weight_map['" + it.key() + "'] is not a file name");
+      const std::string& name = it.key();
+      if (!it.value().is_string())
+        throw InputError(ipath + ": weight_map entry for tensor '" + name + "' must be a shard file name, found " +
+                         it.value().dump());
       const std::string shard = it.value().get<std::string>();
-      if (shard.find('/') != std::string::npos || shard == ".." )
-        throw InputError(index.string() + ": shard name '" + shard + "' must be a file in the checkpoint directory");
+      if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos ||
+          shard.find('\\') != std::string::npos)
+        throw InputError(ipath + ": weight_map entry for tensor '" + name + "' names shard '" + shard +
+                         "'; expected a file name in the checkpoint directory");
       if (!by_file.count(shard)) {
         const fs::path p = fs::path(dir) / shard;
         if (!fs::exists(p, ec))
-          throw InputError(p.string() + ": shard listed in model.safetensors.index.json (for tensor '" + it.key() +
-                           "') does not exist");
+          throw InputError(p.string() + ": shard does not exist (model.safetensors.index.json assigns tensor '" + name +
+                           "' to it)");
         files_.push_back(std::make_unique<SafetensorsFile>(p.string()));
         by_file[shard] = files_.back().get();
       }
       const SafetensorsFile* f = by_file[shard];
-      if (!f->has(it.key()))
-        throw InputError(f->path() + ": tensor '" + it.key() + "' is assigned to this shard by the index but is not in it");
-      where_[it.key()] = f;
+      if (!f->has(name))
+        throw InputError(f->path() + ": tensor '" + name +
+                         "' is assigned to this shard by model.safetensors.index.json but the shard does not contain it");
+      where_[name] = f;
     }
-  } else if (fs::exists(single, ec)) {
-    files_.push_back(std::make_unique<SafetensorsFile>(single.string()));
-    for (const auto& n : files_.back()->names()) where_[n] = files_.back().get();
   } else {
-    throw InputError(dir + ": no model.safetensors or model.safetensors.index.json in the checkpoint directory");
+    throw InputError(dir + ": no weights in the checkpoint directory (looked for model.safetensors and "
+                           "model.safetensors.index.json" + other_weight_files(dir) + ")");
   }
+}
+
+InputError Checkpoint::missing(const std::string& name) const {
+  std::string files;
+  for (const auto& f : files_) files += (files.empty() ? "" : ", ") + std::filesystem::path(f->path()).filename().string();
+  return InputError(dir_ + ": checkpoint has no tensor '" + name + "' (searched " + std::to_string(where_.size()) +
+                    " tensors in " + files + ")");
 }
 
 std::vector<std::string> Checkpoint::names() const {
@@ -246,13 +345,13 @@ std::vector<std::string> Checkpoint::names() const {
 
 const TensorInfo& Checkpoint::info(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) throw InputError(dir_ + ": checkpoint has no tensor '" + name + "'");
+  if (it == where_.end()) throw missing(name);
   return it->second->info(name);
 }
 
 Tensor Checkpoint::read(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) throw InputError(dir_ + ": checkpoint has no tensor '" + name + "'");
+  if (it == where_.end()) throw missing(name);
   return it->second->read(name);
 }
 
@@ -265,9 +364,10 @@ std::vector<std::string> Checkpoint::files() const {
 nlohmann::json parse_config_json(const std::string& text, const std::string& path) {
   // Replace the bare literals Infinity, -Infinity, NaN (outside strings) by unique string tokens,
   // parse, then turn those strings back into doubles.
-  static const char* kPosInf = "__ess_literal_+Infinity__";
-  static const char* kNegInf = "__ess_literal_-Infinity__";
-  static const char* kNaN = "__ess_literal_NaN__";
+  // The tokens must not occur in the text itself (they cannot, unless someone wrote them on purpose).
+  std::string tag = "__ess_literal_";
+  while (text.find(tag) != std::string::npos) tag += "_";
+  const std::string kPosInf = tag + "+Infinity__", kNegInf = tag + "-Infinity__", kNaN = tag + "NaN__";
   std::string out;
   out.reserve(text.size());
   bool in_string = false;
@@ -301,13 +401,20 @@ nlohmann::json parse_config_json(const std::string& text, const std::string& pat
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path + ": not valid JSON (" + e.what() + ")");
   }
+  if (!j.is_object()) throw InputError(path + ": expected a JSON object, found " + std::string(j.type_name()));
   std::function<void(nlohmann::json&)> restore = [&](nlohmann::json& v) {
     if (v.is_string()) {
       const auto& s = v.get_ref<const std::string&>();
       if (s == kPosInf) v = std::numeric_limits<double>::infinity();
       else if (s == kNegInf) v = -std::numeric_limits<double>::infinity();
       else if (s == kNaN) v = std::numeric_limits<double>::quiet_NaN();
-    } else if (v.is_structured()) {
+    } else if (v.is_object()) {
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (it.key() == kPosInf || it.key() == kNegInf || it.key() == kNaN)
+          throw InputError(path + ": not valid JSON (bare Infinity/NaN used as an object key)");
+        restore(it.value());
+      }
+    } else if (v.is_array()) {
       for (auto& x : v) restore(x);
     }
   };
@@ -316,8 +423,11 @@ nlohmann::json parse_config_json(const std::string& text, const std::string& pat
 }
 
 nlohmann::json read_config_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot be read");
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw InputError(path + ": file does not exist");
+  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": expected a JSON file, found a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot be read (" + std::strerror(errno) + ")");
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_config_json(ss.str(), path);

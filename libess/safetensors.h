@@ -1,8 +1,12 @@
-// safetensors files (single or sharded Hugging Face checkpoints) and config.json.
+// safetensors files (single or sharded Hugging Face checkpoints) and config.json (DESIGN §5, §7).
 // Format: 8-byte little-endian header size N, N bytes of JSON header (name → {dtype, shape,
-// data_offsets [begin, end)} relative to the byte buffer, optional "__metadata__"), then the
-// buffer. Everything is validated before use: header bounds, JSON, offsets in bounds, contiguous
-// and non-overlapping, byte counts equal to dtype size × elements.
+// data_offsets [begin, end)} relative to the byte buffer, optional "__metadata__" string map),
+// then the buffer. Everything is validated when the file is opened, as the reference reader does:
+// header within the file (and ≤ 100 MB), a JSON object starting with '{', no duplicate names,
+// each entry with dtype/shape/data_offsets of the right types, offsets in bounds, contiguous,
+// non-overlapping and covering the buffer exactly, byte counts equal to dtype size × elements
+// (shape [] is one element). Every failure is an ess::InputError naming the file, the tensor
+// where there is one, and what was expected vs found.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -12,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "libess/error.h"
 #include "libess/tensor.h"
 
 namespace ess::st {
@@ -47,7 +52,9 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// A checkpoint directory: model.safetensors, or model.safetensors.index.json with its shards.
+// A checkpoint directory: model.safetensors, or model.safetensors.index.json with its shards
+// (the single file wins when both exist, as in transformers). Every shard named by the index is
+// opened and validated up front, and must contain the tensors the index assigns to it.
 class Checkpoint {
  public:
   explicit Checkpoint(const std::string& dir);
@@ -62,9 +69,12 @@ class Checkpoint {
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const SafetensorsFile*> where_;
+  InputError missing(const std::string& name) const;
 };
 
-// Parses config.json, accepting the Infinity, -Infinity and NaN literals real configs contain.
+// Parses config.json (must be a JSON object), accepting the bare Infinity, -Infinity and NaN
+// literals Python's json writes; they become ±infinity / quiet NaN doubles. Inside strings they
+// stay strings.
 nlohmann::json read_config_json(const std::string& path);
 // Same for a string (path is used in messages).
 nlohmann::json parse_config_json(const std::string& text, const std::string& path);

@@ -8,26 +8,28 @@ namespace ess {
 ConvOperator::ConvOperator(Tensor h, Tensor pre_gate, Tensor post_gate, int seq_len, const std::string& context)
     : h_(std::move(h)), pre_(std::move(pre_gate)), post_(std::move(post_gate)), L_(seq_len) {
   ops::expect_shape(context, "h", h_, {-1, -1});
-  ops::check_finite(context, "h", h_);
-  if (h_.dim(1) < 1) throw InputError(context + ": dataset 'h' has no taps (K = 0)");
-  const Tensor* gate = pre_.size() ? &pre_ : post_.size() ? &post_ : nullptr;
+  ops::expect_nonempty(context, "h", h_);
+  ops::check_finite(context, "h", h_, ops::kCK);
+  // The gates (when given) fix B and L; the first one present sets the shape the other must match.
+  const Tensor* gate = ops::present(pre_) ? &pre_ : ops::present(post_) ? &post_ : nullptr;
   if (gate) {
     const char* name = gate == &pre_ ? "pre_gate" : "post_gate";
     ops::expect_shape(context, name, *gate, {-1, h_.dim(0), -1});
+    ops::expect_nonempty(context, name, *gate);
     B_ = static_cast<int>(gate->dim(0));
     L_ = static_cast<int>(gate->dim(2));
-    if (pre_.size()) ops::expect_shape(context, "pre_gate", pre_, gate->shape);
-    if (post_.size()) ops::expect_shape(context, "post_gate", post_, gate->shape);
-    if (pre_.size()) ops::check_finite(context, "pre_gate", pre_);
-    if (post_.size()) ops::check_finite(context, "post_gate", post_);
+    if (ops::present(pre_)) ops::expect_shape(context, "pre_gate", pre_, gate->shape);
+    if (ops::present(post_)) ops::expect_shape(context, "post_gate", post_, gate->shape);
+    if (ops::present(pre_)) ops::check_finite(context, "pre_gate", pre_, ops::kBCL);
+    if (ops::present(post_)) ops::check_finite(context, "post_gate", post_, ops::kBCL);
   }
   if (L_ < 2)
-    throw InputError(context + ": sequence length unknown or < 2: an ungated conv layer needs the attribute "
-                     "'seq_len' (or `ess compute --seq-len`)");
+    throw InputError(context + ": sequence length unknown or < 2: an ungated conv layer has no time axis of its own; "
+                     "give the layer attribute 'seq_len' (or `ess compute --seq-len`)");
 }
 
 std::unique_ptr<LayerOperator> ConvOperator::read(const h5::Object& group, int default_seq_len) {
-  int L = group.has_attr("seq_len") ? static_cast<int>(group.attr_int("seq_len")) : default_seq_len;
+  const int L = ops::read_int_attr(group, "seq_len", default_seq_len, 2, ops::kMaxSeqLen);
   return std::make_unique<ConvOperator>(ops::read_tensor(group, "h"), ops::read_optional(group, "pre_gate"),
                                         ops::read_optional(group, "post_gate"), L, ops::context_of(group));
 }

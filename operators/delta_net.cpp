@@ -10,14 +10,11 @@ namespace ess {
 DeltaNetOperator::DeltaNetOperator(Tensor q, Tensor k, Tensor beta, Tensor log_gate, const std::string& context)
     : HeadStateOperator(std::move(q), std::move(k), context), beta_(std::move(beta)), gate_(std::move(log_gate)) {
   ops::expect_shape(context, "beta", beta_, {q_.dim(0), q_.dim(1), q_.dim(2)});
-  ops::check_finite(context, "beta", beta_);
-  if (gate_.size()) {
+  ops::check_finite(context, "beta", beta_, ops::kBHL);
+  if (ops::present(gate_)) {
     ops::expect_shape(context, "log_gate", gate_, {q_.dim(0), q_.dim(1), q_.dim(2)});
-    ops::check_finite(context, "log_gate", gate_);
-    for (std::int64_t k = 0; k < gate_.size(); ++k)
-      if (gate_.data[k] > 0)
-        throw InputError(context + ": dataset 'log_gate' must be ≤ 0, found " + std::to_string(gate_.data[k]) +
-                         " at index " + ops::index_string(gate_.shape, k));
+    ops::check_finite(context, "log_gate", gate_, ops::kBHL);
+    ops::check_at_most(context, "log_gate", gate_, 0.0, "a log decay gate", ops::kBHL);
   }
 }
 

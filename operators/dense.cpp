@@ -9,7 +9,8 @@ DenseOperator::DenseOperator(Tensor T, const std::string& context) : T_(std::mov
   ops::expect_shape(context, "T", T_, {-1, -1, -1, -1});
   if (T_.dim(2) != T_.dim(3))
     throw InputError(context + ": dataset 'T' has shape " + T_.shape_string() + "; the last two axes must be L × L");
-  ops::check_finite(context, "T", T_);
+  ops::expect_nonempty(context, "T", T_);
+  ops::check_finite(context, "T", T_, ops::kBCLL);
   const std::int64_t L = T_.dim(2);
   for (std::int64_t b = 0; b < T_.dim(0); ++b)
     for (std::int64_t c = 0; c < T_.dim(1); ++c) {
@@ -17,9 +18,11 @@ DenseOperator::DenseOperator(Tensor T, const std::string& context) : T_(std::mov
       for (std::int64_t i = 0; i < L; ++i)
         for (std::int64_t j = i + 1; j < L; ++j)
           if (M(i, j) != 0.0)
-            throw InputError(context + ": dense T is not lower-triangular (causal): T[" + std::to_string(b) + ", " +
-                             std::to_string(c) + ", " + std::to_string(i) + ", " + std::to_string(j) +
-                             "] = " + std::to_string(M(i, j)) + " lies above the diagonal");
+            throw InputError(context + ": dense T is not lower-triangular (causal): batch " + std::to_string(b) +
+                             ", channel " + std::to_string(c) + ", (row " + std::to_string(i) + ", column " +
+                             std::to_string(j) + ") = " + std::to_string(M(i, j)) +
+                             " lies above the diagonal (output " + std::to_string(i) + " would see future input " +
+                             std::to_string(j) + ")");
     }
 }
 

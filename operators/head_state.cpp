@@ -9,9 +9,9 @@ HeadStateOperator::HeadStateOperator(Tensor q, Tensor k, const std::string& cont
     : q_(std::move(q)), k_(std::move(k)) {
   ops::expect_shape(context, "q", q_, {-1, -1, -1, -1});
   ops::expect_shape(context, "k", k_, q_.shape);
-  ops::check_finite(context, "q", q_);
-  ops::check_finite(context, "k", k_);
-  if (q_.dim(2) < 1 || q_.dim(3) < 1) throw InputError(context + ": q has an empty axis " + q_.shape_string());
+  ops::expect_nonempty(context, "q", q_);
+  ops::check_finite(context, "q", q_, ops::kBHLD);
+  ops::check_finite(context, "k", k_, ops::kBHLD);
 }
 
 }  // namespace ess

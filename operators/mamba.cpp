@@ -13,16 +13,14 @@ MambaOperator::MambaOperator(Tensor dt, Tensor A, Tensor B, Tensor C, const std:
   ops::expect_shape(context, "A", A_, {dt_.dim(1), -1});
   ops::expect_shape(context, "B", B_, {dt_.dim(0), dt_.dim(2), A_.dim(1)});
   ops::expect_shape(context, "C", C_, B_.shape);
-  for (auto* t : {&dt_, &A_, &B_, &C_})
-    ops::check_finite(context, t == &dt_ ? "dt" : t == &A_ ? "A" : t == &B_ ? "B" : "C", *t);
-  for (std::int64_t k = 0; k < dt_.size(); ++k)
-    if (dt_.data[k] < 0)
-      throw InputError(context + ": dataset 'dt' must be ≥ 0 (after softplus), found " + std::to_string(dt_.data[k]) +
-                       " at " + ops::index_string(dt_.shape, k));
-  for (std::int64_t k = 0; k < A_.size(); ++k)
-    if (A_.data[k] > 0)
-      throw InputError(context + ": dataset 'A' must be ≤ 0 (A = −exp(A_log)), found " + std::to_string(A_.data[k]) +
-                       " at " + ops::index_string(A_.shape, k));
+  ops::expect_nonempty(context, "dt", dt_);
+  ops::expect_nonempty(context, "A", A_);
+  ops::check_finite(context, "dt", dt_, ops::kBCL);
+  ops::check_finite(context, "A", A_, {"channel", "state"});
+  ops::check_finite(context, "B", B_, ops::kBLN);
+  ops::check_finite(context, "C", C_, ops::kBLN);
+  ops::check_at_least(context, "dt", dt_, 0.0, "a step size, after softplus", ops::kBCL);
+  ops::check_at_most(context, "A", A_, 0.0, "A = −exp(A_log)", {"channel", "state"});
 }
 
 std::unique_ptr<LayerOperator> MambaOperator::read(const h5::Object& group) {

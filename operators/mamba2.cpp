@@ -17,18 +17,14 @@ Mamba2Operator::Mamba2Operator(Tensor dt, Tensor A, Tensor B, Tensor C, const st
   if (G < 1 || dt_.dim(1) % G != 0)
     throw InputError(context + ": " + std::to_string(dt_.dim(1)) + " heads cannot be split evenly over " +
                      std::to_string(G) + " groups (B, C have shape " + B_.shape_string() + ")");
-  ops::check_finite(context, "dt", dt_);
-  ops::check_finite(context, "A", A_);
-  ops::check_finite(context, "B", B_);
-  ops::check_finite(context, "C", C_);
-  for (std::int64_t k = 0; k < dt_.size(); ++k)
-    if (dt_.data[k] < 0)
-      throw InputError(context + ": dataset 'dt' must be ≥ 0, found " + std::to_string(dt_.data[k]) + " at " +
-                       ops::index_string(dt_.shape, k));
-  for (std::int64_t k = 0; k < A_.size(); ++k)
-    if (A_.data[k] > 0)
-      throw InputError(context + ": dataset 'A' must be ≤ 0, found " + std::to_string(A_.data[k]) + " for head " +
-                       std::to_string(k));
+  ops::expect_nonempty(context, "dt", dt_);
+  ops::expect_nonempty(context, "B", B_);
+  ops::check_finite(context, "dt", dt_, ops::kBHL);
+  ops::check_finite(context, "A", A_, {"head"});
+  ops::check_finite(context, "B", B_, ops::kBGLN);
+  ops::check_finite(context, "C", C_, ops::kBGLN);
+  ops::check_at_least(context, "dt", dt_, 0.0, "a step size, after softplus", ops::kBHL);
+  ops::check_at_most(context, "A", A_, 0.0, "A = −exp(A_log)", {"head"});
 }
 
 std::unique_ptr<LayerOperator> Mamba2Operator::read(const h5::Object& group) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "libess/error.h"
+#include "operators/common.h"
 #include "operators/conv.h"
 #include "operators/delta_net.h"
 #include "operators/dense.h"
@@ -43,7 +44,7 @@ std::vector<OperatorLayer> read_operator_file(const std::string& path, const Ope
   h5::Object root = h5::open_file(path);
   h5::check_format(root, "ess-operators", kOperatorsFormatMajor);
   OperatorReadOptions opts = options;
-  if (opts.default_seq_len == 0 && root.has_attr("seq_len")) opts.default_seq_len = static_cast<int>(root.attr_int("seq_len"));
+  if (opts.default_seq_len == 0) opts.default_seq_len = ops::read_int_attr(root, "seq_len", 0, 2, ops::kMaxSeqLen);
   if (!root.has("layers") || !root.is_group("layers")) throw InputError(path + ": no /layers group");
   const h5::Object layers = root.group("layers");
   std::vector<OperatorLayer> out;

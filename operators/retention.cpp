@@ -13,7 +13,7 @@ RetentionOperator::RetentionOperator(Tensor q, Tensor k, Tensor decay, const std
     ops::expect_shape(context, "decay", decay_, {q_.dim(1)});
   else
     ops::expect_shape(context, "decay", decay_, {q_.dim(1), q_.dim(3)});
-  ops::check_finite(context, "decay", decay_);
+  ops::check_finite(context, "decay", decay_, decay_.rank() == 1 ? ops::Axes{"head"} : ops::Axes{"head", "feature"});
 }
 
 std::unique_ptr<LayerOperator> RetentionOperator::read(const h5::Object& group) {

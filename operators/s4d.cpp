@@ -13,29 +13,29 @@ S4dOperator::S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Ten
     : a_re_(std::move(a_re)), a_im_(std::move(a_im)), b_re_(std::move(b_re)), b_im_(std::move(b_im)),
       c_re_(std::move(c_re)), c_im_(std::move(c_im)), L_(seq_len) {
   ops::expect_shape(context, "a_re", a_re_, {-1, -1});
+  ops::expect_nonempty(context, "a_re", a_re_);
   const std::vector<std::int64_t> shape = a_re_.shape;
   ops::expect_shape(context, "b_re", b_re_, shape);
   ops::expect_shape(context, "c_re", c_re_, shape);
   const char* names[] = {"a_re", "a_im", "b_re", "b_im", "c_re", "c_im"};
   Tensor* all[] = {&a_re_, &a_im_, &b_re_, &b_im_, &c_re_, &c_im_};
   for (int k = 0; k < 6; ++k) {
-    if (all[k]->size() == 0 && k % 2 == 1) continue;
+    if (k % 2 == 1 && !ops::present(*all[k])) continue;  // *_im absent = 0
     ops::expect_shape(context, names[k], *all[k], shape);
-    ops::check_finite(context, names[k], *all[k]);
+    ops::check_finite(context, names[k], *all[k], ops::kCN);
   }
   if (L_ < 2)
     throw InputError(context + ": sequence length unknown or < 2: s4d has no time axis of its own; give the layer "
                      "attribute 'seq_len' (or `ess compute --seq-len`)");
-  // State dimension and TSS, the same for every channel: take the largest over channels.
+  // State dimension and TSS are reported per layer: take the largest over channels.
   for (int c = 0; c < channels(); ++c) {
-    int dim = 0, complex_modes = 0, pairs = 0;
+    int dim = 0, pairs = 0;  // real state dimension; matched conjugate pairs
     std::vector<bool> used(modes(), false);
     for (int n = 0; n < modes(); ++n) {
       const bool cplx = im(a_im_, c, n) != 0.0;
       dim += cplx ? 2 : 1;
       if (!cplx || used[n]) continue;
-      ++complex_modes;
-      // A conjugate partner: a_m = conj(a_n) and c_m b_m = conj(c_n b_n).
+      // A conjugate partner (the same mode written twice): a_m = conj(a_n) and c_m b_m = conj(c_n b_n).
       const std::complex<double> an(re(a_re_, c, n), im(a_im_, c, n));
       const std::complex<double> gn = std::complex<double>(re(c_re_, c, n), im(c_im_, c, n)) *
                                       std::complex<double>(re(b_re_, c, n), im(b_im_, c, n));
@@ -52,7 +52,6 @@ S4dOperator::S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Ten
         }
       }
     }
-    (void)complex_modes;
     state_dim_ = std::max(state_dim_, dim);
     tss_ = std::max(tss_, dim - 2 * pairs);  // a matched pair (4 real dims) has McMillan degree 2
   }
@@ -60,7 +59,7 @@ S4dOperator::S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Ten
 
 std::unique_ptr<LayerOperator> S4dOperator::read(const h5::Object& group, int default_seq_len) {
   const std::string ctx = ops::context_of(group);
-  const int L = group.has_attr("seq_len") ? static_cast<int>(group.attr_int("seq_len")) : default_seq_len;
+  const int L = ops::read_int_attr(group, "seq_len", default_seq_len, 2, ops::kMaxSeqLen);
   return std::make_unique<S4dOperator>(ops::read_tensor(group, "a_re"), ops::read_optional(group, "a_im"),
                                        ops::read_tensor(group, "b_re"), ops::read_optional(group, "b_im"),
                                        ops::read_tensor(group, "c_re"), ops::read_optional(group, "c_im"), L, ctx);

@@ -13,10 +13,10 @@ SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vect
     : q_(std::move(q)), k_(std::move(k)), mask_(std::move(mask)), scale_(scale), window_(window) {
   ops::expect_shape(context, "q", q_, {-1, -1, -1, -1});
   ops::expect_shape(context, "k", k_, q_.shape);
-  ops::check_finite(context, "q", q_);
-  ops::check_finite(context, "k", k_);
+  ops::expect_nonempty(context, "q", q_);
+  ops::check_finite(context, "q", q_, ops::kBHLD);
+  ops::check_finite(context, "k", k_, ops::kBHLD);
   const int L = seq_len();
-  if (L < 1) throw InputError(context + ": sequence length is 0");
   if (scale_ <= 0) scale_ = 1.0 / std::sqrt(static_cast<double>(q_.dim(3)));
   if (!std::isfinite(scale_)) throw InputError(context + ": attribute 'scale' is not finite");
   if (window_ < 0) throw InputError(context + ": attribute 'window' must be ≥ 0 (0 = no window)");
@@ -51,17 +51,23 @@ std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& 
   Tensor q = ops::read_tensor(group, "q"), k = ops::read_tensor(group, "k");
   std::vector<std::uint8_t> mask;
   if (group.has("mask")) {
-    if (group.dtype("mask") != h5::DType::uint8) throw InputError(ctx + ": dataset 'mask' must be uint8");
+    if (group.dtype("mask") != h5::DType::uint8)
+      throw InputError(ctx + ": dataset 'mask' must be uint8 (1 = may attend); from numpy write mask.astype('u1')");
     std::vector<std::int64_t> shape;
     mask = group.read_uint8("mask", &shape);
+    // A malformed q is reported by the constructor; here only the mask's own shape.
     const std::int64_t L = q.rank() == 4 ? q.dim(2) : -1;
-    if (shape != std::vector<std::int64_t>{L, L})
+    if (L >= 0 && shape != std::vector<std::int64_t>{L, L})
       throw InputError(ctx + ": dataset 'mask' has shape " + shape_string(shape) + ", expected [" + std::to_string(L) +
                        ", " + std::to_string(L) + "]");
   }
-  double scale = group.has_attr("scale") ? group.attr_double("scale") : 0.0;
-  if (group.has_attr("scale") && !(scale > 0)) throw InputError(ctx + ": attribute 'scale' must be > 0");
-  int window = group.has_attr("window") ? static_cast<int>(group.attr_int("window")) : 0;
+  double scale = 0.0;  // 0 = the default 1/sqrt(d)
+  if (group.has_attr("scale")) {
+    scale = group.attr_double("scale");
+    if (!(scale > 0) || !std::isfinite(scale))
+      throw InputError(ctx + ": attribute 'scale' must be a finite number > 0, found " + std::to_string(scale));
+  }
+  const int window = ops::read_int_attr(group, "window", 0, 0, std::numeric_limits<int>::max());
   return std::make_unique<SoftmaxAttentionOperator>(std::move(q), std::move(k), std::move(mask), scale, window, ctx);
 }
 

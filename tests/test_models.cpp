@@ -1,4 +1,4 @@
-// The C++ forward passes against the independent PyTorch reference (tools/reference/hf_reference.py)
+// The C++ forward passes against the independent PyTorch reference (tools/reference/reference_forward.py)
 // on the shipped tiny checkpoints: logits within 1e-4 relative, every captured operator's T within
 // 1e-5 relative; plus bad checkpoints and token inputs.
 #include <doctest/doctest.h>
@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 std::vector<std::string> fixtures() {
   std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator("data/checkpoints"))
+  for (const auto& e : fs::directory_iterator(std::string(ESS_SOURCE_DIR) + "/data/checkpoints"))
     if (e.is_directory() && fs::exists(e.path() / "expected.h5")) out.push_back(e.path().string());
   std::sort(out.begin(), out.end());
   return out;
@@ -73,7 +73,7 @@ TEST_CASE("every architecture matches the PyTorch reference: logits 1e-4, operat
 
 TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
   const std::string dir = ess::test::temp_dir("models_bad");
-  const std::string src = "data/checkpoints/tiny-mamba";
+  const std::string src = std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-mamba";
   auto copy_fixture = [&](const std::string& name) {
     const std::string d = dir + "/" + name;
     fs::create_directories(d);

@@ -5,6 +5,7 @@
 // mlp_norm. Short convolutions and feature maps are not supported (clear error).
 // Captured operator per layer: family "gla" with q (scale folded in), k, log_decay [B, H, L, d_k].
 #include <cmath>
+#include <limits>
 
 #include "libess/error.h"
 #include "libess/models/models.h"
@@ -27,6 +28,7 @@ class Gla final : public CausalLM {
     Kd_ = static_cast<int>(D_ * c.number("expand_k", 0.5));
     Vd_ = static_cast<int>(D_ * c.number("expand_v", 1.0));
     eps_ = c.number("norm_eps", 1e-6);
+    if (c.has("clamp_min")) clamp_min_ = c.number("clamp_min");
     if (H_ < 1 || Hkv_ < 1 || H_ % Hkv_ || Kd_ % H_ || Vd_ % H_)
       throw InputError(c.path() + ": key/value dimensions must split evenly over num_heads and num_kv_heads");
     if (c.boolean("use_short_conv", false))
@@ -104,7 +106,8 @@ class Gla final : public CausalLM {
         const Matrix Q = X * Wq.transpose() * scale, K = X * Wk.transpose(), Vv = X * Wv.transpose();
         Matrix Gk = (X * G0.transpose()) * G1.transpose();
         Gk.rowwise() += g1b.transpose();
-        Gk = Gk.unaryExpr([](double v) { return log_sigmoid(v) / 16.0; });
+        const double lo = clamp_min_;  // fla clamps the normalized log-gate from below when configured
+        Gk = Gk.unaryExpr([lo](double v) { return std::max(log_sigmoid(v) / 16.0, lo); });
         const Matrix Gout = silu(X * Wg.transpose());
         Matrix O(L, Vd_);
         Matrix S(dk_, dv_);
@@ -145,6 +148,7 @@ class Gla final : public CausalLM {
   Weights W_;
   int V_, D_, layers_, H_, Hkv_, Kd_, Vd_, dk_, dv_, rank_, I_;
   double eps_;
+  double clamp_min_ = -std::numeric_limits<double>::infinity();
 };
 
 }  // namespace

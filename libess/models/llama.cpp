@@ -31,13 +31,21 @@ class Llama final : public CausalLM {
     window_ = c.integer("sliding_window", 0);
     if (c.has("hidden_act") && c.json()["hidden_act"] != "silu")
       throw InputError(c.path() + ": hidden_act " + c.json()["hidden_act"].dump() + " is not supported (silu only)");
-    // Rotary inverse frequencies, with the config's scaling.
-    const double theta = c.number("rope_theta", 10000.0);
+    // Rotary inverse frequencies, with the config's scaling: legacy `rope_theta` + `rope_scaling`,
+    // or transformers v5's `rope_parameters` {rope_theta, rope_type, factor, …}.
+    nlohmann::json rope = c.has("rope_scaling") ? c.json()["rope_scaling"] : nlohmann::json::object();
+    double theta = c.number("rope_theta", 10000.0);
+    if (c.has("rope_parameters")) {
+      if (!c.json()["rope_parameters"].is_object()) throw InputError(c.path() + ": rope_parameters must be an object");
+      rope = c.json()["rope_parameters"];
+      if (rope.contains("rope_theta")) theta = Config(rope, c.path() + " rope_parameters").number("rope_theta");
+    }
     inv_freq_.resize(hd_ / 2);
     for (int k = 0; k < hd_ / 2; ++k) inv_freq_(k) = 1.0 / std::pow(theta, 2.0 * k / hd_);
-    if (c.has("rope_scaling")) {
-      const Config sc(c.json()["rope_scaling"], c.path() + " rope_scaling");
-      std::string type = sc.json().value("rope_type", sc.json().value("type", std::string("default")));
+    if (!rope.is_object()) throw InputError(c.path() + ": rope_scaling must be an object");
+    {
+      const Config sc(rope, c.path() + " rope scaling");
+      std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
       if (type == "llama3") {
         const double f = sc.number("factor"), lo = sc.number("low_freq_factor"), hi = sc.number("high_freq_factor"),
                      orig = sc.number("original_max_position_embeddings");
@@ -55,7 +63,7 @@ class Llama final : public CausalLM {
       } else if (type == "linear") {
         inv_freq_ /= sc.number("factor");
       } else if (type != "default") {
-        throw InputError(c.path() + ": rope_scaling type '" + type + "' is not supported (default, linear, llama3)");
+        throw InputError(c.path() + ": rope type '" + type + "' is not supported (default, linear, llama3)");
       }
     }
     head_ = W_.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
