@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "libess/error.h"
+#include "libess/output_path.h"
 
 namespace ess::h5 {
 namespace {
@@ -411,12 +412,9 @@ Object open_file(const std::string& path) {
 
 OutputFile::OutputFile(const std::string& path) : path_(path) {
   namespace fs = std::filesystem;
-  fs::path p(path);
-  fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    throw InputError(path + ": cannot write output: directory '" + dir.string() + "' does not exist");
-  if (fs::is_directory(p, ec)) throw InputError(path + ": cannot write output: it is a directory");
+  check_output_path(path);
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   tmp_ = (dir / ("." + p.filename().string() + ".tmp" + std::to_string(::getpid()))).string();
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);

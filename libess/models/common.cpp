@@ -51,6 +51,16 @@ Vector Weights::vector(const std::string& name, std::int64_t n) const {
   return Eigen::Map<const Vector>(t.data.data(), n);
 }
 
+std::vector<Matrix> embed(const Weights& W, const std::string& name, int vocab, int dim, const Tokens& tokens) {
+  const RowMatrix emb = W.matrix(name, vocab, dim);
+  std::vector<Matrix> H(tokens.size());
+  for (size_t b = 0; b < tokens.size(); ++b) {
+    H[b].resize(static_cast<Index>(tokens[b].size()), dim);
+    for (size_t t = 0; t < tokens[b].size(); ++t) H[b].row(static_cast<Index>(t)) = emb.row(tokens[b][t]);
+  }
+  return H;
+}
+
 Matrix rms_norm(const Matrix& X, const Vector& w, double eps) {
   Matrix Y(X.rows(), X.cols());
   for (Index r = 0; r < X.rows(); ++r) {

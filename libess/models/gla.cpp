@@ -80,14 +80,7 @@ class Gla final : public CausalLM {
     const int B = static_cast<int>(tokens.size()), L = static_cast<int>(tokens[0].size());
     const int rep = H_ / Hkv_, Kg = Kd_ / rep, Vg = Vd_ / rep;
     const double scale = 1.0 / std::sqrt(static_cast<double>(dk_));
-    std::vector<Matrix> Hs(B);
-    {
-      const RowMatrix emb = W_.matrix("model.embeddings.weight", V_, D_);
-      for (int b = 0; b < B; ++b) {
-        Hs[b].resize(L, D_);
-        for (int t = 0; t < L; ++t) Hs[b].row(t) = emb.row(tokens[b][t]);
-      }
-    }
+    std::vector<Matrix> Hs = embed(W_, "model.embeddings.weight", V_, D_, tokens);
     ModelRun out;
     for (int l = 0; l < layers_; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";

@@ -111,14 +111,7 @@ class Llama final : public CausalLM {
           X(t, k + half) = b * cosm(t, k) + a * sinm(t, k);
         }
     };
-    std::vector<Matrix> Hs(B);
-    {
-      const RowMatrix emb = W_.matrix("model.embed_tokens.weight", V_, D_);
-      for (int b = 0; b < B; ++b) {
-        Hs[b].resize(L, D_);
-        for (int t = 0; t < L; ++t) Hs[b].row(t) = emb.row(tokens[b][t]);
-      }
-    }
+    std::vector<Matrix> Hs = embed(W_, "model.embed_tokens.weight", V_, D_, tokens);
     ModelRun out;
     for (int l = 0; l < layers_; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";

@@ -50,14 +50,7 @@ class Mamba final : public CausalLM {
 
   ModelRun run(const Tokens& tokens, bool keep_logits) const override {
     const int B = static_cast<int>(tokens.size()), L = static_cast<int>(tokens[0].size());
-    std::vector<Matrix> H(B);
-    {
-      const RowMatrix emb = W_.matrix(embed_, V_, D_);
-      for (int b = 0; b < B; ++b) {
-        H[b].resize(L, D_);
-        for (int t = 0; t < L; ++t) H[b].row(t) = emb.row(tokens[b][t]);
-      }
-    }
+    std::vector<Matrix> H = embed(W_, embed_, V_, D_, tokens);
     ModelRun out;
     for (int l = 0; l < layers_; ++l) {
       const std::string p = "backbone.layers." + std::to_string(l) + ".";

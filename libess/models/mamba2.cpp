@@ -84,14 +84,7 @@ class Mamba2 final : public CausalLM {
 
   ModelRun run(const Tokens& tokens, bool keep_logits) const override {
     const int B = static_cast<int>(tokens.size()), L = static_cast<int>(tokens[0].size());
-    std::vector<Matrix> Hs(B);
-    {
-      const RowMatrix emb = W_.matrix(embed_, V_, D_);
-      for (int b = 0; b < B; ++b) {
-        Hs[b].resize(L, D_);
-        for (int t = 0; t < L; ++t) Hs[b].row(t) = emb.row(tokens[b][t]);
-      }
-    }
+    std::vector<Matrix> Hs = embed(W_, embed_, V_, D_, tokens);
     ModelRun out;
     const int hpg = H_ / G_;
     for (int l = 0; l < layers_; ++l) {

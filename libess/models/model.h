@@ -72,6 +72,8 @@ class Weights {
   st::Checkpoint ckpt_;
 };
 
+// Embedding rows of every sequence: one L × D matrix per batch element.
+std::vector<Matrix> embed(const Weights& W, const std::string& name, int vocab, int dim, const Tokens& tokens);
 // y = rms_norm(x) ⊙ w over the last axis (rows of X).
 Matrix rms_norm(const Matrix& X, const Vector& w, double eps);
 Matrix silu(const Matrix& X);

@@ -55,20 +55,6 @@ bool parse(int argc, char** argv, const std::string& usage, po::options_descript
   return true;
 }
 
-void check_output_path(const std::string& path) {
-  namespace fs = std::filesystem;
-  fs::path p(path);
-  fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    throw InputError(path + ": cannot write output: directory '" + dir.string() + "' does not exist");
-  if (fs::is_directory(p, ec)) throw InputError(path + ": cannot write output: it is a directory");
-  if (::access(dir.c_str(), W_OK) != 0)
-    throw InputError(path + ": cannot write output: directory '" + dir.string() + "' is not writable");
-  if (fs::exists(p, ec) && ::access(p.c_str(), W_OK) != 0)
-    throw InputError(path + ": cannot write output: file exists and is not writable");
-}
-
 Progress::Progress(bool quiet) : enabled_(!quiet && ::isatty(2)) {}
 Progress::~Progress() { done(); }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "libess/output_path.h"
+
 namespace ess::cli {
 
 namespace po = boost::program_options;
@@ -18,8 +20,7 @@ void set_command_line(int argc, char** argv);
 bool parse(int argc, char** argv, const std::string& usage, po::options_description& options,
            const std::vector<std::string>& positional, po::variables_map& vm);
 
-// Fails fast (InputError) when an output file cannot be created at `path`.
-void check_output_path(const std::string& path);
+using ess::check_output_path;  // fails fast (InputError) when an output file cannot be created
 
 // A one-line progress indicator on stderr, shown only on a terminal and without --quiet.
 class Progress {
