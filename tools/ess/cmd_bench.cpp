@@ -1,5 +1,6 @@
 // ess bench: fast engines against the dense baseline on the same synthetic operators, one run.
 #include <algorithm>
+#include <utility>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -160,9 +161,9 @@ void print_rows(const std::vector<Row>& rows, bool json, std::ostream& out) {
   for (const Row& r : rows) {
     std::string same = r.dense_run ? (r.ess_mismatch == 0 ? "yes" : "NO(" + std::to_string(r.ess_mismatch) + ")") : "—";
     std::string speed = r.dense_run ? fmt(r.dense_s / r.fast_s, 1) + "x" : "—";
-    std::snprintf(buf, sizeof buf, "%-16s %5d %5d %4d %-10s %12.3e %12s %9s %10s %9s %8.2f\n", r.name.c_str(), r.L, r.N,
-                  r.channels, r.fast_engine.c_str(), r.fast_s, sci(r.dense_s).c_str(), speed.c_str(),
-                  sci(r.max_dev).c_str(), same.c_str(), r.mean_ess);
+    std::snprintf(buf, sizeof buf, "%-16s %5d %5d %4d %-10s %12s %12s %9s %10s %9s %8s\n", r.name.c_str(), r.L, r.N,
+                  r.channels, r.fast_engine.c_str(), sci(r.fast_s).c_str(), sci(r.dense_s).c_str(), speed.c_str(),
+                  sci(r.max_dev).c_str(), same.c_str(), std::isnan(r.fast_s) ? "—" : fmt(r.mean_ess, 2).c_str());
     out << buf;
   }
 }
@@ -202,7 +203,7 @@ int run_bench(int argc, char** argv) {
       "scaling", po::bool_switch(&scaling), "scaling mode over --lengths (dense only within --dense-budget)")(
       "lengths", po::value(&lengths)->default_value("256,512,1024,2048,4096"), "lengths for --scaling")(
       "dense-budget", po::value(&dense_budget)->default_value(120),
-      "scaling mode: skip the dense baseline when its predicted time per case exceeds this many seconds")(
+      "scaling mode: skip an engine at a length where its predicted time for the case exceeds this many seconds")(
       "stack", po::bool_switch(&stack),
       "model-stack mode: full ESS profile of --stack-layers × --stack-channels Mamba channels at --L")(
       "stack-layers", po::value(&stack_layers)->default_value(24), "layers for --stack")(
@@ -273,11 +274,34 @@ int run_bench(int argc, char** argv) {
     }
     for (const auto& name : names) {
       double dense_per_L4 = std::nan("");  // measured dense seconds / L⁴, to predict the next length
+      // Fast engine: predict the next length from the growth exponent of the last two points
+      // (high-rank attention makes the sweep as costly as dense, ~L⁴) and skip past the budget.
+      std::vector<std::pair<int, double>> fast_points;
       for (int len : Ls) {
+        if (fast_points.size() >= 1) {
+          const auto [l1, t1] = fast_points.back();
+          double p = 2.0;
+          if (fast_points.size() >= 2) {
+            const auto [l0, t0] = fast_points[fast_points.size() - 2];
+            p = std::clamp(std::log(t1 / t0) / std::log(static_cast<double>(l1) / l0), 1.0, 4.0);
+          }
+          if (t1 * std::pow(static_cast<double>(len) / l1, p) * channels > dense_budget) {
+            Row skipped;
+            skipped.name = name;
+            skipped.L = len;
+            skipped.N = N;
+            skipped.channels = channels;
+            skipped.fast_engine = "skipped";
+            skipped.fast_s = std::nan("");
+            rows.push_back(skipped);
+            continue;
+          }
+        }
         bool dense = !no_dense && (std::isnan(dense_per_L4) ? len <= 1024
                                                              : dense_per_L4 * std::pow(len, 4.0) * channels <= dense_budget);
         Row r = bench_one(name, len, channels, N, seed, tol, dense, rtol);
         if (r.dense_run) dense_per_L4 = r.dense_s / std::pow(len, 4.0);
+        fast_points.emplace_back(len, r.fast_s);
         rows.push_back(r);
         progress.update("bench: " + name + " L=" + std::to_string(len) + " done");
       }
