@@ -8,10 +8,11 @@
 namespace ess {
 
 double eckart_young_tail(const float* sigma, int K, int state, double rest, double frobenius) {
+  // tail² = Σ_{N_s<k≤K} σ_k² + Σ_{k>K} σ_k² (the second sum is stored as sigma_tail²), in double.
   double tail2 = rest * rest;
   for (int k = std::max(state, 0); k < K; ++k) tail2 += static_cast<double>(sigma[k]) * sigma[k];
   double norm = frobenius;
-  if (!(norm > 0)) {
+  if (!(norm > 0)) {  // ‖H_i‖_F² = Σ_k σ_k² when the file has no frobenius_norm
     double all2 = rest * rest;
     for (int k = 0; k < K; ++k) all2 += static_cast<double>(sigma[k]) * sigma[k];
     norm = std::sqrt(all2);
@@ -21,26 +22,29 @@ double eckart_young_tail(const float* sigma, int K, int state, double rest, doub
 }
 
 LayerCompressibility compressibility(const LayerResult& R, const std::vector<int>& states, double max_error) {
-  if (R.sigma_k <= 0)
+  if (states.empty()) throw UsageError("compressibility needs at least one student state size");
+  for (int state : states)
+    if (state <= 0) throw UsageError("student state sizes must be positive, got " + std::to_string(state));
+  if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
+  if (R.sigma_k <= 0 || R.sigma.empty())
     throw InputError("layer '" + R.name + "': the results file has no singular values ('sigma'); rerun `ess compute` "
                      "or `ess analyze` with --keep-sigma K (K ≥ the largest student state)");
   const int K = R.sigma_k;
+  const size_t blocks = static_cast<size_t>(R.batch) * R.channels * R.num_indices();
+  if (R.sigma.size() != blocks * K)
+    throw InputError("layer '" + R.name + "': 'sigma' has " + std::to_string(R.sigma.size()) + " values, expected " +
+                     std::to_string(blocks * K) + " (B × C × I × K)");
+  const int largest = *std::max_element(states.begin(), states.end());
+  if (largest > K)
+    throw InputError("layer '" + R.name + "': the file keeps only K = " + std::to_string(K) +
+                     " singular values per block, fewer than the student state " + std::to_string(largest) +
+                     "; rerun `ess compute` / `ess analyze` with --keep-sigma " + std::to_string(largest) + " or more");
   LayerCompressibility out;
   out.name = R.name;
   out.family = R.family;
   out.layer_index = R.layer_index;
-  const size_t blocks = static_cast<size_t>(R.batch) * R.channels * R.num_indices();
+  out.sigma_k = K;
   for (int state : states) {
-    if (state > K) {
-      // Fine only when every block's spectrum is complete within K (last kept σ is 0, no tail).
-      for (size_t k = 0; k < blocks; ++k) {
-        const bool complete = R.sigma[k * K + K - 1] == 0.0f && (R.sigma_tail.empty() || R.sigma_tail[k] == 0.0);
-        if (!complete)
-          throw InputError("layer '" + R.name + "': the file keeps only K = " + std::to_string(K) +
-                           " singular values per block, fewer than the student state " + std::to_string(state) +
-                           "; rerun with --keep-sigma " + std::to_string(state) + " or more");
-      }
-    }
     CompressTarget t;
     t.state = state;
     long n = 0, exceeding = 0;
@@ -54,6 +58,7 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
       exceeding += R.tolerance_ess[k] > state;
       ++n;
     }
+    out.blocks = n;
     if (n > 0) {
       t.mean_tail /= n;
       t.frac_exceeding = static_cast<double>(exceeding) / n;

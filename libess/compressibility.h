@@ -19,6 +19,8 @@ struct CompressTarget {
 struct LayerCompressibility {
   std::string name, family;
   int layer_index = 0;
+  int sigma_k = 0;  // K: singular values kept per block in the file
+  long blocks = 0;  // blocks averaged over (batch × channels × indices, status ok)
   std::vector<CompressTarget> targets;
   std::optional<int> recommended_state;  // smallest state with mean_tail ≤ max_error
 };
@@ -27,7 +29,11 @@ struct LayerCompressibility {
 // (`rest`, 0 if none) and ‖H‖_F (≤ 0: computed from σ and rest).
 double eckart_young_tail(const float* sigma, int K, int state, double rest, double frobenius);
 
-// Throws InputError when the file has no `sigma`, or fewer than `state` values where that matters.
+// Per student state: mean / max tail over every usable block (status ok) of every batch element and
+// channel, and the fraction of those blocks whose tolerance-ESS exceeds the state. ‖H_i‖_F is the
+// stored `frobenius` when present, else sqrt(Σ stored σ² + sigma_tail²); a zero block has tail 0.
+// Throws UsageError for a state ≤ 0 or a negative / non-finite max_error; InputError (naming the
+// layer and K) when the result has no `sigma`, or keeps fewer than a requested state (K < N_s).
 LayerCompressibility compressibility(const LayerResult& R, const std::vector<int>& states, double max_error);
 
 }  // namespace ess

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "libess/error.h"
+
 namespace ess {
 
 const char* to_string(ChannelClass c) {
@@ -23,7 +25,7 @@ bool DiagnosisOptions::IsValid(std::string* error) const {
   };
   if (!(saturated >= 0 && saturated <= 1)) return fail("--saturated must be in [0, 1]");
   if (!(collapsed >= 0 && collapsed <= 1)) return fail("--collapsed must be in [0, 1]");
-  if (collapsed >= saturated) return fail("--collapsed must be below --saturated");
+  if (!(collapsed < saturated)) return fail("--collapsed must be below --saturated");
   return true;
 }
 
@@ -31,66 +33,113 @@ namespace {
 
 std::string percent(double x) {
   std::ostringstream o;
-  o << static_cast<int>(std::lround(100 * x)) << "%";
+  o << static_cast<long>(std::lround(100 * x)) << "%";
   return o.str();
 }
 
-std::string layer_label(const LayerDiagnosis& d) {
-  return "layer " + std::to_string(d.layer_index) + " (" + d.name + ", " + d.family + ")";
+// What kind of capacity TSS measures for this layer, for the advice.
+enum class Capacity { state, window, kv_cache, filter, none };
+
+Capacity capacity_of(const LayerResult& R) {
+  const std::string& f = R.family;
+  if (f == "softmax_attention") {
+    for (int p = 0; p < R.num_indices(); ++p)
+      if (R.tss[p] < R.indices[p]) return Capacity::window;  // sliding window or sparse mask
+    return Capacity::kv_cache;
+  }
+  if (f == "conv") return Capacity::filter;
+  if (f == "dense") return Capacity::none;
+  return Capacity::state;  // linear attention, RetNet, GLA, DeltaNet, Mamba, Mamba2, S4D
 }
 
-std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o) {
+std::string saturated_advice(Capacity c) {
+  switch (c) {
+    case Capacity::state: return "The state is too small for this input: a larger state, or attention, would help.";
+    case Capacity::window: return "The window is too short for this input: a wider window, or full attention, would help.";
+    case Capacity::kv_cache:
+      return "The layer needs its whole KV cache for this input (a full-rank operator): a fixed-size recurrent state "
+             "would lose information here.";
+    case Capacity::filter: return "The filter is too short for this input: a longer filter would help.";
+    case Capacity::none: return "The operator is full-rank: no smaller state realizes it without loss.";
+  }
+  return "";
+}
+
+std::string collapsed_advice(Capacity c) {
+  switch (c) {
+    case Capacity::window:
+    case Capacity::kv_cache:
+      return "The layer uses little of its KV cache: a short window or a small recurrent state could replace it "
+             "(see `ess compress`).";
+    case Capacity::filter: return "A much shorter filter or a small state-space realization would do (see `ess compress`).";
+    default: return "Capacity is wasted: the layer could be distilled into a much smaller state (see `ess compress`).";
+  }
+}
+
+std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capacity cap) {
   const int live = d.channels - d.dead;
+  const std::string who = "layer " + std::to_string(d.layer_index) + " (" + d.name + ", " + d.family + ")";
+  const std::string kind = d.channel_kind.empty() ? "channel" : d.channel_kind;
+  const std::string of_channels = d.dead ? " of its live " + kind + "s" : " of its " + kind + "s";
   std::ostringstream a;
-  const std::string who = layer_label(d);
-  if (d.verdict == "dead") {
-    a << who << " is dead: no channel carries anything across positions for this input. Check that the "
-      << "input exercises it; otherwise the layer can be removed.";
+  if (d.verdict == "dead")
+    return who + " is dead: no " + kind + " carries anything across positions for this input (ESS 0 at every block). "
+           "Check that the input exercises it; otherwise the layer can be removed.";
+  if (d.verdict == "partly dead") {
+    a << who << " is partly dead: " << d.dead << " of " << d.channels << " " << kind
+      << "s have ESS 0 at every block; prune them (or check that this input exercises them). The " << live
+      << " live ones: " << d.saturated << " saturated, " << d.healthy << " healthy, " << d.collapsed
+      << " collapsed (mean utilization " << percent(d.live_utilization) << ").";
     return a.str();
   }
   if (d.verdict == "saturated")
-    a << who << " is saturated: " << percent(static_cast<double>(d.saturated) / live) << " of its live channels use ≥ "
-      << percent(o.saturated) << " of the attainable state (mean utilization " << percent(d.utilization)
-      << "). The state is too small for this input; a larger state, or attention, would help.";
+    a << who << " is saturated: " << percent(static_cast<double>(d.saturated) / live) << of_channels << " use ≥ "
+      << percent(o.saturated) << " of the attainable state min(TSS_i, i, L−i) (mean utilization "
+      << percent(d.live_utilization) << "). " << saturated_advice(cap);
   else if (d.verdict == "collapsed")
-    a << who << " has collapsed: " << percent(static_cast<double>(d.collapsed) / live) << " of its live channels use ≤ "
-      << percent(o.collapsed) << " of the attainable state (mean utilization " << percent(d.utilization)
-      << "). Capacity is wasted; the layer could be distilled into a much smaller state (see `ess compress`).";
+    a << who << " has collapsed: " << percent(static_cast<double>(d.collapsed) / live) << of_channels << " use ≤ "
+      << percent(o.collapsed) << " of the attainable state (mean utilization " << percent(d.live_utilization) << "). "
+      << collapsed_advice(cap);
   else if (d.verdict == "healthy")
-    a << who << " is healthy: mean utilization " << percent(d.utilization) << ", " << d.healthy << " of " << live
-      << " live channels between the thresholds.";
+    a << who << " is healthy: " << d.healthy << " of " << live << " live " << kind
+      << "s between the thresholds (mean utilization " << percent(d.live_utilization) << "). No action needed.";
   else
-    a << who << " is mixed: " << d.saturated << " saturated, " << d.healthy << " healthy, " << d.collapsed
-      << " collapsed channels (mean utilization " << percent(d.utilization)
-      << "); look at the per-channel profile (`ess plot`).";
+    a << who << " is mixed: " << d.saturated << " saturated, " << d.healthy << " healthy, " << d.collapsed << " collapsed "
+      << kind << "s (mean utilization " << percent(d.live_utilization)
+      << "). Look at the heat map (`ess plot`): the state could be sized per " << kind << ".";
   if (d.dead > 0)
-    a << " " << d.dead << " of " << d.channels << " channels are dead (ESS 0 everywhere) and can be pruned.";
+    a << " " << d.dead << " of " << d.channels << " " << kind << "s " << (d.dead == 1 ? "is" : "are")
+      << " dead (ESS 0 at every block) and can be pruned.";
   return a.str();
 }
 
 }  // namespace
 
 LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
+  std::string why;
+  if (!o.IsValid(&why)) throw UsageError(why);
   LayerDiagnosis d;
   d.name = R.name;
   d.family = R.family;
+  d.channel_kind = to_string(R.channel_kind);
   d.layer_index = R.layer_index;
   d.channels = R.channels;
   d.tss = R.tss.empty() ? 0 : *std::max_element(R.tss.begin(), R.tss.end());
   d.channel_utilization = channel_utilization(R, o.metric);
-  double sum = 0;
+  double sum_all = 0, sum_live = 0;
+  long n_all = 0;
   for (int c = 0; c < R.channels; ++c) {
-    bool dead = true;
+    bool dead = true;  // no usable block with ESS > 0
     for (int b = 0; b < R.batch && dead; ++b)
       for (int p = 0; p < R.num_indices() && dead; ++p) {
         const double v = block_ess(R, o.metric, b, c, p);
         if (!std::isnan(v) && v > 0) dead = false;
       }
     const double u = d.channel_utilization[c];
-    ChannelClass k = dead                      ? ChannelClass::dead
-                     : u >= o.saturated        ? ChannelClass::saturated
-                     : u <= o.collapsed        ? ChannelClass::collapsed
-                                               : ChannelClass::healthy;
+    const ChannelClass k = dead                ? ChannelClass::dead
+                           : u >= o.saturated ? ChannelClass::saturated
+                           : u <= o.collapsed ? ChannelClass::collapsed
+                                              : ChannelClass::healthy;
     d.channel_class.push_back(k);
     switch (k) {
       case ChannelClass::dead: ++d.dead; break;
@@ -98,21 +147,27 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
       case ChannelClass::collapsed: ++d.collapsed; break;
       case ChannelClass::healthy: ++d.healthy; break;
     }
-    if (k != ChannelClass::dead && !std::isnan(u)) sum += u;
+    if (std::isnan(u)) continue;
+    sum_all += dead ? 0.0 : u;
+    ++n_all;
+    if (!dead) sum_live += u;
   }
   const int live = d.channels - d.dead;
-  d.utilization = live > 0 ? sum / live : 0.0;
+  d.utilization = n_all > 0 ? sum_all / n_all : 0.0;
+  d.live_utilization = live > 0 ? sum_live / live : 0.0;
   if (live == 0)
     d.verdict = "dead";
-  else if (2 * d.saturated >= live)
+  else if (2 * d.dead > d.channels)
+    d.verdict = "partly dead";
+  else if (2 * d.saturated > live)
     d.verdict = "saturated";
-  else if (2 * d.collapsed >= live)
+  else if (2 * d.collapsed > live)
     d.verdict = "collapsed";
-  else if (2 * d.healthy >= live)
+  else if (2 * d.healthy > live)
     d.verdict = "healthy";
   else
     d.verdict = "mixed";
-  d.advice = advice_for(d, o);
+  d.advice = advice_for(d, o, capacity_of(R));
   return d;
 }
 
@@ -123,13 +178,16 @@ std::vector<LayerDiagnosis> diagnose(const ResultsFile& file, const DiagnosisOpt
 }
 
 std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
-  std::vector<std::string> sat, col, dead;
-  int dead_channels = 0;
+  std::vector<std::string> sat, col, dead, mixed;
+  long dead_channels = 0, channels = 0;
   for (const auto& d : layers) {
-    if (d.verdict == "saturated") sat.push_back(std::to_string(d.layer_index));
-    if (d.verdict == "collapsed") col.push_back(std::to_string(d.layer_index));
-    if (d.verdict == "dead") dead.push_back(std::to_string(d.layer_index));
+    const std::string id = std::to_string(d.layer_index);
+    if (d.verdict == "saturated") sat.push_back(id);
+    if (d.verdict == "collapsed") col.push_back(id);
+    if (d.verdict == "dead" || d.verdict == "partly dead") dead.push_back(id);
+    if (d.verdict == "mixed") mixed.push_back(id);
     dead_channels += d.dead;
+    channels += d.channels;
   }
   auto join = [](const std::vector<std::string>& v) {
     std::string s;
@@ -137,12 +195,15 @@ std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
     return s;
   };
   std::ostringstream o;
-  o << layers.size() << " layer(s): ";
-  if (sat.empty() && col.empty() && dead.empty()) o << "no layer is saturated or collapsed.";
-  if (!sat.empty()) o << "saturated: " << join(sat) << " (give these more state first). ";
-  if (!col.empty()) o << "collapsed: " << join(col) << " (candidates for a smaller state). ";
-  if (!dead.empty()) o << "dead: " << join(dead) << ". ";
-  if (dead_channels) o << dead_channels << " dead channel(s) in total.";
+  o << layers.size() << " layer(s). ";
+  if (sat.empty() && col.empty() && dead.empty() && mixed.empty()) o << "Every layer is healthy. ";
+  if (!sat.empty()) o << "Saturated layers: " << join(sat) << " (give these more state first). ";
+  if (!col.empty()) o << "Collapsed layers: " << join(col) << " (candidates for a smaller state; see `ess compress`). ";
+  if (!mixed.empty()) o << "Mixed layers: " << join(mixed) << ". ";
+  if (!dead.empty()) o << "Dead or mostly dead layers: " << join(dead) << ". ";
+  if (dead_channels)
+    o << dead_channels << " of " << channels << " channels/heads " << (dead_channels == 1 ? "is" : "are")
+      << " dead (prune them).";
   std::string s = o.str();
   while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;

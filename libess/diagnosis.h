@@ -1,6 +1,6 @@
-// Saturation / collapse diagnosis (DESIGN §1): per channel, utilization = mean over i of
+// Saturation / collapse diagnosis (DESIGN §1): per channel, utilization = mean over (b, i) of
 // ESS_i / min(TSS_i, i, L−i); channels classified dead / saturated / collapsed / healthy; per layer
-// counts, mean utilization, a verdict and advice in plain language.
+// counts, mean utilization, a verdict and advice in plain language (docs/analysis.md).
 #pragma once
 #include <string>
 #include <vector>
@@ -17,20 +17,29 @@ struct DiagnosisOptions {
   Metric metric = Metric::tolerance;
   double saturated = 0.9;  // utilization ≥ this → saturated
   double collapsed = 0.1;  // utilization ≤ this → collapsed
+  // Both in [0, 1] and collapsed < saturated.
   bool IsValid(std::string* error) const;
 };
 
 struct LayerDiagnosis {
-  std::string name, family, verdict, advice;
-  int layer_index = 0, tss = 0, channels = 0;
-  double utilization = 0;  // mean over live (non-dead) channels; 0 when all are dead
+  std::string name, family, channel_kind;
+  int layer_index = 0;
+  int tss = 0;  // max over i of TSS_i
+  int channels = 0;
+  double utilization = 0;       // mean over channels of their utilization (dead channels count 0), as `ess report`
+  double live_utilization = 0;  // the same over live (non-dead) channels; 0 when every channel is dead
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;
-  std::vector<double> channel_utilization;  // [C]
+  std::string verdict;  // dead | partly dead | saturated | collapsed | healthy | mixed
+  std::string advice;   // one or two sentences: what the verdict means and what to do
+  std::vector<double> channel_utilization;  // [C]; NaN for a channel without any usable block
   std::vector<ChannelClass> channel_class;  // [C]
 };
 
-// Verdicts: "dead" (every channel dead), "saturated" / "collapsed" / "healthy" when at least half of
-// the live channels are in that class, otherwise "mixed".
+// Classes, checked in this order: dead (ESS 0 at every usable block of every batch element),
+// saturated (u ≥ options.saturated), collapsed (u ≤ options.collapsed), healthy.
+// Verdicts, checked in this order: "dead" (every channel dead); "partly dead" (more than half of
+// the channels dead); "saturated" / "collapsed" / "healthy" (more than half of the live channels in
+// that class); otherwise "mixed". Throws UsageError for invalid options.
 LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& options);
 std::vector<LayerDiagnosis> diagnose(const ResultsFile& file, const DiagnosisOptions& options);
 // One paragraph for the whole model: which layers to act on first.

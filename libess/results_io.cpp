@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "libess/error.h"
 #include "libess/hdf5.h"
@@ -43,16 +44,29 @@ void write_results(const std::string& path, const std::vector<LayerResult>& laye
     g.set_attr("sweep_rtol", R.sweep_rtol);
     g.set_attr("seconds", R.seconds);
     const std::int64_t B = R.batch, C = R.channels, I = R.num_indices();
+    const size_t n = static_cast<size_t>(B * C * I);
+    auto require = [&](const char* what, size_t got, size_t want) {
+      if (got != want)
+        throw std::invalid_argument("write_results: layer '" + R.name + "': " + what + " has " + std::to_string(got) +
+                                    " values, expected " + std::to_string(want));
+    };
+    require("tolerance_ess", R.tolerance_ess.size(), n);
+    require("entropy_ess", R.entropy_ess.size(), n);
+    require("tss", R.tss.size(), I);
     g.write("tolerance_ess", {B, C, I}, R.tolerance_ess.data());
     g.write("entropy_ess", {B, C, I}, R.entropy_ess.data());
     g.write("tss", {I}, R.tss.data());
     g.write("indices", {I}, R.indices.data());
-    g.write("attainable", {I}, R.attainable.data());
-    g.write("frobenius_norm", {B, C, I}, R.frobenius.data());
-    g.write("error_bound", {B, C, I}, R.error_bound.data());
-    g.write("status", {B, C, I}, R.status.data());
-    g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
+    // Optional datasets: written when present (a LayerResult built by hand may leave them empty).
+    if (!R.attainable.empty()) require("attainable", R.attainable.size(), I), g.write("attainable", {I}, R.attainable.data());
+    if (!R.frobenius.empty()) require("frobenius", R.frobenius.size(), n), g.write("frobenius_norm", {B, C, I}, R.frobenius.data());
+    if (!R.error_bound.empty()) require("error_bound", R.error_bound.size(), n), g.write("error_bound", {B, C, I}, R.error_bound.data());
+    if (!R.status.empty()) require("status", R.status.size(), n), g.write("status", {B, C, I}, R.status.data());
+    if (!R.layer_sigma_max.empty())
+      require("layer_sigma_max", R.layer_sigma_max.size(), B), g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
     if (R.sigma_k > 0) {
+      require("sigma", R.sigma.size(), n * R.sigma_k);
+      require("sigma_tail", R.sigma_tail.size(), n);
       g.write("sigma", {B, C, I, R.sigma_k}, R.sigma.data());
       g.write("sigma_tail", {B, C, I}, R.sigma_tail.data());
     }

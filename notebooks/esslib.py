@@ -1,4 +1,8 @@
-"""Helpers for reading ess results files (docs/results-format.md) in notebooks."""
+"""Helpers for reading ess results files (docs/results-format.md) in notebooks.
+
+Everything here mirrors what `ess diagnose` / `ess compress` compute (docs/analysis.md), in NumPy,
+straight from the documented HDF5 schema, so a notebook can be read without the C++ tool.
+"""
 import os
 
 import h5py
@@ -6,7 +10,7 @@ import numpy as np
 
 
 def results_path(default="../data/demo/results.h5"):
-    """Results file to read: $ESS_RESULTS, else the shipped demo results."""
+    """Results file to read: $ESS_RESULTS, else the shipped demo results (relative to notebooks/)."""
     return os.environ.get("ESS_RESULTS", default)
 
 
@@ -22,11 +26,16 @@ def _str(v):
 
 
 def load_layers(path):
-    """List of dicts, one per layer, sorted by layer_index, with every dataset as numpy arrays."""
+    """List of dicts, one per layer, sorted by layer_index: the layer's attributes plus every
+    dataset as a numpy array (tolerance_ess [B, C, I], entropy_ess, tss [I], indices [I],
+    attainable [I], optional sigma [B, C, I, K], sigma_tail, frobenius_norm, status)."""
     layers = []
     with h5py.File(path, "r") as f:
         if _str(f.attrs.get("format", "")) != "ess-results":
-            raise ValueError(f"{path}: not an ess results file")
+            raise ValueError(f"{path}: not an ess results file (format {f.attrs.get('format')!r})")
+        major = int(np.asarray(f.attrs["format_version"])[0])
+        if major > 1:
+            raise ValueError(f"{path}: results format version {major}.x is newer than this notebook (1.x)")
         for name, g in f["layers"].items():
             d = {k: _str(v) if isinstance(v, (bytes, str)) else v for k, v in g.attrs.items()}
             d.setdefault("name", name)
@@ -39,40 +48,86 @@ def load_layers(path):
     return sorted(layers, key=lambda d: int(d["layer_index"]))
 
 
+def label(layer):
+    return f"layer {int(layer['layer_index'])}: {layer['name']} ({layer['family']})"
+
+
 def valid_mask(layer):
     """[B, C, I] True where the block converged (status 0)."""
     st = layer.get("status")
     return np.ones(layer["tolerance_ess"].shape, bool) if st is None else st == 0
 
 
+def ess(layer, metric="tolerance"):
+    """[B, C, I] float ESS with NaN for blocks whose status is not ok."""
+    e = layer["tolerance_ess" if metric == "tolerance" else "entropy_ess"].astype(float)
+    return np.where(valid_mask(layer), e, np.nan)
+
+
 def channel_utilization(layer, metric="tolerance"):
     """Per channel: mean over (batch, i) of ESS_i / min(TSS_i, i, L − i), blocks with bound 0 skipped."""
-    ess = layer["tolerance_ess" if metric == "tolerance" else "entropy_ess"].astype(float)
+    e = ess(layer, metric)
     bound = layer["attainable"].astype(float)
-    ok = valid_mask(layer) & (bound > 0)[None, None, :]
-    ratio = np.where(ok, ess / np.where(bound > 0, bound, 1), np.nan)
-    return np.nanmean(ratio, axis=(0, 2))
+    ok = np.isfinite(e) & (bound > 0)[None, None, :]
+    ratio = np.where(ok, e / np.where(bound > 0, bound, 1), np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(ratio, axis=(0, 2))
 
 
 def classify(layer, metric="tolerance", saturated=0.9, collapsed=0.1):
     """Per channel: 'dead' / 'saturated' / 'collapsed' / 'healthy' (as `ess diagnose`)."""
-    ess = layer["tolerance_ess" if metric == "tolerance" else "entropy_ess"]
-    dead = ~np.any((ess > 0) & valid_mask(layer), axis=(0, 2))
+    e = ess(layer, metric)
+    dead = ~np.any(np.nan_to_num(e) > 0, axis=(0, 2))
     u = channel_utilization(layer, metric)
     return np.where(dead, "dead", np.where(u >= saturated, "saturated", np.where(u <= collapsed, "collapsed", "healthy")))
 
 
+def verdict(classes):
+    """Layer verdict from the channel classes (the rules of `ess diagnose`, docs/analysis.md)."""
+    classes = np.asarray(classes)
+    n, dead = len(classes), int((classes == "dead").sum())
+    live = n - dead
+    if live == 0:
+        return "dead"
+    if 2 * dead > n:
+        return "partly dead"
+    for k in ("saturated", "collapsed", "healthy"):
+        if 2 * int((classes == k).sum()) > live:
+            return k
+    return "mixed"
+
+
+def layer_utilization(layer, metric="tolerance"):
+    """Mean over channels of their utilization, dead channels counting 0 (the `utilization` of diagnose)."""
+    u = channel_utilization(layer, metric)
+    u = np.where(classify(layer, metric) == "dead", 0.0, u)
+    return float(np.nanmean(u)) if np.isfinite(u).any() else 0.0
+
+
 def tails(layer, states):
-    """Mean and max Eckart–Young relative tail per student state, from `sigma` (needs --keep-sigma)."""
+    """Eckart–Young relative tails sqrt(Σ_{k>N} σ_k²)/‖H_i‖_F per student state N, from `sigma`.
+
+    Returns a list of dicts {state, mean_tail, max_tail, frac_exceeding} over every usable block
+    of every batch element and channel (needs --keep-sigma K ≥ max(states))."""
     if "sigma" not in layer:
         raise ValueError(f"layer {layer['name']}: no 'sigma' dataset; compute with --keep-sigma K")
     s = layer["sigma"].astype(np.float64)  # [B, C, I, K]
+    K = s.shape[-1]
     rest2 = layer["sigma_tail"] ** 2 if "sigma_tail" in layer else 0.0
     norm = layer["frobenius_norm"] if "frobenius_norm" in layer else np.sqrt((s ** 2).sum(-1) + rest2)
     ok = valid_mask(layer)
     out = []
     for n in states:
+        if n > K:
+            raise ValueError(f"layer {layer['name']}: only K = {K} singular values kept, fewer than state {n}")
         t2 = (s[..., n:] ** 2).sum(-1) + rest2
         t = np.where(norm > 0, np.sqrt(t2) / np.where(norm > 0, norm, 1), 0.0)
-        out.append((n, float(t[ok].mean()), float(t[ok].max())))
+        out.append(dict(state=n, mean_tail=float(t[ok].mean()), max_tail=float(t[ok].max()),
+                        frac_exceeding=float((layer["tolerance_ess"][ok] > n).mean())))
     return out
+
+
+def recommended_state(rows, max_error=1e-2):
+    """Smallest state whose mean tail is at most max_error (None if none)."""
+    ok = [r["state"] for r in rows if r["mean_tail"] <= max_error]
+    return min(ok) if ok else None

@@ -1,4 +1,6 @@
 // ess compress RESULTS.h5 --state 16,32,64: distillation compressibility per layer.
+#include <cmath>
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 
@@ -9,6 +11,12 @@
 namespace ess::cli {
 
 namespace {
+std::string fmt_g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 std::vector<int> parse_states(const std::string& s) {
   std::vector<int> out;
   std::stringstream in(s);
@@ -23,6 +31,7 @@ std::vector<int> parse_states(const std::string& s) {
     }
     if (item.empty() || used != item.size()) throw UsageError("bad --state '" + s + "' (expected e.g. 16,32,64)");
     if (v <= 0) throw UsageError("--state values must be positive, got " + item);
+    if (v > 1000000) throw UsageError("--state value " + item + " is implausibly large");
     out.push_back(static_cast<int>(v));
   }
   if (out.empty()) throw UsageError("--state needs at least one student state size");
@@ -36,7 +45,7 @@ int run_compress(int argc, char** argv) {
   double max_error = 1e-2;
   opts.add_options()("results", po::value(&input), "results file with singular values (--keep-sigma)")(
       "state", po::value(&states_arg)->required(), "student state sizes, comma-separated (e.g. 16,32,64)")(
-      "max-error", po::value(&max_error)->default_value(1e-2), "largest acceptable mean relative tail")(
+      "max-error", po::value(&max_error)->default_value(1e-2, "1e-2"), "largest acceptable mean relative tail")(
       "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
   po::variables_map vm;
   if (!parse(argc, argv,
@@ -48,7 +57,7 @@ int run_compress(int argc, char** argv) {
              opts, {"results"}, vm))
     return 0;
   const std::vector<int> states = parse_states(states_arg);
-  if (!(max_error >= 0)) throw UsageError("--max-error must be ≥ 0");
+  if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
   if (format != "text" && format != "json" && format != "markdown")
     throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
   const ResultsFile file = read_results(input);
@@ -66,7 +75,8 @@ int run_compress(int argc, char** argv) {
     for (size_t k = 0; k < layers.size(); ++k) {
       const auto& l = layers[k];
       j << (k ? "," : "") << "\n  {\"name\": " << json_escape(l.name) << ", \"layer_index\": " << l.layer_index
-        << ", \"family\": " << json_escape(l.family) << ", \"targets\": [";
+        << ", \"family\": " << json_escape(l.family) << ", \"sigma_k\": " << l.sigma_k << ", \"blocks\": " << l.blocks
+        << ", \"targets\": [";
       for (size_t t = 0; t < l.targets.size(); ++t) {
         const auto& x = l.targets[t];
         char buf[256];
@@ -86,8 +96,11 @@ int run_compress(int argc, char** argv) {
             << "exceed = fraction of blocks whose tolerance-ESS is above the state; recommended: smallest state with\n"
             << "mean tail ≤ " << max_error << "\n\n";
   for (const auto& l : layers) {
-    std::cout << (md ? "### " : "") << "layer " << l.layer_index << " " << l.name << " (" << l.family << "): recommended state "
-              << (l.recommended_state ? std::to_string(*l.recommended_state) : "none of those given") << "\n";
+    std::cout << (md ? "### " : "") << "layer " << l.layer_index << " " << l.name << " (" << l.family
+              << "): recommended state "
+              << (l.recommended_state ? std::to_string(*l.recommended_state)
+                                      : "none of those given (all mean tails above " + fmt_g(max_error) + ")")
+              << "\n";
     if (md) std::cout << "\n| state | mean tail | max tail | exceed |\n| --: | --: | --: | --: |\n";
     for (const auto& t : l.targets) {
       char buf[200];

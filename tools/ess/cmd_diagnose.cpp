@@ -1,4 +1,6 @@
 // ess diagnose RESULTS.h5: saturation / collapse per layer and channel.
+#include <cmath>
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 
@@ -8,24 +10,34 @@
 
 namespace ess::cli {
 
+namespace {
+std::string number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+}  // namespace
+
 int run_diagnose(int argc, char** argv) {
   po::options_description opts("options");
   std::string input, format, metric;
   DiagnosisOptions o;
   opts.add_options()("results", po::value(&input), "results file (format ess-results)")(
       "metric", po::value(&metric)->default_value("tolerance"), "tolerance or entropy")(
-      "saturated", po::value(&o.saturated)->default_value(0.9), "utilization at or above which a channel is saturated")(
-      "collapsed", po::value(&o.collapsed)->default_value(0.1), "utilization at or below which a channel is collapsed")(
+      "saturated", po::value(&o.saturated)->default_value(0.9, "0.9"), "utilization at or above which a channel is saturated")(
+      "collapsed", po::value(&o.collapsed)->default_value(0.1, "0.1"), "utilization at or below which a channel is collapsed")(
       "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess diagnose RESULTS.h5 [--metric tolerance|entropy] [--saturated 0.9] [--collapsed 0.1]\n"
              "             [--format text|json|markdown]\n\n"
-             "Per channel, utilization = mean over i of ESS_i / min(TSS_i, i, L−i). A channel is dead when\n"
-             "its ESS is 0 at every block, saturated at or above --saturated, collapsed at or below\n"
-             "--collapsed, healthy otherwise. Per layer: counts, mean utilization over live channels, a\n"
-             "verdict (saturated / collapsed / healthy when at least half the live channels are so,\n"
-             "dead when all are, mixed otherwise) and what to do about it.",
+             "Per channel, utilization = mean over (batch, i) of ESS_i / min(TSS_i, i, L−i). A channel is\n"
+             "dead when its ESS is 0 at every block, else saturated at or above --saturated, collapsed at\n"
+             "or below --collapsed, healthy otherwise. Per layer: the counts, the mean utilization over\n"
+             "channels, a verdict and what to do about it. Verdicts: dead (every channel dead), partly\n"
+             "dead (more than half dead), saturated / collapsed / healthy (more than half of the live\n"
+             "channels so), mixed otherwise. See docs/analysis.md.",
              opts, {"results"}, vm))
     return 0;
   o.metric = parse_metric(metric);
@@ -39,13 +51,14 @@ int run_diagnose(int argc, char** argv) {
   if (format == "json") {
     std::ostringstream j;
     j << "{\"file\": " << json_escape(input) << ", \"metric\": " << json_escape(to_string(o.metric))
-      << ", \"saturated_threshold\": " << o.saturated << ", \"collapsed_threshold\": " << o.collapsed
+      << ", \"saturated_threshold\": " << number(o.saturated) << ", \"collapsed_threshold\": " << number(o.collapsed)
       << ", \"summary\": " << json_escape(model_summary(layers)) << ",\n \"layers\": [";
     for (size_t k = 0; k < layers.size(); ++k) {
       const auto& d = layers[k];
       j << (k ? "," : "") << "\n  {\"name\": " << json_escape(d.name) << ", \"layer_index\": " << d.layer_index
-        << ", \"family\": " << json_escape(d.family) << ", \"tss\": " << d.tss
-        << ", \"utilization\": " << fmt(d.utilization, 6) << ", \"verdict\": " << json_escape(d.verdict)
+        << ", \"family\": " << json_escape(d.family) << ", \"channel_kind\": " << json_escape(d.channel_kind)
+        << ", \"tss\": " << d.tss << ", \"utilization\": " << number(d.utilization)
+        << ", \"live_utilization\": " << number(d.live_utilization) << ", \"verdict\": " << json_escape(d.verdict)
         << ", \"channels\": {\"saturated\": " << d.saturated << ", \"healthy\": " << d.healthy
         << ", \"collapsed\": " << d.collapsed << ", \"dead\": " << d.dead << "}, \"summary\": " << json_escape(d.advice)
         << "}";
@@ -56,28 +69,34 @@ int run_diagnose(int argc, char** argv) {
   }
   const bool md = format == "markdown";
   std::cout << (md ? "## ESS diagnosis: `" : "ESS diagnosis: ") << input << (md ? "`\n\n" : "\n")
-            << "metric: " << to_string(o.metric) << "-ESS; saturated ≥ " << fmt(100 * o.saturated, 0)
-            << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "% of min(TSS_i, i, L−i)\n\n";
-  if (md) std::cout << "| layer | family | TSS | utilization | verdict | saturated | healthy | collapsed | dead |\n"
-                       "| :-- | :-- | --: | --: | :-- | --: | --: | --: | --: |\n";
+            << "metric: " << to_string(o.metric) << "-ESS; utilization = mean of ESS_i / min(TSS_i, i, L−i); saturated ≥ "
+            << fmt(100 * o.saturated, 0) << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "%, dead = ESS 0 everywhere\n\n";
+  if (md)
+    std::cout << "| layer | name | family | TSS | utilization | verdict | saturated | healthy | collapsed | dead |\n"
+                 "| --: | :-- | :-- | --: | --: | :-- | --: | --: | --: | --: |\n";
   else
-    std::cout << "  #  layer                    family              TSS   util  verdict    sat  hlth  coll  dead\n";
+    std::cout << "  #  name                     family             TSS   util  verdict       sat  hlth  coll  dead\n";
   for (const auto& d : layers) {
     if (md) {
-      std::cout << "| " << d.layer_index << " " << d.name << " | " << d.family << " | " << d.tss << " | "
+      std::cout << "| " << d.layer_index << " | " << d.name << " | " << d.family << " | " << d.tss << " | "
                 << fmt(100 * d.utilization, 1) << "% | " << d.verdict << " | " << d.saturated << " | " << d.healthy
                 << " | " << d.collapsed << " | " << d.dead << " |\n";
     } else {
       char buf[256];
-      std::snprintf(buf, sizeof buf, "%3d  %-24s %-18s %4d %5.1f%%  %-9s %4d  %4d  %4d  %4d\n", d.layer_index,
-                    d.name.substr(0, 24).c_str(), d.family.substr(0, 18).c_str(), d.tss, 100 * d.utilization,
+      std::snprintf(buf, sizeof buf, "%3d  %-24s %-17s %5d %5.1f%%  %-11s %5d %5d %5d %5d\n", d.layer_index,
+                    d.name.substr(0, 24).c_str(), d.family.substr(0, 17).c_str(), d.tss, 100 * d.utilization,
                     d.verdict.c_str(), d.saturated, d.healthy, d.collapsed, d.dead);
       std::cout << buf;
     }
   }
-  std::cout << "\n" << (md ? "**Summary.** " : "summary: ") << model_summary(layers) << "\n\n";
+  std::cout << "\n" << (md ? "**Summary.** " : "summary: ") << model_summary(layers) << "\n";
+  bool header = false;
   for (const auto& d : layers)
-    if (d.verdict != "healthy" || d.dead) std::cout << (md ? "- " : "  - ") << d.advice << "\n";
+    if (d.verdict != "healthy" || d.dead) {
+      if (!header) std::cout << "\n";
+      header = true;
+      std::cout << (md ? "- " : "  - ") << d.advice << "\n";
+    }
   return 0;
 }
 
