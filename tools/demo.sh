@@ -7,10 +7,11 @@ bash tools/build.sh >/dev/null
 ESS=build/ess
 out=${ESS_DEMO_OUT:-$(mktemp -d)}
 mkdir -p "$out"
-echo "== ess analyze: run the shipped tiny Mamba2 checkpoint on an MQAR batch, measure every mixer"
-$ESS analyze data/checkpoints/tiny-mamba2 --mqar kv=8,len=64,n=4,seed=0 -o "$out/mamba2.h5" --quiet
+echo "== ess analyze: a tiny Llama we trained on associative recall (data/checkpoints/mqar-llama),"
+echo "   run in C++ on a fresh MQAR batch; every attention head's operator measured"
+$ESS analyze data/checkpoints/mqar-llama --mqar kv=8,len=64,n=8,seed=0 -o "$out/mqar.h5" --keep-sigma 32 --quiet
 echo
-$ESS report "$out/mamba2.h5"
+$ESS report "$out/mqar.h5"
 echo
 echo "== ess compute: ESS of every layer of the shipped operator file data/demo/ops.h5"
 $ESS compute data/demo/ops.h5 -o "$out/results.h5" --keep-sigma 64 --quiet
