@@ -22,7 +22,7 @@ TokenBatch read_tokens_file(const std::string& path, int vocab) {
     std::vector<int> seq;
     std::string word;
     while (ss >> word) {
-      long long v;
+      long long v = 0;
       size_t used = 0;
       try {
         v = std::stoll(word, &used);
@@ -59,7 +59,7 @@ MqarSpec parse_mqar(const std::string& spec) {
     const auto eq = item.find('=');
     if (eq == std::string::npos) throw UsageError("--mqar: expected key=value, got '" + item + "'");
     const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
-    long value;
+    long value = 0;
     size_t used = 0;
     try {
       value = std::stol(v, &used);

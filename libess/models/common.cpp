@@ -109,4 +109,11 @@ void finish_logits(const Matrix& X, const RowMatrix& head, bool keep, ModelRun& 
   if (keep) out.logits.push_back(std::move(all));
 }
 
+void final_norm_and_head(const Weights& W, const std::string& norm, const std::string& head, int vocab, int dim,
+                         double eps, const std::vector<Matrix>& hidden, bool keep, ModelRun& out) {
+  const Vector w = W.vector(norm, dim);
+  const RowMatrix H = W.matrix(head, vocab, dim);
+  for (const Matrix& h : hidden) finish_logits(rms_norm(h, w, eps), H, keep, out);
+}
+
 }  // namespace ess::models

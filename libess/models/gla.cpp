@@ -130,9 +130,7 @@ class Gla final : public CausalLM {
       const std::string name = "model.layers." + std::to_string(l) + ".attn";
       out.layers.push_back({name, l, std::make_unique<GlaOperator>(std::move(q_t), std::move(k_t), std::move(g_t), dir_ + ":" + name)});
     }
-    const Vector norm = W_.vector("model.norm.weight", D_);
-    const RowMatrix head = W_.matrix(head_, V_, D_);
-    for (int b = 0; b < B; ++b) finish_logits(rms_norm(Hs[b], norm, eps_), head, keep_logits, out);
+    final_norm_and_head(W_, "model.norm.weight", head_, V_, D_, eps_, Hs, keep_logits, out);
     return out;
   }
 

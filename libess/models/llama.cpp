@@ -161,9 +161,7 @@ class Llama final : public CausalLM {
                                                                                 std::vector<std::uint8_t>{}, scale, window,
                                                                                 dir_ + ":" + name)});
     }
-    const Vector norm = W_.vector("model.norm.weight", D_);
-    const RowMatrix head = W_.matrix(head_, V_, D_);
-    for (int b = 0; b < B; ++b) finish_logits(rms_norm(Hs[b], norm, eps_), head, keep_logits, out);
+    final_norm_and_head(W_, "model.norm.weight", head_, V_, D_, eps_, Hs, keep_logits, out);
     return out;
   }
 

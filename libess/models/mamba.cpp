@@ -114,9 +114,7 @@ class Mamba final : public CausalLM {
       out.layers.push_back({name, l, std::make_unique<MambaOperator>(std::move(dt_t), std::move(A_t), std::move(B_t),
                                                                      std::move(C_t), dir_ + ":" + name)});
     }
-    const Vector norm_f = W_.vector("backbone.norm_f.weight", D_);
-    const RowMatrix head = W_.matrix(head_, V_, D_);
-    for (int b = 0; b < B; ++b) finish_logits(rms_norm(H[b], norm_f, eps_), head, keep_logits, out);
+    final_norm_and_head(W_, "backbone.norm_f.weight", head_, V_, D_, eps_, H, keep_logits, out);
     return out;
   }
 

@@ -82,5 +82,9 @@ double softplus(double x);
 Matrix causal_depthwise_conv(const Matrix& X, const RowMatrix& weight, const Vector& bias);
 // logits = X headᵀ in row chunks (an L × V matrix is large): appends argmax and, if asked, logits.
 void finish_logits(const Matrix& X, const RowMatrix& head, bool keep, ModelRun& out);
+// The end of every model: final RMSNorm (weight `norm`) then the LM head (`head`, [V, D]) for each
+// batch element's hidden states.
+void final_norm_and_head(const Weights& W, const std::string& norm, const std::string& head, int vocab, int dim,
+                         double eps, const std::vector<Matrix>& hidden, bool keep, ModelRun& out);
 
 }  // namespace ess::models
