@@ -73,6 +73,11 @@ void Progress::done() {
   shown_ = false;
 }
 
+void check_report_format(const std::string& format) {
+  if (format != "text" && format != "json" && format != "markdown")
+    throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
+}
+
 std::string fmt(double v, int precision) {
   if (std::isnan(v)) return "nan";
   std::ostringstream o;

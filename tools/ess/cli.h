@@ -53,6 +53,9 @@ struct CommandRegistrar {
 #define ESS_REGISTER_COMMAND(name, summary, order, fn) \
   static ::ess::cli::CommandRegistrar ess_register_##fn(name, summary, order, fn)
 
+// Throws UsageError unless --format is text, json or markdown.
+void check_report_format(const std::string& format);
+
 // Formatting helpers.
 std::string fmt(double v, int precision = 2);
 std::string json_escape(const std::string& s);

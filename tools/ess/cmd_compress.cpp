@@ -58,8 +58,7 @@ int run_compress(int argc, char** argv) {
     return 0;
   const std::vector<int> states = parse_states(states_arg);
   if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
-  if (format != "text" && format != "json" && format != "markdown")
-    throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
+  check_report_format(format);
   const ResultsFile file = read_results(input);
   std::vector<LayerCompressibility> layers;
   for (const auto& R : file.layers) {

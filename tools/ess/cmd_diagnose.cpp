@@ -43,8 +43,7 @@ int run_diagnose(int argc, char** argv) {
   o.metric = parse_metric(metric);
   std::string why;
   if (!o.IsValid(&why)) throw UsageError(why);
-  if (format != "text" && format != "json" && format != "markdown")
-    throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
+  check_report_format(format);
   const ResultsFile file = read_results(input);
   const auto layers = diagnose(file, o);
 

@@ -62,8 +62,7 @@ int run_report(int argc, char** argv) {
              "utilization (ESS / min(TSS_i, i, L−i), averaged), and totals over channels and layers.",
              opts, {"results"}, vm))
     return 0;
-  if (format != "text" && format != "json" && format != "markdown")
-    throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
+  check_report_format(format);
   const ResultsFile file = read_results(input);
   std::vector<LayerSummary> S;
   double model_total_tol = 0, model_total_ent = 0;
