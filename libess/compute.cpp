@@ -160,8 +160,10 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
         m << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << "): the " << R.engine
           << " engine needs about " << per_thread / 1e9 << " GB for one dense L×L operator but only "
           << static_cast<double>(avail) / 1e9 << " GB is available";
-        if (op.realization_dim() > 0) m << "; use --engine structured";
-        else m << "; use a shorter sequence";
+        if (op.realization_dim() > 0)
+          m << "; use --engine structured";
+        else
+          m << "; use a shorter sequence";
         throw InputError(m.str());
       }
       threads = std::min(threads, fit);

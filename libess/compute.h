@@ -15,10 +15,10 @@ struct EssOptions {
   double tol = 1e-3;
   TolMode tol_mode = TolMode::absolute;
   EngineKind engine = EngineKind::automatic;
-  std::string indices;       // "start:stop:step"; empty = every block
-  int keep_sigma = 0;        // store the top-K singular values per block (0 = none)
-  int threads = 0;           // 0 = all hardware threads
-  double sweep_rtol = 1e-12; // sweep truncation, relative to the running largest σ
+  std::string indices;        // "start:stop:step"; empty = every block
+  int keep_sigma = 0;         // store the top-K singular values per block (0 = none)
+  int threads = 0;            // 0 = all hardware threads
+  double sweep_rtol = 1e-12;  // sweep truncation, relative to the running largest σ
   // Called from worker threads (serialized by the library) after each channel: (done, total).
   std::function<void(long done, long total)> progress;
 
@@ -37,9 +37,9 @@ struct LayerResult {
   double tol = 0;
   TolMode tol_mode = TolMode::absolute;
   double sweep_rtol = 0;
-  std::vector<int> indices;      // [I]
-  std::vector<int> tss;          // [I]
-  std::vector<int> attainable;   // [I] min(TSS_i, i, L−i)
+  std::vector<int> indices;                 // [I]
+  std::vector<int> tss;                     // [I]
+  std::vector<int> attainable;              // [I] min(TSS_i, i, L−i)
   std::vector<std::int32_t> tolerance_ess;  // [B, C, I]
   std::vector<double> entropy_ess;          // [B, C, I]
   std::vector<double> frobenius;            // [B, C, I]  ‖H_i‖_F
@@ -51,9 +51,7 @@ struct LayerResult {
   std::vector<double> sigma_tail;           // [B, C, I]  sqrt(Σ_{k>K} σ_k²)
   double seconds = 0;                       // wall time of compute_layer
 
-  size_t at(int b, int c, int pos) const {
-    return (static_cast<size_t>(b) * channels + c) * indices.size() + pos;
-  }
+  size_t at(int b, int c, int pos) const { return (static_cast<size_t>(b) * channels + c) * indices.size() + pos; }
   int num_indices() const { return static_cast<int>(indices.size()); }
 };
 

@@ -30,21 +30,20 @@ struct DenseWorkspace {
 };
 
 // Singular values of H_i from a materialized T by LAPACK (dgesdd, values only), float64.
-void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices,
-                         DenseWorkspace& ws, SpectrumSink& sink);
+void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices, DenseWorkspace& ws,
+                         SpectrumSink& sink);
 
 // Singular values (descending) of a general m×n matrix stored column-major in `a` (destroyed).
 // Returns false if LAPACK did not converge.
-bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work,
-                     std::vector<int>& iwork);
+bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork);
 
 // Square-root Gramian recursion on a realization (structured engine).
 struct StructuredWorkspace;
 void structured_block_spectra(const Realization& r, const std::vector<int>& indices, SpectrumSink& sink);
 
 // Nested sweep over a dense T (sweep engine): carries U·Σ, truncating σ < rtol·σ_max.
-void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices,
-                         double rtol, SpectrumSink& sink);
+void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices, double rtol,
+                         SpectrumSink& sink);
 
 // Disable BLAS-internal threading (we parallelize over channels).
 void set_blas_single_threaded();

@@ -20,10 +20,14 @@ EngineKind parse_engine(const std::string& s) {
 
 const char* to_string(EngineKind e) {
   switch (e) {
-    case EngineKind::dense: return "dense";
-    case EngineKind::structured: return "structured";
-    case EngineKind::sweep: return "sweep";
-    case EngineKind::automatic: return "auto";
+    case EngineKind::dense:
+      return "dense";
+    case EngineKind::structured:
+      return "structured";
+    case EngineKind::sweep:
+      return "sweep";
+    case EngineKind::automatic:
+      return "auto";
   }
   return "?";
 }
@@ -35,8 +39,8 @@ bool singular_values(int m, int n, double* a, double* s, std::vector<double>& wo
   const int mn = std::min(m, n);
   if (iwork.size() < static_cast<size_t>(8 * mn)) iwork.resize(8 * mn);
   double query = 0;
-  lapack_int info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1,
-                                        &query, -1, iwork.data());
+  lapack_int info =
+      LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1, &query, -1, iwork.data());
   const size_t lwork = std::max<size_t>(static_cast<size_t>(query), 1);
   if (work.size() < lwork) work.resize(lwork);
   info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1, work.data(),
@@ -44,8 +48,8 @@ bool singular_values(int m, int n, double* a, double* s, std::vector<double>& wo
   return info == 0;
 }
 
-void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices,
-                         DenseWorkspace& ws, SpectrumSink& sink) {
+void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices, DenseWorkspace& ws,
+                         SpectrumSink& sink) {
   const int L = static_cast<int>(T.rows());
   for (size_t pos = 0; pos < indices.size(); ++pos) {
     const int i = indices[pos];

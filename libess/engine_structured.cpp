@@ -111,7 +111,7 @@ void givens_append_row(Matrix& U, Eigen::Ref<Eigen::RowVectorXd> r) {
 void upper_times_upper_transposed(const Matrix& M, const Matrix& F, Matrix& P) {
   const Index n = M.rows();
   P.setZero();
-  for (Index k = 0; k < n; ++k)      // column k of M, column k of F
+  for (Index k = 0; k < n; ++k)       // column k of M, column k of F
     for (Index c = 0; c <= k; ++c) {  // P(:, c) += M(:, k) F(c, k), rows 0..k nonzero in M(:, k)
       const double f = F(c, k);
       if (f == 0.0) continue;
@@ -162,7 +162,7 @@ void structured_block_spectra(const Realization& r, const std::vector<int>& indi
   int next = static_cast<int>(indices.size()) - 1;
   for (int t = L - 1; t >= first && next >= 0; --t) {
     if (t + 1 < L) r.right_multiply_A(t + 1, Wc);  // W_{t+1} A_{t+1}
-    append(Wc, r.C(t));                              // stack C_tᵀ
+    append(Wc, r.C(t));                            // stack C_tᵀ
     if (t == indices[next]) W(next--) = Wc;
   }
 
@@ -185,7 +185,7 @@ void structured_block_spectra(const Realization& r, const std::vector<int>& indi
       ++pos;
     }
     if (t > 0) r.right_multiply_At(t, F);  // F_t A_tᵀ
-    append(F, r.B(t));                       // stack B_tᵀ → F_{t+1}
+    append(F, r.B(t));                     // stack B_tᵀ → F_{t+1}
   }
 }
 

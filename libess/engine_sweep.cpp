@@ -45,14 +45,13 @@ void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<in
   G.reserve(std::max(i0, 16));
   G.offset = i0;
   G.width = i0;
-  for (int c = 0; c < i0; ++c)
-    Eigen::Map<Vector>(G.col(c) + i0, L - i0) = T.col(c).segment(i0, L - i0);
+  for (int c = 0; c < i0; ++c) Eigen::Map<Vector>(G.col(c) + i0, L - i0) = T.col(c).segment(i0, L - i0);
 
   std::vector<double> copy, s, u, work, superb;
   std::vector<int> iwork;
-  double sigma_max = 0.0;     // running largest singular value seen
-  double error_bound = 0.0;   // accumulated dropped spectral norm
-  int checked_width = 0;      // width at the last rank check
+  double sigma_max = 0.0;    // running largest singular value seen
+  double error_bound = 0.0;  // accumulated dropped spectral norm
+  int checked_width = 0;     // width at the last rank check
   size_t pos = 0;
 
   auto compress = [&](int rank_hint) {
@@ -65,8 +64,8 @@ void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<in
     u.resize(static_cast<size_t>(m) * mn);
     superb.resize(mn);
     double vt_dummy = 0;
-    lapack_int info = LAPACKE_dgesvd(LAPACK_COL_MAJOR, 'S', 'N', m, n, copy.data(), m, s.data(), u.data(), m,
-                                     &vt_dummy, 1, superb.data());
+    lapack_int info = LAPACKE_dgesvd(LAPACK_COL_MAJOR, 'S', 'N', m, n, copy.data(), m, s.data(), u.data(), m, &vt_dummy,
+                                     1, superb.data());
     if (info != 0) return;  // keep G uncompressed; values are still computed from G itself
     sigma_max = std::max(sigma_max, s[0]);
     int r = 0;

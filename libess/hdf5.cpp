@@ -53,14 +53,29 @@ void check_status(herr_t status, const std::string& what) {
 void close_id(hid id) {
   if (id < 0) return;
   switch (H5Iget_type(id)) {
-    case H5I_FILE: H5Fclose(id); break;
-    case H5I_GROUP: H5Gclose(id); break;
-    case H5I_DATASET: H5Dclose(id); break;
-    case H5I_ATTR: H5Aclose(id); break;
-    case H5I_DATASPACE: H5Sclose(id); break;
-    case H5I_DATATYPE: H5Tclose(id); break;
-    case H5I_GENPROP_LST: H5Pclose(id); break;
-    default: break;
+    case H5I_FILE:
+      H5Fclose(id);
+      break;
+    case H5I_GROUP:
+      H5Gclose(id);
+      break;
+    case H5I_DATASET:
+      H5Dclose(id);
+      break;
+    case H5I_ATTR:
+      H5Aclose(id);
+      break;
+    case H5I_DATASPACE:
+      H5Sclose(id);
+      break;
+    case H5I_DATATYPE:
+      H5Tclose(id);
+      break;
+    case H5I_GENPROP_LST:
+      H5Pclose(id);
+      break;
+    default:
+      break;
   }
 }
 
@@ -122,8 +137,7 @@ std::vector<std::string> Object::children() const {
     static_cast<std::vector<std::string>*>(data)->push_back(name);
     return 0;
   };
-  check_status(H5Literate(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, cb, &names),
-               "cannot list " + where());
+  check_status(H5Literate(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, cb, &names), "cannot list " + where());
   return names;
 }
 
@@ -182,8 +196,8 @@ Object Object::group(const std::string& name) const {
 Object Object::create_group(const std::string& name) const {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE));
   H5Pset_create_intermediate_group(lcpl.id(), 1);
-  Handle g(check(H5Gcreate2(id(), name.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
-                 "cannot create group " + where(name)));
+  Handle g(
+      check(H5Gcreate2(id(), name.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "cannot create group " + where(name)));
   return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name);
 }
 
@@ -191,8 +205,7 @@ std::string Object::attr_string(const std::string& name) const {
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
-  if (H5Tget_class(type.id()) != H5T_STRING)
-    throw InputError(where() + ": attribute '" + name + "' is not a string");
+  if (H5Tget_class(type.id()) != H5T_STRING) throw InputError(where() + ": attribute '" + name + "' is not a string");
   Handle space(H5Aget_space(a.id()));
   if (H5Sget_simple_extent_npoints(space.id()) != 1)
     throw InputError(where() + ": attribute '" + name + "' is not a single string");
@@ -218,8 +231,7 @@ std::vector<long long> Object::attr_ints(const std::string& name) const {
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
-  if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-    throw InputError(where() + ": attribute '" + name + "' is not numeric");
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw InputError(where() + ": attribute '" + name + "' is not numeric");
   Handle space(H5Aget_space(a.id()));
   std::vector<long long> v(H5Sget_simple_extent_npoints(space.id()));
   if (cls == H5T_FLOAT) {
@@ -246,8 +258,7 @@ double Object::attr_double(const std::string& name) const {
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
-  if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-    throw InputError(where() + ": attribute '" + name + "' is not numeric");
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw InputError(where() + ": attribute '" + name + "' is not numeric");
   Handle space(H5Aget_space(a.id()));
   if (H5Sget_simple_extent_npoints(space.id()) != 1)
     throw InputError(where() + ": attribute '" + name + "' must be a single number");
@@ -330,8 +341,7 @@ std::vector<T> Object::read_as(const std::string& dataset, hid mem_type, std::ve
   auto shape = space_shape(space.id());
   Handle type(H5Dget_type(d.id()));
   auto cls = H5Tget_class(type.id());
-  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-    throw InputError(where(dataset) + ": dataset is not numeric");
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) throw InputError(where(dataset) + ": dataset is not numeric");
   std::vector<T> out(static_cast<size_t>(element_count(shape)));
   if (!out.empty())
     check_status(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
@@ -350,8 +360,8 @@ std::vector<std::uint8_t> Object::read_uint8(const std::string& dataset, std::ve
   return read_as<std::uint8_t>(dataset, H5T_NATIVE_UINT8, shape);
 }
 
-void Object::write_raw(const std::string& dataset, const std::vector<std::int64_t>& shape, hid mem_type,
-                       hid file_type, const void* data) const {
+void Object::write_raw(const std::string& dataset, const std::vector<std::int64_t>& shape, hid mem_type, hid file_type,
+                       const void* data) const {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                      "bad shape for dataset " + where(dataset)));
@@ -476,9 +486,8 @@ void check_format(const Object& root, const std::string& expected_format, int su
     if (v.empty()) throw InputError(root.file() + ": empty format_version");
     if (v[0] > supported_major)
       throw InputError(root.file() + ": format_version " + std::to_string(v[0]) + "." +
-                       (v.size() > 1 ? std::to_string(v[1]) : "0") +
-                       " is newer than this ess supports (major " + std::to_string(supported_major) +
-                       "); upgrade ess");
+                       (v.size() > 1 ? std::to_string(v[1]) : "0") + " is newer than this ess supports (major " +
+                       std::to_string(supported_major) + "); upgrade ess");
   }
 }
 

@@ -74,8 +74,8 @@ class Object {
   void write(const std::string& dataset, const std::vector<std::int64_t>& shape, const std::uint8_t* data) const;
 
  private:
-  void write_raw(const std::string& dataset, const std::vector<std::int64_t>& shape, hid mem_type,
-                 hid file_type, const void* data) const;
+  void write_raw(const std::string& dataset, const std::vector<std::int64_t>& shape, hid mem_type, hid file_type,
+                 const void* data) const;
   template <class T>
   std::vector<T> read_as(const std::string& dataset, hid mem_type, std::vector<std::int64_t>* shape) const;
   Handle h_;

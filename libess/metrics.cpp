@@ -16,9 +16,12 @@ TolMode parse_tol_mode(const std::string& s) {
 
 const char* to_string(TolMode m) {
   switch (m) {
-    case TolMode::absolute: return "absolute";
-    case TolMode::block: return "block";
-    case TolMode::layer: return "layer";
+    case TolMode::absolute:
+      return "absolute";
+    case TolMode::block:
+      return "block";
+    case TolMode::layer:
+      return "layer";
   }
   return "?";
 }
@@ -31,9 +34,12 @@ int count_above(const double* sigma, int n, double threshold) {
 
 double tolerance_threshold(TolMode mode, double tol, double block_sigma1, double layer_sigma1) {
   switch (mode) {
-    case TolMode::absolute: return tol;
-    case TolMode::block: return tol * block_sigma1;
-    case TolMode::layer: return tol * layer_sigma1;
+    case TolMode::absolute:
+      return tol;
+    case TolMode::block:
+      return tol * block_sigma1;
+    case TolMode::layer:
+      return tol * layer_sigma1;
   }
   return tol;
 }
@@ -112,8 +118,8 @@ std::vector<int> parse_indices(const std::string& spec, int L) {
   if (stop > L) stop = L;
   for (long long i = start; i < stop; i += step) out.push_back(static_cast<int>(i));
   if (out.empty())
-    throw UsageError("--indices '" + spec + "' selects no block for L = " + std::to_string(L) +
-                     " (valid i: 1.." + std::to_string(L - 1) + ")");
+    throw UsageError("--indices '" + spec + "' selects no block for L = " + std::to_string(L) + " (valid i: 1.." +
+                     std::to_string(L - 1) + ")");
   return out;
 }
 

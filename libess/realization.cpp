@@ -22,14 +22,11 @@ ScalarRealization::ScalarRealization(Vector a, Matrix B, Matrix C)
     throw std::invalid_argument("ScalarRealization: inconsistent shapes");
 }
 
-void ScalarRealization::right_multiply_A(int t, Eigen::Ref<Matrix> M) const {
-  M *= a_(a_.size() == 1 ? 0 : t);
-}
+void ScalarRealization::right_multiply_A(int t, Eigen::Ref<Matrix> M) const { M *= a_(a_.size() == 1 ? 0 : t); }
 
 DenseInvariantRealization::DenseInvariantRealization(Matrix A, Matrix B, Matrix C)
     : A_(std::move(A)), B_(std::move(B)), C_(std::move(C)) {
-  if (A_.rows() != B_.rows() || A_.cols() != B_.rows() || C_.rows() != B_.rows() ||
-      C_.cols() != B_.cols())
+  if (A_.rows() != B_.rows() || A_.cols() != B_.rows() || C_.rows() != B_.rows() || C_.cols() != B_.cols())
     throw std::invalid_argument("DenseInvariantRealization: inconsistent shapes");
 }
 
@@ -45,8 +42,8 @@ void DenseInvariantRealization::right_multiply_At(int, Eigen::Ref<Matrix> M) con
 
 DeltaRealization::DeltaRealization(Vector s, Vector beta, Matrix K, Matrix B, Matrix C)
     : s_(std::move(s)), beta_(std::move(beta)), K_(std::move(K)), B_(std::move(B)), C_(std::move(C)) {
-  if (K_.rows() != B_.rows() || C_.rows() != B_.rows() || K_.cols() != B_.cols() ||
-      C_.cols() != B_.cols() || s_.size() != B_.cols() || beta_.size() != B_.cols())
+  if (K_.rows() != B_.rows() || C_.rows() != B_.rows() || K_.cols() != B_.cols() || C_.cols() != B_.cols() ||
+      s_.size() != B_.cols() || beta_.size() != B_.cols())
     throw std::invalid_argument("DeltaRealization: inconsistent shapes");
 }
 

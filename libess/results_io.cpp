@@ -58,12 +58,16 @@ void write_results(const std::string& path, const std::vector<LayerResult>& laye
     g.write("tss", {I}, R.tss.data());
     g.write("indices", {I}, R.indices.data());
     // Optional datasets: written when present (a LayerResult built by hand may leave them empty).
-    if (!R.attainable.empty()) require("attainable", R.attainable.size(), I), g.write("attainable", {I}, R.attainable.data());
-    if (!R.frobenius.empty()) require("frobenius", R.frobenius.size(), n), g.write("frobenius_norm", {B, C, I}, R.frobenius.data());
-    if (!R.error_bound.empty()) require("error_bound", R.error_bound.size(), n), g.write("error_bound", {B, C, I}, R.error_bound.data());
+    if (!R.attainable.empty())
+      require("attainable", R.attainable.size(), I), g.write("attainable", {I}, R.attainable.data());
+    if (!R.frobenius.empty())
+      require("frobenius", R.frobenius.size(), n), g.write("frobenius_norm", {B, C, I}, R.frobenius.data());
+    if (!R.error_bound.empty())
+      require("error_bound", R.error_bound.size(), n), g.write("error_bound", {B, C, I}, R.error_bound.data());
     if (!R.status.empty()) require("status", R.status.size(), n), g.write("status", {B, C, I}, R.status.data());
     if (!R.layer_sigma_max.empty())
-      require("layer_sigma_max", R.layer_sigma_max.size(), B), g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
+      require("layer_sigma_max", R.layer_sigma_max.size(), B),
+          g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
     if (R.sigma_k > 0) {
       require("sigma", R.sigma.size(), n * R.sigma_k);
       require("sigma_tail", R.sigma_tail.size(), n);
@@ -78,8 +82,7 @@ namespace {
 
 void expect_shape(const h5::Object& g, const std::string& ds, const std::vector<std::int64_t>& got,
                   const std::vector<std::int64_t>& want) {
-  if (got != want)
-    throw InputError(g.where(ds) + ": shape " + shape_string(got) + ", expected " + shape_string(want));
+  if (got != want) throw InputError(g.where(ds) + ": shape " + shape_string(got) + ", expected " + shape_string(want));
 }
 
 LayerResult read_layer(const h5::Object& g) {
@@ -104,7 +107,8 @@ LayerResult read_layer(const h5::Object& g) {
 
   std::vector<std::int64_t> shape;
   R.tolerance_ess = g.read_int32("tolerance_ess", &shape);
-  if (shape.size() != 3) throw InputError(g.where("tolerance_ess") + ": expected 3 dimensions [B, C, I], got " + shape_string(shape));
+  if (shape.size() != 3)
+    throw InputError(g.where("tolerance_ess") + ": expected 3 dimensions [B, C, I], got " + shape_string(shape));
   const std::int64_t B = shape[0], C = shape[1], I = shape[2];
   R.batch = static_cast<int>(B);
   R.channels = static_cast<int>(C);
@@ -144,8 +148,8 @@ LayerResult read_layer(const h5::Object& g) {
   if (g.has("sigma")) {
     auto sigma = g.read_double("sigma", &shape);
     if (shape.size() != 4 || shape[0] != B || shape[1] != C || shape[2] != I)
-      throw InputError(g.where("sigma") + ": shape " + shape_string(shape) + ", expected [" + std::to_string(B) +
-                       ", " + std::to_string(C) + ", " + std::to_string(I) + ", K]");
+      throw InputError(g.where("sigma") + ": shape " + shape_string(shape) + ", expected [" + std::to_string(B) + ", " +
+                       std::to_string(C) + ", " + std::to_string(I) + ", K]");
     R.sigma_k = static_cast<int>(shape[3]);
     R.sigma.assign(sigma.begin(), sigma.end());
     for (float v : R.sigma)

@@ -22,8 +22,7 @@ namespace {
 std::int64_t offset_of(const std::vector<std::int64_t>& shape, std::initializer_list<std::int64_t> leading,
                        int trailing) {
   if (static_cast<int>(leading.size()) + trailing != static_cast<int>(shape.size()))
-    throw std::invalid_argument("Tensor slice: wrong number of leading indices for shape " +
-                                shape_string(shape));
+    throw std::invalid_argument("Tensor slice: wrong number of leading indices for shape " + shape_string(shape));
   std::int64_t off = 0;
   size_t k = 0;
   for (auto i : leading) {

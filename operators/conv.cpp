@@ -24,7 +24,8 @@ ConvOperator::ConvOperator(Tensor h, Tensor pre_gate, Tensor post_gate, int seq_
     if (ops::present(post_)) ops::check_finite(context, "post_gate", post_, ops::kBCL);
   }
   if (L_ < 2)
-    throw InputError(context + ": sequence length unknown or < 2: an ungated conv layer has no time axis of its own; "
+    throw InputError(context +
+                     ": sequence length unknown or < 2: an ungated conv layer has no time axis of its own; "
                      "give the layer attribute 'seq_len' (or `ess compute --seq-len`)");
 }
 

@@ -1,8 +1,8 @@
 // dense: a given causal T per batch element and channel.
 #pragma once
+#include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
-#include "libess/hdf5.h"
 
 namespace ess {
 

@@ -18,8 +18,8 @@
 namespace ess {
 
 std::vector<std::string> known_families() {
-  return {"dense", "softmax_attention", "linear_attention", "retention", "gla", "delta_net",
-          "mamba", "mamba2",            "s4d",              "conv"};
+  return {"dense", "softmax_attention", "linear_attention", "retention", "gla", "delta_net", "mamba", "mamba2", "s4d",
+          "conv"};
 }
 
 std::unique_ptr<LayerOperator> read_layer_operator(const h5::Object& g, const OperatorReadOptions& options) {
@@ -57,13 +57,13 @@ std::vector<OperatorLayer> read_operator_file(const std::string& path, const Ope
     layer.layer_index = static_cast<int>(g.attr_int("layer_index"));
     layer.op = read_layer_operator(g, opts);
     if (layer.op->seq_len() < 2)
-      throw InputError(g.where() + ": sequence length " + std::to_string(layer.op->seq_len()) + " has no blocks (need L ≥ 2)");
+      throw InputError(g.where() + ": sequence length " + std::to_string(layer.op->seq_len()) +
+                       " has no blocks (need L ≥ 2)");
     out.push_back(std::move(layer));
   }
   if (out.empty()) throw InputError(path + ": /layers holds no layer");
-  std::stable_sort(out.begin(), out.end(), [](const OperatorLayer& a, const OperatorLayer& b) {
-    return a.layer_index < b.layer_index;
-  });
+  std::stable_sort(out.begin(), out.end(),
+                   [](const OperatorLayer& a, const OperatorLayer& b) { return a.layer_index < b.layer_index; });
   return out;
 }
 

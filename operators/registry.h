@@ -18,7 +18,8 @@ struct OperatorReadOptions {
 };
 
 std::vector<std::string> known_families();
-std::unique_ptr<LayerOperator> read_layer_operator(const h5::Object& layer_group, const OperatorReadOptions& options = {});
+std::unique_ptr<LayerOperator> read_layer_operator(const h5::Object& layer_group,
+                                                   const OperatorReadOptions& options = {});
 // Reads every layer, sorted by layer_index. Throws InputError naming file, layer and dataset.
 std::vector<OperatorLayer> read_operator_file(const std::string& path, const OperatorReadOptions& options = {});
 

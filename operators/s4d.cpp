@@ -10,8 +10,13 @@ namespace ess {
 
 S4dOperator::S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Tensor c_re, Tensor c_im, int seq_len,
                          const std::string& context)
-    : a_re_(std::move(a_re)), a_im_(std::move(a_im)), b_re_(std::move(b_re)), b_im_(std::move(b_im)),
-      c_re_(std::move(c_re)), c_im_(std::move(c_im)), L_(seq_len) {
+    : a_re_(std::move(a_re)),
+      a_im_(std::move(a_im)),
+      b_re_(std::move(b_re)),
+      b_im_(std::move(b_im)),
+      c_re_(std::move(c_re)),
+      c_im_(std::move(c_im)),
+      L_(seq_len) {
   ops::expect_shape(context, "a_re", a_re_, {-1, -1});
   ops::expect_nonempty(context, "a_re", a_re_);
   const std::vector<std::int64_t> shape = a_re_.shape;
@@ -25,7 +30,8 @@ S4dOperator::S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Ten
     ops::check_finite(context, names[k], *all[k], ops::kCN);
   }
   if (L_ < 2)
-    throw InputError(context + ": sequence length unknown or < 2: s4d has no time axis of its own; give the layer "
+    throw InputError(context +
+                     ": sequence length unknown or < 2: s4d has no time axis of its own; give the layer "
                      "attribute 'seq_len' (or `ess compute --seq-len`)");
   // State dimension and TSS are reported per layer: take the largest over channels.
   for (int c = 0; c < channels(); ++c) {

@@ -22,7 +22,8 @@ SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vect
   if (window_ < 0) throw InputError(context + ": attribute 'window' must be ≥ 0 (0 = no window)");
   if (!mask_.empty()) {
     if (mask_.size() != static_cast<size_t>(L) * L)
-      throw InputError(context + ": dataset 'mask' must be [L, L] = [" + std::to_string(L) + ", " + std::to_string(L) + "]");
+      throw InputError(context + ": dataset 'mask' must be [L, L] = [" + std::to_string(L) + ", " + std::to_string(L) +
+                       "]");
     for (int i = 0; i < L; ++i)
       for (int j = i + 1; j < L; ++j)
         if (mask_[static_cast<size_t>(i) * L + j])
@@ -39,7 +40,8 @@ SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vect
         last[j] = i;
       }
     if (!any)
-      throw InputError(context + ": row " + std::to_string(i) + " of the attention mask allows no position (softmax undefined)");
+      throw InputError(context + ": row " + std::to_string(i) +
+                       " of the attention mask allows no position (softmax undefined)");
   }
   tss_.assign(L, 0);
   for (int i = 1; i < L; ++i)

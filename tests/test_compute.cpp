@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "analysis/summary.h"
 #include "libess/compute.h"
 #include "libess/error.h"
 #include "libess/hdf5.h"
 #include "libess/results_io.h"
-#include "libess/summary.h"
 #include "test_helpers.h"
 
 using namespace ess;
@@ -116,7 +116,7 @@ TEST_CASE("results file round trip keeps every dataset and attribute") {
   auto R = compute_layer(layer, o);
   const std::string dir = ess::test::temp_dir("results");
   const std::string path = dir + "/r.h5";
-  write_results(path, {R}, Provenance{"ops.h5", "abc", "operator file"}, "ess compute test");
+  write_results(path, {R}, Provenance{"ops.h5", "abc", "operator file", "", -1}, "ess compute test");
   auto F = read_results(path);
   REQUIRE(F.layers.size() == 1);
   const auto& Q = F.layers[0];

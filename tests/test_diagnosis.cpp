@@ -5,12 +5,12 @@
 #include <filesystem>
 #include <random>
 
-#include "libess/compressibility.h"
+#include "analysis/compressibility.h"
+#include "analysis/diagnosis.h"
+#include "analysis/svg.h"
 #include "libess/compute.h"
-#include "libess/diagnosis.h"
 #include "libess/error.h"
 #include "libess/results_io.h"
-#include "libess/svg.h"
 #include "test_helpers.h"
 
 using namespace ess;
@@ -227,7 +227,7 @@ TEST_CASE("diagnose: results written to disk and read back give the same verdict
     R->layer_sigma_max.assign(R->batch, 1.0);
   }
   const std::string dir = ess::test::temp_dir("diagnosis");
-  write_results(dir + "/r.h5", {sat, col, dead}, Provenance{"synthetic", "", "test"}, "test");
+  write_results(dir + "/r.h5", {sat, col, dead}, Provenance{"synthetic", "", "test", "", -1}, "test");
   const auto layers = diagnose(read_results(dir + "/r.h5"), DiagnosisOptions{});
   std::filesystem::remove_all(dir);
   REQUIRE(layers.size() == 3);

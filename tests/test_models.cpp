@@ -8,8 +8,8 @@
 
 #include "libess/error.h"
 #include "libess/hdf5.h"
-#include "libess/models/model.h"
-#include "libess/tokens.h"
+#include "models/model.h"
+#include "models/tokens.h"
 #include "operators/registry.h"
 #include "test_helpers.h"
 
@@ -102,9 +102,11 @@ TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
     const auto d = copy_fixture("tokens");
     auto model = models::load_causal_lm(d);
     std::ofstream(d + "/range.txt") << "1 2 3\n4 5 999\n";
-    CHECK_THROWS_WITH_AS(read_tokens_file(d + "/range.txt", model->vocab_size()), doctest::Contains("range.txt:2"), InputError);
+    CHECK_THROWS_WITH_AS(read_tokens_file(d + "/range.txt", model->vocab_size()), doctest::Contains("range.txt:2"),
+                         InputError);
     std::ofstream(d + "/ragged.txt") << "1 2 3\n4 5\n";
-    CHECK_THROWS_WITH_AS(read_tokens_file(d + "/ragged.txt", model->vocab_size()), doctest::Contains("same length"), InputError);
+    CHECK_THROWS_WITH_AS(read_tokens_file(d + "/ragged.txt", model->vocab_size()), doctest::Contains("same length"),
+                         InputError);
     std::ofstream(d + "/words.txt") << "1 two 3\n";
     CHECK_THROWS_AS(read_tokens_file(d + "/words.txt", model->vocab_size()), InputError);
   }

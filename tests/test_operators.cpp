@@ -64,43 +64,67 @@ constexpr int kL = 20, kB = 2, kH = 2, kD = 3, kN = 4;
 std::vector<Case> all_cases(std::mt19937& rng) {
   std::vector<Case> v;
   const std::string ctx = "test";
-  v.push_back({"dense", std::make_unique<DenseOperator>(lower_triangular(randn(rng, {kB, kH, kL, kL})), ctx), -1, false});
-  v.push_back({"softmax", std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
-                                                                      std::vector<std::uint8_t>{}, 0.0, 0, ctx), -1, false});
-  v.push_back({"softmax_window5", std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}),
-                                                                              randn(rng, {kB, kH, kL, kD}),
-                                                                              std::vector<std::uint8_t>{}, 0.7, 5, ctx), 4, false});
+  v.push_back(
+      {"dense", std::make_unique<DenseOperator>(lower_triangular(randn(rng, {kB, kH, kL, kL})), ctx), -1, false});
+  v.push_back({"softmax",
+               std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                          std::vector<std::uint8_t>{}, 0.0, 0, ctx),
+               -1, false});
+  v.push_back({"softmax_window5",
+               std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                          std::vector<std::uint8_t>{}, 0.7, 5, ctx),
+               4, false});
   {
     // Strided mask with a global first token: i attends to j if (i − j) % 3 == 0 or j == 0.
     std::vector<std::uint8_t> mask(kL * kL, 0);
     for (int i = 0; i < kL; ++i)
       for (int j = 0; j <= i; ++j) mask[i * kL + j] = ((i - j) % 3 == 0 || j == 0);
-    v.push_back({"softmax_mask", std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}),
-                                                                             randn(rng, {kB, kH, kL, kD}), mask, 0.0, 0, ctx),
+    v.push_back({"softmax_mask",
+                 std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                            mask, 0.0, 0, ctx),
                  -1, false});
   }
-  v.push_back({"linear", std::make_unique<LinearAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
-                                                                   false, ctx), kD, true});
-  v.push_back({"linear_normalized", std::make_unique<LinearAttentionOperator>(uniform(rng, {kB, kH, kL, kD}, 0.1, 1),
-                                                                              uniform(rng, {kB, kH, kL, kD}, 0.1, 1), true, ctx),
+  v.push_back({"linear",
+               std::make_unique<LinearAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                         false, ctx),
                kD, true});
-  v.push_back({"retention_head", std::make_unique<RetentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
-                                                                     uniform(rng, {kH}, 0.5, 0.99), ctx), kD, true});
-  v.push_back({"retention_dim", std::make_unique<RetentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
-                                                                    uniform(rng, {kH, kD}, 0.5, 0.99), ctx), kD, true});
-  v.push_back({"gla", std::make_unique<GlaOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
-                                                    uniform(rng, {kB, kH, kL, kD}, -0.5, 0), ctx), kD, true});
-  v.push_back({"delta", std::make_unique<DeltaNetOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}, 0.5),
-                                                           uniform(rng, {kB, kH, kL}, 0, 1), Tensor(), ctx), kD, true});
-  v.push_back({"delta_gated", std::make_unique<DeltaNetOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}, 0.5),
-                                                                 uniform(rng, {kB, kH, kL}, 0, 1),
-                                                                 uniform(rng, {kB, kH, kL}, -0.3, 0), ctx), kD, true});
-  v.push_back({"mamba", std::make_unique<MambaOperator>(uniform(rng, {kB, 3, kL}, 0.01, 0.5), uniform(rng, {3, kN}, -2, -0.1),
-                                                        randn(rng, {kB, kL, kN}), randn(rng, {kB, kL, kN}), ctx), kN, true});
-  v.push_back({"mamba2", std::make_unique<Mamba2Operator>(uniform(rng, {kB, 4, kL}, 0.01, 0.5), uniform(rng, {4}, -2, -0.1),
-                                                          randn(rng, {kB, 2, kL, kN}), randn(rng, {kB, 2, kL, kN}), ctx), kN, true});
-  v.push_back({"s4d_real", std::make_unique<S4dOperator>(uniform(rng, {3, kN}, -0.9, 0.9), Tensor(), randn(rng, {3, kN}), Tensor(),
-                                                         randn(rng, {3, kN}), Tensor(), kL, ctx), kN, true});
+  v.push_back({"linear_normalized",
+               std::make_unique<LinearAttentionOperator>(uniform(rng, {kB, kH, kL, kD}, 0.1, 1),
+                                                         uniform(rng, {kB, kH, kL, kD}, 0.1, 1), true, ctx),
+               kD, true});
+  v.push_back({"retention_head",
+               std::make_unique<RetentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                   uniform(rng, {kH}, 0.5, 0.99), ctx),
+               kD, true});
+  v.push_back({"retention_dim",
+               std::make_unique<RetentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                   uniform(rng, {kH, kD}, 0.5, 0.99), ctx),
+               kD, true});
+  v.push_back({"gla",
+               std::make_unique<GlaOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                             uniform(rng, {kB, kH, kL, kD}, -0.5, 0), ctx),
+               kD, true});
+  v.push_back({"delta",
+               std::make_unique<DeltaNetOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}, 0.5),
+                                                  uniform(rng, {kB, kH, kL}, 0, 1), Tensor(), ctx),
+               kD, true});
+  v.push_back(
+      {"delta_gated",
+       std::make_unique<DeltaNetOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}, 0.5),
+                                          uniform(rng, {kB, kH, kL}, 0, 1), uniform(rng, {kB, kH, kL}, -0.3, 0), ctx),
+       kD, true});
+  v.push_back({"mamba",
+               std::make_unique<MambaOperator>(uniform(rng, {kB, 3, kL}, 0.01, 0.5), uniform(rng, {3, kN}, -2, -0.1),
+                                               randn(rng, {kB, kL, kN}), randn(rng, {kB, kL, kN}), ctx),
+               kN, true});
+  v.push_back({"mamba2",
+               std::make_unique<Mamba2Operator>(uniform(rng, {kB, 4, kL}, 0.01, 0.5), uniform(rng, {4}, -2, -0.1),
+                                                randn(rng, {kB, 2, kL, kN}), randn(rng, {kB, 2, kL, kN}), ctx),
+               kN, true});
+  v.push_back({"s4d_real",
+               std::make_unique<S4dOperator>(uniform(rng, {3, kN}, -0.9, 0.9), Tensor(), randn(rng, {3, kN}), Tensor(),
+                                             randn(rng, {3, kN}), Tensor(), kL, ctx),
+               kN, true});
   {
     // Two complex conjugate pairs per channel (modes 0/1 and 2/3): McMillan degree 4 = N.
     Tensor ar({2, 4}), ai({2, 4}), br({2, 4}), bi({2, 4}), cr({2, 4}), ci({2, 4});
@@ -121,16 +145,20 @@ std::vector<Case> all_cases(std::mt19937& rng) {
     v.push_back({"s4d_conjugate_pairs", std::make_unique<S4dOperator>(ar, ai, br, bi, cr, ci, kL, ctx), 4, true});
     // Unpaired complex modes: 2 real dims each.
     Tensor ai2 = uniform(rng, {2, 4}, 0.1, 0.5);
-    v.push_back({"s4d_complex", std::make_unique<S4dOperator>(uniform(rng, {2, 4}, -0.6, 0.6), ai2, randn(rng, {2, 4}),
-                                                              randn(rng, {2, 4}), randn(rng, {2, 4}), randn(rng, {2, 4}), kL, ctx),
+    v.push_back({"s4d_complex",
+                 std::make_unique<S4dOperator>(uniform(rng, {2, 4}, -0.6, 0.6), ai2, randn(rng, {2, 4}),
+                                               randn(rng, {2, 4}), randn(rng, {2, 4}), randn(rng, {2, 4}), kL, ctx),
                  8, true});
   }
   v.push_back({"conv", std::make_unique<ConvOperator>(randn(rng, {3, 5}), Tensor(), Tensor(), kL, ctx), 4, true});
-  v.push_back({"conv_gated", std::make_unique<ConvOperator>(randn(rng, {3, 5}), randn(rng, {kB, 3, kL}), randn(rng, {kB, 3, kL}),
-                                                            0, ctx), 4, true});
-  v.push_back({"conv_pre_gate_only", std::make_unique<ConvOperator>(randn(rng, {2, 4}), randn(rng, {kB, 2, kL}), Tensor(), 0, ctx),
-               3, true});
-  v.push_back({"conv_long", std::make_unique<ConvOperator>(randn(rng, {2, kL}), Tensor(), Tensor(), kL, ctx), -1, true});
+  v.push_back(
+      {"conv_gated",
+       std::make_unique<ConvOperator>(randn(rng, {3, 5}), randn(rng, {kB, 3, kL}), randn(rng, {kB, 3, kL}), 0, ctx), 4,
+       true});
+  v.push_back({"conv_pre_gate_only",
+               std::make_unique<ConvOperator>(randn(rng, {2, 4}), randn(rng, {kB, 2, kL}), Tensor(), 0, ctx), 3, true});
+  v.push_back(
+      {"conv_long", std::make_unique<ConvOperator>(randn(rng, {2, kL}), Tensor(), Tensor(), kL, ctx), -1, true});
   return v;
 }
 
@@ -372,8 +400,8 @@ TEST_CASE("operators: hand-checked small cases") {
   }
   SUBCASE("s4d complex mode a = 0.5i: T_ij = Re((0.5i)^{i−j}); its conjugate doubles T and keeps TSS 2") {
     const int L = 5;
-    S4dOperator one(Tensor({1, 1}, {0.0}), Tensor({1, 1}, {0.5}), Tensor({1, 1}, {1.0}), Tensor(), Tensor({1, 1}, {1.0}),
-                    Tensor(), L, "t");
+    S4dOperator one(Tensor({1, 1}, {0.0}), Tensor({1, 1}, {0.5}), Tensor({1, 1}, {1.0}), Tensor(),
+                    Tensor({1, 1}, {1.0}), Tensor(), L, "t");
     const double expect[] = {1, 0, -0.25, 0, 0.0625};
     const Matrix T = one.dense_matrix(0, 0);
     for (int k = 0; k < L; ++k) CHECK(T(L - 1, L - 1 - k) == doctest::Approx(expect[k]));
@@ -429,33 +457,52 @@ TEST_CASE("operators: operator file round trip for every family reader") {
   };
   auto at = [](const std::map<std::string, Tensor>& m, const std::string& k) { return m.at(k); };
   std::vector<Spec> specs = {
-      {"dense", {{"T", lower_triangular(randn(rng, {1, 2, L, L}))}},
+      {"dense",
+       {{"T", lower_triangular(randn(rng, {1, 2, L, L}))}},
        [&](const auto& m) { return std::make_unique<DenseOperator>(at(m, "T"), "m"); }},
-      {"softmax_attention", {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}},
+      {"softmax_attention",
+       {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}},
        [&](const auto& m) {
-         return std::make_unique<SoftmaxAttentionOperator>(at(m, "q"), at(m, "k"), std::vector<std::uint8_t>{}, 0.0, 0, "m");
+         return std::make_unique<SoftmaxAttentionOperator>(at(m, "q"), at(m, "k"), std::vector<std::uint8_t>{}, 0.0, 0,
+                                                           "m");
        }},
-      {"linear_attention", {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}},
+      {"linear_attention",
+       {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}},
        [&](const auto& m) { return std::make_unique<LinearAttentionOperator>(at(m, "q"), at(m, "k"), false, "m"); }},
-      {"retention", {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}, {"decay", uniform(rng, {2, 3}, 0.5, 0.9)}},
+      {"retention",
+       {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}, {"decay", uniform(rng, {2, 3}, 0.5, 0.9)}},
        [&](const auto& m) { return std::make_unique<RetentionOperator>(at(m, "q"), at(m, "k"), at(m, "decay"), "m"); }},
-      {"gla", {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}, {"log_decay", uniform(rng, {1, 2, L, 3}, -1, 0)}},
+      {"gla",
+       {{"q", randn(rng, {1, 2, L, 3})},
+        {"k", randn(rng, {1, 2, L, 3})},
+        {"log_decay", uniform(rng, {1, 2, L, 3}, -1, 0)}},
        [&](const auto& m) { return std::make_unique<GlaOperator>(at(m, "q"), at(m, "k"), at(m, "log_decay"), "m"); }},
       {"delta_net",
-       {{"q", randn(rng, {1, 2, L, 3})}, {"k", randn(rng, {1, 2, L, 3})}, {"beta", uniform(rng, {1, 2, L}, 0, 1)},
+       {{"q", randn(rng, {1, 2, L, 3})},
+        {"k", randn(rng, {1, 2, L, 3})},
+        {"beta", uniform(rng, {1, 2, L}, 0, 1)},
         {"log_gate", uniform(rng, {1, 2, L}, -1, 0)}},
        [&](const auto& m) {
          return std::make_unique<DeltaNetOperator>(at(m, "q"), at(m, "k"), at(m, "beta"), at(m, "log_gate"), "m");
        }},
       {"mamba",
-       {{"dt", uniform(rng, {1, 3, L}, 0, 1)}, {"A", uniform(rng, {3, 4}, -1, 0)}, {"B", randn(rng, {1, L, 4})},
+       {{"dt", uniform(rng, {1, 3, L}, 0, 1)},
+        {"A", uniform(rng, {3, 4}, -1, 0)},
+        {"B", randn(rng, {1, L, 4})},
         {"C", randn(rng, {1, L, 4})}},
-       [&](const auto& m) { return std::make_unique<MambaOperator>(at(m, "dt"), at(m, "A"), at(m, "B"), at(m, "C"), "m"); }},
+       [&](const auto& m) {
+         return std::make_unique<MambaOperator>(at(m, "dt"), at(m, "A"), at(m, "B"), at(m, "C"), "m");
+       }},
       {"mamba2",
-       {{"dt", uniform(rng, {1, 2, L}, 0, 1)}, {"A", uniform(rng, {2}, -1, 0)}, {"B", randn(rng, {1, 1, L, 4})},
+       {{"dt", uniform(rng, {1, 2, L}, 0, 1)},
+        {"A", uniform(rng, {2}, -1, 0)},
+        {"B", randn(rng, {1, 1, L, 4})},
         {"C", randn(rng, {1, 1, L, 4})}},
-       [&](const auto& m) { return std::make_unique<Mamba2Operator>(at(m, "dt"), at(m, "A"), at(m, "B"), at(m, "C"), "m"); }},
-      {"conv", {{"h", randn(rng, {2, 3})}, {"pre_gate", randn(rng, {1, 2, L})}, {"post_gate", randn(rng, {1, 2, L})}},
+       [&](const auto& m) {
+         return std::make_unique<Mamba2Operator>(at(m, "dt"), at(m, "A"), at(m, "B"), at(m, "C"), "m");
+       }},
+      {"conv",
+       {{"h", randn(rng, {2, 3})}, {"pre_gate", randn(rng, {1, 2, L})}, {"post_gate", randn(rng, {1, 2, L})}},
        [&](const auto& m) {
          return std::make_unique<ConvOperator>(at(m, "h"), at(m, "pre_gate"), at(m, "post_gate"), 0, "m");
        }},
@@ -478,8 +525,9 @@ TEST_CASE("operators: operator file round trip for every family reader") {
     }
   }
   // s4d (and ungated conv) has no time axis: seq_len from the layer attribute or the reader option.
-  const auto s4d = write_ops(dir, "s4d.h5", "s4d",
-                             {{"a_re", uniform(rng, {2, 3}, -0.9, 0.9)}, {"b_re", randn(rng, {2, 3})}, {"c_re", randn(rng, {2, 3})}});
+  const auto s4d = write_ops(
+      dir, "s4d.h5", "s4d",
+      {{"a_re", uniform(rng, {2, 3}, -0.9, 0.9)}, {"b_re", randn(rng, {2, 3})}, {"c_re", randn(rng, {2, 3})}});
   CHECK_THROWS_WITH_AS(read_operator_file(s4d), doctest::Contains("seq_len"), InputError);
   OperatorReadOptions o;
   o.default_seq_len = 16;
@@ -572,26 +620,37 @@ TEST_CASE("operators: bad operator files are refused with the file, layer and da
   Tensor dt_nan = uniform(rng, {1, 3, L}, 0, 1);
   dt_nan.data[2 * L + 4] = std::nan("");
   expect_error(write_ops(dir, "dt_nan.h5", "mamba",
-                         {{"dt", dt_nan}, {"A", uniform(rng, {3, 2}, -1, 0)}, {"B", randn(rng, {1, L, 2})}, {"C", randn(rng, {1, L, 2})}}),
+                         {{"dt", dt_nan},
+                          {"A", uniform(rng, {3, 2}, -1, 0)},
+                          {"B", randn(rng, {1, L, 2})},
+                          {"C", randn(rng, {1, L, 2})}}),
                {"'dt'", "batch 0, channel 2, position 4"});
   Tensor upper = randn(rng, {1, 1, L, L});
   expect_error(write_ops(dir, "upper.h5", "dense", {{"T", upper}}),
                {"not lower-triangular", "batch 0, channel 0, (row 0, column 1)"});
-  expect_error(write_ops(dir, "decay.h5", "gla", {{"q", q}, {"k", q}, {"log_decay", uniform(rng, {1, 2, L, 3}, 0.1, 1)}}),
-               {"'log_decay' must be ≤ 0", "batch 0, head 0, position 0, feature 0"});
-  expect_error(write_ops(dir, "gate.h5", "delta_net",
-                         {{"q", q}, {"k", q}, {"beta", uniform(rng, {1, 2, L}, 0, 1)}, {"log_gate", uniform(rng, {1, 2, L}, 0.1, 1)}}),
-               {"'log_gate' must be ≤ 0"});
+  expect_error(
+      write_ops(dir, "decay.h5", "gla", {{"q", q}, {"k", q}, {"log_decay", uniform(rng, {1, 2, L, 3}, 0.1, 1)}}),
+      {"'log_decay' must be ≤ 0", "batch 0, head 0, position 0, feature 0"});
+  expect_error(
+      write_ops(
+          dir, "gate.h5", "delta_net",
+          {{"q", q}, {"k", q}, {"beta", uniform(rng, {1, 2, L}, 0, 1)}, {"log_gate", uniform(rng, {1, 2, L}, 0.1, 1)}}),
+      {"'log_gate' must be ≤ 0"});
   expect_error(write_ops(dir, "mamba_A.h5", "mamba",
-                         {{"dt", uniform(rng, {1, 3, L}, 0, 1)}, {"A", uniform(rng, {3, 2}, 0.1, 1)}, {"B", randn(rng, {1, L, 2})},
+                         {{"dt", uniform(rng, {1, 3, L}, 0, 1)},
+                          {"A", uniform(rng, {3, 2}, 0.1, 1)},
+                          {"B", randn(rng, {1, L, 2})},
                           {"C", randn(rng, {1, L, 2})}}),
                {"'A' must be ≤ 0"});
   expect_error(write_ops(dir, "groups.h5", "mamba2",
-                         {{"dt", uniform(rng, {1, 3, L}, 0, 1)}, {"A", uniform(rng, {3}, -1, 0)}, {"B", randn(rng, {1, 2, L, 4})},
+                         {{"dt", uniform(rng, {1, 3, L}, 0, 1)},
+                          {"A", uniform(rng, {3}, -1, 0)},
+                          {"B", randn(rng, {1, 2, L, 4})},
                           {"C", randn(rng, {1, 2, L, 4})}}),
                {"3 heads cannot be split evenly over 2 groups"});
-  expect_error(write_ops(dir, "decay_shape.h5", "retention", {{"q", q}, {"k", q}, {"decay", uniform(rng, {3}, 0.5, 0.9)}}),
-               {"'decay' has shape [3], expected [2]"});
+  expect_error(
+      write_ops(dir, "decay_shape.h5", "retention", {{"q", q}, {"k", q}, {"decay", uniform(rng, {3}, 0.5, 0.9)}}),
+      {"'decay' has shape [3], expected [2]"});
   expect_error(write_ops(dir, "conv_gate.h5", "conv", {{"h", randn(rng, {2, 3})}, {"pre_gate", randn(rng, {1, 3, L})}}),
                {"'pre_gate' has shape [1, 3, 6], expected [*, 2, *]"});
   expect_error(write_ops(dir, "fmt.h5", "dense", {{"T", upper}}, "ess-results"), {"format", "ess-operators"}, "");
@@ -681,9 +740,10 @@ TEST_CASE("operators: bad operator files are refused with the file, layer and da
 TEST_CASE("operators: constructors name their context, the dataset and the expected shape") {
   std::mt19937 rng(47);
   const Tensor q = randn(rng, {1, 2, 5, 3});
-  CHECK_THROWS_WITH_AS(LinearAttentionOperator(q, randn(rng, {1, 2, 5, 2}), false, "model.safetensors:layer 3"),
-                       doctest::Contains("model.safetensors:layer 3: dataset 'k' has shape [1, 2, 5, 2], expected [1, 2, 5, 3]"),
-                       InputError);
+  CHECK_THROWS_WITH_AS(
+      LinearAttentionOperator(q, randn(rng, {1, 2, 5, 2}), false, "model.safetensors:layer 3"),
+      doctest::Contains("model.safetensors:layer 3: dataset 'k' has shape [1, 2, 5, 2], expected [1, 2, 5, 3]"),
+      InputError);
   // Row normaliser zero: q ⟂ every k.
   Tensor qz({1, 1, 2, 2}, {1, 0, 1, 0}), kz({1, 1, 2, 2}, {0, 1, 0, 1});
   CHECK_THROWS_WITH_AS(LinearAttentionOperator(qz, kz, true, "ctx"), doctest::Contains("normaliser"), InputError);
@@ -691,8 +751,10 @@ TEST_CASE("operators: constructors name their context, the dataset and the expec
   std::vector<std::uint8_t> mask(25, 0);
   for (int i = 0; i < 5; ++i) mask[i * 5 + i] = i != 3;
   CHECK_THROWS_WITH_AS(SoftmaxAttentionOperator(q, q, mask, 0.0, 0, "ctx"), doctest::Contains("row 3"), InputError);
-  CHECK_THROWS_WITH_AS(S4dOperator(Tensor({2, 3}), Tensor({2, 2}), Tensor({2, 3}), Tensor(), Tensor({2, 3}), Tensor(), 8, "ctx"),
-                       doctest::Contains("'a_im' has shape [2, 2], expected [2, 3]"), InputError);
-  CHECK_THROWS_WITH_AS(ConvOperator(Tensor({2, 0}), Tensor(), Tensor(), 8, "ctx"), doctest::Contains("empty axis"), InputError);
+  CHECK_THROWS_WITH_AS(
+      S4dOperator(Tensor({2, 3}), Tensor({2, 2}), Tensor({2, 3}), Tensor(), Tensor({2, 3}), Tensor(), 8, "ctx"),
+      doctest::Contains("'a_im' has shape [2, 2], expected [2, 3]"), InputError);
+  CHECK_THROWS_WITH_AS(ConvOperator(Tensor({2, 0}), Tensor(), Tensor(), 8, "ctx"), doctest::Contains("empty axis"),
+                       InputError);
   CHECK_THROWS_WITH_AS(DenseOperator(Tensor({1, 1, 3, 4}), "ctx"), doctest::Contains("L × L"), InputError);
 }

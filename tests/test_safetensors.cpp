@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "libess/error.h"
-#include "libess/safetensors.h"
+#include "models/safetensors.h"
 
 using namespace ess;
 using namespace ess::st;
@@ -286,8 +286,8 @@ TEST_CASE("safetensors: bad tensor entries are refused, naming the file and the 
   one("duplicate.safetensors", entry("w", "F32", "[2]", 0, 8) + "," + entry("w", "F32", "[2]", 8, 16), four,
       {"'w'", "more than once"});
   // Two tensors sharing bytes 4..8.
-  one("overlap.safetensors", entry("a", "F32", "[2]", 0, 8) + "," + entry("b", "F32", "[2]", 4, 12),
-      four.substr(0, 12), {"'b'", "overlaps tensor 'a'"});
+  one("overlap.safetensors", entry("a", "F32", "[2]", 0, 8) + "," + entry("b", "F32", "[2]", 4, 12), four.substr(0, 12),
+      {"'b'", "overlaps tensor 'a'"});
   // Bytes 4..8 belong to nobody.
   one("gap.safetensors", entry("a", "F32", "[1]", 0, 4) + "," + entry("b", "F32", "[1]", 8, 12), four.substr(0, 12),
       {"'a'", "'b'", "gap", "4..8"});

@@ -13,7 +13,7 @@ elif command -v jupyter-nbconvert >/dev/null; then
   nbconvert=(jupyter-nbconvert)
 else
   echo "SKIP: jupyter-nbconvert is not installed (apt-get install jupyter-nbconvert python3-ipykernel)"
-  exit 0
+  exit 77
 fi
 $PY -c "import h5py, matplotlib, numpy, ipykernel" \
   || { echo "FAIL: nbconvert is installed but h5py / matplotlib / numpy / ipykernel are missing"; exit 1; }

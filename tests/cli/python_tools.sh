@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The Python side: dense_T (the independent reference) against explicit recurrences, the writer's
 # validation and round trip, and the forward-hook export example end to end through ess compute.
-# Needs torch (Debian python3-torch), which CI does not install: skipped there with a message.
+# Needs torch (Debian python3-torch), installed by tools/setup.sh; without it the test reports itself skipped (exit 77).
 set -euo pipefail
 ESS=$1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if ! /usr/bin/python3 -c "import torch, h5py, numpy" 2>/dev/null; then
   echo "SKIP: python3-torch not installed (optional: apt-get install python3-torch)"
-  exit 0
+  exit 77
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

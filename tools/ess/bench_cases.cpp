@@ -42,7 +42,8 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
     for (int c = 0; c < C; ++c)
       for (int n = 0; n < N; ++n) A.data[c * N + n] = -(n + 1.0);
     bc.description = "Mamba S6: A = −(n+1), dt ~ logU[1e-3, 1e-1], B, C ~ N(0, 1)";
-    bc.op = std::make_unique<MambaOperator>(std::move(dt), std::move(A), normal(rng, {1, L, N}), normal(rng, {1, L, N}), ctx);
+    bc.op = std::make_unique<MambaOperator>(std::move(dt), std::move(A), normal(rng, {1, L, N}), normal(rng, {1, L, N}),
+                                            ctx);
   } else if (name == "gla") {
     // fla-style gate: log_decay = logsigmoid(·) / 16.
     Tensor g({1, C, L, N});
@@ -77,7 +78,8 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
     for (int c = 0; c < C; ++c)
       for (int t = 0; t < L; ++t) {
         const int ty = pick(rng);
-        for (int n = 0; n < 64; ++n) k.data[(static_cast<size_t>(c) * L + t) * 64 + n] = types.data[(c * 8 + ty) * 64 + n];
+        for (int n = 0; n < 64; ++n)
+          k.data[(static_cast<size_t>(c) * L + t) * 64 + n] = types.data[(c * 8 + ty) * 64 + n];
       }
     bc.description = "causal softmax attention, keys from 8 types (rank ≤ 8), d = 64";
     bc.op = std::make_unique<SoftmaxAttentionOperator>(normal(rng, {1, C, L, 64}), std::move(k),
@@ -93,7 +95,8 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
     for (int c = 0; c < C; ++c)
       for (int m = 0; m < 8; ++m) {
         const double amp = u(rng) * 2 - 1, decay = 0.001 + 0.05 * u(rng), freq = 0.5 * u(rng), phase = 6.283 * u(rng);
-        for (int t = 0; t < L; ++t) h.data[static_cast<size_t>(c) * L + t] += amp * std::exp(-decay * t) * std::cos(freq * t + phase);
+        for (int t = 0; t < L; ++t)
+          h.data[static_cast<size_t>(c) * L + t] += amp * std::exp(-decay * t) * std::cos(freq * t + phase);
       }
     bc.description = "long convolution K = L, sum of 8 damped oscillations (rank ≤ 16)";
     bc.op = std::make_unique<ConvOperator>(std::move(h), Tensor(), Tensor(), L, ctx);

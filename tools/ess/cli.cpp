@@ -47,8 +47,7 @@ bool parse(int argc, char** argv, const std::string& usage, po::options_descript
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + "\nusage: " + usage.substr(0, usage.find('\n')) +
-                     "\n(see --help)");
+    throw UsageError(std::string(e.what()) + "\nusage: " + usage.substr(0, usage.find('\n')) + "\n(see --help)");
   }
   for (const auto& p : positional)
     if (!vm.count(p)) throw UsageError("missing argument <" + p + ">\nusage: " + usage.substr(0, usage.find('\n')));
@@ -91,10 +90,18 @@ std::string json_escape(const std::string& s) {
   std::string o = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];

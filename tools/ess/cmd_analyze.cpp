@@ -4,13 +4,13 @@
 #include <filesystem>
 #include <iostream>
 
+#include "analysis/summary.h"
 #include "libess/compute.h"
 #include "libess/error.h"
-#include "libess/models/model.h"
 #include "libess/results_io.h"
 #include "libess/sha256.h"
-#include "libess/summary.h"
-#include "libess/tokens.h"
+#include "models/model.h"
+#include "models/tokens.h"
 #include "tools/ess/cli.h"
 #include "tools/ess/compute_options.h"
 
@@ -34,7 +34,8 @@ int run_analyze(int argc, char** argv) {
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"
              "With --mqar also reports the model's multi-query associative recall accuracy.\n"
-             "Supported architectures: " + archs,
+             "Supported architectures: " +
+                 archs,
              opts, {"checkpoint"}, vm))
     return 0;
   if (vm.count("tokens") == vm.count("mqar"))
@@ -61,7 +62,8 @@ int run_analyze(int argc, char** argv) {
     for (const auto& f : std::vector<std::string>{(std::filesystem::path(dir) / "config.json").string()})
       files += std::filesystem::path(f).filename().string() + " " + sha256_file(f) + "\n";
     st::Checkpoint ckpt(dir);
-    for (const auto& f : ckpt.files()) files += std::filesystem::path(f).filename().string() + " " + sha256_file(f) + "\n";
+    for (const auto& f : ckpt.files())
+      files += std::filesystem::path(f).filename().string() + " " + sha256_file(f) + "\n";
     prov.source_sha256 = sha256_hex(files);
   }
   prov.input = batch.description;
@@ -82,8 +84,8 @@ int run_analyze(int argc, char** argv) {
   write_results(output, results, prov, command_line());
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  std::cout << "wrote " << output << ": " << model->architecture() << ", " << results.size() << " mixer layer(s), input "
-            << batch.description << "\n";
+  std::cout << "wrote " << output << ": " << model->architecture() << ", " << results.size()
+            << " mixer layer(s), input " << batch.description << "\n";
   if (prov.mqar_accuracy >= 0) std::cout << "MQAR accuracy: " << fmt(100 * prov.mqar_accuracy, 1) << "%\n";
   for (const auto& R : results) {
     auto S = summarize(R);

@@ -1,11 +1,11 @@
 // ess bench: fast engines against the dense baseline on the same synthetic operators, one run.
 #include <algorithm>
-#include <utility>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <iostream>
 #include <sstream>
+#include <utility>
 
 #include "libess/compute.h"
 #include "libess/engine.h"
@@ -196,8 +196,8 @@ int run_bench(int argc, char** argv) {
       "channels", po::value(&channels)->default_value(2), "channels (heads) per case; times are medians over them")(
       "state", po::value(&N)->default_value(16), "state size N (d_k for linear attention / DeltaNet)")(
       "cases", po::value(&cases)->default_value(""), "comma-separated cases (default: all)")(
-      "seed", po::value(&seed)->default_value(0), "random seed")(
-      "tol", po::value(&tol)->default_value(1e-3), "absolute tolerance for the tolerance-ESS comparison")(
+      "seed", po::value(&seed)->default_value(0), "random seed")("tol", po::value(&tol)->default_value(1e-3),
+                                                                 "absolute tolerance for the tolerance-ESS comparison")(
       "sweep-rtol", po::value(&rtol)->default_value(1e-12), "sweep truncation tolerance")(
       "no-dense", po::bool_switch(&no_dense), "skip the dense baseline")(
       "scaling", po::bool_switch(&scaling), "scaling mode over --lengths (dense only within --dense-budget)")(
@@ -211,20 +211,21 @@ int run_bench(int argc, char** argv) {
       "threads", po::value(&threads)->default_value(0), "threads for --stack (0 = all cores)")(
       "json", po::bool_switch(&json), "machine-readable output");
   po::variables_map vm;
-  if (!parse(argc, argv,
-             "ess bench [--L 1024] [--channels 2] [--state 16] [--cases a,b] [--json]\n"
-             "          [--scaling [--lengths 256,...,4096] [--dense-budget S]] [--stack]\n\n"
-             "Builds synthetic operators (Mamba-, GLA-, DeltaNet-like, softmax attention with local,\n"
-             "low-rank and random heads, long convolution), runs the fast engine `auto` picks and the\n"
-             "dense engine on the same channels in the same run, single-threaded, and prints median\n"
-             "seconds per channel, the speed-up, the largest singular-value deviation relative to\n"
-             "σ_1 of its block, and whether every tolerance-ESS value agrees. Cases: " +
-                 [] {
-                   std::string s;
-                   for (auto& n : bench_case_names()) s += (s.empty() ? "" : ", ") + n;
-                   return s;
-                 }(),
-             opts, {}, vm))
+  if (!parse(
+          argc, argv,
+          "ess bench [--L 1024] [--channels 2] [--state 16] [--cases a,b] [--json]\n"
+          "          [--scaling [--lengths 256,...,4096] [--dense-budget S]] [--stack]\n\n"
+          "Builds synthetic operators (Mamba-, GLA-, DeltaNet-like, softmax attention with local,\n"
+          "low-rank and random heads, long convolution), runs the fast engine `auto` picks and the\n"
+          "dense engine on the same channels in the same run, single-threaded, and prints median\n"
+          "seconds per channel, the speed-up, the largest singular-value deviation relative to\n"
+          "σ_1 of its block, and whether every tolerance-ESS value agrees. Cases: " +
+              [] {
+                std::string s;
+                for (auto& n : bench_case_names()) s += (s.empty() ? "" : ", ") + n;
+                return s;
+              }(),
+          opts, {}, vm))
     return 0;
   if (L < 4) throw UsageError("--L must be ≥ 4");
   if (channels < 1 || N < 1) throw UsageError("--channels and --state must be ≥ 1");
@@ -251,9 +252,9 @@ int run_bench(int argc, char** argv) {
     }
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     if (json)
-      std::cout << "{\"stack\": {\"layers\": " << stack_layers << ", \"channels\": " << stack_channels << ", \"L\": " << L
-                << ", \"state\": " << N << ", \"seconds\": " << secs << ", \"mean_tolerance_ess\": "
-                << total_ess / stack_layers << "}}\n";
+      std::cout << "{\"stack\": {\"layers\": " << stack_layers << ", \"channels\": " << stack_channels
+                << ", \"L\": " << L << ", \"state\": " << N << ", \"seconds\": " << secs
+                << ", \"mean_tolerance_ess\": " << total_ess / stack_layers << "}}\n";
     else
       std::cout << "Mamba-shaped stack: " << stack_layers << " layers × " << stack_channels << " channels, N = " << N
                 << ", L = " << L << ": full ESS profile in " << fmt(secs, 1) << " s (" << fmt(secs / 60, 2)
@@ -297,8 +298,9 @@ int run_bench(int argc, char** argv) {
             continue;
           }
         }
-        bool dense = !no_dense && (std::isnan(dense_per_L4) ? len <= 1024
-                                                             : dense_per_L4 * std::pow(len, 4.0) * channels <= dense_budget);
+        bool dense =
+            !no_dense &&
+            (std::isnan(dense_per_L4) ? len <= 1024 : dense_per_L4 * std::pow(len, 4.0) * channels <= dense_budget);
         Row r = bench_one(name, len, channels, N, seed, tol, dense, rtol);
         if (r.dense_run) dense_per_L4 = r.dense_s / std::pow(len, 4.0);
         fast_points.emplace_back(len, r.fast_s);

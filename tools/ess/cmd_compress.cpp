@@ -4,7 +4,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "libess/compressibility.h"
+#include "analysis/compressibility.h"
 #include "libess/error.h"
 #include "tools/ess/cli.h"
 
@@ -79,7 +79,8 @@ int run_compress(int argc, char** argv) {
       for (size_t t = 0; t < l.targets.size(); ++t) {
         const auto& x = l.targets[t];
         char buf[256];
-        std::snprintf(buf, sizeof buf, "%s{\"state\": %d, \"mean_tail\": %.10g, \"max_tail\": %.10g, \"frac_exceeding\": %.10g}",
+        std::snprintf(buf, sizeof buf,
+                      "%s{\"state\": %d, \"mean_tail\": %.10g, \"max_tail\": %.10g, \"frac_exceeding\": %.10g}",
                       t ? ", " : "", x.state, x.mean_tail, x.max_tail, x.frac_exceeding);
         j << buf;
       }
@@ -104,10 +105,11 @@ int run_compress(int argc, char** argv) {
     for (const auto& t : l.targets) {
       char buf[200];
       if (md)
-        std::snprintf(buf, sizeof buf, "| %d | %.3e | %.3e | %.1f%% |\n", t.state, t.mean_tail, t.max_tail, 100 * t.frac_exceeding);
+        std::snprintf(buf, sizeof buf, "| %d | %.3e | %.3e | %.1f%% |\n", t.state, t.mean_tail, t.max_tail,
+                      100 * t.frac_exceeding);
       else
-        std::snprintf(buf, sizeof buf, "  state %5d   mean tail %.3e   max tail %.3e   exceed %5.1f%%\n", t.state, t.mean_tail,
-                      t.max_tail, 100 * t.frac_exceeding);
+        std::snprintf(buf, sizeof buf, "  state %5d   mean tail %.3e   max tail %.3e   exceed %5.1f%%\n", t.state,
+                      t.mean_tail, t.max_tail, 100 * t.frac_exceeding);
       std::cout << buf;
     }
     std::cout << "\n";

@@ -1,11 +1,11 @@
 // ess compute OPS.h5 -o RESULTS.h5: ESS of every layer of an operator file.
 #include <iostream>
 
+#include "analysis/summary.h"
 #include "libess/compute.h"
 #include "libess/error.h"
 #include "libess/results_io.h"
 #include "libess/sha256.h"
-#include "libess/summary.h"
 #include "operators/registry.h"
 #include "tools/ess/cli.h"
 #include "tools/ess/compute_options.h"

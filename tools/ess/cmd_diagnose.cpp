@@ -4,7 +4,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "libess/diagnosis.h"
+#include "analysis/diagnosis.h"
 #include "libess/error.h"
 #include "tools/ess/cli.h"
 
@@ -25,8 +25,10 @@ int run_diagnose(int argc, char** argv) {
   DiagnosisOptions o;
   opts.add_options()("results", po::value(&input), "results file (format ess-results)")(
       "metric", po::value(&metric)->default_value("tolerance"), "tolerance or entropy")(
-      "saturated", po::value(&o.saturated)->default_value(0.9, "0.9"), "utilization at or above which a channel is saturated")(
-      "collapsed", po::value(&o.collapsed)->default_value(0.1, "0.1"), "utilization at or below which a channel is collapsed")(
+      "saturated", po::value(&o.saturated)->default_value(0.9, "0.9"),
+      "utilization at or above which a channel is saturated")("collapsed",
+                                                              po::value(&o.collapsed)->default_value(0.1, "0.1"),
+                                                              "utilization at or below which a channel is collapsed")(
       "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
   po::variables_map vm;
   if (!parse(argc, argv,
@@ -68,8 +70,9 @@ int run_diagnose(int argc, char** argv) {
   }
   const bool md = format == "markdown";
   std::cout << (md ? "## ESS diagnosis: `" : "ESS diagnosis: ") << input << (md ? "`\n\n" : "\n")
-            << "metric: " << to_string(o.metric) << "-ESS; utilization = mean of ESS_i / min(TSS_i, i, L−i); saturated ≥ "
-            << fmt(100 * o.saturated, 0) << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "%, dead = ESS 0 everywhere\n\n";
+            << "metric: " << to_string(o.metric)
+            << "-ESS; utilization = mean of ESS_i / min(TSS_i, i, L−i); saturated ≥ " << fmt(100 * o.saturated, 0)
+            << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "%, dead = ESS 0 everywhere\n\n";
   if (md)
     std::cout << "| layer | name | family | TSS | utilization | verdict | saturated | healthy | collapsed | dead |\n"
                  "| --: | :-- | :-- | --: | --: | :-- | --: | --: | --: | --: |\n";

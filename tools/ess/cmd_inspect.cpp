@@ -15,12 +15,18 @@ namespace {
 
 const char* dtype_name(h5::DType t) {
   switch (t) {
-    case h5::DType::float32: return "float32";
-    case h5::DType::float64: return "float64";
-    case h5::DType::int32: return "int32";
-    case h5::DType::int64: return "int64";
-    case h5::DType::uint8: return "uint8";
-    default: return "other";
+    case h5::DType::float32:
+      return "float32";
+    case h5::DType::float64:
+      return "float64";
+    case h5::DType::int32:
+      return "int32";
+    case h5::DType::int64:
+      return "int64";
+    case h5::DType::uint8:
+      return "uint8";
+    default:
+      return "other";
   }
 }
 
@@ -42,7 +48,8 @@ void describe(const h5::Object& obj, const std::string& indent, int depth) {
 int run_inspect(int argc, char** argv) {
   po::options_description opts("options");
   std::string input;
-  opts.add_options()("file", po::value(&input), "operator/results HDF5 file, .safetensors file or checkpoint directory");
+  opts.add_options()("file", po::value(&input),
+                     "operator/results HDF5 file, .safetensors file or checkpoint directory");
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess inspect FILE\n\n"

@@ -11,9 +11,9 @@
 
 #include <unistd.h>
 
-#include "libess/diagnosis.h"
+#include "analysis/diagnosis.h"
+#include "analysis/svg.h"
 #include "libess/error.h"
-#include "libess/svg.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
@@ -33,10 +33,14 @@ const char* kMixedColour = "#ff7f0e";
 
 std::string class_colour(ChannelClass c) {
   switch (c) {
-    case ChannelClass::saturated: return kSaturatedColour;
-    case ChannelClass::collapsed: return kCollapsedColour;
-    case ChannelClass::dead: return kDeadColour;
-    default: return kHealthyColour;
+    case ChannelClass::saturated:
+      return kSaturatedColour;
+    case ChannelClass::collapsed:
+      return kCollapsedColour;
+    case ChannelClass::dead:
+      return kDeadColour;
+    default:
+      return kHealthyColour;
   }
 }
 
@@ -69,7 +73,7 @@ double overview_height(size_t layers) { return layers > 8 ? 413 : 328; }
 // (c) Utilization overview: per layer a box plot of channel utilizations over jittered dots
 // coloured by class, the mean, the thresholds and the verdict.
 void overview(svg::Document& doc, double top, const std::vector<const LayerResult*>& layers,
-                const std::vector<LayerDiagnosis>& diag, Metric metric, const DiagnosisOptions& o) {
+              const std::vector<LayerDiagnosis>& diag, Metric metric, const DiagnosisOptions& o) {
   const int n = static_cast<int>(layers.size());
   const bool rotate = n > 8;
   const double plot_h = 220, label_h = rotate ? 125 : 58;  // overview_height = 30 + these + legend
@@ -177,12 +181,12 @@ void layer_row(svg::Document& doc, double top, const LayerResult& R, const Layer
   const std::string mname = std::string(to_string(metric)) + "-ESS";
   doc.begin_group(d.advice, "layer-" + R.name);
   doc.text(kMargin - 40, top + 18,
-           "layer " + std::to_string(R.layer_index) + " · " + R.name + " (" + R.family + ", " + std::to_string(C) + " " +
-               kind + "s, L = " + std::to_string(R.seq_len) + ", batch " + std::to_string(R.batch) + ")",
+           "layer " + std::to_string(R.layer_index) + " · " + R.name + " (" + R.family + ", " + std::to_string(C) +
+               " " + kind + "s, L = " + std::to_string(R.seq_len) + ", batch " + std::to_string(R.batch) + ")",
            14, "start", "font-weight=\"bold\"");
   doc.text(kWidth - kMargin + 40, top + 18,
-           d.verdict + " · mean utilization " + pct(d.utilization, 1) + " · max TSS " + std::to_string(d.tss), 12, "end",
-           "fill=\"" + verdict_colour(d.verdict) + "\" font-weight=\"bold\"");
+           d.verdict + " · mean utilization " + pct(d.utilization, 1) + " · max TSS " + std::to_string(d.tss), 12,
+           "end", "fill=\"" + verdict_colour(d.verdict) + "\" font-weight=\"bold\"");
 
   // Profile: mean over (batch, channels), a 10–90% band, TSS_i and min(TSS_i, i, L−i).
   std::vector<double> xs(I), mean(I), lo(I), hi(I), tss(I), bound(I);
@@ -427,7 +431,8 @@ int run_plot(int argc, char** argv) {
                std::to_string(layers.size()) + " layer(s); hover a layer for its diagnosis",
            11, "middle", "fill=\"#555\"");
   overview(doc, 60, layers, diag, o.metric, o);
-  for (size_t k = 0; k < layers.size(); ++k) layer_row(doc, 60 + overview_h + k * kRowHeight, *layers[k], diag[k], o.metric);
+  for (size_t k = 0; k < layers.size(); ++k)
+    layer_row(doc, 60 + overview_h + k * kRowHeight, *layers[k], diag[k], o.metric);
   write_atomically(output, doc.str());
   std::cout << "wrote " << output << " (" << layers.size() << " layer(s))\n";
   return 0;

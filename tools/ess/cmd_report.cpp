@@ -3,9 +3,9 @@
 #include <iostream>
 #include <sstream>
 
+#include "analysis/summary.h"
 #include "libess/error.h"
 #include "libess/results_io.h"
-#include "libess/summary.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
@@ -83,8 +83,7 @@ int run_report(int argc, char** argv) {
         << ", \"family\": " << json_escape(s.family) << ", \"channel_kind\": " << json_escape(s.channel_kind)
         << ", \"batch\": " << s.batch << ", \"channels\": " << s.channels << ", \"seq_len\": " << s.seq_len
         << ", \"blocks\": " << s.blocks << ", \"engine\": " << json_escape(s.engine) << ", \"tol\": " << s.tol
-        << ", \"tol_mode\": " << json_escape(s.tol_mode)
-        << ", \"mean_tolerance_ess\": " << num(s.mean_tolerance_ess)
+        << ", \"tol_mode\": " << json_escape(s.tol_mode) << ", \"mean_tolerance_ess\": " << num(s.mean_tolerance_ess)
         << ", \"max_tolerance_ess\": " << num(s.max_tolerance_ess)
         << ", \"total_tolerance_ess\": " << num(s.total_tolerance_ess)
         << ", \"mean_entropy_ess\": " << num(s.mean_entropy_ess) << ", \"max_entropy_ess\": " << num(s.max_entropy_ess)
@@ -106,12 +105,12 @@ int run_report(int argc, char** argv) {
   std::cout << (md ? "Source: `" : "source: ") << file.provenance.source << (md ? "`" : "") << "  ("
             << file.provenance.input << ")\n";
   if (!S.empty())
-    std::cout << (md ? "Threshold: " : "threshold: ") << S[0].tol_mode << " τ = " << S[0].tol << "; L = " << S[0].seq_len
-              << ", " << S[0].blocks << " block(s) per channel\n";
+    std::cout << (md ? "Threshold: " : "threshold: ") << S[0].tol_mode << " τ = " << S[0].tol
+              << "; L = " << S[0].seq_len << ", " << S[0].blocks << " block(s) per channel\n";
   std::cout << "\n";
-  std::vector<Column> cols = {{"layer", true},      {"family", true},   {"channels", false}, {"engine", true},
+  std::vector<Column> cols = {{"layer", true},        {"family", true}, {"channels", false},    {"engine", true},
                               {"tolESS mean", false}, {"max", false},   {"entESS mean", false}, {"max", false},
-                              {"TSS mean", false},  {"util", false},    {"total tolESS", false}};
+                              {"TSS mean", false},    {"util", false},  {"total tolESS", false}};
   std::vector<std::vector<std::string>> rows;
   for (const auto& s : S) {
     rows.push_back({s.name, s.family, std::to_string(s.channels) + (s.channel_kind == "head" ? " heads" : " ch"),
@@ -120,7 +119,8 @@ int run_report(int argc, char** argv) {
                     fmt(s.total_tolerance_ess, 1)});
   }
   print_table(std::cout, cols, rows, md);
-  std::cout << "\n" << (md ? "**Model total**" : "model total") << ": tolerance-ESS " << fmt(model_total_tol, 1)
+  std::cout << "\n"
+            << (md ? "**Model total**" : "model total") << ": tolerance-ESS " << fmt(model_total_tol, 1)
             << ", entropy-ESS " << fmt(model_total_ent, 1) << " (sum over layers of the per-channel means)\n";
   long bad = 0;
   for (const auto& s : S) bad += s.bad_blocks;

@@ -19,8 +19,8 @@ class EssOptionParser {
         "keep-sigma", po::value(&keep_sigma_)->default_value(0), "store the top-K singular values per block")(
         "threads", po::value(&threads_)->default_value(0), "worker threads (0 = all cores)")(
         "sweep-rtol", po::value(&sweep_rtol_)->default_value(1e-12),
-        "sweep engine: drop σ below this fraction of the running largest σ")(
-        "quiet,q", po::bool_switch(&quiet_), "no progress on stderr");
+        "sweep engine: drop σ below this fraction of the running largest σ")("quiet,q", po::bool_switch(&quiet_),
+                                                                             "no progress on stderr");
   }
   EssOptions options(const po::variables_map&) const {
     EssOptions o;

@@ -3,8 +3,8 @@
 #include <filesystem>
 #include <iostream>
 
-#include "libess/safetensors.h"
 #include "libess/tensor.h"
+#include "models/safetensors.h"
 
 namespace ess::cli {
 

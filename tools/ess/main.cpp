@@ -22,7 +22,8 @@ std::vector<ess::cli::Command> commands() {
 void print_usage(std::ostream& out) {
   out << "ess " << ESS_VERSION << " — Effective State-Size of sequence-model layers\n\n"
       << "usage: ess <command> [options]   (ess <command> --help for details)\n\ncommands:\n";
-  for (const auto& c : commands()) out << "  " << c.name << std::string(10 - std::strlen(c.name), ' ') << c.summary << "\n";
+  for (const auto& c : commands())
+    out << "  " << c.name << std::string(10 - std::strlen(c.name), ' ') << c.summary << "\n";
   out << "\nexit codes: 0 ok, 2 usage error, 3 bad input file, 4 numerical failure\n";
 }
 

@@ -1,4 +1,4 @@
-#include "libess/tokens.h"
+#include "models/tokens.h"
 
 #include <algorithm>
 #include <fstream>
@@ -67,12 +67,18 @@ MqarSpec parse_mqar(const std::string& spec) {
       used = 0;
     }
     if (used != v.size() || v.empty()) throw UsageError("--mqar: '" + v + "' is not an integer (in '" + item + "')");
-    if (k == "kv") m.kv = static_cast<int>(value);
-    else if (k == "len") m.len = static_cast<int>(value);
-    else if (k == "n") m.n = static_cast<int>(value);
-    else if (k == "seed") m.seed = static_cast<unsigned>(value);
-    else if (k == "vocab") m.vocab = static_cast<int>(value);
-    else throw UsageError("--mqar: unknown key '" + k + "' (known: kv, len, n, seed, vocab)");
+    if (k == "kv")
+      m.kv = static_cast<int>(value);
+    else if (k == "len")
+      m.len = static_cast<int>(value);
+    else if (k == "n")
+      m.n = static_cast<int>(value);
+    else if (k == "seed")
+      m.seed = static_cast<unsigned>(value);
+    else if (k == "vocab")
+      m.vocab = static_cast<int>(value);
+    else
+      throw UsageError("--mqar: unknown key '" + k + "' (known: kv, len, n, seed, vocab)");
   }
   if (m.kv < 1 || m.n < 1) throw UsageError("--mqar: kv and n must be ≥ 1");
   if (m.len < 2 * m.kv + 2) throw UsageError("--mqar: len must be ≥ 2·kv + 2 (context plus at least one query)");
@@ -82,10 +88,11 @@ MqarSpec parse_mqar(const std::string& spec) {
 TokenBatch make_mqar(const MqarSpec& s, int model_vocab) {
   const int V = s.vocab > 0 ? s.vocab : model_vocab;
   if (V > model_vocab)
-    throw UsageError("--mqar vocab=" + std::to_string(V) + " exceeds the model's vocabulary (" + std::to_string(model_vocab) + ")");
+    throw UsageError("--mqar vocab=" + std::to_string(V) + " exceeds the model's vocabulary (" +
+                     std::to_string(model_vocab) + ")");
   if (V / 2 - 1 < s.kv)
-    throw UsageError("--mqar: the lower half of a vocabulary of " + std::to_string(V) + " holds fewer than kv=" +
-                     std::to_string(s.kv) + " distinct keys");
+    throw UsageError("--mqar: the lower half of a vocabulary of " + std::to_string(V) +
+                     " holds fewer than kv=" + std::to_string(s.kv) + " distinct keys");
   std::mt19937 rng(s.seed);
   std::uniform_int_distribution<int> value_dist(V / 2, V - 1);
   TokenBatch batch;
@@ -116,8 +123,8 @@ TokenBatch make_mqar(const MqarSpec& s, int model_vocab) {
     batch.tokens.push_back(std::move(seq));
     batch.target.push_back(std::move(tgt));
   }
-  batch.description = "mqar kv=" + std::to_string(s.kv) + ",len=" + std::to_string(s.len) + ",n=" + std::to_string(s.n) +
-                      ",seed=" + std::to_string(s.seed) + ",vocab=" + std::to_string(V);
+  batch.description = "mqar kv=" + std::to_string(s.kv) + ",len=" + std::to_string(s.len) +
+                      ",n=" + std::to_string(s.n) + ",seed=" + std::to_string(s.seed) + ",vocab=" + std::to_string(V);
   return batch;
 }
 

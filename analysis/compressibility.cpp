@@ -1,4 +1,4 @@
-#include "libess/compressibility.h"
+#include "analysis/compressibility.h"
 
 #include <algorithm>
 #include <cmath>
@@ -27,7 +27,8 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
     if (state <= 0) throw UsageError("student state sizes must be positive, got " + std::to_string(state));
   if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
   if (R.sigma_k <= 0 || R.sigma.empty())
-    throw InputError("layer '" + R.name + "': the results file has no singular values ('sigma'); rerun `ess compute` "
+    throw InputError("layer '" + R.name +
+                     "': the results file has no singular values ('sigma'); rerun `ess compute` "
                      "or `ess analyze` with --keep-sigma K (K ≥ the largest student state)");
   const int K = R.sigma_k;
   const size_t blocks = static_cast<size_t>(R.batch) * R.channels * R.num_indices();

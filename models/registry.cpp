@@ -1,12 +1,13 @@
 #include <filesystem>
 
 #include "libess/error.h"
-#include "libess/models/models.h"
+#include "models/models.h"
 
 namespace ess::models {
 
 std::vector<std::string> supported_architectures() {
-  return {"MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "GLAForCausalLM"};
+  return {"MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM",
+          "LlamaForCausalLM", "MistralForCausalLM",     "GLAForCausalLM"};
 }
 
 void expect_tensor_shape(const Weights& W, const std::string& name, const std::vector<std::int64_t>& shape) {
@@ -18,7 +19,8 @@ void expect_tensor_shape(const Weights& W, const std::string& name, const std::v
     throw InputError(info.file + ": tensor '" + name + "' has shape " + shape_string(info.shape) +
                      ", but config.json implies " + shape_string(shape));
   if (info.dtype != "F32" && info.dtype != "F16" && info.dtype != "BF16" && info.dtype != "F64")
-    throw InputError(info.file + ": tensor '" + name + "' has dtype " + info.dtype + " (supported: F32, F16, BF16, F64)");
+    throw InputError(info.file + ": tensor '" + name + "' has dtype " + info.dtype +
+                     " (supported: F32, F16, BF16, F64)");
 }
 
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir) {
@@ -34,9 +36,13 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir) {
     arch = c.json()["architectures"][0].get<std::string>();
   else if (c.has("model_type") && c.json()["model_type"].is_string()) {
     const std::string t = c.json()["model_type"].get<std::string>();
-    arch = t == "mamba" ? "MambaForCausalLM" : t == "falcon_mamba" ? "FalconMambaForCausalLM"
-         : t == "mamba2" ? "Mamba2ForCausalLM" : t == "llama" ? "LlamaForCausalLM"
-         : t == "mistral" ? "MistralForCausalLM" : t == "gla" ? "GLAForCausalLM" : t;
+    arch = t == "mamba"          ? "MambaForCausalLM"
+           : t == "falcon_mamba" ? "FalconMambaForCausalLM"
+           : t == "mamba2"       ? "Mamba2ForCausalLM"
+           : t == "llama"        ? "LlamaForCausalLM"
+           : t == "mistral"      ? "MistralForCausalLM"
+           : t == "gla"          ? "GLAForCausalLM"
+                                 : t;
   }
   if (arch == "MambaForCausalLM" || arch == "MambaModel") return make_mamba(dir, c, false);
   if (arch == "FalconMambaForCausalLM") return make_mamba(dir, c, true);
@@ -47,7 +53,8 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir) {
   std::string list;
   for (const auto& a : supported_architectures()) list += (list.empty() ? "" : ", ") + a;
   throw InputError(cfg_path + ": architecture '" + (arch.empty() ? std::string("(none given)") : arch) +
-                   "' is not supported (supported: " + list + "); for other models export operators with "
+                   "' is not supported (supported: " + list +
+                   "); for other models export operators with "
                    "tools/python/ess_writer.py and use `ess compute`");
 }
 

@@ -1,4 +1,4 @@
-#include "libess/diagnosis.h"
+#include "analysis/diagnosis.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,10 +10,14 @@ namespace ess {
 
 const char* to_string(ChannelClass c) {
   switch (c) {
-    case ChannelClass::healthy: return "healthy";
-    case ChannelClass::saturated: return "saturated";
-    case ChannelClass::collapsed: return "collapsed";
-    case ChannelClass::dead: return "dead";
+    case ChannelClass::healthy:
+      return "healthy";
+    case ChannelClass::saturated:
+      return "saturated";
+    case ChannelClass::collapsed:
+      return "collapsed";
+    case ChannelClass::dead:
+      return "dead";
   }
   return "?";
 }
@@ -54,13 +58,17 @@ Capacity capacity_of(const LayerResult& R) {
 
 std::string saturated_advice(Capacity c) {
   switch (c) {
-    case Capacity::state: return "The state is too small for this input: a larger state, or attention, would help.";
-    case Capacity::window: return "The window is too short for this input: a wider window, or full attention, would help.";
+    case Capacity::state:
+      return "The state is too small for this input: a larger state, or attention, would help.";
+    case Capacity::window:
+      return "The window is too short for this input: a wider window, or full attention, would help.";
     case Capacity::kv_cache:
       return "The layer needs its whole KV cache for this input (a full-rank operator): a fixed-size recurrent state "
              "would lose information here.";
-    case Capacity::filter: return "The filter is too short for this input: a longer filter would help.";
-    case Capacity::none: return "The operator is full-rank: no smaller state realizes it without loss.";
+    case Capacity::filter:
+      return "The filter is too short for this input: a longer filter would help.";
+    case Capacity::none:
+      return "The operator is full-rank: no smaller state realizes it without loss.";
   }
   return "";
 }
@@ -71,8 +79,10 @@ std::string collapsed_advice(Capacity c) {
     case Capacity::kv_cache:
       return "The layer uses little of its KV cache: a short window or a small recurrent state could replace it "
              "(see `ess compress`).";
-    case Capacity::filter: return "A much shorter filter or a small state-space realization would do (see `ess compress`).";
-    default: return "Capacity is wasted: the layer could be distilled into a much smaller state (see `ess compress`).";
+    case Capacity::filter:
+      return "A much shorter filter or a small state-space realization would do (see `ess compress`).";
+    default:
+      return "Capacity is wasted: the layer could be distilled into a much smaller state (see `ess compress`).";
   }
 }
 
@@ -83,7 +93,8 @@ std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capac
   const std::string of_channels = d.dead ? " of its live " + kind + "s" : " of its " + kind + "s";
   std::ostringstream a;
   if (d.verdict == "dead")
-    return who + " is dead: no " + kind + " carries anything across positions for this input (ESS 0 at every block). "
+    return who + " is dead: no " + kind +
+           " carries anything across positions for this input (ESS 0 at every block). "
            "Check that the input exercises it; otherwise the layer can be removed.";
   if (d.verdict == "partly dead") {
     a << who << " is partly dead: " << d.dead << " of " << d.channels << " " << kind
@@ -104,8 +115,8 @@ std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capac
     a << who << " is healthy: " << d.healthy << " of " << live << " live " << kind
       << "s between the thresholds (mean utilization " << percent(d.live_utilization) << "). No action needed.";
   else
-    a << who << " is mixed: " << d.saturated << " saturated, " << d.healthy << " healthy, " << d.collapsed << " collapsed "
-      << kind << "s (mean utilization " << percent(d.live_utilization)
+    a << who << " is mixed: " << d.saturated << " saturated, " << d.healthy << " healthy, " << d.collapsed
+      << " collapsed " << kind << "s (mean utilization " << percent(d.live_utilization)
       << "). Look at the heat map (`ess plot`): the state could be sized per " << kind << ".";
   if (d.dead > 0)
     a << " " << d.dead << " of " << d.channels << " " << kind << "s " << (d.dead == 1 ? "is" : "are")
@@ -136,16 +147,24 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
         if (!std::isnan(v) && v > 0) dead = false;
       }
     const double u = d.channel_utilization[c];
-    const ChannelClass k = dead                ? ChannelClass::dead
+    const ChannelClass k = dead               ? ChannelClass::dead
                            : u >= o.saturated ? ChannelClass::saturated
                            : u <= o.collapsed ? ChannelClass::collapsed
                                               : ChannelClass::healthy;
     d.channel_class.push_back(k);
     switch (k) {
-      case ChannelClass::dead: ++d.dead; break;
-      case ChannelClass::saturated: ++d.saturated; break;
-      case ChannelClass::collapsed: ++d.collapsed; break;
-      case ChannelClass::healthy: ++d.healthy; break;
+      case ChannelClass::dead:
+        ++d.dead;
+        break;
+      case ChannelClass::saturated:
+        ++d.saturated;
+        break;
+      case ChannelClass::collapsed:
+        ++d.collapsed;
+        break;
+      case ChannelClass::healthy:
+        ++d.healthy;
+        break;
     }
     if (std::isnan(u)) continue;
     sum_all += dead ? 0.0 : u;

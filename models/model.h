@@ -8,16 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "libess/operator.h"
-#include "libess/safetensors.h"
+#include "models/safetensors.h"
+#include "models/tokens.h"
 
 namespace ess::models {
 
-using Tokens = std::vector<std::vector<int>>;  // [B][L]
-
 struct ModelRun {
-  std::vector<OperatorLayer> layers;   // one per mixer, in order
+  std::vector<OperatorLayer> layers;     // one per mixer, in order
   std::vector<std::vector<int>> argmax;  // [B][L] most likely next token at each position
-  std::vector<Matrix> logits;          // per batch element, L × V (only when asked for: large)
+  std::vector<Matrix> logits;            // per batch element, L × V (only when asked for: large)
 };
 
 class CausalLM {

@@ -1,7 +1,7 @@
 #include <cmath>
 
 #include "libess/error.h"
-#include "libess/models/model.h"
+#include "models/model.h"
 
 namespace ess::models {
 
@@ -29,11 +29,12 @@ bool Config::boolean(const std::string& k, bool fallback) const {
 
 Tensor Weights::tensor(const std::string& name, const std::vector<std::int64_t>& shape) const {
   if (!ckpt_.has(name))
-    throw InputError(ckpt_.dir() + ": checkpoint has no tensor '" + name + "' (expected shape " + shape_string(shape) + ")");
+    throw InputError(ckpt_.dir() + ": checkpoint has no tensor '" + name + "' (expected shape " + shape_string(shape) +
+                     ")");
   const auto& info = ckpt_.info(name);
   if (info.shape != shape)
-    throw InputError(info.file + ": tensor '" + name + "' has shape " + shape_string(info.shape) + ", but config.json implies " +
-                     shape_string(shape));
+    throw InputError(info.file + ": tensor '" + name + "' has shape " + shape_string(info.shape) +
+                     ", but config.json implies " + shape_string(shape));
   Tensor t = ckpt_.read(name);
   for (std::int64_t k = 0; k < t.size(); ++k)
     if (!std::isfinite(t.data[k]))
@@ -70,7 +71,9 @@ Matrix rms_norm(const Matrix& X, const Vector& w, double eps) {
   return Y;
 }
 
-Matrix silu(const Matrix& X) { return X.unaryExpr([](double v) { return v / (1.0 + std::exp(-v)); }); }
+Matrix silu(const Matrix& X) {
+  return X.unaryExpr([](double v) { return v / (1.0 + std::exp(-v)); });
+}
 
 double softplus(double x) { return x > 20 ? x : std::log1p(std::exp(x)); }
 

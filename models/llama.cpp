@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "libess/error.h"
-#include "libess/models/models.h"
+#include "models/models.h"
 #include "operators/softmax_attention.h"
 
 namespace ess::models {
@@ -115,7 +115,8 @@ class Llama final : public CausalLM {
     ModelRun out;
     for (int l = 0; l < layers_; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
-      const Vector n1 = W_.vector(p + "input_layernorm.weight", D_), n2 = W_.vector(p + "post_attention_layernorm.weight", D_);
+      const Vector n1 = W_.vector(p + "input_layernorm.weight", D_),
+                   n2 = W_.vector(p + "post_attention_layernorm.weight", D_);
       const RowMatrix Wq = W_.matrix(p + "self_attn.q_proj.weight", H_ * hd_, D_);
       const RowMatrix Wk = W_.matrix(p + "self_attn.k_proj.weight", Hkv_ * hd_, D_);
       const RowMatrix Wv = W_.matrix(p + "self_attn.v_proj.weight", Hkv_ * hd_, D_);
@@ -123,7 +124,8 @@ class Llama final : public CausalLM {
       const Vector bq = bias_ ? W_.vector(p + "self_attn.q_proj.bias", H_ * hd_) : Vector::Zero(H_ * hd_);
       const Vector bk = bias_ ? W_.vector(p + "self_attn.k_proj.bias", Hkv_ * hd_) : Vector::Zero(Hkv_ * hd_);
       const Vector bv = bias_ ? W_.vector(p + "self_attn.v_proj.bias", Hkv_ * hd_) : Vector::Zero(Hkv_ * hd_);
-      const RowMatrix Wg = W_.matrix(p + "mlp.gate_proj.weight", I_, D_), Wu = W_.matrix(p + "mlp.up_proj.weight", I_, D_);
+      const RowMatrix Wg = W_.matrix(p + "mlp.gate_proj.weight", I_, D_),
+                      Wu = W_.matrix(p + "mlp.up_proj.weight", I_, D_);
       const RowMatrix Wd = W_.matrix(p + "mlp.down_proj.weight", D_, I_);
       Tensor q_t({B, H_, L, hd_}), k_t({B, H_, L, hd_});
       for (int b = 0; b < B; ++b) {
@@ -157,9 +159,10 @@ class Llama final : public CausalLM {
         Hs[b] += gate.cwiseProduct(X2 * Wu.transpose()) * Wd.transpose();
       }
       const std::string name = "model.layers." + std::to_string(l) + ".self_attn";
-      out.layers.push_back({name, l, std::make_unique<SoftmaxAttentionOperator>(std::move(q_t), std::move(k_t),
-                                                                                std::vector<std::uint8_t>{}, scale, window,
-                                                                                dir_ + ":" + name)});
+      out.layers.push_back(
+          {name, l,
+           std::make_unique<SoftmaxAttentionOperator>(std::move(q_t), std::move(k_t), std::vector<std::uint8_t>{},
+                                                      scale, window, dir_ + ":" + name)});
     }
     final_norm_and_head(W_, "model.norm.weight", head_, V_, D_, eps_, Hs, keep_logits, out);
     return out;

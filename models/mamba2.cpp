@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "libess/error.h"
-#include "libess/models/models.h"
+#include "models/models.h"
 #include "operators/mamba2.h"
 
 namespace ess::models {
@@ -28,8 +28,8 @@ class Mamba2 final : public CausalLM {
     P_ = c.integer("head_dim");
     E_ = static_cast<int>(c.number("expand", 2) * D_);
     if (H_ * P_ != E_)
-      throw InputError(c.path() + ": num_heads × head_dim = " + std::to_string(H_ * P_) + " but expand × hidden_size = " +
-                       std::to_string(E_));
+      throw InputError(c.path() + ": num_heads × head_dim = " + std::to_string(H_ * P_) +
+                       " but expand × hidden_size = " + std::to_string(E_));
     if (G_ < 1 || H_ % G_ != 0) throw InputError(c.path() + ": num_heads must be divisible by n_groups");
     eps_ = c.number("layer_norm_epsilon", 1e-5);
     use_bias_ = c.boolean("use_bias", false);
@@ -141,8 +141,9 @@ class Mamba2 final : public CausalLM {
             }
       }
       const std::string name = "backbone.layers." + std::to_string(l) + ".mixer";
-      out.layers.push_back({name, l, std::make_unique<Mamba2Operator>(std::move(dt_t), std::move(A_t), std::move(B_t),
-                                                                      std::move(C_t), dir_ + ":" + name)});
+      out.layers.push_back({name, l,
+                            std::make_unique<Mamba2Operator>(std::move(dt_t), std::move(A_t), std::move(B_t),
+                                                             std::move(C_t), dir_ + ":" + name)});
     }
     final_norm_and_head(W_, "backbone.norm_f.weight", head_, V_, D_, eps_, Hs, keep_logits, out);
     return out;
@@ -158,6 +159,8 @@ class Mamba2 final : public CausalLM {
 
 }  // namespace
 
-std::unique_ptr<CausalLM> make_mamba2(const std::string& dir, const Config& c) { return std::make_unique<Mamba2>(dir, c); }
+std::unique_ptr<CausalLM> make_mamba2(const std::string& dir, const Config& c) {
+  return std::make_unique<Mamba2>(dir, c);
+}
 
 }  // namespace ess::models

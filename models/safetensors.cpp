@@ -1,4 +1,4 @@
-#include "libess/safetensors.h"
+#include "models/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -17,7 +17,8 @@
 
 #include "libess/error.h"
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; big-endian hosts unsupported");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors data is little-endian; big-endian hosts unsupported");
 
 namespace ess::st {
 
@@ -71,7 +72,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   size_ = static_cast<std::size_t>(st.st_size);
   if (size_ < 8) {
     ::close(fd);
-    throw InputError(path + ": file is " + std::to_string(size_) + " bytes, too short for a safetensors header (8 bytes)");
+    throw InputError(path + ": file is " + std::to_string(size_) +
+                     " bytes, too short for a safetensors header (8 bytes)");
   }
   void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -82,7 +84,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     for (int k = 7; k >= 0; --k) n = (n << 8) | map_[k];
     if (n > size_ - 8)
       throw InputError(path + ": header length " + std::to_string(n) + " is longer than the file allows (" +
-                       std::to_string(size_ - 8) + " bytes after the length field; truncated or not a safetensors file?)");
+                       std::to_string(size_ - 8) +
+                       " bytes after the length field; truncated or not a safetensors file?)");
     if (n > kMaxHeaderSize)
       throw InputError(path + ": header length " + std::to_string(n) + " exceeds the safetensors limit of " +
                        std::to_string(kMaxHeaderSize) + " bytes");
@@ -120,10 +123,13 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       const auto& e = it.value();
       const std::string where = path + ": tensor '" + name + "'";
       if (!e.is_object())
-        throw InputError(where + ": entry must be an object with dtype, shape and data_offsets, found " + e.type_name());
+        throw InputError(where + ": entry must be an object with dtype, shape and data_offsets, found " +
+                         e.type_name());
       for (const char* key : {"dtype", "shape", "data_offsets"})
-        if (!e.contains(key)) throw InputError(where + ": entry has no '" + key + "' (needs dtype, shape and data_offsets)");
-      if (!e["dtype"].is_string()) throw InputError(where + ": dtype must be a string, found " + e["dtype"].type_name());
+        if (!e.contains(key))
+          throw InputError(where + ": entry has no '" + key + "' (needs dtype, shape and data_offsets)");
+      if (!e["dtype"].is_string())
+        throw InputError(where + ": dtype must be a string, found " + e["dtype"].type_name());
       TensorInfo info;
       info.name = name;
       info.file = path;
@@ -144,8 +150,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         count = 0;
       } else {
         for (auto k : info.shape) {
-          if (count > limit / static_cast<std::uint64_t>(k)) too_large = true;
-          else count *= static_cast<std::uint64_t>(k);
+          if (count > limit / static_cast<std::uint64_t>(k))
+            too_large = true;
+          else
+            count *= static_cast<std::uint64_t>(k);
         }
       }
       const auto& off = e["data_offsets"];
@@ -170,7 +178,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     // Contiguous, non-overlapping, covering the buffer.
     std::vector<const TensorInfo*> order;
     for (const auto& [k, v] : tensors_) order.push_back(&v);
-    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
+    std::sort(order.begin(), order.end(),
+              [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
     std::uint64_t expected = 0;
     const TensorInfo* prev = nullptr;
     const auto after = [&] { return prev ? "tensor " + quoted(prev->name) : std::string("the start of the buffer"); };
@@ -263,8 +272,10 @@ std::string other_weight_files(const std::filesystem::path& dir) {
   std::string s = "; found instead:";
   for (std::size_t k = 0; k < found.size() && k < 8; ++k) s += " " + found[k];
   if (found.size() > 8) s += " (and " + std::to_string(found.size() - 8) + " more)";
-  if (other) s += "; only safetensors weights are read (convert with save_pretrained(safe_serialization=True))";
-  else s += "; sharded weights need model.safetensors.index.json";
+  if (other)
+    s += "; only safetensors weights are read (convert with save_pretrained(safe_serialization=True))";
+  else
+    s += "; sharded weights need model.safetensors.index.json";
   return s;
 }
 
@@ -320,19 +331,23 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
       }
       const SafetensorsFile* f = by_file[shard];
       if (!f->has(name))
-        throw InputError(f->path() + ": tensor '" + name +
-                         "' is assigned to this shard by model.safetensors.index.json but the shard does not contain it");
+        throw InputError(
+            f->path() + ": tensor '" + name +
+            "' is assigned to this shard by model.safetensors.index.json but the shard does not contain it");
       where_[name] = f;
     }
   } else {
-    throw InputError(dir + ": no weights in the checkpoint directory (looked for model.safetensors and "
-                           "model.safetensors.index.json" + other_weight_files(dir) + ")");
+    throw InputError(dir +
+                     ": no weights in the checkpoint directory (looked for model.safetensors and "
+                     "model.safetensors.index.json" +
+                     other_weight_files(dir) + ")");
   }
 }
 
 InputError Checkpoint::missing(const std::string& name) const {
   std::string files;
-  for (const auto& f : files_) files += (files.empty() ? "" : ", ") + std::filesystem::path(f->path()).filename().string();
+  for (const auto& f : files_)
+    files += (files.empty() ? "" : ", ") + std::filesystem::path(f->path()).filename().string();
   return InputError(dir_ + ": checkpoint has no tensor '" + name + "' (searched " + std::to_string(where_.size()) +
                     " tensors in " + files + ")");
 }
@@ -375,8 +390,10 @@ nlohmann::json parse_config_json(const std::string& text, const std::string& pat
     const char c = text[k];
     if (in_string) {
       out += c;
-      if (c == '\\' && k + 1 < text.size()) out += text[++k];
-      else if (c == '"') in_string = false;
+      if (c == '\\' && k + 1 < text.size())
+        out += text[++k];
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') {
@@ -405,9 +422,12 @@ nlohmann::json parse_config_json(const std::string& text, const std::string& pat
   std::function<void(nlohmann::json&)> restore = [&](nlohmann::json& v) {
     if (v.is_string()) {
       const auto& s = v.get_ref<const std::string&>();
-      if (s == kPosInf) v = std::numeric_limits<double>::infinity();
-      else if (s == kNegInf) v = -std::numeric_limits<double>::infinity();
-      else if (s == kNaN) v = std::numeric_limits<double>::quiet_NaN();
+      if (s == kPosInf)
+        v = std::numeric_limits<double>::infinity();
+      else if (s == kNegInf)
+        v = -std::numeric_limits<double>::infinity();
+      else if (s == kNaN)
+        v = std::numeric_limits<double>::quiet_NaN();
     } else if (v.is_object()) {
       for (auto it = v.begin(); it != v.end(); ++it) {
         if (it.key() == kPosInf || it.key() == kNegInf || it.key() == kNaN)

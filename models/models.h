@@ -1,6 +1,6 @@
 // Factories of the supported architectures (internal to libess/models).
 #pragma once
-#include "libess/models/model.h"
+#include "models/model.h"
 
 namespace ess::models {
 

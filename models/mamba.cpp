@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "libess/error.h"
-#include "libess/models/model.h"
-#include "libess/models/models.h"
+#include "models/model.h"
+#include "models/models.h"
 #include "operators/mamba.h"
 
 namespace ess::models {
@@ -15,8 +15,7 @@ namespace {
 
 class Mamba final : public CausalLM {
  public:
-  Mamba(const std::string& dir, const Config& c, bool falcon)
-      : dir_(dir), W_(dir), falcon_(falcon) {
+  Mamba(const std::string& dir, const Config& c, bool falcon) : dir_(dir), W_(dir), falcon_(falcon) {
     arch_ = falcon ? "FalconMambaForCausalLM" : "MambaForCausalLM";
     V_ = c.integer("vocab_size");
     D_ = c.integer("hidden_size");
@@ -25,7 +24,8 @@ class Mamba final : public CausalLM {
     K_ = c.integer("conv_kernel", 4);
     E_ = c.has("intermediate_size") ? c.integer("intermediate_size") : static_cast<int>(c.number("expand", 2) * D_);
     if (c.has("time_step_rank") && c.json()["time_step_rank"].is_string()) {
-      if (c.json()["time_step_rank"] != "auto") throw InputError(c.path() + ": time_step_rank must be an integer or \"auto\"");
+      if (c.json()["time_step_rank"] != "auto")
+        throw InputError(c.path() + ": time_step_rank must be an integer or \"auto\"");
       R_ = (D_ + 15) / 16;
     } else {
       R_ = c.integer("time_step_rank", (D_ + 15) / 16);
@@ -111,8 +111,9 @@ class Mamba final : public CausalLM {
         Eigen::Map<RowMatrix>(C_t.data.data() + static_cast<size_t>(b) * L * N_, L, N_) = Cm;
       }
       const std::string name = "backbone.layers." + std::to_string(l) + ".mixer";
-      out.layers.push_back({name, l, std::make_unique<MambaOperator>(std::move(dt_t), std::move(A_t), std::move(B_t),
-                                                                     std::move(C_t), dir_ + ":" + name)});
+      out.layers.push_back({name, l,
+                            std::make_unique<MambaOperator>(std::move(dt_t), std::move(A_t), std::move(B_t),
+                                                            std::move(C_t), dir_ + ":" + name)});
     }
     final_norm_and_head(W_, "backbone.norm_f.weight", head_, V_, D_, eps_, H, keep_logits, out);
     return out;

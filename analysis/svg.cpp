@@ -1,4 +1,4 @@
-#include "libess/svg.h"
+#include "analysis/svg.h"
 
 #include <algorithm>
 #include <cmath>
@@ -48,9 +48,8 @@ std::string format_tick(double v) {
 
 Rgb colormap_rgb(double t) {
   // Viridis sampled at t = 0, 1/9, …, 1 (matplotlib's table), linear in between.
-  static const double anchors[10][3] = {{68, 1, 84},     {72, 40, 120},   {62, 74, 137},  {49, 104, 142},
-                                        {38, 130, 142},  {31, 158, 137},  {53, 183, 121}, {109, 205, 89},
-                                        {180, 222, 44},  {253, 231, 37}};
+  static const double anchors[10][3] = {{68, 1, 84},    {72, 40, 120},  {62, 74, 137},  {49, 104, 142}, {38, 130, 142},
+                                        {31, 158, 137}, {53, 183, 121}, {109, 205, 89}, {180, 222, 44}, {253, 231, 37}};
   t = std::clamp(t, 0.0, 1.0) * 9.0;
   const int k = std::min(8, static_cast<int>(t));
   const double f = t - k;
@@ -72,12 +71,23 @@ std::string escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&apos;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      case '\'':
+        o += "&apos;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -148,7 +158,8 @@ void chunk(std::string& png, const char* type, const std::string& data) {
 
 }  // namespace
 
-std::string png_palette(int width, int height, const std::vector<std::uint8_t>& pixels, const std::vector<Rgb>& palette) {
+std::string png_palette(int width, int height, const std::vector<std::uint8_t>& pixels,
+                        const std::vector<Rgb>& palette) {
   if (width <= 0 || height <= 0 || pixels.size() != static_cast<size_t>(width) * height)
     throw std::invalid_argument("png_palette: pixel count does not match width × height");
   if (palette.empty() || palette.size() > 256) throw std::invalid_argument("png_palette: palette needs 1..256 colours");
@@ -161,7 +172,8 @@ std::string png_palette(int width, int height, const std::vector<std::uint8_t>& 
   ihdr += std::string("\x08\x03\x00\x00\x00", 5);  // 8-bit, palette, deflate, adaptive filter, no interlace
   chunk(png, "IHDR", ihdr);
   std::string plte;
-  for (const Rgb& c : palette) plte += std::string{static_cast<char>(c[0]), static_cast<char>(c[1]), static_cast<char>(c[2])};
+  for (const Rgb& c : palette)
+    plte += std::string{static_cast<char>(c[0]), static_cast<char>(c[1]), static_cast<char>(c[2])};
   chunk(png, "PLTE", plte);
   // Scanlines: filter byte 0 (none) + indices.
   std::string raw;
@@ -273,7 +285,14 @@ std::string Document::str() const {
 // ---- Axes -----------------------------------------------------------------------------------
 
 Axes::Axes(Document& doc, double x, double y, double w, double h, double xmin, double xmax, double ymin, double ymax)
-    : d_(doc), x_(x), y_(y), w_(w), h_(h), xmin_(xmin), xmax_(xmax > xmin ? xmax : xmin + 1), ymin_(ymin),
+    : d_(doc),
+      x_(x),
+      y_(y),
+      w_(w),
+      h_(h),
+      xmin_(xmin),
+      xmax_(xmax > xmin ? xmax : xmin + 1),
+      ymin_(ymin),
       ymax_(ymax > ymin ? ymax : ymin + 1) {}
 
 double Axes::px(double x) const { return x_ + (x - xmin_) / (xmax_ - xmin_) * w_; }

@@ -3,9 +3,11 @@
 #include <string>
 #include <vector>
 
-#include "libess/models/model.h"
-
 namespace ess {
+
+namespace models {
+using Tokens = std::vector<std::vector<int>>;  // [B][L] token ids
+}
 
 struct TokenBatch {
   models::Tokens tokens;                 // [B][L]

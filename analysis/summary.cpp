@@ -1,4 +1,4 @@
-#include "libess/summary.h"
+#include "analysis/summary.h"
 
 #include <algorithm>
 #include <cmath>

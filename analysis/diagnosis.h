@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "analysis/summary.h"
 #include "libess/results_io.h"
-#include "libess/summary.h"
 
 namespace ess {
 
@@ -29,8 +29,8 @@ struct LayerDiagnosis {
   double utilization = 0;       // mean over channels of their utilization (dead channels count 0), as `ess report`
   double live_utilization = 0;  // the same over live (non-dead) channels; 0 when every channel is dead
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;
-  std::string verdict;  // dead | partly dead | saturated | collapsed | healthy | mixed
-  std::string advice;   // one or two sentences: what the verdict means and what to do
+  std::string verdict;                      // dead | partly dead | saturated | collapsed | healthy | mixed
+  std::string advice;                       // one or two sentences: what the verdict means and what to do
   std::vector<double> channel_utilization;  // [C]; NaN for a channel without any usable block
   std::vector<ChannelClass> channel_class;  // [C]
 };

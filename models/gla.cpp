@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "libess/error.h"
-#include "libess/models/models.h"
+#include "models/models.h"
 #include "operators/gla.h"
 
 namespace ess::models {
@@ -34,8 +34,10 @@ class Gla final : public CausalLM {
     if (c.boolean("use_short_conv", false))
       throw InputError(c.path() + ": GLA with use_short_conv is not supported yet");
     if (c.has("feature_map")) throw InputError(c.path() + ": GLA with a feature_map is not supported yet");
-    if (!c.boolean("use_output_gate", true)) throw InputError(c.path() + ": GLA without the output gate is not supported yet");
-    if (c.has("attn") ) throw InputError(c.path() + ": hybrid GLA with softmax-attention layers ('attn') is not supported yet");
+    if (!c.boolean("use_output_gate", true))
+      throw InputError(c.path() + ": GLA without the output gate is not supported yet");
+    if (c.has("attn"))
+      throw InputError(c.path() + ": hybrid GLA with softmax-attention layers ('attn') is not supported yet");
     if (c.has("hidden_act") && c.json()["hidden_act"] != "swish" && c.json()["hidden_act"] != "silu")
       throw InputError(c.path() + ": hidden_act " + c.json()["hidden_act"].dump() + " is not supported (swish)");
     dk_ = Kd_ / H_;
@@ -85,13 +87,17 @@ class Gla final : public CausalLM {
     for (int l = 0; l < layers_; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       const Vector n1 = W_.vector(p + "attn_norm.weight", D_), n2 = W_.vector(p + "mlp_norm.weight", D_);
-      const RowMatrix Wq = W_.matrix(p + "attn.q_proj.weight", Kd_, D_), Wk = W_.matrix(p + "attn.k_proj.weight", Kg, D_);
-      const RowMatrix Wv = W_.matrix(p + "attn.v_proj.weight", Vg, D_), Wg = W_.matrix(p + "attn.g_proj.weight", Vd_, D_);
-      const RowMatrix G0 = W_.matrix(p + "attn.gk_proj.0.weight", rank_, D_), G1 = W_.matrix(p + "attn.gk_proj.1.weight", Kg, rank_);
+      const RowMatrix Wq = W_.matrix(p + "attn.q_proj.weight", Kd_, D_),
+                      Wk = W_.matrix(p + "attn.k_proj.weight", Kg, D_);
+      const RowMatrix Wv = W_.matrix(p + "attn.v_proj.weight", Vg, D_),
+                      Wg = W_.matrix(p + "attn.g_proj.weight", Vd_, D_);
+      const RowMatrix G0 = W_.matrix(p + "attn.gk_proj.0.weight", rank_, D_),
+                      G1 = W_.matrix(p + "attn.gk_proj.1.weight", Kg, rank_);
       const Vector g1b = W_.vector(p + "attn.gk_proj.1.bias", Kg);
       const RowMatrix Wo = W_.matrix(p + "attn.o_proj.weight", D_, Vd_);
       const Vector gnorm = W_.vector(p + "attn.g_norm_swish_gate.weight", dv_);
-      const RowMatrix Wgate = W_.matrix(p + "mlp.gate_proj.weight", I_, D_), Wup = W_.matrix(p + "mlp.up_proj.weight", I_, D_);
+      const RowMatrix Wgate = W_.matrix(p + "mlp.gate_proj.weight", I_, D_),
+                      Wup = W_.matrix(p + "mlp.up_proj.weight", I_, D_);
       const RowMatrix Wdown = W_.matrix(p + "mlp.down_proj.weight", D_, I_);
       Tensor q_t({B, H_, L, dk_}), k_t({B, H_, L, dk_}), g_t({B, H_, L, dk_});
       for (int b = 0; b < B; ++b) {
@@ -128,7 +134,8 @@ class Gla final : public CausalLM {
         Hs[b] += silu(X2 * Wgate.transpose()).cwiseProduct(X2 * Wup.transpose()) * Wdown.transpose();
       }
       const std::string name = "model.layers." + std::to_string(l) + ".attn";
-      out.layers.push_back({name, l, std::make_unique<GlaOperator>(std::move(q_t), std::move(k_t), std::move(g_t), dir_ + ":" + name)});
+      out.layers.push_back(
+          {name, l, std::make_unique<GlaOperator>(std::move(q_t), std::move(k_t), std::move(g_t), dir_ + ":" + name)});
     }
     final_norm_and_head(W_, "model.norm.weight", head_, V_, D_, eps_, Hs, keep_logits, out);
     return out;
