@@ -5,6 +5,7 @@
 
 #include "libess/tensor.h"
 #include "models/safetensors.h"
+#include "models/text_input.h"
 
 namespace ess::cli {
 
@@ -34,6 +35,12 @@ int inspect_checkpoint_dir(const std::string& dir) {
     }
   } else {
     std::cout << "  (no config.json)\n";
+  }
+  if (fs::exists(fs::path(dir) / "tokenizer.json")) {  // what `analyze --text` would use
+    const auto tok = load_checkpoint_tokenizer(dir);
+    std::cout << "  tokenizer.json: " << tok.summary() << "\n    " << special_token_rules(dir, tok).description << "\n";
+  } else {
+    std::cout << "  (no tokenizer.json: --text is not available)\n";
   }
   st::Checkpoint ckpt(dir);
   const auto names = ckpt.names();
