@@ -22,7 +22,7 @@ DELIM = "<|doc|>"
 
 SCRIPTS = {
     "latin": [chr(c) for c in range(0x61, 0x7B)] + [chr(c) for c in range(0xE0, 0xFF) if c != 0xF7],
-    "latin_ext": [chr(c) for c in range(0x100, 0x17F)],  # U+017F (long s) left out: see docs
+    "latin_ext": [chr(c) for c in range(0x100, 0x17F)],  # U+017F (long s) left out: docs/checkpoints.md
     "cyrillic": [chr(c) for c in range(0x430, 0x450)] + [chr(c) for c in range(0x410, 0x430)],
     "greek": [chr(c) for c in range(0x3B1, 0x3CA)] + [chr(c) for c in range(0x391, 0x3AA) if c != 0x3A2] + list("άέήίόύώ"),
     "cjk": [chr(c) for c in range(0x4E00, 0x9FA6)],
