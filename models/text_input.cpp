@@ -122,13 +122,14 @@ SpecialTokenRules special_token_rules(const std::string& dir_name, const models:
 
   SpecialTokenRules rules;
   std::string source;
-  const bool flags = tokenizer_config && ((tokenizer_config->contains("add_bos_token") &&
-                                           (*tokenizer_config)["add_bos_token"].is_boolean()) ||
-                                          (tokenizer_config->contains("add_eos_token") &&
-                                           (*tokenizer_config)["add_eos_token"].is_boolean()));
+  const bool flags =
+      tokenizer_config &&
+      ((tokenizer_config->contains("add_bos_token") && (*tokenizer_config)["add_bos_token"].is_boolean()) ||
+       (tokenizer_config->contains("add_eos_token") && (*tokenizer_config)["add_eos_token"].is_boolean()));
   if (flags) {
     auto flag = [&](const char* key) {
-      return tokenizer_config->contains(key) && (*tokenizer_config)[key].is_boolean() && (*tokenizer_config)[key].get<bool>();
+      return tokenizer_config->contains(key) && (*tokenizer_config)[key].is_boolean() &&
+             (*tokenizer_config)[key].get<bool>();
     };
     const std::string file = (dir / "tokenizer_config.json").string();
     if (flag("add_bos_token")) {
@@ -179,8 +180,9 @@ std::vector<int> encode_documents(const models::Tokenizer& tok, const SpecialTok
 models::Tokenizer load_checkpoint_tokenizer(const std::string& checkpoint_dir) {
   const fs::path p = fs::path(checkpoint_dir) / "tokenizer.json";
   if (!fs::exists(p))
-    throw InputError(checkpoint_dir + ": no tokenizer.json (--text needs the checkpoint's tokenizer.json; use --tokens "
-                                      "for token ids)");
+    throw InputError(checkpoint_dir +
+                     ": no tokenizer.json (--text needs the checkpoint's tokenizer.json; use --tokens "
+                     "for token ids)");
   return models::Tokenizer::from_file(p.string());
 }
 
@@ -195,11 +197,13 @@ TokenBatch read_text_file(const std::string& path, const std::string& checkpoint
   if (const size_t bad = models::invalid_utf8_offset(text); bad != std::string::npos) {
     const size_t line = 1 + std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n');
     throw InputError(path + ": not valid UTF-8: byte " + std::to_string(bad) + " (line " + std::to_string(line) +
-                     ", value 0x" + [&] {
+                     ", value 0x" +
+                     [&] {
                        char hex[3];
                        std::snprintf(hex, sizeof hex, "%02X", static_cast<unsigned char>(text[bad]));
                        return std::string(hex);
-                     }() + ")");
+                     }() +
+                     ")");
   }
   const auto documents = split_documents(text);
   if (documents.empty()) throw InputError(path + ": no text (empty file, or only delimiter lines)");
@@ -226,12 +230,13 @@ TokenBatch read_text_file(const std::string& path, const std::string& checkpoint
   TokenBatch batch;
   const size_t rows = total / len;
   for (size_t r = 0; r < rows; ++r)
-    batch.tokens.emplace_back(stream.begin() + static_cast<long>(r * len), stream.begin() + static_cast<long>((r + 1) * len));
+    batch.tokens.emplace_back(stream.begin() + static_cast<long>(r * len),
+                              stream.begin() + static_cast<long>((r + 1) * len));
   batch.target.assign(rows, std::vector<int>(len, -1));
   const size_t dropped = total - rows * len;
   batch.description = "text " + path + " (" + std::to_string(documents.size()) + " document(s), " +
-                      std::to_string(total) + " tokens; " + rules.description + ") as " + std::to_string(rows) +
-                      " × " + std::to_string(len) +
+                      std::to_string(total) + " tokens; " + rules.description + ") as " + std::to_string(rows) + " × " +
+                      std::to_string(len) +
                       (dropped ? ", last " + std::to_string(dropped) + " token(s) dropped" : std::string());
   return batch;
 }

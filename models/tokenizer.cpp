@@ -74,10 +74,14 @@ size_t utf8_len(unsigned char lead) { return lead < 0x80 ? 1 : lead < 0xE0 ? 2 :
 char32_t utf8_decode(std::string_view s, size_t i) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data()) + i;
   switch (utf8_len(p[0])) {
-    case 1: return p[0];
-    case 2: return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
-    case 3: return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
-    default: return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
+    case 1:
+      return p[0];
+    case 2:
+      return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+    case 3:
+      return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+    default:
+      return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
   }
 }
 
@@ -440,8 +444,9 @@ Normalizer make_normalizer(const json& j, const std::string& file, std::string& 
       s = s.substr(b, e - b);
     };
   }
-  throw InputError(where + " '" + type +
-                   "' is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Strip, Sequence)");
+  throw InputError(
+      where + " '" + type +
+      "' is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Strip, Sequence)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,7 +520,8 @@ PreTokenizer make_pre_tokenizer(const json& j, const std::string& file, std::str
     const bool invert = get_bool(j, "invert", false);
     name = pattern.regex ? "Split(regex)" : "Split(\"" + pattern.literal + "\")";
     return [pattern, behavior, invert](std::vector<Piece>& pieces) {
-      split_pieces(pieces, [&](Piece& p) { return split_intervals(p.text, pattern.find_all(p.text), behavior, invert); });
+      split_pieces(pieces,
+                   [&](Piece& p) { return split_intervals(p.text, pattern.find_all(p.text), behavior, invert); });
     };
   }
   if (type == "Metaspace") {
@@ -551,12 +557,13 @@ PreTokenizer make_pre_tokenizer(const json& j, const std::string& file, std::str
           if (is_numeric(utf8_decode(p.text, i))) matches.emplace_back(i, i + len);
           i += len;
         }
-        return split_intervals(p.text, matches,
-                               individual ? SplitBehavior::isolated : SplitBehavior::contiguous, false);
+        return split_intervals(p.text, matches, individual ? SplitBehavior::isolated : SplitBehavior::contiguous,
+                               false);
       });
     };
   }
-  throw InputError(where + " '" + type + "' is not supported (supported: ByteLevel, Split, Metaspace, Digits, Sequence)");
+  throw InputError(where + " '" + type +
+                   "' is not supported (supported: ByteLevel, Split, Metaspace, Digits, Sequence)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,7 +578,9 @@ struct Bpe {
   std::array<int, 256> byte_ids{};            // <0xNN> tokens, −1 when absent
   mutable std::unordered_map<std::string, std::vector<int>> cache;
 
-  static uint64_t key(int a, int b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
+  static uint64_t key(int a, int b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  }
 
   void tokenize(const std::string& word, std::vector<int>& out) const {
     if (word.empty()) return;
@@ -690,7 +699,8 @@ Bpe make_bpe(const json& m, const std::string& file, std::string& name) {
     throw InputError(where + " type '" + (type.empty() ? m.dump().substr(0, 80) : type) +
                      "' is not supported (supported: BPE; WordPiece, Unigram and WordLevel are not)");
   if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0)
-    throw InputError(where + ": BPE dropout " + m["dropout"].dump() + " makes encoding random; only null or 0 is supported");
+    throw InputError(where + ": BPE dropout " + m["dropout"].dump() +
+                     " makes encoding random; only null or 0 is supported");
   Bpe bpe;
   if (!m.contains("vocab") || !m["vocab"].is_object()) throw InputError(where + ": BPE \"vocab\" must be an object");
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
@@ -724,12 +734,14 @@ Bpe make_bpe(const json& m, const std::string& file, std::string& name) {
       const std::string line = entry.get<std::string>();
       const size_t sp = line.find(' ');
       if (sp == std::string::npos || line.find(' ', sp + 1) != std::string::npos)
-        throw InputError(where + ": merge " + std::to_string(rank) + " '" + line + "' is not two tokens separated by a space");
+        throw InputError(where + ": merge " + std::to_string(rank) + " '" + line +
+                         "' is not two tokens separated by a space");
       a = line.substr(0, sp), b = line.substr(sp + 1);
     } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() && entry[1].is_string()) {  // ["a", "b"]
       a = entry[0].get<std::string>(), b = entry[1].get<std::string>();
     } else {
-      throw InputError(where + ": merge " + std::to_string(rank) + " is neither \"a b\" nor [\"a\", \"b\"]: " + entry.dump());
+      throw InputError(where + ": merge " + std::to_string(rank) +
+                       " is neither \"a b\" nor [\"a\", \"b\"]: " + entry.dump());
     }
     auto ia = bpe.vocab.find(a), ib = bpe.vocab.find(b);
     if (ia == bpe.vocab.end() || ib == bpe.vocab.end())
@@ -738,7 +750,8 @@ Bpe make_bpe(const json& m, const std::string& file, std::string& name) {
     const std::string merged = a + b.substr(std::min(prefix_len, b.size()));
     auto im = bpe.vocab.find(merged);
     if (im == bpe.vocab.end())
-      throw InputError(where + ": merge " + std::to_string(rank) + " makes '" + merged + "', which is not in the vocabulary");
+      throw InputError(where + ": merge " + std::to_string(rank) + " makes '" + merged +
+                       "', which is not in the vocabulary");
     bpe.merges[Bpe::key(ia->second, ib->second)] = {rank, im->second};
     ++rank;
   }
@@ -872,7 +885,8 @@ Tokenizer::Template make_template(const json& j, const std::string& file, std::s
         continue;
       }
       if (!piece.contains("SpecialToken") || !piece["SpecialToken"].contains("id"))
-        throw InputError(where + ": TemplateProcessing piece " + piece.dump() + " is neither SpecialToken nor Sequence");
+        throw InputError(where + ": TemplateProcessing piece " + piece.dump() +
+                         " is neither SpecialToken nor Sequence");
       const std::string sid = piece["SpecialToken"]["id"].get<std::string>();
       if (!specials.contains(sid) || !specials[sid].contains("ids") || !specials[sid]["ids"].is_array())
         throw InputError(where + ": TemplateProcessing special token '" + sid + "' has no ids in \"special_tokens\"");

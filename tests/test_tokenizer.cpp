@@ -32,7 +32,9 @@ struct TempDir {
     fs::remove_all(path, ec);
   }
   std::string operator/(const std::string& name) const { return path + "/" + name; }
-  void write(const std::string& name, const std::string& text) const { std::ofstream(path + "/" + name, std::ios::binary) << text; }
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream(path + "/" + name, std::ios::binary) << text;
+  }
 };
 
 const std::string SP = "\xe2\x96\x81";  // ▁
@@ -46,8 +48,9 @@ json bpe(const std::vector<std::string>& tokens, const std::vector<std::string>&
 
 json tokenizer_json(const json& model, const json& normalizer = nullptr, const json& pre = nullptr,
                     const json& post = nullptr, const json& added = json::array()) {
-  return {{"version", "1.0"},   {"added_tokens", added}, {"normalizer", normalizer}, {"pre_tokenizer", pre},
-          {"post_processor", post}, {"decoder", nullptr},  {"model", model}};
+  return {{"version", "1.0"},     {"added_tokens", added},  {"normalizer", normalizer},
+          {"pre_tokenizer", pre}, {"post_processor", post}, {"decoder", nullptr},
+          {"model", model}};
 }
 
 Tokenizer make(const json& j) { return Tokenizer::from_json_text(j.dump(), "test.json"); }
@@ -81,7 +84,7 @@ std::vector<std::string> byte_level_alphabet() {
 
 json added(int id, const std::string& content, bool normalized = false, bool lstrip = false, bool rstrip = false,
            bool single_word = false) {
-  return {{"id", id},         {"content", content}, {"single_word", single_word}, {"lstrip", lstrip},
+  return {{"id", id},         {"content", content},       {"single_word", single_word}, {"lstrip", lstrip},
           {"rstrip", rstrip}, {"normalized", normalized}, {"special", !normalized}};
 }
 
@@ -93,7 +96,7 @@ TEST_CASE("BPE merges the lowest rank first and, among equal ranks, the leftmost
     json model = bpe(toks, {"b c", "a b", "a bc", "a a"});
     if (pair_form) model["merges"] = json::array({{"b", "c"}, {"a", "b"}, {"a", "bc"}, {"a", "a"}});
     const Tokenizer t = make(tokenizer_json(model));
-    CHECK(pieces(t, "abc") == V{"abc"});     // b c (rank 0) first, then a bc
+    CHECK(pieces(t, "abc") == V{"abc"});      // b c (rank 0) first, then a bc
     CHECK(pieces(t, "aaa") == V{"aa", "a"});  // two equal candidates: the leftmost wins
     CHECK(pieces(t, "aab") == V{"a", "ab"});  // a b (rank 1) before a a (rank 3)
     CHECK(t.encode("") == std::vector<int>{});
@@ -111,9 +114,12 @@ TEST_CASE("byte-level BPE: GPT-2 regex pieces, byte mapping, Oniguruma's \\s") {
 
   // Piece boundaries, seen through ignore_merges with whole pieces in the vocabulary.
   auto whole = alphabet;
-  const V expected{"it", "'s", "\xc4\xa0", "\xc4\xa0" "a", "\xc4\x8a"};  // it 's Ġ Ġa Ċ
+  const V expected{"it", "'s", "\xc4\xa0",
+                   "\xc4\xa0"
+                   "a",
+                   "\xc4\x8a"};  // it 's Ġ Ġa Ċ
   for (const auto& s : expected) whole.push_back(s);
-  whole.push_back("\xc3\x82\xc4\xa7");            // Âħ: the bytes C2 85 of U+0085
+  whole.push_back("\xc3\x82\xc4\xa7");                  // Âħ: the bytes C2 85 of U+0085
   whole.push_back("\xc4\xa0\xc3\xaf\xc2\xbb\xc2\xbf");  // Ġï»¿: a space and the bytes of U+FEFF
   json model = bpe(whole);
   model["ignore_merges"] = true;
@@ -133,8 +139,8 @@ TEST_CASE("byte-level BPE: GPT-2 regex pieces, byte mapping, Oniguruma's \\s") {
 
 TEST_CASE("Split: the five delimiter behaviours and invert (the tokenizers library's own example)") {
   const std::string text = "the-final--countdown";
-  V toks{"t", "h", "e", "-", "f", "i", "n", "a", "l", "c", "o", "u", "w", "d",
-         "the", "final", "countdown", "the-", "final-", "-final", "-countdown", "--"};
+  V toks{"t", "h", "e", "-",   "f",     "i",         "n",    "a",      "l",      "c",          "o",
+         "u", "w", "d", "the", "final", "countdown", "the-", "final-", "-final", "-countdown", "--"};
   json model = bpe(toks);
   model["ignore_merges"] = true;
   auto split = [&](const std::string& behavior, bool invert = false) {
@@ -153,7 +159,20 @@ TEST_CASE("Split: the five delimiter behaviours and invert (the tokenizers libra
 }
 
 TEST_CASE("Metaspace: replacement, prepend schemes, split on ▁ merged with the next piece") {
-  V toks{SP, "H", "e", "y", "f", "r", "i", "n", "d", "!", "<s>", SP + "Hey", SP + "friend!", "Hey",
+  V toks{SP,
+         "H",
+         "e",
+         "y",
+         "f",
+         "r",
+         "i",
+         "n",
+         "d",
+         "!",
+         "<s>",
+         SP + "Hey",
+         SP + "friend!",
+         "Hey",
          SP + "Hey" + SP + SP + SP + "friend!"};
   json model = bpe(toks);
   model["ignore_merges"] = true;
@@ -172,9 +191,10 @@ TEST_CASE("Metaspace: replacement, prepend schemes, split on ▁ merged with the
 }
 
 TEST_CASE("SentencePiece-style BPE: Prepend/Replace normalizer, byte fallback, unk and fuse_unk") {
-  const json norm = {{"type", "Sequence"},
-                     {"normalizers", json::array({json{{"type", "Prepend"}, {"prepend", SP}},
-                                                  json{{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", SP}}})}};
+  const json norm = {
+      {"type", "Sequence"},
+      {"normalizers", json::array({json{{"type", "Prepend"}, {"prepend", SP}},
+                                   json{{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", SP}}})}};
   V toks{"<unk>", "<s>", "</s>", SP, "a", "b", SP + "a"};
   for (int b = 0; b < 256; ++b) {
     char code[8];
@@ -201,8 +221,8 @@ TEST_CASE("added tokens: leftmost-longest, raw vs normalized, lstrip/rstrip, sin
   V toks{"x", "y", "a", "b", "c", " ", "h", "e", "l", "o", "<a>", "<a><b>", "<m>", "hello", "ab", "<BIG>"};
   const json lower = {{"type", "Lowercase"}};
   {
-    const Tokenizer t = make(tokenizer_json(bpe(toks), nullptr, nullptr, nullptr,
-                                            json::array({added(10, "<a>"), added(11, "<a><b>")})));
+    const Tokenizer t = make(
+        tokenizer_json(bpe(toks), nullptr, nullptr, nullptr, json::array({added(10, "<a>"), added(11, "<a><b>")})));
     CHECK(pieces(t, "x<a><b>y<a>") == V{"x", "<a><b>", "y", "<a>"});
   }
   {  // normalized=false: matched in the raw text; normalized=true: after lowercasing
@@ -211,8 +231,8 @@ TEST_CASE("added tokens: leftmost-longest, raw vs normalized, lstrip/rstrip, sin
     CHECK(pieces(t, "A<BIG>HELLO") == V{"a", "<BIG>", "hello"});
   }
   {
-    const Tokenizer t = make(tokenizer_json(bpe(toks), nullptr, nullptr, nullptr,
-                                            json::array({added(12, "<m>", false, true, true)})));
+    const Tokenizer t =
+        make(tokenizer_json(bpe(toks), nullptr, nullptr, nullptr, json::array({added(12, "<m>", false, true, true)})));
     CHECK(pieces(t, "a  <m>  b") == V{"a", "<m>", "b"});
     const Tokenizer plain = make(tokenizer_json(bpe(toks), nullptr, nullptr, nullptr, json::array({added(12, "<m>")})));
     CHECK(pieces(plain, "a <m> b") == V{"a", " ", "<m>", " ", "b"});
@@ -228,7 +248,9 @@ TEST_CASE("normalizers: NFC, NFKC, Lowercase, Strip, Replace with a regex; Digit
   V toks{"e", "\xc3\xa9", "f", "i", "\xc3\xa0", "b", " ", "x", "1", "2", "3", "123"};
   CHECK(pieces(make(tokenizer_json(bpe(toks), {{"type", "NFC"}})), "e\xcc\x81") == V{"\xc3\xa9"});
   CHECK(pieces(make(tokenizer_json(bpe(toks), {{"type", "NFKC"}})), "\xef\xac\x81") == V{"f", "i"});  // ﬁ
-  CHECK(pieces(make(tokenizer_json(bpe(toks), {{"type", "Lowercase"}})), "\xc3\x80" "B") == V{"\xc3\xa0", "b"});
+  CHECK(pieces(make(tokenizer_json(bpe(toks), {{"type", "Lowercase"}})),
+               "\xc3\x80"
+               "B") == V{"\xc3\xa0", "b"});
   const json strip = {{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}};
   CHECK(pieces(make(tokenizer_json(bpe(toks), strip)), " \t x \xe3\x80\x80") == V{"x"});
   const json replace = {{"type", "Replace"}, {"pattern", {{"Regex", " +"}}}, {"content", " "}};
@@ -273,7 +295,8 @@ TEST_CASE("unsupported components and broken tokenizer.json: InputError naming t
   json uni = {{"type", "Unigram"}, {"vocab", json::array()}};
   fails(tokenizer_json(uni), "model type 'Unigram'");
   fails(tokenizer_json(bpe(toks), {{"type", "BertNormalizer"}}), "normalizer 'BertNormalizer' is not supported");
-  fails(tokenizer_json(bpe(toks), {{"type", "Precompiled"}, {"precompiled_charsmap", "AA"}}), "normalizer 'Precompiled'");
+  fails(tokenizer_json(bpe(toks), {{"type", "Precompiled"}, {"precompiled_charsmap", "AA"}}),
+        "normalizer 'Precompiled'");
   fails(tokenizer_json(bpe(toks), nullptr, {{"type", "Whitespace"}}), "pre_tokenizer 'Whitespace' is not supported");
   fails(tokenizer_json(bpe(toks), nullptr, nullptr, {{"type", "BertLike"}}), "post_processor 'BertLike'");
   fails(tokenizer_json(bpe(toks, {"a c"})), "merge 0 uses 'c', which is not in the vocabulary");
@@ -282,10 +305,11 @@ TEST_CASE("unsupported components and broken tokenizer.json: InputError naming t
   json dropout = bpe(toks);
   dropout["dropout"] = 0.1;
   fails(tokenizer_json(dropout), "dropout");
-  fails(tokenizer_json(bpe(toks), nullptr, {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}}),
+  fails(tokenizer_json(bpe(toks), nullptr,
+                       {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}}),
         "does not compile");
-  CHECK_THROWS_WITH_AS(Tokenizer::from_json_text("{not json", "test.json"), doctest::Contains("test.json: not valid JSON"),
-                       InputError);
+  CHECK_THROWS_WITH_AS(Tokenizer::from_json_text("{not json", "test.json"),
+                       doctest::Contains("test.json: not valid JSON"), InputError);
 }
 
 TEST_CASE("invalid UTF-8 is found at its first byte") {
@@ -293,12 +317,12 @@ TEST_CASE("invalid UTF-8 is found at its first byte") {
   const auto npos = std::string_view::npos;
   CHECK(invalid_utf8_offset("plain ascii") == npos);
   CHECK(invalid_utf8_offset("h\xc3\xa9 \xf0\x9f\x98\x80 \xe4\xb8\x80") == npos);
-  CHECK(invalid_utf8_offset("ab\xc0\x80") == 2);          // overlong NUL
-  CHECK(invalid_utf8_offset("a\xed\xa0\x80") == 1);       // UTF-16 surrogate
-  CHECK(invalid_utf8_offset("a\xf4\x90\x80\x80") == 1);   // above U+10FFFF
-  CHECK(invalid_utf8_offset("abc\xe4\xb8") == 3);         // truncated
-  CHECK(invalid_utf8_offset("\x80") == 0);                // lone continuation byte
-  CHECK(invalid_utf8_offset("\xe0\x80\xaf") == 0);        // overlong 3-byte form
+  CHECK(invalid_utf8_offset("ab\xc0\x80") == 2);         // overlong NUL
+  CHECK(invalid_utf8_offset("a\xed\xa0\x80") == 1);      // UTF-16 surrogate
+  CHECK(invalid_utf8_offset("a\xf4\x90\x80\x80") == 1);  // above U+10FFFF
+  CHECK(invalid_utf8_offset("abc\xe4\xb8") == 3);        // truncated
+  CHECK(invalid_utf8_offset("\x80") == 0);               // lone continuation byte
+  CHECK(invalid_utf8_offset("\xe0\x80\xaf") == 0);       // overlong 3-byte form
   CHECK(invalid_utf8_offset(std::string("a\0b", 3)) == npos);
 }
 
@@ -328,9 +352,10 @@ TEST_CASE("documents: <|doc|> lines separate, the line break before them belongs
 TEST_CASE("BOS/EOS rules: tokenizer_config flags, post-processor template, EOS between documents") {
   TempDir dir("rules");
   const json specials = {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}};
-  const json tp = {{"type", "TemplateProcessing"},
-                   {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-                   {"special_tokens", specials}};
+  const json tp = {
+      {"type", "TemplateProcessing"},
+      {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+      {"special_tokens", specials}};
   const json tj = tokenizer_json(bpe({"<unk>", "<s>", "</s>", "a", "b"}), nullptr, nullptr, tp,
                                  json::array({added(0, "<unk>"), added(1, "<s>"), added(2, "</s>")}));
   dir.write("tokenizer.json", tj.dump());
@@ -342,7 +367,8 @@ TEST_CASE("BOS/EOS rules: tokenizer_config flags, post-processor template, EOS b
   CHECK(rules.prefix == std::vector<int>{1});
   CHECK(rules.separator == -1);
   dir.write("text.txt", "ab\n<|doc|>\nb");
-  CHECK_THROWS_WITH_AS(read_text_file(dir / "text.txt", dir.path, 0, {}), doctest::Contains("no EOS token"), InputError);
+  CHECK_THROWS_WITH_AS(read_text_file(dir / "text.txt", dir.path, 0, {}), doctest::Contains("no EOS token"),
+                       InputError);
 
   // EOS from generation_config.json (a list: the first id).
   dir.write("generation_config.json", R"({"eos_token_id": [2, 0]})");
@@ -350,7 +376,8 @@ TEST_CASE("BOS/EOS rules: tokenizer_config flags, post-processor template, EOS b
   CHECK(rules.separator == 2);
   CHECK(encode_documents(tok, rules, docs) == std::vector<int>{1, 3, 4, 2, 1, 4, 2, 1, 3, 2});
   // tokenizer_config.json flags override the template; a document ending in EOS gets no second one.
-  dir.write("tokenizer_config.json", R"({"add_bos_token": false, "add_eos_token": true, "eos_token": {"content": "</s>"}})");
+  dir.write("tokenizer_config.json",
+            R"({"add_bos_token": false, "add_eos_token": true, "eos_token": {"content": "</s>"}})");
   rules = special_token_rules(dir.path, tok);
   CHECK(rules.prefix.empty());
   CHECK(rules.suffix == std::vector<int>{2});
@@ -378,8 +405,8 @@ TEST_CASE("read_text_file: rows, --max-len, vocabulary and UTF-8 checks") {
   CHECK_THROWS_WITH_AS(read_text_file(dir / "t.txt", dir.path, 5, {12}), doctest::Contains("fewer than --max-len"),
                        InputError);
   CHECK_THROWS_AS(read_text_file(dir / "t.txt", dir.path, 5, {1}), UsageError);
-  CHECK_THROWS_WITH_AS(read_text_file(dir / "t.txt", dir.path, 4, {}), doctest::Contains("outside the model's vocabulary"),
-                       InputError);
+  CHECK_THROWS_WITH_AS(read_text_file(dir / "t.txt", dir.path, 4, {}),
+                       doctest::Contains("outside the model's vocabulary"), InputError);
   dir.write("bad.txt", "ok\nline two \xff here");
   CHECK_THROWS_WITH_AS(read_text_file(dir / "bad.txt", dir.path, 5, {}),
                        doctest::Contains("not valid UTF-8: byte 12 (line 2, value 0xFF)"), InputError);

@@ -25,15 +25,18 @@ int run_analyze(int argc, char** argv) {
       "output,o", po::value(&output)->required(), "results file to write")(
       "tokens", po::value(&tokens_file), "input: one sequence of token ids per line, all the same length")(
       "mqar", po::value(&mqar), "input: built-in MQAR batch, e.g. kv=16,len=256,n=8,seed=0[,vocab=V]")(
-      "text", po::value(&text_file), "input: UTF-8 text through CKPT/tokenizer.json; documents separated by <|doc|> lines")(
-      "max-len", po::value(&text_opts.max_len), "with --text: rows of exactly N tokens (tail dropped); default one row");
+      "text", po::value(&text_file),
+      "input: UTF-8 text through CKPT/tokenizer.json; documents separated by <|doc|> lines")(
+      "max-len", po::value(&text_opts.max_len),
+      "with --text: rows of exactly N tokens (tail dropped); default one row");
   EssOptionParser ess_opts;
   ess_opts.add_to(opts);
   po::variables_map vm;
   std::string archs;
   for (const auto& a : models::supported_architectures()) archs += (archs.empty() ? "" : ", ") + a;
   if (!parse(argc, argv,
-             "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --text FILE [--max-len N] | --mqar kv=16,len=256,n=8,seed=0)\n"
+             "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --text FILE [--max-len N] | --mqar "
+             "kv=16,len=256,n=8,seed=0)\n"
              "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n\n"
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"

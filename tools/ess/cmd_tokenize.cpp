@@ -18,8 +18,8 @@ int run_tokenize(int argc, char** argv) {
   opts.add_options()("checkpoint", po::value(&dir), "checkpoint directory with tokenizer.json")(
       "text", po::value(&text_file)->required(), "UTF-8 text; documents separated by lines holding only <|doc|>")(
       "max-len", po::value(&text_opts.max_len), "rows of exactly N tokens (tail dropped); default one row")(
-      "documents", "one line per document: its own tokens and specials, no separators")(
-      "quiet,q", "no summary on stderr");
+      "documents", "one line per document: its own tokens and specials, no separators")("quiet,q",
+                                                                                        "no summary on stderr");
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess tokenize CKPT --text FILE [--max-len N | --documents]\n\n"
