@@ -89,4 +89,6 @@ json.dump(t, open(p, "w"))
 PYEOF
   bad "unsupported ${edit%%=*}" 3 "badtok/tokenizer.json: $pattern" "$tmp/badtok" --text "$tmp/text.txt"
 done
+"$ESS" inspect "$tmp/badtok" > "$tmp/inspect" && grep -q "tokenizer.json: not usable for --text: .*post_processor 'Foo'" "$tmp/inspect" \
+  && echo "ok: inspect reports an unusable tokenizer.json and still describes the checkpoint" || { echo "FAIL: inspect badtok"; fail=1; }
 exit $fail
