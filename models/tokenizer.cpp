@@ -3,9 +3,10 @@
 //   2. every other segment is normalized, then added tokens with normalized=true are cut out;
 //   3. each remaining piece is pre-tokenized into words;
 //   4. each word goes through the BPE model (merges by rank, leftmost first among equal ranks).
-// Regular expressions (Split, Replace, the ByteLevel GPT-2 pattern) run on PCRE2 with Unicode
-// properties; the Oniguruma meaning of \s (Unicode White_Space) is written out explicitly so the
-// result does not depend on PCRE2's own \s tables. Normalization forms come from ICU.
+// Regular expressions (Split, Replace, the ByteLevel GPT-2 pattern) run on PCRE2; the Oniguruma
+// meaning of \s (Unicode White_Space) is written out explicitly, and \p{…} classes are expanded
+// from ICU, so character classes and normalization follow one Unicode version (ICU's) instead of
+// PCRE2's older tables. Normalization forms come from ICU.
 #include "models/tokenizer.h"
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
+#include <unicode/uniset.h>
 #include <unicode/unistr.h>
 
 #include "libess/error.h"
@@ -132,6 +134,35 @@ size_t last_char_start(std::string_view s) {
 constexpr const char* kOnigSpace =
     "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
 
+// The code points of Unicode property `name` (a general category such as L or N) as PCRE2 class
+// ranges, from ICU, so \p{L} and \p{N} follow ICU's Unicode version (the one NFC uses) rather than
+// PCRE2's older tables. "" when ICU does not know the name.
+std::string icu_class_ranges(const std::string& name) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::UnicodeSet set(icu::UnicodeString::fromUTF8("[:" + name + ":]"), status);
+  if (U_FAILURE(status)) return "";
+  std::string out;
+  char buf[32];
+  for (int32_t r = 0; r < set.getRangeCount(); ++r) {
+    UChar32 a = set.getRangeStart(r), b = set.getRangeEnd(r);
+    if (a <= 0xDFFF && b >= 0xD800) {  // surrogates are not characters in UTF mode
+      if (a < 0xD800) {
+        std::snprintf(buf, sizeof buf, "\\x{%x}-\\x{%x}", static_cast<unsigned>(a), 0xD7FFu);
+        out += buf;
+      }
+      if (b <= 0xDFFF) continue;
+      a = 0xE000;
+    }
+    std::snprintf(buf, sizeof buf, "\\x{%x}", static_cast<unsigned>(a));
+    out += buf;
+    if (b != a) {
+      std::snprintf(buf, sizeof buf, "-\\x{%x}", static_cast<unsigned>(b));
+      out += buf;
+    }
+  }
+  return out;
+}
+
 std::string translate_onig_pattern(const std::string& p) {
   std::string out;
   bool in_class = false;
@@ -139,6 +170,24 @@ std::string translate_onig_pattern(const std::string& p) {
     const char c = p[i];
     if (c == '\\' && i + 1 < p.size()) {
       const char n = p[i + 1];
+      if ((n == 'p' || n == 'P') && i + 2 < p.size()) {  // \p{Name}, \pL; \P inside a class stays PCRE2's
+        std::string name;
+        size_t end = i + 2;
+        if (p[i + 2] == '{') {
+          const size_t close = p.find('}', i + 3);
+          if (close != std::string::npos) name = p.substr(i + 3, close - i - 3), end = close;
+        } else {
+          name = p.substr(i + 2, 1);
+        }
+        const bool negated = n == 'P';
+        const std::string ranges =
+            name.empty() || name[0] == '^' || (negated && in_class) ? "" : icu_class_ranges(name);
+        if (!ranges.empty()) {
+          out += in_class ? ranges : std::string(negated ? "[^" : "[") + ranges + "]";
+          i = end;
+          continue;
+        }
+      }
       if (n == 's') {
         out += in_class ? std::string(kOnigSpace) : std::string("[") + kOnigSpace + "]";
       } else if (n == 'S' && !in_class) {

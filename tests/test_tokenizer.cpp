@@ -119,11 +119,15 @@ TEST_CASE("byte-level BPE: GPT-2 regex pieces, byte mapping, Oniguruma's \\s") {
                    "a",
                    "\xc4\x8a"};  // it 's Ġ Ġa Ċ
   for (const auto& s : expected) whole.push_back(s);
-  whole.push_back("\xc3\x82\xc4\xa7");                  // Âħ: the bytes C2 85 of U+0085
-  whole.push_back("\xc4\xa0\xc3\xaf\xc2\xbb\xc2\xbf");  // Ġï»¿: a space and the bytes of U+FEFF
+  whole.push_back("\xc3\x82\xc4\xa7");                   // Âħ: the bytes C2 85 of U+0085
+  whole.push_back("\xc4\xa0\xc3\xaf\xc2\xbb\xc2\xbf");   // Ġï»¿: a space and the bytes of U+FEFF
+  whole.push_back("x\xc3\xb0\xc4\xb3\xc2\xbc\xc4\xa6");  // xðĳ¼Ħ: x and the bytes F0 91 BC 84 of U+11F04
   json model = bpe(whole);
   model["ignore_merges"] = true;
   const Tokenizer w = make(tokenizer_json(model, nullptr, pre));
+  // U+11F04 KAWI LETTER A (Unicode 15; unassigned in PCRE2 10.42's tables) is a letter: \p{L} comes
+  // from ICU, so "x" and it form one \p{L}+ piece.
+  CHECK(pieces(w, "x\xf0\x91\xbc\x84") == V{"x\xc3\xb0\xc4\xb3\xc2\xbc\xc4\xa6"});
   CHECK(pieces(w, "it's  a\n") == expected);  // \s+(?!\S) leaves the last space to " a"
   // U+0085 is whitespace for Oniguruma (a piece of its own), U+FEFF is not (it joins the space
   // before it through " ?[^\s\p{L}\p{N}]+").

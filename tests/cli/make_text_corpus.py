@@ -11,12 +11,13 @@ many scripts (Latin with diacritics, Cyrillic, Greek, CJK, kana, Hangul, Arabic,
 Devanagari, Thai), emoji with ZWJ sequences, skin tones, flags and variation selectors,
 decomposed characters (so NFC matters), numbers in several digit systems, contractions,
 whitespace runs, tabs, CR/LF, Unicode spaces and controls, the special-token strings of the
-tested tokenizers, and very long words. Standard library only.
+tested tokenizers, very long words, and characters drawn at random from all of Unicode. Standard library only.
 """
 import json
 import os
 import random
 import sys
+import unicodedata
 
 DELIM = "<|doc|>"
 
@@ -165,6 +166,24 @@ def edge_documents(rng):
     ]
 
 
+def random_code_point_documents(rng, n=24, length=2500):
+    # Characters drawn from the BMP and planes 1–2 at random (ASCII a third of the time), kept only
+    # when this Python's Unicode database has them assigned, so that classification does not hinge
+    # on characters newer than the libraries' Unicode versions.
+    docs = []
+    for _ in range(n):
+        out = []
+        while len(out) < length:
+            r = rng.random()
+            cp = rng.randint(0x20, 0x7E) if r < 0.33 else rng.randint(0xA0, 0xFFFD) if r < 0.8 else rng.randint(0x10000, 0x2FFFF)
+            c = chr(cp)
+            if 0xD800 <= cp <= 0xDFFF or unicodedata.category(c) == "Cn":
+                continue
+            out.append(c)
+        docs.append("".join(out))
+    return docs
+
+
 def file_documents(rng, root, budget):
     paths = []
     lic = "/usr/share/common-licenses"
@@ -222,6 +241,7 @@ def main():
         docs.append(d)
         used += len(d.encode("utf-8"))
     docs += edge_documents(rng)
+    docs += random_code_point_documents(rng)
     rng.shuffle(docs)
     docs = [clean(d) for d in docs]
     with open(out_txt, "w", encoding="utf-8", newline="") as f:
