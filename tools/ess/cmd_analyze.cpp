@@ -10,6 +10,7 @@
 #include "libess/results_io.h"
 #include "libess/sha256.h"
 #include "models/model.h"
+#include "models/text_input.h"
 #include "models/tokens.h"
 #include "tools/ess/cli.h"
 #include "tools/ess/compute_options.h"
@@ -18,18 +19,24 @@ namespace ess::cli {
 
 int run_analyze(int argc, char** argv) {
   po::options_description opts("options");
-  std::string dir, output, tokens_file, mqar;
+  std::string dir, output, tokens_file, mqar, text_file;
+  TextOptions text_opts;
   opts.add_options()("checkpoint", po::value(&dir), "Hugging Face checkpoint directory")(
       "output,o", po::value(&output)->required(), "results file to write")(
       "tokens", po::value(&tokens_file), "input: one sequence of token ids per line, all the same length")(
-      "mqar", po::value(&mqar), "input: built-in MQAR batch, e.g. kv=16,len=256,n=8,seed=0[,vocab=V]");
+      "mqar", po::value(&mqar), "input: built-in MQAR batch, e.g. kv=16,len=256,n=8,seed=0[,vocab=V]")(
+      "text", po::value(&text_file),
+      "input: UTF-8 text through CKPT/tokenizer.json; documents separated by <|doc|> lines")(
+      "max-len", po::value(&text_opts.max_len),
+      "with --text: rows of exactly N tokens (tail dropped); default one row");
   EssOptionParser ess_opts;
   ess_opts.add_to(opts);
   po::variables_map vm;
   std::string archs;
   for (const auto& a : models::supported_architectures()) archs += (archs.empty() ? "" : ", ") + a;
   if (!parse(argc, argv,
-             "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --mqar kv=16,len=256,n=8,seed=0)\n"
+             "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --text FILE [--max-len N] | --mqar "
+             "kv=16,len=256,n=8,seed=0)\n"
              "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n\n"
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"
@@ -38,8 +45,9 @@ int run_analyze(int argc, char** argv) {
                  archs,
              opts, {"checkpoint"}, vm))
     return 0;
-  if (vm.count("tokens") == vm.count("mqar"))
-    throw UsageError("give exactly one input: --tokens FILE or --mqar kv=…,len=…,n=…");
+  if (vm.count("tokens") + vm.count("mqar") + vm.count("text") != 1)
+    throw UsageError("give exactly one input: --tokens FILE, --text FILE or --mqar kv=…,len=…,n=…");
+  if (vm.count("max-len") && !vm.count("text")) throw UsageError("--max-len goes with --text");
   EssOptions options = ess_opts.options(vm);
   const MqarSpec spec = vm.count("mqar") ? parse_mqar(mqar) : MqarSpec{};
   check_output_path(output);
@@ -48,8 +56,9 @@ int run_analyze(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   progress.update("loading " + dir);
   auto model = models::load_causal_lm(dir);
-  const TokenBatch batch =
-      vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size()) : make_mqar(spec, model->vocab_size());
+  const TokenBatch batch = vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size())
+                           : vm.count("text") ? read_text_file(text_file, dir, model->vocab_size(), text_opts)
+                                              : make_mqar(spec, model->vocab_size());
   progress.update("running " + model->architecture() + " on " + std::to_string(batch.tokens.size()) + " × " +
                   std::to_string(batch.tokens[0].size()) + " tokens");
   models::ModelRun run = model->run(batch.tokens);

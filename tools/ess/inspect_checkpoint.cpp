@@ -3,8 +3,10 @@
 #include <filesystem>
 #include <iostream>
 
+#include "libess/error.h"
 #include "libess/tensor.h"
 #include "models/safetensors.h"
+#include "models/text_input.h"
 
 namespace ess::cli {
 
@@ -34,6 +36,17 @@ int inspect_checkpoint_dir(const std::string& dir) {
     }
   } else {
     std::cout << "  (no config.json)\n";
+  }
+  if (fs::exists(fs::path(dir) / "tokenizer.json")) {  // what `analyze --text` would use
+    try {
+      const auto tok = load_checkpoint_tokenizer(dir);
+      std::cout << "  tokenizer.json: " << tok.summary() << "\n    " << special_token_rules(dir, tok).description
+                << "\n";
+    } catch (const InputError& e) {
+      std::cout << "  tokenizer.json: not usable for --text: " << e.what() << "\n";
+    }
+  } else {
+    std::cout << "  (no tokenizer.json: --text is not available)\n";
   }
   st::Checkpoint ckpt(dir);
   const auto names = ckpt.names();
