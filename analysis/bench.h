@@ -51,7 +51,7 @@ StackResult bench_stack(
     int layers, const BenchOptions& options, int threads,
     const std::function<void(int layer, double seconds, const std::string& engine)>& layer_done = {});
 
-// The `ess bench --json` entries (keys in docs/engines.md).
+// The `ess bench --json` entries (keys in docs/analysis.md, "JSON output").
 nlohmann::ordered_json to_json(const BenchRow& row);
 nlohmann::ordered_json to_json(const StackResult& stack);
 

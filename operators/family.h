@@ -44,6 +44,6 @@ std::vector<std::string> known_families();
 bool register_family(Family family);
 
 #define ESS_REGISTER_FAMILY(id, summary, read, example) \
-  static const bool ess_family_registered_##id = ::ess::register_family({#id, summary, read, example})
+  [[maybe_unused]] static const bool ess_family_registered_##id = ::ess::register_family({#id, summary, read, example})
 
 }  // namespace ess

@@ -38,7 +38,7 @@ int run_compute(int argc, char** argv) {
   const Pipeline pipeline(ess_options.values(), progress.layers());
   output.check();
 
-  const std::vector<OperatorLayer> layers = read_operator_file(input, read_options);
+  std::vector<OperatorLayer> layers = read_operator_file(input, read_options);
   Provenance prov;
   prov.source = input;
   prov.source_sha256 = sha256_file(input);
@@ -46,7 +46,7 @@ int run_compute(int argc, char** argv) {
 
   ResultsWriter writer(output.path(), command_line());
   SummarizingSink results(writer);
-  pipeline.measure_all(layers, results);
+  pipeline.measure_all(std::move(layers), results);  // frees each layer's tensors once measured
   progress.done();
   writer.commit(prov);
 
