@@ -14,18 +14,26 @@
 
 namespace ess {
 
-bool EssOptions::IsValid(std::string* error) const {
-  auto fail = [&](const std::string& m) {
-    if (error) *error = m;
-    return false;
-  };
-  if (!(tol >= 0) || !std::isfinite(tol)) return fail("--tol must be a finite number ≥ 0");
-  if (keep_sigma < 0) return fail("--keep-sigma must be ≥ 0");
-  if (threads < 0) return fail("--threads must be ≥ 0 (0 = all cores)");
-  if (!(sweep_rtol >= 0) || sweep_rtol >= 1) return fail("--sweep-rtol must be in [0, 1)");
-  return true;
+void EssOptions::validate() const {
+  if (!(tol >= 0) || !std::isfinite(tol)) throw UsageError({Option{"tol"}, " must be a finite number ≥ 0"});
+  if (keep_sigma < 0) throw UsageError({Option{"keep_sigma"}, " must be ≥ 0"});
+  if (threads < 0) throw UsageError({Option{"threads"}, " must be ≥ 0 (0 = all cores)"});
+  if (!(sweep_rtol >= 0) || sweep_rtol >= 1) throw UsageError({Option{"sweep_rtol"}, " must be in [0, 1)"});
 }
 
+bool EssOptions::IsValid(std::string* error) const {
+  try {
+    validate();
+    return true;
+  } catch (const UsageError& e) {
+    if (error) *error = e.what();
+    return false;
+  }
+}
+
+namespace {
+
+// Bytes of memory currently available (MemAvailable), or 0 when unknown.
 std::uint64_t available_memory_bytes() {
   std::ifstream in("/proc/meminfo");
   std::string key;
@@ -35,6 +43,8 @@ std::uint64_t available_memory_bytes() {
     if (key == "MemAvailable:") return value * 1024;
   return 0;
 }
+
+}  // namespace
 
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices) {
   if (requested != EngineKind::automatic) return requested;
@@ -100,9 +110,24 @@ int attainable_bound(int tss, int i, int L) { return std::min(tss, std::min(i, L
 
 }  // namespace
 
-LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options) {
-  std::string why;
-  if (!options.IsValid(&why)) throw UsageError(why);
+void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, const std::vector<int>& indices,
+                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink) {
+  if (engine == EngineKind::structured) {
+    auto realization = op.realization(b, c);
+    structured_block_spectra(*realization, indices, sink);
+    return;
+  }
+  const int L = op.seq_len();
+  if (ws.T.rows() != L) ws.T.resize(L, L);
+  op.materialize(b, c, ws.T);
+  if (engine == EngineKind::sweep)
+    sweep_block_spectra(ws.T, indices, sweep_rtol, sink);
+  else
+    dense_block_spectra(ws.T, indices, ws, sink);
+}
+
+LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options, const ChannelProgressFn& progress) {
+  options.validate();
   const auto t_start = std::chrono::steady_clock::now();
   const LayerOperator& op = *layer.op;
   const int L = op.seq_len(), B = op.batch(), C = op.channels();
@@ -118,15 +143,12 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   R.tol = options.tol;
   R.tol_mode = options.tol_mode;
   R.sweep_rtol = options.sweep_rtol;
-  try {
-    R.indices = parse_indices(options.indices, L);
-  } catch (const UsageError& e) {
-    throw UsageError("layer '" + layer.name + "': " + e.what());
-  }
+  R.indices = parse_indices(options.indices, L);
   const EngineKind engine = choose_engine(op, options.engine, R.indices);
   if (engine == EngineKind::structured && op.realization_dim() == 0)
-    throw UsageError("layer '" + layer.name + "' (family " + op.family() +
-                     ") has no state-space realization; use --engine sweep, dense or auto");
+    throw UsageError(
+        {"family " + op.family() + " has no state-space realization (the structured engine needs one); set ",
+         Option{"engine"}, " to sweep, dense or auto"});
   R.engine = to_string(engine);
 
   const int I = R.num_indices();
@@ -157,14 +179,11 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
       const int fit = static_cast<int>(0.8 * static_cast<double>(avail) / per_thread);
       if (fit < 1) {
         std::ostringstream m;
-        m << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << "): the " << R.engine
-          << " engine needs about " << per_thread / 1e9 << " GB for one dense L×L operator but only "
-          << static_cast<double>(avail) / 1e9 << " GB is available";
-        if (op.realization_dim() > 0)
-          m << "; use --engine structured";
-        else
-          m << "; use a shorter sequence";
-        throw InputError(m.str());
+        m << "family " << op.family() << ", L = " << L << ": the " << R.engine << " engine needs about "
+          << per_thread / 1e9 << " GB for one dense L×L operator but only " << static_cast<double>(avail) / 1e9
+          << " GB is available";
+        if (op.realization_dim() > 0) throw InputError({m.str() + "; set ", Option{"engine"}, " to structured"});
+        throw InputError(m.str() + "; use a shorter sequence");
       }
       threads = std::min(threads, fit);
     }
@@ -197,21 +216,11 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
         auto& off = layer_mode ? offsets[item] : dummy_offsets;
         if (layer_mode) off.assign(I + 1, 0);
         ChannelAccumulator sink(R, b, c, ret, off, channel_max[item]);
-        if (engine == EngineKind::structured) {
-          auto realization = op.realization(b, c);
-          structured_block_spectra(*realization, R.indices, sink);
-        } else {
-          if (ws.T.rows() != L) ws.T.resize(L, L);
-          op.materialize(b, c, ws.T);
-          if (engine == EngineKind::dense)
-            dense_block_spectra(ws.T, R.indices, ws, sink);
-          else
-            sweep_block_spectra(ws.T, R.indices, options.sweep_rtol, sink);
-        }
+        channel_spectra(op, b, c, engine, R.indices, options.sweep_rtol, ws, sink);
         const long d = ++done;
-        if (options.progress) {
+        if (progress) {
           std::lock_guard<std::mutex> lock(progress_mutex);
-          options.progress(d, total);
+          progress(d, total);
         }
       }
     } catch (...) {

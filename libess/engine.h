@@ -38,7 +38,6 @@ void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<in
 bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork);
 
 // Square-root Gramian recursion on a realization (structured engine).
-struct StructuredWorkspace;
 void structured_block_spectra(const Realization& r, const std::vector<int>& indices, SpectrumSink& sink);
 
 // Nested sweep over a dense T (sweep engine): carries U·Σ, truncating σ < rtol·σ_max.

@@ -15,7 +15,7 @@ EngineKind parse_engine(const std::string& s) {
   if (s == "structured") return EngineKind::structured;
   if (s == "sweep") return EngineKind::sweep;
   if (s == "auto") return EngineKind::automatic;
-  throw UsageError("unknown --engine '" + s + "' (expected auto, dense, structured or sweep)");
+  throw UsageError({"unknown ", Option{"engine"}, " '" + s + "' (expected auto, dense, structured or sweep)"});
 }
 
 const char* to_string(EngineKind e) {

@@ -1,5 +1,7 @@
 #include "operators/gla.h"
 
+#include <random>
+
 #include <cmath>
 
 #include "libess/error.h"
@@ -14,7 +16,7 @@ GlaOperator::GlaOperator(Tensor q, Tensor k, Tensor log_decay, const std::string
   ops::check_at_most(context, "log_decay", g_, 0.0, "a log decay; exp(g) > 1 would grow the state", ops::kBHLD);
 }
 
-std::unique_ptr<LayerOperator> GlaOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> GlaOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   return std::make_unique<GlaOperator>(ops::read_tensor(group, "q"), ops::read_tensor(group, "k"),
                                        ops::read_tensor(group, "log_decay"), ops::context_of(group));
 }
@@ -42,5 +44,14 @@ Vector GlaOperator::apply(int b, int h, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> GlaOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<GlaOperator>(ops::random_normal(rng, {2, 2, 16, 3}), ops::random_normal(rng, {2, 2, 16, 3}),
+                                       ops::random_uniform(rng, {2, 2, 16, 3}, -0.5, 0), "example");
+}
+
+ESS_REGISTER_FAMILY(gla, "gated linear attention: per-key-dim data-dependent decays; state d_k", GlaOperator::read,
+                    GlaOperator::example);
 
 }  // namespace ess

@@ -1,5 +1,7 @@
 #include "operators/mamba.h"
 
+#include <random>
+
 #include <cmath>
 
 #include "libess/error.h"
@@ -23,7 +25,7 @@ MambaOperator::MambaOperator(Tensor dt, Tensor A, Tensor B, Tensor C, const std:
   ops::check_at_most(context, "A", A_, 0.0, "A = −exp(A_log)", {"channel", "state"});
 }
 
-std::unique_ptr<LayerOperator> MambaOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> MambaOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   return std::make_unique<MambaOperator>(ops::read_tensor(group, "dt"), ops::read_tensor(group, "A"),
                                          ops::read_tensor(group, "B"), ops::read_tensor(group, "C"),
                                          ops::context_of(group));
@@ -60,5 +62,15 @@ Vector MambaOperator::apply(int b, int c, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> MambaOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<MambaOperator>(
+      ops::random_uniform(rng, {2, 3, 16}, 0.01, 0.5), ops::random_uniform(rng, {3, 4}, -2, -0.1),
+      ops::random_normal(rng, {2, 16, 4}), ops::random_normal(rng, {2, 16, 4}), "example");
+}
+
+ESS_REGISTER_FAMILY(mamba, "Mamba (S6) selective SSM per channel: diagonal input-dependent decays; state N",
+                    MambaOperator::read, MambaOperator::example);
 
 }  // namespace ess

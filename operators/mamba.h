@@ -5,6 +5,7 @@
 #include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 
 namespace ess {
 
@@ -12,7 +13,9 @@ class MambaOperator final : public LayerOperator {
  public:
   // dt: [B, C, L] (after softplus, ≥ 0); A: [C, N] (≤ 0); B, C: [B, L, N].
   MambaOperator(Tensor dt, Tensor A, Tensor B, Tensor C, const std::string& context);
-  static std::unique_ptr<LayerOperator> read(const h5::Object& group);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
+  // Generic random inputs for the conformance tests (operators/family.h).
+  static std::unique_ptr<LayerOperator> example(unsigned seed);
   std::string family() const override { return "mamba"; }
   ChannelKind channel_kind() const override { return ChannelKind::channel; }
   int batch() const override { return static_cast<int>(dt_.dim(0)); }

@@ -5,6 +5,7 @@
 #include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 
 namespace ess {
 
@@ -12,7 +13,9 @@ class Mamba2Operator final : public LayerOperator {
  public:
   // dt: [B, H, L] (≥ 0); A: [H] (≤ 0); B, C: [B, G, L, N] with H divisible by G.
   Mamba2Operator(Tensor dt, Tensor A, Tensor B, Tensor C, const std::string& context);
-  static std::unique_ptr<LayerOperator> read(const h5::Object& group);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
+  // Generic random inputs for the conformance tests (operators/family.h).
+  static std::unique_ptr<LayerOperator> example(unsigned seed);
   std::string family() const override { return "mamba2"; }
   ChannelKind channel_kind() const override { return ChannelKind::head; }
   int batch() const override { return static_cast<int>(dt_.dim(0)); }

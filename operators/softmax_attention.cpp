@@ -1,5 +1,7 @@
 #include "operators/softmax_attention.h"
 
+#include <random>
+
 #include <cmath>
 #include <limits>
 
@@ -48,7 +50,7 @@ SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vect
     for (int j = 0; j < i; ++j) tss_[i] += last[j] >= i;
 }
 
-std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   const std::string ctx = ops::context_of(group);
   Tensor q = ops::read_tensor(group, "q"), k = ops::read_tensor(group, "k");
   std::vector<std::uint8_t> mask;
@@ -116,5 +118,16 @@ Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<SoftmaxAttentionOperator>(ops::random_normal(rng, {2, 2, 16, 3}),
+                                                    ops::random_normal(rng, {2, 2, 16, 3}), std::vector<std::uint8_t>{},
+                                                    0.0, 0, "example");
+}
+
+ESS_REGISTER_FAMILY(softmax_attention,
+                    "softmax(q_i·k_j·scale) per head, causal, optional window or mask (no realization)",
+                    SoftmaxAttentionOperator::read, SoftmaxAttentionOperator::example);
 
 }  // namespace ess

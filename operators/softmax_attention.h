@@ -8,6 +8,7 @@
 #include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 
 namespace ess {
 
@@ -17,7 +18,9 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   // scale ≤ 0 means 1/sqrt(d); window 0 = none.
   SoftmaxAttentionOperator(Tensor q, Tensor k, std::vector<std::uint8_t> mask, double scale, int window,
                            const std::string& context);
-  static std::unique_ptr<LayerOperator> read(const h5::Object& group);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
+  // Generic random inputs for the conformance tests (operators/family.h).
+  static std::unique_ptr<LayerOperator> example(unsigned seed);
 
   std::string family() const override { return "softmax_attention"; }
   ChannelKind channel_kind() const override { return ChannelKind::head; }

@@ -7,6 +7,7 @@
 #include "libess/tensor.h"
 #include "models/safetensors.h"
 #include "models/text_input.h"
+#include "tools/ess/cli.h"
 
 namespace ess::cli {
 
@@ -15,10 +16,12 @@ int inspect_safetensors_file(const std::string& path) {
   const auto names = f.names();
   std::cout << path << ": safetensors file, " << names.size() << " tensor(s)\n";
   for (const auto& [k, v] : f.metadata()) std::cout << "  @" << k << " = " << v << "\n";
+  Table table({{"tensor"}, {"dtype"}, {"shape"}});
   for (const auto& n : names) {
     const auto& info = f.info(n);
-    std::cout << "  " << n << "  " << info.dtype << " " << shape_string(info.shape) << "\n";
+    table.add({n, info.dtype, shape_string(info.shape)});
   }
+  table.print(std::cout, false, "  ");
   return 0;
 }
 
@@ -51,11 +54,12 @@ int inspect_checkpoint_dir(const std::string& dir) {
   st::Checkpoint ckpt(dir);
   const auto names = ckpt.names();
   std::cout << "  " << names.size() << " tensor(s):\n";
+  Table table({{"tensor"}, {"dtype"}, {"shape"}, {"file"}});
   for (const auto& n : names) {
     const auto& info = ckpt.info(n);
-    std::cout << "    " << n << "  " << info.dtype << " " << shape_string(info.shape) << "  ("
-              << fs::path(info.file).filename().string() << ")\n";
+    table.add({n, info.dtype, shape_string(info.shape), fs::path(info.file).filename().string()});
   }
+  table.print(std::cout, false, "    ");
   return 0;
 }
 

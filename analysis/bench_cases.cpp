@@ -1,4 +1,4 @@
-#include "tools/ess/bench_cases.h"
+#include "analysis/bench_cases.h"
 
 #include <cmath>
 #include <random>
@@ -10,7 +10,7 @@
 #include "operators/mamba.h"
 #include "operators/softmax_attention.h"
 
-namespace ess::cli {
+namespace ess {
 
 namespace {
 
@@ -108,4 +108,4 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
   return bc;
 }
 
-}  // namespace ess::cli
+}  // namespace ess
