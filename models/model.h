@@ -121,7 +121,6 @@ class ModelWeights {
   void declare(WeightDecls decls) { decls_ = std::move(decls); }
   const WeightDecls& declarations() const { return decls_; }
   const std::string& dir() const { return ckpt_.dir(); }
-  std::vector<std::string> weight_files() const { return ckpt_.files(); }
   const st::Checkpoint& checkpoint() const { return ckpt_; }
 
   // Every declared tensor (per layer and item) against the checkpoint headers; reads no data.
