@@ -34,6 +34,10 @@ std::unique_ptr<LayerOperator> DenseOperator::read(const h5::Object& group, cons
 
 void DenseOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) const { T = T_.matrix({b, c}); }
 
+void DenseOperator::multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  Y.noalias() = T_.matrix({b, c}).triangularView<Eigen::Lower>() * X;
+}
+
 Vector DenseOperator::apply(int b, int c, const Vector& x) const {
   auto M = T_.matrix({b, c});
   const int L = seq_len();

@@ -23,6 +23,7 @@ class DenseOperator final : public LayerOperator {
   int tss(int i) const override { return i; }
   void materialize(int b, int c, Eigen::Ref<Matrix> T) const override;
   Vector apply(int b, int c, const Vector& x) const override;
+  void multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
 
  private:
   Tensor T_;

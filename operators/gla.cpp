@@ -26,6 +26,19 @@ std::unique_ptr<Realization> GlaOperator::realization(int b, int h) const {
   return std::make_unique<DiagonalRealization>(a, k_columns(b, h), q_columns(b, h));
 }
 
+void GlaOperator::multiply(int b, int h, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  const int L = seq_len(), d = key_dim();
+  auto Q = q_.matrix({b, h});
+  auto K = k_.matrix({b, h});
+  auto G = g_.matrix({b, h});
+  Matrix S = Matrix::Zero(d, X.cols());
+  for (int t = 0; t < L; ++t) {
+    for (int n = 0; n < d; ++n) S.row(n) *= std::exp(G(t, n));
+    S.noalias() += K.row(t).transpose() * X.row(t);
+    Y.row(t) = Q.row(t) * S;
+  }
+}
+
 Vector GlaOperator::apply(int b, int h, const Vector& x) const {
   // For each i, walk j downward accumulating the decay exponent Σ_{m=j+1..i} g_m.
   const int L = seq_len(), d = key_dim();

@@ -16,6 +16,8 @@ class GlaOperator final : public HeadStateOperator {
   std::string family() const override { return "gla"; }
   std::unique_ptr<Realization> realization(int b, int c) const override;
   Vector apply(int b, int c, const Vector& x) const override;
+  // S_t = diag(exp(g_t)) S_{t−1} + k_t x_tᵀ (S: d × P), y_t = S_tᵀ q_t: O(L·d·P).
+  void multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
 
  private:
   Tensor g_;

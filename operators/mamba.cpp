@@ -43,6 +43,29 @@ std::unique_ptr<Realization> MambaOperator::realization(int b, int c) const {
   return std::make_unique<DiagonalRealization>(std::move(a), std::move(Bm), std::move(Cm));
 }
 
+void MambaOperator::multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  // h ← exp(dt_t A_c) ⊙ h + dt_t B_t x_t, y_t = C_t·h, one state column per column of X.
+  const int L = seq_len(), N = state_size();
+  const Index P = X.cols();
+  const auto dt = dt_.vector({b, c});
+  auto A = A_.matrix({});
+  auto B = B_.matrix({b});
+  auto C = C_.matrix({b});
+  Vector decay(N);
+  Matrix h = Matrix::Zero(N, P);
+  for (int t = 0; t < L; ++t) {
+    for (int n = 0; n < N; ++n) decay(n) = std::exp(dt(t) * A(c, n));
+    for (Index p = 0; p < P; ++p) {
+      double out = 0;
+      for (int n = 0; n < N; ++n) {
+        h(n, p) = decay(n) * h(n, p) + dt(t) * B(t, n) * X(t, p);
+        out += C(t, n) * h(n, p);
+      }
+      Y(t, p) = out;
+    }
+  }
+}
+
 Vector MambaOperator::apply(int b, int c, const Vector& x) const {
   // Selective scan: h ← exp(dt_t A) ⊙ h + dt_t B_t x_t, y_t = C_t·h.
   const int L = seq_len(), N = state_size();

@@ -47,6 +47,20 @@ std::unique_ptr<Realization> Mamba2Operator::realization(int b, int h) const {
   return std::make_unique<ScalarRealization>(std::move(a), std::move(Bm), std::move(Cm));
 }
 
+void Mamba2Operator::multiply(int b, int h, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  // S ← exp(dt_t A_h) S + dt_t x_t B_tᵀ (S: P × N), y_t = S C_t.
+  const int L = seq_len(), g = group_of(h);
+  const auto dt = dt_.vector({b, h});
+  auto B = B_.matrix({b, g});
+  auto C = C_.matrix({b, g});
+  Matrix S = Matrix::Zero(X.cols(), state_size());
+  for (int t = 0; t < L; ++t) {
+    S *= std::exp(dt(t) * A_.data[h]);
+    S.noalias() += (dt(t) * X.row(t)).transpose() * B.row(t);
+    Y.row(t) = (S * C.row(t).transpose()).transpose();
+  }
+}
+
 Vector Mamba2Operator::apply(int b, int h, const Vector& x) const {
   // Direct sum: y_i = Σ_{j≤i} (C_i·B_j) dt_j exp(A_h Σ_{m=j+1..i} dt_m) x_j.
   const int L = seq_len(), g = group_of(h);

@@ -27,6 +27,8 @@ class Mamba2Operator final : public LayerOperator {
   std::unique_ptr<Realization> realization(int b, int h) const override;
   void materialize(int b, int c, Eigen::Ref<Matrix> T) const override { T = ess::materialize(*realization(b, c)); }
   Vector apply(int b, int h, const Vector& x) const override;
+  // The SSD recurrence with a P × N state (P = columns of X): O(L·N·P).
+  void multiply(int b, int h, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
 
  private:
   int group_of(int h) const { return h / (channels() / static_cast<int>(B_.dim(1))); }

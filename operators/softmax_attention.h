@@ -31,6 +31,10 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   int tss(int i) const override { return tss_[i]; }
   void materialize(int b, int c, Eigen::Ref<Matrix> T) const override;
   Vector apply(int b, int c, const Vector& x) const override;
+  // Y = T X in tiles of kRowTile query rows against the keys they may see: scores take O(kRowTile·L)
+  // memory, never L × L; O(L²·(d + P)) time (O(L·w·(d + P)) with a window).
+  void multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
+  static constexpr int kRowTile = 64;
   double scale() const { return scale_; }
   int window() const { return window_; }
 
