@@ -23,6 +23,8 @@ class Realization {
   virtual void right_multiply_At(int t, Eigen::Ref<Matrix> M) const = 0;
   // True when every A_t is diagonal (column scaling keeps triangular factors triangular).
   virtual bool diagonal_transitions() const { return false; }
+  // The diagonal of A_t (state_dim() values); only meaningful when diagonal_transitions().
+  virtual void transition_diagonal(int t, double* out) const;
   virtual std::string kind() const = 0;
 };
 
@@ -37,6 +39,7 @@ class DiagonalRealization final : public Realization {
   void right_multiply_A(int t, Eigen::Ref<Matrix> M) const override;
   void right_multiply_At(int t, Eigen::Ref<Matrix> M) const override { right_multiply_A(t, M); }
   bool diagonal_transitions() const override { return true; }
+  void transition_diagonal(int t, double* out) const override;
   std::string kind() const override { return "diagonal"; }
 
  private:
@@ -54,6 +57,7 @@ class ScalarRealization final : public Realization {
   void right_multiply_A(int t, Eigen::Ref<Matrix> M) const override;
   void right_multiply_At(int t, Eigen::Ref<Matrix> M) const override { right_multiply_A(t, M); }
   bool diagonal_transitions() const override { return true; }
+  void transition_diagonal(int t, double* out) const override;
   std::string kind() const override { return "scalar"; }
 
  private:
