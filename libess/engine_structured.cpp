@@ -132,8 +132,11 @@ void channel_spectra(const Realization& r, const std::vector<int>& indices, Spec
     }
   }
 
-  // Blocks go through the product and the SVD in up to two batches of kLanes.
-  thread_local LaneBuffer buf_store, buf_M, buf_F, buf_P, buf_work, buf_sigma;
+  // Blocks go through the product and the SVD in up to two batches of kLanes. Diagonal
+  // transitions keep O'_i A_i triangular: the lanes then hold W_i packed and diag(A_i), and the
+  // product is triangular × triangular (N³/3); otherwise M_i = O'_i A_i in full (N³/2).
+  std::vector<double> diag_i(N);
+  thread_local LaneBuffer buf_store, buf_M, buf_F, buf_P, buf_work, buf_sigma, buf_a;
   const size_t seg_max = seg.size() > 1 ? seg[1] - seg[0] : 0;
   double* store = buf_store.get(seg_max * NN);
   double* Ml = buf_M.get(2 * NN * kLanes);
@@ -141,6 +144,7 @@ void channel_spectra(const Realization& r, const std::vector<int>& indices, Spec
   double* P = buf_P.get(2 * NN * kLanes);
   double* work = buf_work.get(2 * lanes::singular_values_work(N));
   double* sigma = buf_sigma.get(2 * static_cast<size_t>(N) * kLanes);
+  double* al = buf_a.get(2 * static_cast<size_t>(N) * kLanes);
   int batch_pos[2 * kLanes];
   int filled = 0;
   unsigned char status[2 * kLanes];
@@ -152,8 +156,13 @@ void channel_spectra(const Realization& r, const std::vector<int>& indices, Spec
       double* f = Fl + (j / kLanes) * NN * kLanes;
       for (size_t k = 0; k < NN; ++k) m[k * kLanes + j % kLanes] = f[k * kLanes + j % kLanes] = 0.0;
     }
-    for (int b = 0; b < batches; ++b)
-      kern.general_product(N, Ml + b * NN * kLanes, Fl + b * NN * kLanes, P + b * NN * kLanes);
+    for (int b = 0; b < batches; ++b) {
+      const size_t off = b * NN * kLanes;
+      if (diagonal)
+        kern.upper_product(N, Ml + off, al + b * N * kLanes, Fl + off, P + off);
+      else
+        kern.general_product(N, Ml + off, Fl + off, P + off);
+    }
     kern.singular_values(N, P, sigma, work, status, batches);
     for (int j = 0; j < filled; ++j)
       sink.block(batch_pos[j], sigma + static_cast<size_t>(j) * N, N, 0.0, converged(status[j]));
@@ -186,17 +195,30 @@ void channel_spectra(const Realization& r, const std::vector<int>& indices, Spec
         if (tf > 0) r.right_multiply_At(tf, F);  // F_t A_tᵀ
         append(F, r.B(tf));                      // stack B_tᵀ → F_{t+1}
       }
-      M = Eigen::Map<const Matrix>(store + (pos - seg[s]) * NN, N, N);
-      r.right_multiply_A(i, M);  // O_i = O'_i A_i
+      const double* Wi = store + (pos - seg[s]) * NN;
       const size_t off = (filled / kLanes) * NN * kLanes;
-      to_lane(M.data(), NN, Ml + off, filled % kLanes);
-      to_lane(F.data(), NN, Fl + off, filled % kLanes);
+      const int l = filled % kLanes;
+      if (diagonal) {  // W_i's upper triangle, packed, and diag(A_i)
+        double* m = Ml + off;
+        for (int c = 0; c < N; ++c)
+          for (int rr = 0; rr <= c; ++rr) m[packed_index(rr, c) * kLanes + l] = Wi[rr + static_cast<size_t>(c) * N];
+        r.transition_diagonal(i, diag_i.data());
+        to_lane(diag_i.data(), N, al + (filled / kLanes) * N * kLanes, l);
+      } else {
+        M = Eigen::Map<const Matrix>(Wi, N, N);
+        r.right_multiply_A(i, M);  // O_i = O'_i A_i
+        to_lane(M.data(), NN, Ml + off, l);
+      }
+      to_lane(F.data(), NN, Fl + off, l);
       batch_pos[filled++] = static_cast<int>(pos);
       if (filled == 2 * kLanes) flush();
     }
   }
   flush();
 }
+
+// Largest state the pack path takes (its per-pack working set grows as kLanes·N²·√I).
+constexpr int kMaxPackState = 32;
 
 // Pack path: channels 0..count−1 (count ≤ kLanes) with diagonal transitions, one per lane.
 void pack_spectra(const Realization* const* rs, int count, const std::vector<int>& indices,
@@ -219,42 +241,27 @@ void pack_spectra(const Realization* const* rs, int count, const std::vector<int
   double* work = buf_work.get(2 * lanes::singular_values_work(N));
   double* sigma = buf_sigma.get(2 * static_cast<size_t>(N) * kLanes);
 
-  // A_t's diagonal, B_t and C_t of every lane, interleaved, gathered once per pack when they fit
-  // (the recursions read them four times); otherwise fetched at each use. Idle lanes hold zeros:
-  // B = C = 0 keeps their factors and blocks exactly zero.
-  const size_t per_t = static_cast<size_t>(N) * kLanes;
-  const bool cached = 3 * per_t * L * sizeof(double) <= (size_t{24} << 20);
-  thread_local LaneBuffer buf_cache;
-  double* cache = cached ? buf_cache.get(3 * per_t * L) : nullptr;
-  std::vector<double> tmp(N);
+  // A_t's diagonal, B_t or C_t of every lane, interleaved (idle lanes hold zeros: B = C = 0 keeps
+  // their factors and blocks exactly zero).
+  double buf[kMaxPackState];
   auto fetch = [&](int t, int what, double* out) {  // what: 0 = diag(A_t), 1 = B_t, 2 = C_t
     for (int l = 0; l < kLanes; ++l) {
       if (l >= count) {
         for (int k = 0; k < N; ++k) out[k * kLanes + l] = 0.0;
       } else if (what == 0) {
-        rs[l]->transition_diagonal(t, tmp.data());
-        to_lane(tmp.data(), N, out, l);
+        rs[l]->transition_diagonal(t, buf);
+        for (int k = 0; k < N; ++k) out[k * kLanes + l] = buf[k];
       } else {
         const auto v = what == 1 ? rs[l]->B(t) : rs[l]->C(t);
         for (int k = 0; k < N; ++k) out[k * kLanes + l] = v(k);
       }
     }
   };
-  if (cached)
-    for (int t = 0; t < L; ++t)
-      for (int what = 0; what < 3; ++what) fetch(t, what, cache + (static_cast<size_t>(t) * 3 + what) * per_t);
   auto diag_at = [&](int t) -> const double* {
-    if (cached) return cache + static_cast<size_t>(t) * 3 * per_t;
     fetch(t, 0, a);
     return a;
   };
-  auto load_row = [&](int t, bool use_B) {
-    const int what = use_B ? 1 : 2;
-    if (cached)
-      std::memcpy(row, cache + (static_cast<size_t>(t) * 3 + what) * per_t, sizeof(double) * per_t);
-    else
-      fetch(t, what, row);
-  };
+  auto load_row = [&](int t, bool use_B) { fetch(t, use_B ? 1 : 2, row); };
   auto backward_step = [&](int t) {  // W_t from W_{t+1}
     if (t + 1 < L) kern.scale_columns(N, Wc, diag_at(t + 1));
     load_row(t, false);
@@ -318,7 +325,6 @@ void pack_spectra(const Realization* const* rs, int count, const std::vector<int
 
 // Which path a channel takes depends on nothing but its own realization, so its values do not
 // depend on how many channels share the call (threads, MPI ranks) or which lane it lands in.
-constexpr int kMaxPackState = 32;
 bool uses_pack_path(const Realization& r) { return r.diagonal_transitions() && r.state_dim() <= kMaxPackState; }
 
 }  // namespace

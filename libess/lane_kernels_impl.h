@@ -142,56 +142,76 @@ void general_product(int n, const double* M_, const double* F_, double* P_) {
 // Singular values.
 
 // Householder reduction of the n×n matrices A (destroyed) to upper bidiagonal form: diagonal d
-// (n), superdiagonal e (n − 1). v, w: n entries each. Entries are assumed scaled to ≲ 1 (no
-// overflow in the squared norms).
+// (n), superdiagonal e (n − 1). v: n entries, w: 2n. Entries are assumed scaled to ≲ 1 (no
+// overflow in the squared norms). Step k: the left reflector of column k, then the right
+// reflector of row k. Two sweeps over the trailing matrix per step: w = A u, then the right
+// update fused with the next step's left update, column by column while the column is hot (the
+// same operations in the same order as applying them one after the other).
 void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
   const V one = splat(1.0), zero = splat(0.0);
-  auto at = [&](int r, int c) -> V& { return A[r + static_cast<size_t>(c) * n]; };
-  for (int k = 0; k < n; ++k) {
-    // Left reflector I − τ v vᵀ (v_k = 1) mapping A[k:, k] to β e_k.
+  auto col = [&](int c) { return A + static_cast<size_t>(c) * n; };
+  // Householder vector of x[k0:] (x[k0] = α): I − τ v vᵀ maps it to β e_{k0}; v[k0] = 1.
+  auto reflector = [&](Arr x, int k0, V& beta, V& tau, Arr vout) {
+    V norm2 = zero;
+    for (int r = k0; r < n; ++r) norm2 += x[r] * x[r];
+    const V norm = vsqrt(norm2), alpha = x[k0];
+    const Mask null = norm == zero;
+    beta = lane_select(alpha > zero, -norm, norm);
+    tau = lane_select(null, zero, (beta - alpha) / lane_select(null, one, beta));
+    const V inv = one / lane_select(null, one, alpha - beta);
+    vout[k0] = one;
+    for (int r = k0 + 1; r < n; ++r) vout[r] = x[r] * inv;
+    beta = lane_select(null, zero, beta);
+  };
+  // Left reflector of column 0, applied to columns 1..n−1.
+  V beta, tau_l, tau_r;
+  reflector(col(0), 0, beta, tau_l, v);
+  d[0] = beta;
+  for (int c = 1; c < n; ++c) {
+    const Arr x = col(c);
+    V s = zero;
+    for (int r = 0; r < n; ++r) s += v[r] * x[r];
+    const V ts = tau_l * s;
+    for (int r = 0; r < n; ++r) x[r] -= ts * v[r];
+  }
+  for (int k = 0; k + 1 < n; ++k) {
+    // Right reflector u (kept in v) of row k, columns k+1..n−1.
     {
       V norm2 = zero;
-      for (int r = k; r < n; ++r) norm2 += at(r, k) * at(r, k);
-      const V norm = vsqrt(norm2), alpha = at(k, k);
+      for (int c = k + 1; c < n; ++c) norm2 += col(c)[k] * col(c)[k];
+      const V norm = vsqrt(norm2), alpha = col(k + 1)[k];
       const Mask null = norm == zero;
-      const V beta = lane_select(alpha > zero, -norm, norm);
-      const V tau = lane_select(null, zero, (beta - alpha) / lane_select(null, one, beta));
-      const V inv = one / lane_select(null, one, alpha - beta);
-      d[k] = lane_select(null, zero, beta);
-      v[k] = one;
-      for (int r = k + 1; r < n; ++r) v[r] = at(r, k) * inv;
-      for (int c = k + 1; c < n; ++c) {
-        const Arr col = A + static_cast<size_t>(c) * n;
-        V s = zero;
-        for (int r = k; r < n; ++r) s += v[r] * col[r];
-        const V ts = tau * s;
-        for (int r = k; r < n; ++r) col[r] -= ts * v[r];
-      }
-    }
-    if (k + 1 >= n) break;
-    // Right reflector mapping A[k, k+1:] to β e_{k+1}.
-    {
-      V norm2 = zero;
-      for (int c = k + 1; c < n; ++c) norm2 += at(k, c) * at(k, c);
-      const V norm = vsqrt(norm2), alpha = at(k, k + 1);
-      const Mask null = norm == zero;
-      const V beta = lane_select(alpha > zero, -norm, norm);
-      const V tau = lane_select(null, zero, (beta - alpha) / lane_select(null, one, beta));
-      const V inv = one / lane_select(null, one, alpha - beta);
-      e[k] = lane_select(null, zero, beta);
+      const V b = lane_select(alpha > zero, -norm, norm);
+      tau_r = lane_select(null, zero, (b - alpha) / lane_select(null, one, b));
+      const V inv = one / lane_select(null, one, alpha - b);
+      e[k] = lane_select(null, zero, b);
       v[k + 1] = one;
-      for (int c = k + 2; c < n; ++c) v[c] = at(k, c) * inv;
-      for (int r = k + 1; r < n; ++r) w[r] = zero;
-      for (int c = k + 1; c < n; ++c) {
-        const Arr col = A + static_cast<size_t>(c) * n;
-        const V vc = v[c];
-        for (int r = k + 1; r < n; ++r) w[r] += col[r] * vc;
-      }
-      for (int c = k + 1; c < n; ++c) {
-        const Arr col = A + static_cast<size_t>(c) * n;
-        const V tv = tau * v[c];
-        for (int r = k + 1; r < n; ++r) col[r] -= w[r] * tv;
-      }
+      for (int c = k + 2; c < n; ++c) v[c] = col(c)[k] * inv;
+    }
+    // w = A[k+1:, k+1:] u.
+    for (int r = k + 1; r < n; ++r) w[r] = zero;
+    for (int c = k + 1; c < n; ++c) {
+      const Arr x = col(c);
+      const V vc = v[c];
+      for (int r = k + 1; r < n; ++r) w[r] += x[r] * vc;
+    }
+    // Right update of column k+1, then the left reflector of column k+1 (rows k+1..).
+    {
+      const Arr x = col(k + 1);
+      const V tv = tau_r * v[k + 1];
+      for (int r = k + 1; r < n; ++r) x[r] -= w[r] * tv;
+    }
+    const Arr vl = w + n;  // the left reflector's vector (u stays in v): the caller gives w 2n entries
+    reflector(col(k + 1), k + 1, beta, tau_l, vl);
+    d[k + 1] = beta;
+    for (int c = k + 2; c < n; ++c) {
+      const Arr x = col(c);
+      const V tv = tau_r * v[c];
+      for (int r = k + 1; r < n; ++r) x[r] -= w[r] * tv;  // right update (step k)
+      V s = zero;
+      for (int r = k + 1; r < n; ++r) s += vl[r] * x[r];  // left update (step k+1)
+      const V ts = tau_l * s;
+      for (int r = k + 1; r < n; ++r) x[r] -= ts * vl[r];
     }
   }
 }
@@ -397,7 +417,7 @@ struct Dqds {
   // r_k = ê_k / q̂_k): Σ 1/λ = Σ h_k / D_k, Σ 1/λ² = Σ (h_k / D_k)² − g_k / D_k.
   // At n0 the bottom is tested for deflation (one or two eigenvalues), which then stay in q as
   // λ = q̂ + S (the new accumulated shift).
-  static inline void step(Step& t, int k) {
+  __attribute__((always_inline)) static inline void step(Step& t, int k) {
     const V zero = splat(0.0), one = splat(1.0);
     const Arr q{t.q}, e{t.e}, qn{t.qn}, en{t.en}, cs{t.cs}, cs2{t.cs2};
     const V kv = splat(k);
@@ -448,7 +468,7 @@ struct Dqds {
 
   // A step where every running lane is strictly inside its window and none of the tracked
   // positions: no window masks (lanes not running keep their values).
-  static inline void fast_step(Step& t, int k) {
+  __attribute__((always_inline)) static inline void fast_step(Step& t, int k) {
     const V one = splat(1.0);
     const Arr q{t.q}, e{t.e}, qn{t.qn}, en{t.en}, cs{t.cs}, cs2{t.cs2};
     const V qk = q[k], qk1 = q[k + 1], ek = e[k];
@@ -472,7 +492,7 @@ struct Dqds {
     t.d = dn;
   }
 
-  static inline void any_step(Step& t, int k) {
+  __attribute__((always_inline)) static inline void any_step(Step& t, int k) {
     if (k >= t.fast_lo && k < t.fast_hi)
       fast_step(t, k);
     else
@@ -525,6 +545,7 @@ void dqds_slices(Dqds* sl, int count) {
         // Both windows span [lo, hi]: a slice outside its own [kmin, kmax] has no lane in window.
         if (x.kmin != lo) tx.kmin = lo - 1;
         if (y->kmin != lo) ty.kmin = lo - 1;
+        // The two slices step by step: their division chains overlap.
         for (int k = lo; k <= hi; ++k) {
           Dqds::any_step(tx, k);
           Dqds::any_step(ty, k);
@@ -555,7 +576,10 @@ void singular_values_slices(int n, double* A_, double* sigma, double* work_, uns
     Arr A{A_ + b * nn * kLanes + h};
     Arr work{work_ + b * 14 * static_cast<size_t>(n) * kLanes + h};
     unsigned char* st = status + b * kLanes + h;
-    Arr d = work, e = d + n, q = e + n, qe = q + n, scratch = qe + n, v = scratch + 5 * n, w = v + n, saved = w + n;
+#ifdef ESS_LANE_DUMP_MATRIX
+    ESS_LANE_DUMP_MATRIX(n, A);
+#endif
+    Arr d = work, e = d + n, q = e + n, qe = q + n, scratch = qe + n, v = scratch + 4 * n, w = v + n, saved = w + 2 * n;
     // Scale each lane by a power of two (exact) so its largest entry is in [0.5, 1).
     V m = splat(0.0);
     Mask finite = all_true();
