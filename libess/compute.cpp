@@ -236,8 +236,8 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
           auto& ret = layer_mode && !split ? retained[item] : us.retained[k];
           auto& off = layer_mode && !split ? offsets[item] : us.offsets[k];
           if (layer_mode) off.assign(I + 1, 0);
-          accumulators.push_back(std::make_unique<ChannelAccumulator>(R, b, c, ret, off,
-                                                                      split ? us.channel_max[k] : channel_max[item]));
+          accumulators.push_back(
+              std::make_unique<ChannelAccumulator>(R, b, c, ret, off, split ? us.channel_max[k] : channel_max[item]));
           sinks.push_back(std::make_unique<OffsetSink>(*accumulators.back(), w.pos_begin));
           sink_ptrs.push_back(sinks.back().get());
         }

@@ -21,10 +21,10 @@ constexpr int kLanes = 8;
 
 // Per-lane outcome of singular_values().
 enum LaneStatus : unsigned char {
-  lane_ok = 0,           // vectorized dqds converged
-  lane_fallback = 1,     // dqds hit its iteration cap; LAPACK dlasq1 finished the lane (still exact)
-  lane_failed = 2,       // dlasq1 failed too: values unreliable
-  lane_non_finite = 3,   // the matrix held Inf/NaN
+  lane_ok = 0,          // vectorized dqds converged
+  lane_fallback = 1,    // dqds hit its iteration cap; LAPACK dlasq1 finished the lane (still exact)
+  lane_failed = 2,      // dlasq1 failed too: values unreliable
+  lane_non_finite = 3,  // the matrix held Inf/NaN
 };
 
 struct Kernels {

@@ -231,8 +231,8 @@ inline V laguerre_shift(V m, V s1, V s2) {
 inline V gather(Arr a, V idx, Mask m) {
 #if ESS_LANE_WIDTH == 8
   const __m512i lane_ids = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-  const __m512i at = _mm512_add_epi64(_mm512_mullo_epi64(_mm512_cvttpd_epi64((__m512d)idx), _mm512_set1_epi64(kLanes)),
-                                      lane_ids);
+  const __m512i at =
+      _mm512_add_epi64(_mm512_mullo_epi64(_mm512_cvttpd_epi64((__m512d)idx), _mm512_set1_epi64(kLanes)), lane_ids);
   const __mmask8 k = _mm512_test_epi64_mask((__m512i)m, (__m512i)m);
   return (V)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), k, at, a.p, 8);
 #else
@@ -295,9 +295,7 @@ struct Dqds {
 
   // Deflation test for bottom entries qb (diagonal) and eb (the e above it): relative, or
   // absolute while the block is unshifted.
-  Mask converged(V qb, V eb) const {
-    return (eb <= splat(tol2()) * (S + qb)) | ((S == splat(0.0)) & (eb <= SPLIT));
-  }
+  Mask converged(V qb, V eb) const { return (eb <= splat(tol2()) * (S + qb)) | ((S == splat(0.0)) & (eb <= SPLIT)); }
 
   // Start new blocks, deflate converged bottoms, solve 2×2 windows; then pick the lanes to run.
   void prepare() {
@@ -330,7 +328,7 @@ struct Dqds {
       const Mask two = active & ~single & ~defl & (N0 == I0 + one);
       if (!any(single | defl | two)) break;
       scatter(q, N0, qb + S, single | defl);  // a deflated λ = σ² stays in q at its position
-      if (any(two)) {  // eigenvalues of [[q1, √(q1 e1)], [√(q1 e1), e1 + q2]]
+      if (any(two)) {                         // eigenvalues of [[q1, √(q1 e1)], [√(q1 e1), e1 + q2]]
         const V q1 = gather(q, I0, two), e1 = gather(e, I0, two);
         const V a = q1 + e1 - qb, disc = a * a + splat(4.0) * qb * e1;
         const V big = splat(0.5) * (q1 + e1 + qb + vsqrt(lane_select(disc > zero, disc, zero)));
@@ -343,8 +341,8 @@ struct Dqds {
       // After a plain deflation the shift comes from the partial sums (the recurrences run top-down).
       const Mask reshift = defl & (TAU > zero);
       if (any(reshift))
-        TAU = lane_select(reshift, laguerre_shift(N0 - I0 + one, gather(cs, N0, reshift), gather(cs2, N0, reshift)),
-                          TAU);
+        TAU =
+            lane_select(reshift, laguerre_shift(N0 - I0 + one, gather(cs, N0, reshift), gather(cs2, N0, reshift)), TAU);
     }
     const Mask active = (N0 >= zero) & ~fallback;
     fallback |= active & (ITERS >= maxit());
@@ -662,6 +660,6 @@ void singular_values(int n, double* A, double* sigma, double* work, unsigned cha
 }  // namespace
 
 extern const Kernels kKernels;
-const Kernels kKernels = {ESS_LANE_ISA_NAME, givens_append, scale_columns, upper_product, general_product,
-                          singular_values};
+const Kernels kKernels = {ESS_LANE_ISA_NAME, givens_append,   scale_columns,
+                          upper_product,     general_product, singular_values};
 // NOLINTEND

@@ -104,8 +104,7 @@ Row bench_one(const std::string& name, int L, int channels, int N, unsigned seed
   const std::vector<int> idx = parse_indices("", L);
   const EngineKind fast = choose_engine(*bc.op, EngineKind::automatic, idx);
   // The structured engine runs a layer's channels kLanes at a time: time full groups.
-  if (fast == EngineKind::structured && channels < lanes::kLanes)
-    bc = make_bench_case(name, L, lanes::kLanes, N, seed);
+  if (fast == EngineKind::structured && channels < lanes::kLanes) bc = make_bench_case(name, L, lanes::kLanes, N, seed);
   const LayerOperator& op = *bc.op;
   Row row;
   row.name = name;
