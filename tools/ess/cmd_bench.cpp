@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "libess/compute.h"
@@ -229,11 +230,12 @@ int run_bench(int argc, char** argv) {
   int L = 1024, channels = 2, N = 16, threads = 0, stack_layers = 24, stack_channels = 1536;
   unsigned seed = 0;
   double tol = 1e-3, rtol = 1e-12, dense_budget = 120;
-  std::string cases, lengths = "256,512,1024,2048,4096";
+  std::string cases, lengths = "256,512,1024,2048,4096", states, stack_case = "mamba";
   bool json = false, scaling = false, stack = false, no_dense = false;
   opts.add_options()("L", po::value(&L)->default_value(1024), "sequence length")(
       "channels", po::value(&channels)->default_value(2), "channels (heads) per case; times are medians over them")(
       "state", po::value(&N)->default_value(16), "state size N (d_k for linear attention / DeltaNet)")(
+      "states", po::value(&states)->default_value(""), "comma-separated state sizes: one row per case and N")(
       "cases", po::value(&cases)->default_value(""), "comma-separated cases (default: all)")(
       "seed", po::value(&seed)->default_value(0), "random seed")("tol", po::value(&tol)->default_value(1e-3),
                                                                  "absolute tolerance for the tolerance-ESS comparison")(
@@ -244,7 +246,9 @@ int run_bench(int argc, char** argv) {
       "dense-budget", po::value(&dense_budget)->default_value(120),
       "scaling mode: skip an engine at a length where its predicted time for the case exceeds this many seconds")(
       "stack", po::bool_switch(&stack),
-      "model-stack mode: full ESS profile of --stack-layers × --stack-channels Mamba channels at --L")(
+      "model-stack mode: full ESS profile of --stack-layers × --stack-channels channels of --stack-case at --L, "
+      "--state (Mamba-2.8B: 64 × 5120, N 16; Mamba2-2.7B: --stack-case mamba2, 64 × 80, N 128)")(
+      "stack-case", po::value(&stack_case)->default_value("mamba"), "case for --stack (mamba, mamba2, gla, ...)")(
       "stack-layers", po::value(&stack_layers)->default_value(24), "layers for --stack")(
       "stack-channels", po::value(&stack_channels)->default_value(1536), "channels per layer for --stack")(
       "threads", po::value(&threads)->default_value(0), "threads for --stack (0 = all cores)")(
@@ -279,7 +283,7 @@ int run_bench(int argc, char** argv) {
     o.tol = tol;
     double total_ess = 0;
     for (int l = 0; l < stack_layers; ++l) {
-      BenchCase bc = make_bench_case("mamba", L, stack_channels, N, seed + 1000 * l);
+      BenchCase bc = make_bench_case(stack_case, L, stack_channels, N, seed + 1000 * l);
       OperatorLayer layer{"layers." + std::to_string(l), l, std::move(bc.op)};
       LayerResult R = compute_layer(layer, o);
       double s = 0;
@@ -290,14 +294,19 @@ int run_bench(int argc, char** argv) {
                   << "\n";
     }
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const int used = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+    const double per_channel = secs * used / (static_cast<double>(stack_layers) * stack_channels);
     if (json)
-      std::cout << "{\"stack\": {\"layers\": " << stack_layers << ", \"channels\": " << stack_channels
-                << ", \"L\": " << L << ", \"state\": " << N << ", \"seconds\": " << secs
+      std::cout << "{\"stack\": {\"case\": " << json_escape(stack_case) << ", \"layers\": " << stack_layers
+                << ", \"channels\": " << stack_channels << ", \"L\": " << L << ", \"state\": " << N
+                << ", \"threads\": " << used << ", \"seconds\": " << secs
+                << ", \"thread_seconds_per_channel\": " << per_channel
                 << ", \"mean_tolerance_ess\": " << total_ess / stack_layers << "}}\n";
     else
-      std::cout << "Mamba-shaped stack: " << stack_layers << " layers × " << stack_channels << " channels, N = " << N
-                << ", L = " << L << ": full ESS profile in " << fmt(secs, 1) << " s (" << fmt(secs / 60, 2)
-                << " min), mean tolerance-ESS " << fmt(total_ess / stack_layers, 2) << "\n";
+      std::cout << stack_case << "-shaped stack: " << stack_layers << " layers × " << stack_channels
+                << " channels, N = " << N << ", L = " << L << ", " << used << " threads: full ESS profile in "
+                << fmt(secs, 1) << " s (" << fmt(secs / 60, 2) << " min, " << fmt(per_channel * 1e3, 3)
+                << " ms per channel per thread), mean tolerance-ESS " << fmt(total_ess / stack_layers, 2) << "\n";
     return 0;
   }
 
@@ -348,10 +357,23 @@ int run_bench(int argc, char** argv) {
       }
     }
   } else {
-    for (const auto& name : names) {
-      rows.push_back(bench_one(name, L, channels, N, seed, tol, !no_dense, rtol));
-      progress.update("bench: " + name + " done");
+    std::vector<int> Ns = {N};
+    if (!states.empty()) {
+      Ns.clear();
+      for (auto& s : split(states)) {
+        try {
+          Ns.push_back(std::stoi(s));
+        } catch (...) {
+          throw UsageError("bad --states '" + states + "'");
+        }
+        if (Ns.back() < 1) throw UsageError("--states must be ≥ 1");
+      }
     }
+    for (const auto& name : names)
+      for (int n : Ns) {
+        rows.push_back(bench_one(name, L, channels, n, seed, tol, !no_dense, rtol));
+        progress.update("bench: " + name + " N=" + std::to_string(n) + " done");
+      }
   }
   progress.done();
   if (!json)
