@@ -359,12 +359,12 @@ struct Dqds {
   }
 
   // State of one transform in flight (pointers copied so stores through them cannot alias them).
-  // Besides the new arrays it tracks, per lane, q̂ at n0 and n0 − 1, ê at n0 − 1 and n0 − 2, and
-  // the partial sums Σ 1/λ, Σ 1/λ² up to n0 − 1 and n0 − 2: what deflating one or two
-  // eigenvalues and shifting again need.
+  // At each lane's last step it picks up q̂ at n0 and n0 − 1, ê at n0 − 1 and n0 − 2, and the
+  // partial sums Σ 1/λ, Σ 1/λ² up to n0 − 1 and n0 − 2: what deflating one or two eigenvalues
+  // and shifting again need.
   struct Step {
     double *q, *e, *qn, *en, *cs, *cs2;
-    V I0r, N0r, N0m1, N0m2, tau, Snew, split, d, h, g, s1, s2, qb, eb, qm1, em2, s1m1, s2m1, s1m2, s2m2;
+    V I0r, N0r, N0m1, tau, Snew, split, d, h, g, s1, s2, qb, eb, qm1, em2, s1m1, s2m1, s1m2, s2m2;
     Mask bad, run, d1, d2;
     int kmin, n;
     int fast_lo, fast_hi;  // steps in [fast_lo, fast_hi) are none of the above for any lane
@@ -382,7 +382,6 @@ struct Dqds {
     t.I0r = lane_select(run, I0, splat(-1.0));
     t.N0r = lane_select(run, N0, splat(-1.0));
     t.N0m1 = t.N0r - one;
-    t.N0m2 = t.N0r - splat(2.0);
     t.tau = TAU;
     t.Snew = S + TAU;
     t.split = SPLIT;
@@ -437,25 +436,30 @@ struct Dqds {
     t.s2 = lane_select(touch, t.s2 + (hk * hk - t.g * inv), t.s2);
     cs[k] = t.s1;
     cs2[k] = t.s2;
-    const Mask m1 = kv == t.N0m1, m2 = kv == t.N0m2;
-    t.eb = lane_select(m1, eh, t.eb);
-    t.qm1 = lane_select(m1, qh, t.qm1);
-    t.s1m1 = lane_select(m1, t.s1, t.s1m1);
-    t.s2m1 = lane_select(m1, t.s2, t.s2m1);
-    t.em2 = lane_select(m2, eh, t.em2);
-    t.s1m2 = lane_select(m2, t.s1, t.s1m2);
-    t.s2m2 = lane_select(m2, t.s2, t.s2m2);
     V qw = qh;
-    if (any(endk)) {
-      t.qb = lane_select(endk, qh, t.qb);
+    if (any(endk)) {  // a lane's last step: deflate at its bottom, from the entries just written
       const V T2 = splat(tol2()), S = t.Snew;
       auto conv = [&](V qb, V eb) { return (eb <= T2 * (S + qb)) | ((S == zero) & (eb <= t.split)); };
-      const Mask d1 = endk & (t.N0r > t.I0r) & conv(qh, t.eb);
-      const Mask d2 = d1 & (t.N0m1 > t.I0r) & conv(t.qm1, t.em2);
-      qw = lane_select(d1, qh + S, qh);
-      if (any(d2)) q[k - 1] = lane_select(d2, t.qm1 + S, q[k - 1]);
-      t.d1 |= d1;
-      t.d2 |= d2;
+      t.qb = lane_select(endk, qh, t.qb);
+      if (k >= 1) {
+        const V eb = e[k - 1], qm1 = q[k - 1];
+        t.eb = lane_select(endk, eb, t.eb);
+        t.qm1 = lane_select(endk, qm1, t.qm1);
+        t.s1m1 = lane_select(endk, cs[k - 1], t.s1m1);
+        t.s2m1 = lane_select(endk, cs2[k - 1], t.s2m1);
+        const Mask d1 = endk & (t.N0r > t.I0r) & conv(qh, eb);
+        qw = lane_select(d1, qh + S, qh);
+        t.d1 |= d1;
+        if (k >= 2 && any(d1)) {
+          const V em2 = e[k - 2];
+          t.em2 = lane_select(endk, em2, t.em2);
+          t.s1m2 = lane_select(endk, cs[k - 2], t.s1m2);
+          t.s2m2 = lane_select(endk, cs2[k - 2], t.s2m2);
+          const Mask d2 = d1 & (t.N0m1 > t.I0r) & conv(qm1, em2);
+          if (any(d2)) q[k - 1] = lane_select(d2, qm1 + S, qm1);
+          t.d2 |= d2;
+        }
+      }
     }
     q[k] = lane_select(touch, qw, qk);
     const V r = eh * inv;
