@@ -50,6 +50,40 @@ void givens_append_row(Matrix& U, Eigen::Ref<Eigen::RowVectorXd> r) {
   }
 }
 
+// Rotation in the plane (i, i+1) of the rows of U (columns c0..n−1) that maps (x_i, x_{i+1}) to
+// (ρ, 0); returns false (and does nothing) when x_{i+1} = 0.
+bool rotate_rows(Matrix& U, Index i, Index c0, double& xi, double& xj) {
+  if (xj == 0.0) return false;
+  double rho = std::hypot(xi, xj);
+  const double c = xi / rho, s = xj / rho;
+  for (Index j = c0; j < U.cols(); ++j) {
+    const double a = U(i, j), b = U(i + 1, j);
+    U(i, j) = c * a + s * b;
+    U(i + 1, j) = -s * a + c * b;
+  }
+  xi = rho;
+  xj = 0.0;
+  return true;
+}
+
+// U ← R factor of U·A with A = s (I − β k kᵀ) and U upper-triangular, in O(N²): U·A = sU + u kᵀ
+// with u = −sβ U k, a rank-one update of a triangular matrix (Golub & Van Loan, Matrix
+// Computations, §6.5.1): rotations that fold u into its first entry turn sU upper Hessenberg,
+// the rank-one term then lands in row 0, and rotations restore the triangle.
+void rank_one_update(Matrix& U, const Realization::RankOne& a, Vector& u) {
+  const Index n = U.rows();
+  const Eigen::Map<const Vector> k(a.k, n);
+  u.noalias() = U.triangularView<Eigen::Upper>() * k;
+  u *= -a.s * a.beta;
+  U *= a.s;
+  for (Index i = n - 2; i >= 0; --i) rotate_rows(U, i, i, u(i), u(i + 1));  // row i+1 gains (i+1, i)
+  U.row(0) += u(0) * k.transpose();
+  for (Index i = 0; i + 1 < n; ++i) {
+    double x = U(i, i), y = U(i + 1, i);
+    if (rotate_rows(U, i, i, x, y)) U(i + 1, i) = 0.0;
+  }
+}
+
 // General case: R factor of the (N+1)×N matrix [U; r] by Householder QR; U receives R.
 struct HouseholderAppend {
   Matrix stacked;
@@ -103,18 +137,33 @@ bool converged(unsigned char status) { return status == lanes::lane_ok || status
 void channel_spectra(const Realization& r, const std::vector<int>& indices, SpectrumSink& sink) {
   const int L = r.length(), N = r.state_dim();
   const bool diagonal = r.diagonal_transitions();
+  Realization::RankOne rank_one;
+  const bool low_rank = !diagonal && r.rank_one_transition(0, &rank_one);
   const lanes::Kernels& kern = lanes::kernels();
   HouseholderAppend householder(N);
   Eigen::RowVectorXd row(N);
+  Vector u(N);
+  // U ← U·A_t (Aᵀ_t: the same for the symmetric rank-one and diagonal kinds); triangular kept
+  // triangular where the transition allows it.
+  auto transition = [&](int t, Matrix& U, bool transpose) {
+    if (low_rank) {
+      r.rank_one_transition(t, &rank_one);
+      rank_one_update(U, rank_one, u);
+    } else if (transpose) {
+      r.right_multiply_At(t, U);
+    } else {
+      r.right_multiply_A(t, U);
+    }
+  };
   auto append = [&](Matrix& U, const Eigen::Ref<const Vector>& v) {
     row = v.transpose();
-    if (diagonal)
+    if (diagonal || low_rank)
       givens_append_row(U, row);
     else
       householder(U, row);
   };
   auto backward_step = [&](int t, Matrix& Wc) {  // W_t from W_{t+1}
-    if (t + 1 < L) r.right_multiply_A(t + 1, Wc);
+    if (t + 1 < L) transition(t + 1, Wc, false);
     append(Wc, r.C(t));
   };
 
@@ -192,8 +241,8 @@ void channel_spectra(const Realization& r, const std::vector<int>& indices, Spec
     for (size_t pos = seg[s]; pos < seg[s + 1]; ++pos) {
       const int i = indices[pos];
       for (; tf < i; ++tf) {
-        if (tf > 0) r.right_multiply_At(tf, F);  // F_t A_tᵀ
-        append(F, r.B(tf));                      // stack B_tᵀ → F_{t+1}
+        if (tf > 0) transition(tf, F, true);  // F_t A_tᵀ
+        append(F, r.B(tf));                   // stack B_tᵀ → F_{t+1}
       }
       const double* Wi = store + (pos - seg[s]) * NN;
       const size_t off = (filled / kLanes) * NN * kLanes;
