@@ -166,6 +166,7 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   // Threads: all cores by default, fewer when dense L×L buffers would not fit in memory.
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, threads);
+  const int requested_threads = threads;
   if (engine != EngineKind::structured) {
     const double per_thread = 8.0 * L * L * 1.8;  // T + block copy / carry
     const std::uint64_t avail = available_memory_bytes();
@@ -198,6 +199,13 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   const std::vector<WorkUnit> units = plan_work(total, group, R.indices, L, threads, engine);
   const bool split = static_cast<long>(units.size()) > (total + group - 1) / group;
   threads = std::max(1, std::min(threads, static_cast<int>(units.size())));
+  // The sweep carries its factor from block to block, so a layer with fewer channels than threads
+  // runs them one at a time and lets LAPACK use the threads inside each step's SVD.
+  int blas_threads = 1;
+  if (engine == EngineKind::sweep && requested_threads > 1 && static_cast<long>(units.size()) < requested_threads) {
+    blas_threads = requested_threads;
+    threads = 1;
+  }
   // A cut channel's chunks keep their own running max and retained σ, merged in order afterwards.
   struct UnitState {
     std::vector<std::vector<double>> retained;
@@ -206,7 +214,7 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   };
   std::vector<UnitState> unit_state(split ? units.size() : 0);
 
-  set_blas_single_threaded();
+  set_blas_threads(blas_threads);
   std::atomic<long> next{0}, done_blocks{0};
   std::mutex progress_mutex;
   std::exception_ptr failure;
@@ -276,6 +284,7 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (auto& th : pool) th.join();
+  set_blas_single_threaded();
   if (failure) std::rethrow_exception(failure);
 
   if (split) {  // merge the chunks of each channel, in block order (units are ordered by chunk)

@@ -52,5 +52,7 @@ void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<in
 
 // Disable BLAS-internal threading (we parallelize over channels).
 void set_blas_single_threaded();
+// Let BLAS/LAPACK calls use n threads (sweep layers with fewer channels than threads).
+void set_blas_threads(int n);
 
 }  // namespace ess

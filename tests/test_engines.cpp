@@ -556,6 +556,26 @@ TEST_CASE("compute_layer: threads cut a layer with few channels into block chunk
   }
 }
 
+TEST_CASE("compute_layer: a sweep layer with fewer channels than threads lends them to LAPACK, same ESS") {
+  std::mt19937 rng(107);
+  const int L = 60;
+  std::vector<Matrix> Ts;
+  Matrix T = ess::test::random_matrix(rng, L, L).triangularView<Eigen::Lower>();
+  Ts.push_back(T);
+  OperatorLayer layer;
+  layer.name = "one head";
+  layer.op = std::make_unique<ess::test::ExplicitOperator>(1, 1, Ts);
+  EssOptions o;
+  o.engine = EngineKind::sweep;
+  o.threads = 1;
+  const LayerResult one = compute_layer(layer, o);
+  o.threads = 4;
+  const LayerResult four = compute_layer(layer, o);
+  CHECK(one.tolerance_ess == four.tolerance_ess);
+  for (size_t k = 0; k < one.entropy_ess.size(); ++k)
+    CHECK(four.entropy_ess[k] == doctest::Approx(one.entropy_ess[k]).epsilon(1e-12));
+}
+
 TEST_CASE("work plan: chunks cover every block once, in order, with balanced cost") {
   std::vector<int> idx;
   for (int i = 1; i < 1000; ++i) idx.push_back(i);
