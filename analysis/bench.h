@@ -17,6 +17,7 @@ struct BenchOptions {
   unsigned seed = 0;
   double tol = 1e-3;  // absolute tolerance of the tolerance-ESS comparison
   double sweep_rtol = 1e-12;
+  std::string stack_case = "mamba";  // bench_stack's case
 };
 
 struct BenchRow {
@@ -40,11 +41,14 @@ std::vector<BenchRow> bench_scaling(const std::vector<std::string>& names, const
                                     const BenchOptions& options, double budget_seconds, bool with_dense,
                                     const std::function<void(const BenchRow&)>& done = {});
 
-// A whole Mamba-shaped model: `layers` × options.channels random Mamba channels (N = options.state)
-// at options.seq_len, every block of every channel, structured engine, `threads` threads.
+// A whole model of one case: `layers` × options.channels random channels of options.stack_case
+// (N = options.state) at options.seq_len, every block of every channel, the engine `auto` picks,
+// `threads` threads (0 = all cores).
 struct StackResult {
-  int layers = 0, channels = 0, seq_len = 0, state = 0;
+  std::string case_name;
+  int layers = 0, channels = 0, seq_len = 0, state = 0, threads = 0;
   double seconds = 0, mean_tolerance_ess = 0;
+  double thread_seconds_per_channel = 0;  // seconds × threads / (layers × channels)
 };
 // `layer_done(l, seconds, engine)` is called after each layer.
 StackResult bench_stack(

@@ -75,11 +75,12 @@ int run_bench(int argc, char** argv) {
   BenchOptions o;
   int threads = 0, stack_layers = 24, stack_channels = 1536;
   double dense_budget = 120;
-  std::string cases, lengths = "256,512,1024,2048,4096";
+  std::string cases, lengths = "256,512,1024,2048,4096", states;
   bool json = false, scaling = false, stack = false, no_dense = false;
   opts.add_options()("L", po::value(&o.seq_len)->default_value(1024), "sequence length")(
       "channels", po::value(&o.channels)->default_value(2), "channels (heads) per case; times are medians over them")(
       "state", po::value(&o.state)->default_value(16), "state size N (d_k for linear attention / DeltaNet)")(
+      "states", po::value(&states)->default_value(""), "comma-separated state sizes: one row per case and N")(
       "cases", po::value(&cases)->default_value(""), "comma-separated cases (default: all)")(
       "seed", po::value(&o.seed)->default_value(0), "random seed")(
       "tol", po::value(&o.tol)->default_value(1e-3), "absolute tolerance for the tolerance-ESS comparison")(
@@ -90,7 +91,9 @@ int run_bench(int argc, char** argv) {
       "dense-budget", po::value(&dense_budget)->default_value(120),
       "scaling mode: skip an engine at a length where its predicted time for the case exceeds this many seconds")(
       "stack", po::bool_switch(&stack),
-      "model-stack mode: full ESS profile of --stack-layers × --stack-channels Mamba channels at --L")(
+      "model-stack mode: full ESS profile of --stack-layers × --stack-channels channels of --stack-case at --L, "
+      "--state (Mamba-2.8B: 64 × 5120, N 16; Mamba2-2.7B: --stack-case mamba2, 64 × 80, N 128)")(
+      "stack-case", po::value(&o.stack_case)->default_value("mamba"), "case for --stack (mamba, mamba2, gla, ...)")(
       "stack-layers", po::value(&stack_layers)->default_value(24), "layers for --stack")(
       "stack-channels", po::value(&stack_channels)->default_value(1536), "channels per layer for --stack")(
       "threads", po::value(&threads)->default_value(0), "threads for --stack (0 = all cores)")(
@@ -128,9 +131,11 @@ int run_bench(int argc, char** argv) {
     if (json)
       print_json(std::cout, {{"stack", to_json(s)}});
     else
-      std::cout << "Mamba-shaped stack: " << s.layers << " layers × " << s.channels << " channels, N = " << s.state
-                << ", L = " << s.seq_len << ": full ESS profile in " << fmt(s.seconds, 1) << " s ("
-                << fmt(s.seconds / 60, 2) << " min), mean tolerance-ESS " << fmt(s.mean_tolerance_ess, 2) << "\n";
+      std::cout << s.case_name << "-shaped stack: " << s.layers << " layers × " << s.channels
+                << " channels, N = " << s.state << ", L = " << s.seq_len << ", " << s.threads
+                << " threads: full ESS profile in " << fmt(s.seconds, 1) << " s (" << fmt(s.seconds / 60, 2) << " min, "
+                << fmt(s.thread_seconds_per_channel * 1e3, 3) << " ms per channel per thread), mean tolerance-ESS "
+                << fmt(s.mean_tolerance_ess, 2) << "\n";
     return 0;
   }
 
@@ -149,10 +154,25 @@ int run_bench(int argc, char** argv) {
       progress.update("bench: " + r.name + " L=" + std::to_string(r.seq_len) + " done");
     });
   } else {
-    for (const auto& name : names) {
-      rows.push_back(bench_case(name, o, !no_dense));
-      progress.update("bench: " + name + " done");
+    std::vector<int> Ns = {o.state};
+    if (!states.empty()) {
+      Ns.clear();
+      for (auto& s : split(states)) {
+        try {
+          Ns.push_back(std::stoi(s));
+        } catch (...) {
+          throw UsageError("bad --states '" + states + "'");
+        }
+        if (Ns.back() < 1) throw UsageError("--states must be ≥ 1");
+      }
     }
+    for (const auto& name : names)
+      for (int n : Ns) {
+        BenchOptions on = o;
+        on.state = n;
+        rows.push_back(bench_case(name, on, !no_dense));
+        progress.update("bench: " + name + " N=" + std::to_string(n) + " done");
+      }
   }
   progress.done();
   if (json) {
