@@ -5,6 +5,7 @@
         ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2
         [--size tiny|mamba130m] [--dtype F32|F16|BF16|F64] [--sharded [--shards N]]
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
+        [--gpt2-names gpt2lmhead|gpt2model] [--vocab N]
 
 Writes OUTDIR/config.json and OUTDIR/model.safetensors (or model-0000k-of-0000N.safetensors plus
 model.safetensors.index.json with --sharded). Tensor names and config.json fields are those of
@@ -198,8 +199,9 @@ def make_gla(g, big, tie):
     return cfg
 
 
-def make_gpt2(g, big, tie):
+def make_gpt2(g, big, tie, vocab=None):
     V, D, H, nl, P = (50257, 768, 12, 12, 1024) if big else (96, 48, 4, 2, 32)
+    V = vocab or V
     cfg = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": V, "n_positions": P,
            "n_embd": D, "n_layer": nl, "n_head": H, "n_inner": None, "activation_function": "gelu_new",
            "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1, "layer_norm_epsilon": 1e-5,
@@ -389,6 +391,11 @@ def main(argv=None):
     ap.add_argument("--rope-format", default="legacy", choices=["legacy", "v5"],
                     help="llama/mistral: rope_theta + rope_scaling (legacy, as on the Hub) or rope_parameters")
     ap.add_argument("--llama-rope", default="llama3", choices=["default", "linear", "llama3"])
+    ap.add_argument("--vocab", type=int, help="gpt2: this vocabulary size instead of the size's (50257: GPT-2's "
+                                                  "own, for tokenizer.json tests)")
+    ap.add_argument("--gpt2-names", default="gpt2lmhead", choices=["gpt2lmhead", "gpt2model"],
+                    help="gpt2: tensor names as GPT2LMHeadModel saves them ('transformer.' prefix) or as "
+                         "GPT2Model does (no prefix, e.g. openai-community/gpt2's model.safetensors)")
     args = ap.parse_args(argv)
 
     tie = {"yes": True, "no": False}.get(args.tie, args.arch in ("mamba", "gpt2", "gemma2"))
@@ -401,7 +408,9 @@ def main(argv=None):
     elif args.arch in ("llama", "mistral"):
         cfg = make_llama(g, args.arch, big, tie, args.rope_format, args.llama_rope)
     elif args.arch == "gpt2":
-        cfg = make_gpt2(g, big, tie)
+        cfg = make_gpt2(g, big, tie, args.vocab)
+        if args.gpt2_names == "gpt2model":
+            g.t = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in g.t.items()}
     elif args.arch in ("gpt_neox", "gpt_neox_sequential"):
         cfg = make_gpt_neox(g, big, tie, parallel=args.arch == "gpt_neox")
     elif args.arch == "phi":
