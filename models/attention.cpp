@@ -106,7 +106,7 @@ Vector read_partial_rotary(const Config& c, int head_dim, const std::vector<std:
   return rope_inv_freq(theta, dims);
 }
 
-std::unique_ptr<LayerOperator> softmax_attention(const std::vector<Matrix>& Q, const std::vector<Matrix>& K,
+std::unique_ptr<LayerOperator> softmax_attention(std::vector<Matrix> Q, std::vector<Matrix> K,
                                                  const std::vector<Matrix>& V, const AttentionSpec& a,
                                                  const std::string& context, std::vector<Matrix>& O) {
   const int B = static_cast<int>(Q.size()), L = B ? static_cast<int>(Q[0].rows()) : 0;
@@ -114,11 +114,14 @@ std::unique_ptr<LayerOperator> softmax_attention(const std::vector<Matrix>& Q, c
   const int window = a.window > 0 && a.window < L ? a.window : 0;
   const double scale = a.scale > 0 ? a.scale : 1.0 / std::sqrt(static_cast<double>(hd));
   Tensor q_t({B, H, L, hd}), k_t({B, H, L, hd});
-  for (int b = 0; b < B; ++b)
+  for (int b = 0; b < B; ++b) {
     for (int h = 0; h < H; ++h) {
       put_head(q_t, b, h, Q[b].middleCols(h * hd, hd));
       put_head(k_t, b, h, K[b].middleCols(h / rep * hd, hd));
     }
+    Q[b] = Matrix();
+    K[b] = Matrix();
+  }
   auto op = std::make_unique<SoftmaxAttentionOperator>(std::move(q_t), std::move(k_t), std::vector<std::uint8_t>{},
                                                        scale, window, context, a.softcap);
   O.assign(B, Matrix());

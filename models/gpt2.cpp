@@ -90,7 +90,7 @@ class Gpt2 final : public CausalLM {
         Vs[b] = qkv.rightCols(D);
       }
       const std::string name = "transformer.h." + std::to_string(l) + ".attn";
-      auto op = softmax_attention(Qs, Ks, Vs, a, W_.dir() + ":" + name, Os);
+      auto op = softmax_attention(std::move(Qs), std::move(Ks), Vs, a, W_.dir() + ":" + name, Os);
       for (int b = 0; b < B; ++b) {
         Hs[b] += conv1d(Os[b], w, "attn_c_proj", "attn_c_proj_bias");
         const Matrix X2 = layer_norm(Hs[b], w.vector("ln_2"), w.vector("ln_2_bias"), eps_);

@@ -80,7 +80,7 @@ class GptNeoX final : public CausalLM {
         }
       }
       const std::string name = "gpt_neox.layers." + std::to_string(l) + ".attention";
-      auto op = softmax_attention(Qs, Ks, Vs, a, W_.dir() + ":" + name, Os);
+      auto op = softmax_attention(std::move(Qs), std::move(Ks), Vs, a, W_.dir() + ":" + name, Os);
       auto mlp = [&](const Matrix& X) {
         const Matrix x = layer_norm(X, w.vector("ln_2"), w.vector("ln_2_bias"), eps_);
         return linear(activate(linear(x, w, "fc_in", "fc_in_bias"), act_), w, "fc_out", "fc_out_bias");

@@ -100,9 +100,7 @@ class LlamaDecoder final : public CausalLM {
       a.scale = s_.attn_scale;
       a.window = s_.layer_windows.empty() ? s_.window : s_.layer_windows[l];
       a.softcap = s_.attn_softcap;
-      auto op = softmax_attention(Qs, Ks, Vs, a, W_.dir() + ":" + name, Os);
-      Qs.clear();
-      Ks.clear();
+      auto op = softmax_attention(std::move(Qs), std::move(Ks), Vs, a, W_.dir() + ":" + name, Os);
       Vs.clear();
       for (int b = 0; b < B; ++b) {
         Matrix attn = linear(Os[b], w, "o_proj", "o_bias");

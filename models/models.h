@@ -121,8 +121,9 @@ struct AttentionSpec {
 // Q[b]: [L, heads·head_dim], K[b], V[b]: [L, kv_heads·head_dim] (after rotary). Builds the
 // softmax_attention operator (q, k per query head; a window ≥ L is stored as 0: no effect) named
 // `context`, and O[b] = [L, heads·head_dim], head h = T_h V_{h / (heads / kv_heads)} through its
-// multiply. Returns the operator (for on_layer).
-std::unique_ptr<LayerOperator> softmax_attention(const std::vector<Matrix>& Q, const std::vector<Matrix>& K,
+// multiply. Q and K are taken (moved in) and freed as they are packed into the operator. Returns
+// the operator (for on_layer).
+std::unique_ptr<LayerOperator> softmax_attention(std::vector<Matrix> Q, std::vector<Matrix> K,
                                                  const std::vector<Matrix>& V, const AttentionSpec& spec,
                                                  const std::string& context, std::vector<Matrix>& O);
 

@@ -77,7 +77,7 @@ class Phi final : public CausalLM {
         for (int h = 0; h < Hkv_; ++h) rope.apply(Ks[b].middleCols(h * hd, hd));
       }
       const std::string name = "model.layers." + std::to_string(l) + ".self_attn";
-      auto op = softmax_attention(Qs, Ks, Vs, a, W_.dir() + ":" + name, Os);
+      auto op = softmax_attention(std::move(Qs), std::move(Ks), Vs, a, W_.dir() + ":" + name, Os);
       for (int b = 0; b < B; ++b)
         Hs[b] += linear(Os[b], w, "dense", "dense_bias") +
                  linear(activate(linear(Xs[b], w, "fc1", "fc1_bias"), act_), w, "fc2", "fc2_bias");
