@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 
+import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -170,11 +171,11 @@ def measure(e, outdir, ess, n=64, seed=12345):
     d = os.path.join(outdir, e["name"])
     spec = f"kv={e['kv']},len={e['len']},n={n},seed={seed}"
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([ess, "analyze", d, "--mqar", spec, "-o", os.path.join(tmp, "r.h5"), "--indices",
-                              f"{e['len'] // 2}:{e['len'] // 2 + 1}:1", "--quiet", "--threads", "1"],
-                             check=True, capture_output=True, text=True).stdout
-    line = [x for x in out.splitlines() if x.startswith("MQAR accuracy:")]
-    acc_cpp = float(line[0].split()[-1].rstrip("%")) / 100
+        r = os.path.join(tmp, "r.h5")
+        subprocess.run([ess, "analyze", d, "--mqar", spec, "-o", r, "--indices", f"{e['len'] // 2}:{e['len'] // 2 + 1}:1",
+                        "--quiet", "--threads", "1"], check=True, stdout=subprocess.DEVNULL)
+        with h5py.File(r, "r") as f:
+            acc_cpp = float(f.attrs["mqar_accuracy"])
     cfg, W = load_checkpoint(d)
     tok, tgt = ess_mqar_batch(ess, e["kv"], e["len"], n, seed, cfg["vocab_size"])
     tgt = torch.where(tgt >= 0, tgt, torch.full_like(tgt, -100))
@@ -239,6 +240,8 @@ def main():
     t.add_argument("--all", action="store_true")
     t.add_argument("--missing", action="store_true", help="only entries without a train.json")
     t.add_argument("--out", default=DEFAULT_OUT)
+    t.add_argument("--lr", type=float, help="override the learning rate (pilots)")
+    t.add_argument("--steps", type=int, help="override the step budget (pilots)")
     m = sub.add_parser("measure")
     m.add_argument("names", nargs="*")
     m.add_argument("--ess", default=os.path.join(ROOT, "build", "ess"))
@@ -257,6 +260,10 @@ def main():
             todo = [e for e in todo if not os.path.exists(os.path.join(a.out, e["name"], "train.json"))]
         t0 = time.time()
         for e in todo:
+            if a.lr:
+                e["lr"] = a.lr
+            if a.steps:
+                e["steps"] = a.steps
             train(e, a.out)
             write_manifest(a.out)
         print(f"trained {len(todo)} model(s) in {time.time() - t0:.0f} s wall")

@@ -350,8 +350,11 @@ def build(family, vocab, d_model, state, seed, layers=2, heads=None, mlp=None, n
             t[a + "q_proj.weight"], t[a + "k_proj.weight"] = _lin(rng, H * hk, D), _lin(rng, H * hk, D)
             t[a + "v_proj.weight"], t[a + "g_proj.weight"] = _lin(rng, H * hv, D), _lin(rng, H * hv, D)
             t[a + "gk_proj.0.weight"] = _lin(rng, 16, D)
-            t[a + "gk_proj.1.weight"] = _lin(rng, H * hk, 16)
-            t[a + "gk_proj.1.bias"] = rng.uniform(1.0, 5.0, H * hk)  # decay per step ≈ 1 − e^{-b}/16 at start
+            t[a + "gk_proj.1.weight"] = _lin(rng, H * hk, 16, 0.1)
+            # per-step log-decay g = logsigmoid(b)/16 spread log-uniformly over [-2, -1e-3] (like Mamba's
+            # dt init): some key dims forget within a token or two, others keep for hundreds
+            g = -np.exp(rng.uniform(math.log(1e-3), math.log(2.0), H * hk))
+            t[a + "gk_proj.1.bias"] = -np.log(np.expm1(-16 * g))
             t[a + "o_proj.weight"] = _lin(rng, D, H * hv)
             t[a + "g_norm_swish_gate.weight"] = np.ones(hv)
             t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = _lin(rng, I, D), _lin(rng, I, D)
