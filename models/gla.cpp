@@ -2,7 +2,9 @@
 // Block: h ← h + o_proj(rmsnorm_h(o) ⊙ w ⊙ swish(g_proj(x))), x = rmsnorm(h) (attn_norm), with
 // per head o_t = (q_t / √d_k)ᵀ S_t, S_t = diag(exp(gk_t)) S_{t−1} + k_t v_tᵀ,
 // gk = logsigmoid(gk_proj.1(gk_proj.0(x))) / 16; then the GatedMLP down(swish(gate(x)) ⊙ up(x)) on
-// mlp_norm. Short convolutions and feature maps are not supported (clear error).
+// mlp_norm. With use_short_conv, q, k and v pass through fla's ShortConvolution (causal depthwise
+// conv of conv_size taps, bias only with conv_bias, then SiLU) before the heads are formed. Feature
+// maps are not supported (clear error).
 // Captured operator per layer: family "gla" with q (scale folded in), k, log_decay [B, H, L, d_k].
 #include <cmath>
 #include <limits>
@@ -31,8 +33,10 @@ class Gla final : public CausalLM {
     if (c.has("clamp_min")) clamp_min_ = c.number("clamp_min");
     if (H_ < 1 || Hkv_ < 1 || H_ % Hkv_ || Kd_ % H_ || Vd_ % H_)
       throw InputError(c.path() + ": key/value dimensions must split evenly over num_heads and num_kv_heads");
-    if (c.boolean("use_short_conv", false))
-      throw InputError(c.path() + ": GLA with use_short_conv is not supported yet");
+    short_conv_ = c.boolean("use_short_conv", false);
+    conv_size_ = c.integer("conv_size", 4);
+    conv_bias_ = c.boolean("conv_bias", false);
+    if (short_conv_ && conv_size_ < 1) throw InputError(c.path() + ": conv_size must be ≥ 1");
     if (c.has("feature_map")) throw InputError(c.path() + ": GLA with a feature_map is not supported yet");
     if (!c.boolean("use_output_gate", true))
       throw InputError(c.path() + ": GLA without the output gate is not supported yet");
@@ -67,6 +71,11 @@ class Gla final : public CausalLM {
       shape(p + "attn.gk_proj.1.weight", {Kg, rank_});
       shape(p + "attn.gk_proj.1.bias", {Kg});
       shape(p + "attn.o_proj.weight", {D_, Vd_});
+      if (short_conv_)
+        for (const auto& [n, dim] : {std::pair<std::string, int>{"q", Kd_}, {"k", Kg}, {"v", Vg}}) {
+          shape(p + "attn." + n + "_conv1d.weight", {dim, 1, conv_size_});
+          if (conv_bias_) shape(p + "attn." + n + "_conv1d.bias", {dim});
+        }
       shape(p + "attn.g_norm_swish_gate.weight", {dv_});
       shape(p + "mlp.gate_proj.weight", {I_, D_});
       shape(p + "mlp.up_proj.weight", {I_, D_});
@@ -96,13 +105,35 @@ class Gla final : public CausalLM {
       const Vector g1b = W_.vector(p + "attn.gk_proj.1.bias", Kg);
       const RowMatrix Wo = W_.matrix(p + "attn.o_proj.weight", D_, Vd_);
       const Vector gnorm = W_.vector(p + "attn.g_norm_swish_gate.weight", dv_);
+      RowMatrix Cq, Ck, Cv;  // short convolutions [dim, conv_size]
+      Vector bq, bk, bv;
+      if (short_conv_) {
+        auto conv = [&](const std::string& n, int dim) {  // [dim, 1, K] → [dim, K]
+          const Tensor t = W_.tensor(p + "attn." + n + "_conv1d.weight", {dim, 1, conv_size_});
+          return RowMatrix(Eigen::Map<const RowMatrix>(t.data.data(), dim, conv_size_));
+        };
+        Cq = conv("q", Kd_);
+        Ck = conv("k", Kg);
+        Cv = conv("v", Vg);
+        if (conv_bias_) {
+          bq = W_.vector(p + "attn.q_conv1d.bias", Kd_);
+          bk = W_.vector(p + "attn.k_conv1d.bias", Kg);
+          bv = W_.vector(p + "attn.v_conv1d.bias", Vg);
+        }
+      }
       const RowMatrix Wgate = W_.matrix(p + "mlp.gate_proj.weight", I_, D_),
                       Wup = W_.matrix(p + "mlp.up_proj.weight", I_, D_);
       const RowMatrix Wdown = W_.matrix(p + "mlp.down_proj.weight", D_, I_);
       Tensor q_t({B, H_, L, dk_}), k_t({B, H_, L, dk_}), g_t({B, H_, L, dk_});
       for (int b = 0; b < B; ++b) {
         const Matrix X = rms_norm(Hs[b], n1, eps_);
-        const Matrix Q = X * Wq.transpose() * scale, K = X * Wk.transpose(), Vv = X * Wv.transpose();
+        Matrix Q = X * Wq.transpose(), K = X * Wk.transpose(), Vv = X * Wv.transpose();
+        if (short_conv_) {
+          Q = silu(causal_depthwise_conv(Q, Cq, bq));
+          K = silu(causal_depthwise_conv(K, Ck, bk));
+          Vv = silu(causal_depthwise_conv(Vv, Cv, bv));
+        }
+        Q *= scale;
         Matrix Gk = (X * G0.transpose()) * G1.transpose();
         Gk.rowwise() += g1b.transpose();
         const double lo = clamp_min_;  // fla clamps the normalized log-gate from below when configured
@@ -147,6 +178,8 @@ class Gla final : public CausalLM {
   int V_, D_, layers_, H_, Hkv_, Kd_, Vd_, dk_, dv_, rank_, I_;
   double eps_;
   double clamp_min_ = -std::numeric_limits<double>::infinity();
+  bool short_conv_ = false, conv_bias_ = false;
+  int conv_size_ = 4;
 };
 
 }  // namespace

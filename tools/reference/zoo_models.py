@@ -202,9 +202,10 @@ class HFModel(torch.nn.Module):
         hk, hv = int(D * c["expand_k"]) // H, int(D * c["expand_v"]) // H
         a = f"model.layers.{l}.attn."
         heads = lambda t, d: t.reshape(B, L, H, d).transpose(1, 2)  # noqa: E731
-        q = heads(u @ self.w(a + "q_proj.weight").T, hk)
-        k = heads(u @ self.w(a + "k_proj.weight").T, hk)
-        v = heads(u @ self.w(a + "v_proj.weight").T, hv)
+        q, k, v = (u @ self.w(a + f"{n}_proj.weight").T for n in "qkv")
+        if c.get("use_short_conv"):  # fla ShortConvolution: causal depthwise conv, no bias, then SiLU
+            q, k, v = (F.silu(causal_conv(t, self.w(a + f"{n}_conv1d.weight"), None)) for n, t in zip("qkv", (q, k, v)))
+        q, k, v = heads(q, hk), heads(k, hk), heads(v, hv)
         gk = (u @ self.w(a + "gk_proj.0.weight").T) @ self.w(a + "gk_proj.1.weight").T + self.w(a + "gk_proj.1.bias")
         gk = F.logsigmoid(heads(gk, hk)) / 16
         if c.get("clamp_min") is not None:
@@ -339,7 +340,7 @@ def build(family, vocab, d_model, state, seed, layers=2, heads=None, mlp=None, n
         cfg = {"architectures": ["GLAForCausalLM"], "model_type": "gla", "vocab_size": V, "hidden_size": D,
                "num_hidden_layers": nl, "num_heads": H, "num_kv_heads": None, "expand_k": hk * H / D,
                "expand_v": 1.0, "intermediate_size": I, "hidden_act": "swish", "norm_eps": 1e-6,
-               "use_output_gate": True, "use_short_conv": False, "feature_map": None, "attn_mode": "chunk",
+               "use_output_gate": True, "use_short_conv": family == "gla", "conv_size": 4, "conv_bias": False, "feature_map": None, "attn_mode": "chunk",
                "clamp_min": 0.0 if family == "gla0" else GLA_CLAMP_MIN, "elementwise_affine": True, "fuse_norm": True,
                "attn": None, "tie_word_embeddings": False, "initializer_range": 0.02}
         assert int(D * cfg["expand_k"]) == hk * H
@@ -349,6 +350,9 @@ def build(family, vocab, d_model, state, seed, layers=2, heads=None, mlp=None, n
             t[p + "attn_norm.weight"], t[p + "mlp_norm.weight"] = np.ones(D), np.ones(D)
             t[a + "q_proj.weight"], t[a + "k_proj.weight"] = _lin(rng, H * hk, D), _lin(rng, H * hk, D)
             t[a + "v_proj.weight"], t[a + "g_proj.weight"] = _lin(rng, H * hv, D), _lin(rng, H * hv, D)
+            if family == "gla":  # short convolutions on q, k, v (fla's use_short_conv): the token shift MQAR needs
+                for n, dim in (("q", H * hk), ("k", H * hk), ("v", H * hv)):
+                    t[a + f"{n}_conv1d.weight"] = rng.standard_normal((dim, 1, 4)) / 2.0
             t[a + "gk_proj.0.weight"] = _lin(rng, 16, D)
             t[a + "gk_proj.1.weight"] = _lin(rng, H * hk, 16, 0.1)
             # per-step log-decay g = logsigmoid(b)/16 spread log-uniformly over [-2, -1e-3] (like Mamba's
