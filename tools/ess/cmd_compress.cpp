@@ -75,16 +75,22 @@ int run_compress(int argc, char** argv) {
       const auto& l = layers[k];
       j << (k ? "," : "") << "\n  {\"name\": " << json_escape(l.name) << ", \"layer_index\": " << l.layer_index
         << ", \"family\": " << json_escape(l.family) << ", \"sigma_k\": " << l.sigma_k << ", \"blocks\": " << l.blocks
-        << ", \"targets\": [";
+        << ", \"layer_state\": " << l.layer_state << ", \"targets\": [";
       for (size_t t = 0; t < l.targets.size(); ++t) {
         const auto& x = l.targets[t];
-        char buf[256];
+        char buf[512];
         std::snprintf(buf, sizeof buf,
-                      "%s{\"state\": %d, \"mean_tail\": %.10g, \"max_tail\": %.10g, \"frac_exceeding\": %.10g}",
-                      t ? ", " : "", x.state, x.mean_tail, x.max_tail, x.frac_exceeding);
+                      "%s{\"state\": %d, \"mean_tail\": %.10g, \"max_tail\": %.10g, \"frac_exceeding\": %.10g, "
+                      "\"exceeds_layer_state\": %s, \"truncated_entropy_ess\": %.10g, \"entropy_ess_loss\": %.10g, "
+                      "\"relative_entropy_ess_loss\": %.10g}",
+                      t ? ", " : "", x.state, x.mean_tail, x.max_tail, x.frac_exceeding,
+                      x.exceeds_layer_state ? "true" : "false", x.truncated_entropy_ess, x.entropy_ess_loss,
+                      x.relative_entropy_ess_loss);
         j << buf;
       }
-      j << "], \"recommended_state\": " << (l.recommended_state ? std::to_string(*l.recommended_state) : "null") << "}";
+      j << "], \"recommended_state\": " << (l.recommended_state ? std::to_string(*l.recommended_state) : "null")
+        << ", \"recommended_exceeds_layer_state\": " << (l.recommended_exceeds_layer_state ? "true" : "false")
+        << ", \"note\": " << json_escape(l.note) << "}";
     }
     j << "\n]}\n";
     std::cout << j.str();
@@ -93,23 +99,30 @@ int run_compress(int argc, char** argv) {
   const bool md = format == "markdown";
   std::cout << (md ? "## Compressibility: `" : "Compressibility: ") << input << (md ? "`\n\n" : "\n")
             << "relative Eckart–Young tail of H_i for each student state (mean / max over blocks and channels);\n"
-            << "exceed = fraction of blocks whose tolerance-ESS is above the state; recommended: smallest state with\n"
+            << "exceed = fraction of blocks whose tolerance-ESS is above the state; entropy-ESS after truncation to\n"
+            << "the state and its loss against the layer's own (relative); recommended: smallest state with\n"
             << "mean tail ≤ " << max_error << "\n\n";
   for (const auto& l : layers) {
     std::cout << (md ? "### " : "") << "layer " << l.layer_index << " " << l.name << " (" << l.family
               << "): recommended state "
               << (l.recommended_state ? std::to_string(*l.recommended_state)
                                       : "none of those given (all mean tails above " + fmt_g(max_error) + ")")
-              << "\n";
-    if (md) std::cout << "\n| state | mean tail | max tail | exceed |\n| --: | --: | --: | --: |\n";
+              << " (the layer's own state: " << l.layer_state << ")\n";
+    if (!l.note.empty()) std::cout << (md ? "\n**Note:** " : "  note: ") << l.note << "\n";
+    if (md)
+      std::cout << "\n| state | mean tail | max tail | exceed | entropy-ESS truncated | loss |\n"
+                   "| --: | --: | --: | --: | --: | --: |\n";
     for (const auto& t : l.targets) {
-      char buf[200];
+      char buf[300];
+      const char* mark = t.exceeds_layer_state ? " (> layer state)" : "";
       if (md)
-        std::snprintf(buf, sizeof buf, "| %d | %.3e | %.3e | %.1f%% |\n", t.state, t.mean_tail, t.max_tail,
-                      100 * t.frac_exceeding);
+        std::snprintf(buf, sizeof buf, "| %d%s | %.3e | %.3e | %.1f%% | %.2f | %.1f%% |\n", t.state, mark, t.mean_tail,
+                      t.max_tail, 100 * t.frac_exceeding, t.truncated_entropy_ess, 100 * t.relative_entropy_ess_loss);
       else
-        std::snprintf(buf, sizeof buf, "  state %5d   mean tail %.3e   max tail %.3e   exceed %5.1f%%\n", t.state,
-                      t.mean_tail, t.max_tail, 100 * t.frac_exceeding);
+        std::snprintf(buf, sizeof buf,
+                      "  state %5d   mean tail %.3e   max tail %.3e   exceed %5.1f%%   entropy-ESS %7.2f (loss %5.1f%%)%s\n",
+                      t.state, t.mean_tail, t.max_tail, 100 * t.frac_exceeding, t.truncated_entropy_ess,
+                      100 * t.relative_entropy_ess_loss, mark);
       std::cout << buf;
     }
     std::cout << "\n";
