@@ -44,7 +44,7 @@ DEFAULT_OUT = os.path.join(ROOT, "data", "zoo")
 
 # Difficulties (kv pairs, sequence length) and their step budgets.
 DIFFICULTIES = {"d1": (4, 64), "d2": (16, 128), "d3": (64, 256)}
-MAX_STEPS = {"d1": 1500, "d2": 2000, "d3": 1500}
+MAX_STEPS = {"d1": 1500, "d2": 1500, "d3": 1500}
 LR = {"sa": 3e-3, "gla": 3e-3, "gla0": 3e-3, "la": 3e-3, "mamba": 3e-3, "mamba2": 3e-3}
 
 
@@ -58,22 +58,38 @@ def entry(family, state, diff, seed, **extra):
 
 
 def zoo_entries():
-    """The zoo, cheapest first: every family and state at d1 and d2 with seeds 0 and 1 (Mamba, whose
-    sequential scan is the slowest to train, at d1 only), the large states at d3, and a control that
+    """The zoo in training priority order: every family and state at d1 (Mamba, whose sequential
+    scan is the slowest to train, only at d1), the GLA teachers and softmax attention at d2 and d3,
+    the other states at d2, second seeds, then the remaining large states at d3; plus a control that
     cannot bind keys to values (gla0: no decay, no token shift)."""
+    E = entry
     out = []
-    for diff in ("d1", "d2"):
-        for seed in (0, 1):
-            out.append(entry("sa", 16, diff, seed))
-            for fam in ("gla", "la", "mamba2"):
-                for n in (4, 16, 64):
-                    out.append(entry(fam, n, diff, seed))
-            if diff == "d1":
-                out += [entry("mamba", 4, diff, seed), entry("mamba", 16, diff, seed), entry("gla0", 16, diff, seed)]
     for seed in (0, 1):
-        out += [entry("sa", 16, "d3", seed), entry("gla", 64, "d3", seed)]
-    out += [entry("gla", 16, "d3", 0), entry("la", 64, "d3", 0), entry("mamba2", 64, "d3", 0)]
+        out.append(E("sa", 16, "d1", seed))
+        for fam in ("gla", "la", "mamba2"):
+            out += [E(fam, n, "d1", seed) for n in (4, 16, 64)]
+        out.append(E("gla0", 16, "d1", seed))
+        if seed == 0:
+            out += [E("mamba", 4, "d1", 0), E("mamba", 16, "d1", 0)]
+    out += [E("gla", 64, "d2", 0), E("gla", 64, "d3", 0), E("sa", 16, "d2", 0), E("sa", 16, "d3", 0)]
+    out += [E("gla", n, "d2", 0) for n in (4, 16)] + [E(f, n, "d2", 0) for f in ("la", "mamba2") for n in (4, 16, 64)]
+    out += [E("mamba", 4, "d1", 1), E("mamba", 16, "d1", 1), E("sa", 16, "d2", 1)]
+    out += [E(f, n, "d2", 1) for f in ("gla", "la", "mamba2") for n in (4, 16, 64)]
+    out += [E("sa", 16, "d3", 1), E("gla", 64, "d3", 1), E("gla", 16, "d3", 0), E("la", 64, "d3", 0),
+            E("mamba2", 64, "d3", 0)]
     return out
+
+
+def claim(outdir, name):
+    """Atomically claim an entry for this worker (a lock file); False when another worker has it."""
+    os.makedirs(outdir, exist_ok=True)
+    try:
+        fd = os.open(os.path.join(outdir, f".{name}.lock"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
 
 
 def find(names):
@@ -250,6 +266,9 @@ def main():
     t.add_argument("--lr", type=float, help="override the learning rate (pilots)")
     t.add_argument("--steps", type=int, help="override the step budget (pilots)")
     t.add_argument("--shard", default="0/1", help="K/N: train every N-th entry starting at K (parallel workers)")
+    t.add_argument("--queue", action="store_true",
+                   help="worker mode: repeatedly train the first entry (in priority order) without a train.json "
+                        "that no other worker has claimed (lock files DIR/.NAME.lock); run several at once")
     m = sub.add_parser("measure")
     m.add_argument("names", nargs="*")
     m.add_argument("--ess", default=os.path.join(ROOT, "build", "ess"))
@@ -261,6 +280,18 @@ def main():
         for e in zoo_entries():
             print(f"{e['name']:28s} {e['family']:7s} state={e['state']:3d} kv={e['kv']:3d} len={e['len']:4d} "
                   f"seed={e['seed']} steps≤{e['steps']}")
+        return 0
+    if a.cmd == "train" and a.queue:
+        t0, done = time.time(), 0
+        while True:
+            todo = [e for e in zoo_entries() if not os.path.exists(os.path.join(a.out, e["name"], "train.json"))]
+            e = next((e for e in todo if claim(a.out, e["name"])), None)
+            if e is None:
+                break
+            train(e, a.out)
+            os.remove(os.path.join(a.out, f".{e['name']}.lock"))
+            done += 1
+        print(f"worker trained {done} model(s) in {time.time() - t0:.0f} s wall")
         return 0
     if a.cmd == "train":
         todo = zoo_entries() if (a.all or a.missing) else find(a.names)
