@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 
+import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -52,14 +53,14 @@ def student_from_teacher(cfg, W, ns, seed):
     S = {}
     for name, t in W.items():
         if any(name.endswith(s) for s in ("attn.q_proj.weight", "attn.k_proj.weight", "attn.gk_proj.1.weight",
-                                          "attn.gk_proj.1.bias")):
+                                          "attn.gk_proj.1.bias", "attn.q_conv1d.weight", "attn.k_conv1d.weight")):
             rows = t.reshape(H, hk, *t.shape[1:])
             if ns <= hk:
                 new = rows[:, :ns]
-            else:  # more key dims than the teacher: copy, then fill with small random rows
-                extra = rng.standard_normal((H, ns - hk, *t.shape[1:])) * (0.02 if t.ndim > 1 else 1.0)
-                if name.endswith("bias"):
-                    extra = rows[:, rng.integers(0, hk, ns - hk)]
+            else:  # more key dims than the teacher: copy them; new q/k rows start small, the rest copy a dim
+                extra = rows[:, rng.integers(0, hk, ns - hk)]
+                if name.endswith(("q_proj.weight", "k_proj.weight")):
+                    extra = rng.standard_normal(extra.shape) * 0.02
                 new = np.concatenate([rows, extra], 1)
             S[name] = new.reshape(H * ns, *t.shape[1:])
         else:
@@ -137,6 +138,48 @@ def evaluate(cfg, W, tcfg, TW, kv, length):
     return errs, loss, acc
 
 
+def summarize(teachers, rows):
+    """Rank correlations over every (teacher, N_s) row between the teacher-side predictors and the
+    student's outcome, and per teacher whether compress's recommendation reaches 95% of the
+    teacher's accuracy (for several --max-error levels, from the per-state tails)."""
+    from scipy.stats import spearmanr
+    by_t = {t["name"]: t for t in teachers}
+    pred = {
+        "compress_tail": lambda r: float(np.mean(r["tail"])),
+        "teacher_entropy_ess/N_s": lambda r: float(np.mean(by_t[r["teacher"]]["entropy_ess"])) / r["student_state"],
+        "teacher_tolerance_ess/N_s": lambda r: float(np.mean(by_t[r["teacher"]]["tolerance_ess"])) / r["student_state"],
+        "N_s/kv": lambda r: r["student_state"] / r["kv"],
+    }
+    outcome = {"matching_error": lambda r: float(np.mean(r["matching_error"])), "student_loss": lambda r: r["student_loss"],
+               "student_accuracy": lambda r: r["student_accuracy_ess"],
+               "accuracy_ratio": lambda r: r["student_accuracy_ess"] / max(r["teacher_accuracy_ess"], 1e-9)}
+    cors = []
+    for pn, pf in pred.items():
+        for on, of in outcome.items():
+            x, y = [pf(r) for r in rows], [of(r) for r in rows]
+            rho, pv = spearmanr(x, y)
+            cors.append({"predictor": pn, "outcome": on, "n": len(x), "spearman": float(rho), "p_value": float(pv)})
+    rec = []
+    for t in teachers:
+        tr = sorted([r for r in rows if r["teacher"] == t["name"]], key=lambda r: r["student_state"])
+        for max_error in (1e-2, 3e-2, 1e-1):
+            # per layer: smallest N_s with mean tail ≤ max_error (compress's rule); the student uses one
+            # N_s for every layer, so the model's recommendation is the largest over layers
+            per_layer = []
+            for li in range(len(tr[0]["tail"])):
+                ok = [r["student_state"] for r in tr if r["tail"][li] <= max_error]
+                per_layer.append(min(ok) if ok else None)
+            n_rec = None if None in per_layer else max(per_layer)
+            hit = next((r for r in tr if r["student_state"] == n_rec), None)
+            rec.append({"teacher": t["name"], "max_error": max_error, "recommended_state": n_rec,
+                        "student_accuracy": hit["student_accuracy_ess"] if hit else None,
+                        "teacher_accuracy": t["accuracy_ess"],
+                        "reaches_95pct": bool(hit and hit["student_accuracy_ess"] >= 0.95 * t["accuracy_ess"]),
+                        "smallest_state_reaching_95pct": next((r["student_state"] for r in tr
+                                                               if r["student_accuracy_ess"] >= 0.95 * t["accuracy_ess"]), None)})
+    return {"correlations": cors, "recommendations": rec}
+
+
 def ess_json(ess, *args):
     return json.loads(subprocess.run([ess, *args], check=True, capture_output=True, text=True).stdout)
 
@@ -145,7 +188,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--teachers", default="gla-n64-d1-s0,gla-n64-d2-s0,gla-n64-d3-s0")
     ap.add_argument("--states", default="2,4,8,16,32,64")
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--ess", default=os.path.join(ROOT, "build", "ess"))
     ap.add_argument("--n", type=int, default=16, help="MQAR sequences for the ess measurements")
     ap.add_argument("-o", "--output", default=os.path.join(ROOT, "data", "findings", "distill.json"))
@@ -166,12 +209,15 @@ def main():
                             "--quiet"], check=True, stdout=subprocess.DEVNULL)
             rep = ess_json(a.ess, "report", tres, "--format", "json")
             comp = ess_json(a.ess, "compress", tres, "--state", a.states, "--format", "json")
-            import h5py
             with h5py.File(tres, "r") as f:
                 tacc = float(f.attrs["mqar_accuracy"])
             _, tloss, tacc_torch = evaluate(tcfg, TW, tcfg, TW, kv, length)
             teachers.append({"name": tname, "kv": kv, "len": length, "accuracy_ess": tacc, "accuracy_torch": tacc_torch,
-                             "loss": tloss, "report": rep, "compress": comp, "spec": spec})
+                             "loss": tloss, "spec": spec, "state": m["state"],
+                             "tolerance_ess": [l["mean_tolerance_ess"] for l in rep["layers"]],
+                             "entropy_ess": [l["mean_entropy_ess"] for l in rep["layers"]],
+                             "recommended_state": [l["recommended_state"] for l in comp["layers"]],
+                             "compress": comp})
             print(f"teacher {tname}: accuracy {tacc:.4f} (ess), recommended states "
                   f"{[l['recommended_state'] for l in comp['layers']]}", flush=True)
             for ns in states:
@@ -191,13 +237,14 @@ def main():
                 row = {"teacher": tname, "kv": kv, "len": length, "student_state": ns, "matching_error": errs,
                        "student_loss": loss, "student_accuracy_torch": acc, "student_accuracy_ess": sacc,
                        "teacher_accuracy_ess": tacc, "tail": tails, "cpu_seconds": round(cpu, 1),
-                       "teacher_tolerance_ess": [l["mean_tolerance_ess"] for l in rep["layers"]]
-                       if "layers" in rep else None}
+                       "truncated_entropy_ess": [next(t["truncated_entropy_ess"] for t in l["targets"] if t["state"] == ns)
+                                                 for l in comp["layers"]]}
                 rows.append(row)
                 print(f"{tname} N_s={ns}: matching error {['%.3f' % e for e in errs]}, accuracy {sacc:.4f} (ess) "
                       f"{acc:.4f} (torch), tails {['%.3f' % t for t in tails]}", flush=True)
     out = {"command": "/usr/bin/python3 tools/reference/distill.py " + " ".join(sys.argv[1:]),
-           "steps": a.steps, "states": states, "teachers": teachers, "rows": rows}
+           "steps": a.steps, "states": states, "teachers": teachers, "rows": rows,
+           "summary": summarize(teachers, rows)}
     os.makedirs(os.path.dirname(a.output), exist_ok=True)
     json.dump(out, open(a.output, "w"), indent=1)
     print(a.output)

@@ -143,7 +143,7 @@ def train(name, steps, out, log=print):
     return info
 
 
-def eos_tokens(out, n=8):
+def eos_tokens(out, n=16):
     """n sequences of L tokens with one EOS (held-out doc A's end, EOS, doc B's start) at position e_k,
     and n controls: L tokens from inside one held-out document (no EOS) — positions to compare."""
     _, held = corpus()
@@ -176,6 +176,7 @@ def modulation(ess, out, results_dir=None):
     ESS at the same i in the control rows; also the ratio within the EOS rows to their own blocks
     16+ tokens away from the boundary."""
     import h5py
+    from scipy.stats import wilcoxon
     meta = json.load(open(os.path.join(out, "eos_tokens.json")))
     n, pos = meta["rows_with_eos"], meta["eos_positions"]
     res = {}
@@ -198,10 +199,26 @@ def modulation(ess, out, results_dir=None):
                             ctrl.append(E[n + k, p])
                             far = [q for q, i in enumerate(idx) if abs(i - (e + 1)) >= 16 and 32 <= i <= L - 32]
                             away.append(E[k, far].mean())
+                        # profile around the boundary: offset d = i − (e + 1), EOS rows against controls
+                        offs = list(range(-24, 25))
+                        prof_eos, prof_ctrl = [], []
+                        for d in offs:
+                            pe, pc = [], []
+                            for k, e in enumerate(pos):
+                                if e + 1 + d in idx:
+                                    p = idx.index(e + 1 + d)
+                                    pe.append(E[k, p])
+                                    pc.append(E[n + k, p])
+                            prof_eos.append(float(np.mean(pe)))
+                            prof_ctrl.append(float(np.mean(pc)))
+                        ratios = [x / y for x, y in zip(at, ctrl) if y > 0]
                         per[metric] = {"after_eos": float(np.mean(at)), "control_same_i": float(np.mean(ctrl)),
                                        "ratio_to_control": float(np.mean(at) / np.mean(ctrl)),
                                        "same_row_away": float(np.mean(away)),
-                                       "per_row_ratio": [float(x / y) for x, y in zip(at, ctrl)]}
+                                       "ratio_to_same_row_away": float(np.mean(at) / np.mean(away)),
+                                       "per_row_ratio": [float(r) for r in ratios],
+                                       "wilcoxon_p": float(wilcoxon(at, ctrl).pvalue) if len(at) >= 6 else None,
+                                       "profile": {"offset": offs, "eos_rows": prof_eos, "control_rows": prof_ctrl}}
                     layers[lname] = per
             res[name] = {"family": FAMILY[name][0], "layers": layers}
     return res

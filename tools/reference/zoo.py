@@ -15,7 +15,7 @@ Recipe (docs/zoo.md): the MQAR distribution of models/tokens.cpp (keys distinct 
 values from [V/2, V), then query pairs drawn from the context; loss only at query keys), vocabulary
 160, 2 layers, d_model 64, AdamW (β 0.9/0.98, weight decay 0.1 on matrices), linear warm-up then
 cosine decay, batch 32, fresh batches every step, early stop when the held-out accuracy is ≥ 99%
-at two evaluations in a row. Deterministic for a given entry on a given torch version; float32 on
+at two evaluations in a row, or (past step 800) when it has not gained a point in 600 steps. Deterministic for a given entry on a given torch version; float32 on
 one CPU thread (torch.set_num_threads(1)). Weights are stored as F16.
 """
 import argparse
@@ -58,25 +58,24 @@ def entry(family, state, diff, seed, **extra):
 
 
 def zoo_entries():
-    """The zoo in training priority order: every family and state at d1 (Mamba, whose sequential
-    scan is the slowest to train, only at d1), the GLA teachers and softmax attention at d2 and d3,
-    the other states at d2, second seeds, then the remaining large states at d3; plus a control that
-    cannot bind keys to values (gla0: no decay, no token shift)."""
+    """The zoo in training priority order (44 models): every family and state at d1 with seed 0;
+    the GLA teachers (state 64) and softmax attention at d2 and d3; small and large states at d2;
+    the second seed at d1 and d2; more d3 models last. Plus a control that cannot bind keys to
+    values (gla0: no decay, no token shift). Mamba, whose sequential scan is the slowest to train,
+    only at d1."""
     E = entry
-    out = []
-    for seed in (0, 1):
-        out.append(E("sa", 16, "d1", seed))
-        for fam in ("gla", "la", "mamba2"):
-            out += [E(fam, n, "d1", seed) for n in (4, 16, 64)]
-        out.append(E("gla0", 16, "d1", seed))
-        if seed == 0:
-            out += [E("mamba", 4, "d1", 0), E("mamba", 16, "d1", 0)]
+    out = [E("sa", 16, "d1", 0)]
+    out += [E(f, n, "d1", 0) for f in ("gla", "la", "mamba2") for n in (4, 16, 64)]
+    out += [E("gla0", 16, "d1", 0), E("mamba", 4, "d1", 0), E("mamba", 16, "d1", 0)]
     out += [E("gla", 64, "d2", 0), E("gla", 64, "d3", 0), E("sa", 16, "d2", 0), E("sa", 16, "d3", 0)]
-    out += [E("gla", n, "d2", 0) for n in (4, 16)] + [E(f, n, "d2", 0) for f in ("la", "mamba2") for n in (4, 16, 64)]
-    out += [E("mamba", 4, "d1", 1), E("mamba", 16, "d1", 1), E("sa", 16, "d2", 1)]
-    out += [E(f, n, "d2", 1) for f in ("gla", "la", "mamba2") for n in (4, 16, 64)]
-    out += [E("sa", 16, "d3", 1), E("gla", 64, "d3", 1), E("gla", 16, "d3", 0), E("la", 64, "d3", 0),
-            E("mamba2", 64, "d3", 0)]
+    out += [E(f, n, "d2", 0) for f, n in (("gla", 4), ("gla", 16), ("la", 4), ("la", 64), ("mamba2", 4),
+                                          ("mamba2", 64))]
+    out += [E("sa", 16, "d1", 1)] + [E(f, n, "d1", 1) for f, n in (("gla", 4), ("gla", 16), ("gla", 64), ("la", 4),
+                                                                  ("la", 64), ("mamba2", 4), ("mamba2", 64))]
+    out += [E("mamba", 4, "d1", 1), E("gla0", 16, "d1", 1)]
+    out += [E("sa", 16, "d2", 1)] + [E(f, n, "d2", 1) for f, n in (("gla", 4), ("gla", 16), ("gla", 64), ("la", 4),
+                                                                  ("la", 64), ("mamba2", 4), ("mamba2", 64))]
+    out += [E("gla", 64, "d3", 1), E("sa", 16, "d3", 1), E("gla", 16, "d3", 0)]
     return out
 
 
@@ -151,6 +150,11 @@ def train(e, outdir, log=print):
             loss_acc, n_acc = 0.0, 0
             good = good + 1 if ev >= 0.99 else 0
             if good >= 2:
+                break
+            # plateau: past step 800, no gain of 1 point in held-out accuracy over the last 600 steps
+            past = [c["eval_accuracy"] for c in curve if c["step"] <= step - 600]
+            if step >= 800 and past and ev - max(past) < 0.01 and max(c["eval_accuracy"] for c in curve) - max(past) < 0.01:
+                log(f"{e['name']}: plateau (no gain over 600 steps), stopping")
                 break
     cpu = time.process_time() - t0
     d = os.path.join(outdir, e["name"])
@@ -282,13 +286,22 @@ def main():
                   f"seed={e['seed']} steps≤{e['steps']}")
         return 0
     if a.cmd == "train" and a.queue:
+        # The text LMs of textlm.py (finding 3) join the queue after the GLA teachers.
+        import textlm
         t0, done = time.time(), 0
         while True:
-            todo = [e for e in zoo_entries() if not os.path.exists(os.path.join(a.out, e["name"], "train.json"))]
-            e = next((e for e in todo if claim(a.out, e["name"])), None)
+            entries = zoo_entries()
+            cut = next(k for k, e in enumerate(entries) if e["name"] == "sa-n16-d3-s0") + 1
+            jobs = entries[:cut] + [{"name": f"text-{n}", "text": n} for n in textlm.FAMILY] + entries[cut:]
+            done_path = lambda e: (os.path.join(textlm.OUT, e["text"], "train.json") if "text" in e  # noqa: E731
+                                   else os.path.join(a.out, e["name"], "train.json"))
+            e = next((e for e in jobs if not os.path.exists(done_path(e)) and claim(a.out, e["name"])), None)
             if e is None:
                 break
-            train(e, a.out)
+            if "text" in e:
+                textlm.train(e["text"], 1500, textlm.OUT)
+            else:
+                train(e, a.out)
             os.remove(os.path.join(a.out, f".{e['name']}.lock"))
             done += 1
         print(f"worker trained {done} model(s) in {time.time() - t0:.0f} s wall")
