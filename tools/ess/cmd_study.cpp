@@ -263,9 +263,13 @@ int run_study(int argc, char** argv) {
     for (const auto& [name, what] : study_predictors()) known |= name == p;
     if (!known) throw UsageError("--figure-predictors: unknown predictor '" + p + "'");
   }
+  if (!results_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(results_dir, ec);
+    if (ec) throw InputError(results_dir + ": cannot create the results directory (" + ec.message() + ")");
+  }
   for (const auto& f : {output, md_out, svg_out})
     if (!f.empty()) check_output_path(f);
-  if (!results_dir.empty()) fs::create_directories(results_dir);
 
   std::vector<Job> jobs;
   if (!manifest.empty())
