@@ -67,9 +67,9 @@ def zoo_entries():
     out = [E("sa", 16, "d1", 0)]
     out += [E(f, n, "d1", 0) for f in ("gla", "la", "mamba2") for n in (4, 16, 64)]
     out += [E("gla0", 16, "d1", 0), E("mamba", 4, "d1", 0), E("mamba", 16, "d1", 0)]
-    out += [E("gla", 64, "d2", 0), E("gla", 64, "d3", 0), E("sa", 16, "d2", 0), E("sa", 16, "d3", 0)]
-    out += [E(f, n, "d2", 0) for f, n in (("gla", 4), ("gla", 16), ("la", 4), ("la", 64), ("mamba2", 4),
-                                          ("mamba2", 64))]
+    out += [E("gla", 64, "d2", 0), E("sa", 16, "d2", 0), E("gla", 4, "d2", 0), E("la", 4, "d2", 0),
+            E("gla", 64, "d3", 0), E("sa", 16, "d3", 0)]
+    out += [E(f, n, "d2", 0) for f, n in (("gla", 16), ("la", 64), ("mamba2", 4), ("mamba2", 64))]
     out += [E("sa", 16, "d1", 1)] + [E(f, n, "d1", 1) for f, n in (("gla", 4), ("gla", 16), ("gla", 64), ("la", 4),
                                                                   ("la", 64), ("mamba2", 4), ("mamba2", 64))]
     out += [E("mamba", 4, "d1", 1), E("gla0", 16, "d1", 1)]
@@ -291,7 +291,7 @@ def main():
         t0, done = time.time(), 0
         while True:
             entries = zoo_entries()
-            cut = next(k for k, e in enumerate(entries) if e["name"] == "sa-n16-d3-s0") + 1
+            cut = next(k for k, e in enumerate(entries) if e["name"] == "la-n4-d2-s0") + 1
             jobs = entries[:cut] + [{"name": f"text-{n}", "text": n} for n in textlm.FAMILY] + entries[cut:]
             done_path = lambda e: (os.path.join(textlm.OUT, e["text"], "train.json") if "text" in e  # noqa: E731
                                    else os.path.join(a.out, e["name"], "train.json"))
