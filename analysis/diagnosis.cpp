@@ -22,6 +22,14 @@ const char* to_string(ChannelClass c) {
   return "?";
 }
 
+const char* to_string(UtilizationBasis b) { return b == UtilizationBasis::state ? "state" : "attainable"; }
+
+UtilizationBasis parse_utilization_basis(const std::string& s) {
+  if (s == "state") return UtilizationBasis::state;
+  if (s == "attainable") return UtilizationBasis::attainable;
+  throw UsageError("unknown utilization basis '" + s + "' (expected state or attainable)");
+}
+
 bool DiagnosisOptions::IsValid(std::string* error) const {
   auto fail = [&](const std::string& m) {
     if (error) *error = m;
@@ -34,6 +42,25 @@ bool DiagnosisOptions::IsValid(std::string* error) const {
 }
 
 namespace {
+
+// Per channel: mean over (b, i) of ESS_i / TSS_i, blocks with TSS_i = 0 or a bad status skipped.
+std::vector<double> state_utilization(const LayerResult& R, Metric m) {
+  std::vector<double> out(R.channels, std::nan(""));
+  for (int c = 0; c < R.channels; ++c) {
+    double sum = 0;
+    long n = 0;
+    for (int b = 0; b < R.batch; ++b)
+      for (int p = 0; p < R.num_indices(); ++p) {
+        if (R.tss[p] <= 0) continue;
+        const double v = block_ess(R, m, b, c, p);
+        if (std::isnan(v)) continue;
+        sum += v / R.tss[p];
+        ++n;
+      }
+    if (n) out[c] = sum / n;
+  }
+  return out;
+}
 
 std::string percent(double x) {
   std::ostringstream o;
@@ -136,7 +163,8 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
   d.layer_index = R.layer_index;
   d.channels = R.channels;
   d.tss = R.tss.empty() ? 0 : *std::max_element(R.tss.begin(), R.tss.end());
-  d.channel_utilization = channel_utilization(R, o.metric);
+  d.channel_utilization =
+      o.basis == UtilizationBasis::state ? state_utilization(R, o.metric) : channel_utilization(R, o.metric);
   double sum_all = 0, sum_live = 0;
   long n_all = 0;
   for (int c = 0; c < R.channels; ++c) {

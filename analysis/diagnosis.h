@@ -13,8 +13,17 @@ namespace ess {
 enum class ChannelClass { healthy, saturated, collapsed, dead };
 const char* to_string(ChannelClass c);
 
+// What a channel's utilization is measured against, per block i:
+//   state       ESS_i / TSS_i: the share of the layer's own state the input uses (blocks with
+//               TSS_i = 0 skipped). A state the input cannot fill (TSS_i > min(i, L−i)) reads low.
+//   attainable  ESS_i / min(TSS_i, i, L−i): the share of the largest rank the block could have.
+enum class UtilizationBasis { state, attainable };
+const char* to_string(UtilizationBasis b);
+UtilizationBasis parse_utilization_basis(const std::string& s);  // UsageError for anything else
+
 struct DiagnosisOptions {
   Metric metric = Metric::tolerance;
+  UtilizationBasis basis = UtilizationBasis::attainable;
   double saturated = 0.9;  // utilization ≥ this → saturated
   double collapsed = 0.1;  // utilization ≤ this → collapsed
   // Both in [0, 1] and collapsed < saturated.
@@ -31,7 +40,7 @@ struct LayerDiagnosis {
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;
   std::string verdict;                      // dead | partly dead | saturated | collapsed | healthy | mixed
   std::string advice;                       // one or two sentences: what the verdict means and what to do
-  std::vector<double> channel_utilization;  // [C]; NaN for a channel without any usable block
+  std::vector<double> channel_utilization;  // [C] on options.basis; NaN for a channel without any usable block
   std::vector<ChannelClass> channel_class;  // [C]
 };
 

@@ -95,3 +95,25 @@ TEST_CASE("compress: entropy-ESS of the truncated spectrum and its loss") {
   CHECK(c.targets[1].entropy_ess_loss == doctest::Approx(0.0).epsilon(1e-7));
   CHECK(c.targets[1].truncated_entropy_ess == doctest::Approx(full / 11).epsilon(1e-6));
 }
+
+TEST_CASE("diagnose: utilization against the layer's state or against the attainable bound") {
+  // TSS 8 on L = 12: attainable min(8, i, 12 − i) = 1,2,3,4,5,6,5,4,3,2,1; the channel uses it all.
+  LayerResult R = spectral_layer(8, {8, 7, 6, 5, 4, 3, 2, 1}, 8);
+  DiagnosisOptions o;
+  o.basis = UtilizationBasis::attainable;
+  const auto a = diagnose_layer(R, o);
+  CHECK(a.utilization == doctest::Approx(1.0));
+  CHECK(a.verdict == "saturated");
+  // Against the state: mean of attainable_i / 8 = 36 / 88 — the input cannot fill this state.
+  o.basis = UtilizationBasis::state;
+  const auto s = diagnose_layer(R, o);
+  CHECK(s.utilization == doctest::Approx(36.0 / 88.0));
+  CHECK(s.verdict == "healthy");
+  CHECK(std::string(to_string(UtilizationBasis::state)) == "state");
+  CHECK(parse_utilization_basis("attainable") == UtilizationBasis::attainable);
+  CHECK_THROWS_AS(parse_utilization_basis("tss"), UsageError);
+  // Blocks with TSS_i = 0 are skipped on the state basis.
+  R.tss[0] = 0;
+  const auto z = diagnose_layer(R, o);
+  CHECK(z.utilization == doctest::Approx(35.0 / 80.0));
+}

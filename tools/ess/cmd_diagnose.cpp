@@ -21,13 +21,15 @@ std::string number(double v) {
 
 int run_diagnose(int argc, char** argv) {
   po::options_description opts("options");
-  std::string input, format, metric;
+  std::string input, format, metric, basis;
   DiagnosisOptions o;
   opts.add_options()("results", po::value(&input), "results file (format ess-results)")(
-      "metric", po::value(&metric)->default_value("tolerance"), "tolerance or entropy")(
-      "saturated", po::value(&o.saturated)->default_value(0.9, "0.9"),
+      "metric", po::value(&metric)->default_value(to_string(o.metric)), "tolerance or entropy")(
+      "utilization", po::value(&basis)->default_value(to_string(o.basis)),
+      "state (ESS_i / TSS_i) or attainable (ESS_i / min(TSS_i, i, L−i))")(
+      "saturated", po::value(&o.saturated)->default_value(o.saturated, number(o.saturated)),
       "utilization at or above which a channel is saturated")("collapsed",
-                                                              po::value(&o.collapsed)->default_value(0.1, "0.1"),
+                                                              po::value(&o.collapsed)->default_value(o.collapsed, number(o.collapsed)),
                                                               "utilization at or below which a channel is collapsed")(
       "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
   po::variables_map vm;
@@ -43,6 +45,7 @@ int run_diagnose(int argc, char** argv) {
              opts, {"results"}, vm))
     return 0;
   o.metric = parse_metric(metric);
+  o.basis = parse_utilization_basis(basis);
   std::string why;
   if (!o.IsValid(&why)) throw UsageError(why);
   check_report_format(format);
@@ -52,6 +55,7 @@ int run_diagnose(int argc, char** argv) {
   if (format == "json") {
     std::ostringstream j;
     j << "{\"file\": " << json_escape(input) << ", \"metric\": " << json_escape(to_string(o.metric))
+      << ", \"utilization_basis\": " << json_escape(to_string(o.basis))
       << ", \"saturated_threshold\": " << number(o.saturated) << ", \"collapsed_threshold\": " << number(o.collapsed)
       << ", \"summary\": " << json_escape(model_summary(layers)) << ",\n \"layers\": [";
     for (size_t k = 0; k < layers.size(); ++k) {
@@ -71,7 +75,9 @@ int run_diagnose(int argc, char** argv) {
   const bool md = format == "markdown";
   std::cout << (md ? "## ESS diagnosis: `" : "ESS diagnosis: ") << input << (md ? "`\n\n" : "\n")
             << "metric: " << to_string(o.metric)
-            << "-ESS; utilization = mean of ESS_i / min(TSS_i, i, L−i); saturated ≥ " << fmt(100 * o.saturated, 0)
+            << "-ESS; utilization = mean of ESS_i / "
+            << (o.basis == UtilizationBasis::state ? "TSS_i" : "min(TSS_i, i, L−i)") << "; saturated ≥ "
+            << fmt(100 * o.saturated, 0)
             << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "%, dead = ESS 0 everywhere\n\n";
   if (md)
     std::cout << "| layer | name | family | TSS | utilization | verdict | saturated | healthy | collapsed | dead |\n"

@@ -117,9 +117,10 @@ def main():
     labels = label_models(models)
     grid = [[]]
     if a.grid:
-        grid = [["--metric", mt, "--saturated", str(s), "--collapsed", str(c)]
-                for mt, s, c in itertools.product(("tolerance", "entropy"), (0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
-                                                  (0.05, 0.1, 0.2, 0.3, 0.4)) if c < s]
+        grid = [["--metric", mt, "--utilization", b, "--saturated", str(s), "--collapsed", str(c)]
+                for mt, b, s, c in itertools.product(("tolerance", "entropy"), ("state", "attainable"),
+                                                     (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+                                                     (0.05, 0.1, 0.15, 0.2, 0.3)) if c < s]
     results = []
     for opts in grid:
         rows = []
