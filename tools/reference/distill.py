@@ -3,8 +3,10 @@
 MQAR inputs; then does the teacher's ESS (and `ess compress`'s Eckart–Young tail at N_s) predict
 the student's matching error, loss and accuracy? (docs/findings.md, finding 2)
 
-    distill.py [--teachers gla-n64-d1-s0,...] [--states 2,4,8,16,32,64] [--steps 600]
+    distill.py [--teachers gla-n64-d1-s0,...] [--states 2,4,8,16,32,64] [--steps 400]
                [--ess build/ess] [-o data/findings/distill.json]
+    distill.py --teachers T --part      one teacher → data/findings/distill/T.json
+    distill.py --merge                  data/findings/distill/*.json → data/findings/distill.json
 
 For each teacher (a zoo GLA model) and student state N_s, the student is the teacher with every
 attention layer replaced by a GLA attention whose head key dim is N_s (q_proj, k_proj, gk_proj
@@ -184,18 +186,44 @@ def ess_json(ess, *args):
     return json.loads(subprocess.run([ess, *args], check=True, capture_output=True, text=True).stdout)
 
 
+TEACHERS = ("gla-n64-d1-s0", "gla-n64-d2-s0", "gla-n64-d3-s0")
+PARTS = os.path.join(ROOT, "data", "findings", "distill")
+
+
+def merge(output):
+    """data/findings/distill/*.json (one per teacher) → one file with the summary."""
+    parts = [json.load(open(os.path.join(PARTS, f))) for f in sorted(os.listdir(PARTS)) if f.endswith(".json")]
+    teachers = [t for p in parts for t in p["teachers"]]
+    rows = [r for p in parts for r in p["rows"]]
+    out = {"command": "/usr/bin/python3 tools/reference/distill.py --teachers " + ",".join(t["name"] for t in teachers),
+           "steps": parts[0]["steps"], "states": parts[0]["states"], "teachers": teachers, "rows": rows,
+           "summary": summarize(teachers, rows)}
+    json.dump(out, open(output, "w"), indent=1)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--teachers", default="gla-n64-d1-s0,gla-n64-d2-s0,gla-n64-d3-s0")
+    ap.add_argument("--teachers", default=",".join(TEACHERS))
+    ap.add_argument("--merge", action="store_true", help="only merge data/findings/distill/*.json into -o")
     ap.add_argument("--states", default="2,4,8,16,32,64")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--ess", default=os.path.join(ROOT, "build", "ess"))
     ap.add_argument("--n", type=int, default=16, help="MQAR sequences for the ess measurements")
     ap.add_argument("-o", "--output", default=os.path.join(ROOT, "data", "findings", "distill.json"))
+    ap.add_argument("--part", action="store_true", help="write data/findings/distill/TEACHER.json (one teacher)")
     a = ap.parse_args()
+    if a.merge:
+        merge(a.output)
+        print(a.output)
+        return
     torch.set_num_threads(1)
     states = [int(s) for s in a.states.split(",")]
-    man = {m["name"]: m for m in json.load(open(os.path.join(ZOO, "manifest.json")))["models"]}
+    man = {}
+    for tname in a.teachers.split(","):
+        info = json.load(open(os.path.join(ZOO, tname, "train.json")))
+        info["dir"] = tname
+        man[tname] = info
     rows, teachers = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for tname in a.teachers.split(","):
@@ -245,6 +273,12 @@ def main():
     out = {"command": "/usr/bin/python3 tools/reference/distill.py " + " ".join(sys.argv[1:]),
            "steps": a.steps, "states": states, "teachers": teachers, "rows": rows,
            "summary": summarize(teachers, rows)}
+    if a.part:
+        os.makedirs(PARTS, exist_ok=True)
+        path = os.path.join(PARTS, a.teachers.replace(",", "+") + ".json")
+        json.dump(out, open(path, "w"), indent=1)
+        print(path)
+        return
     os.makedirs(os.path.dirname(a.output), exist_ok=True)
     json.dump(out, open(a.output, "w"), indent=1)
     print(a.output)

@@ -292,14 +292,23 @@ def main():
         while True:
             entries = zoo_entries()
             cut = next(k for k, e in enumerate(entries) if e["name"] == "la-n4-d2-s0") + 1
-            jobs = entries[:cut] + [{"name": f"text-{n}", "text": n} for n in textlm.FAMILY] + entries[cut:]
+            distill = [{"name": f"distill-{t}", "distill": t} for t in ("gla-n64-d1-s0", "gla-n64-d2-s0", "gla-n64-d3-s0")]
+            jobs = entries[:cut] + [{"name": f"text-{n}", "text": n} for n in textlm.FAMILY] + distill[:2] \
+                + entries[cut:cut + 2] + distill[2:] + entries[cut + 2:]
+            parts = os.path.join(ROOT, "data", "findings", "distill")
             done_path = lambda e: (os.path.join(textlm.OUT, e["text"], "train.json") if "text" in e  # noqa: E731
+                                   else os.path.join(parts, e["distill"] + ".json") if "distill" in e
                                    else os.path.join(a.out, e["name"], "train.json"))
-            e = next((e for e in jobs if not os.path.exists(done_path(e)) and claim(a.out, e["name"])), None)
+            ready = lambda e: "distill" not in e or os.path.exists(os.path.join(a.out, e["distill"], "train.json"))  # noqa
+            e = next((e for e in jobs if not os.path.exists(done_path(e)) and ready(e) and claim(a.out, e["name"])),
+                     None)
             if e is None:
                 break
             if "text" in e:
                 textlm.train(e["text"], 1500, textlm.OUT)
+            elif "distill" in e:
+                subprocess.run([sys.executable, os.path.join(HERE, "distill.py"), "--teachers", e["distill"], "--part"],
+                               check=True)
             else:
                 train(e, a.out)
             os.remove(os.path.join(a.out, f".{e['name']}.lock"))
