@@ -34,7 +34,9 @@ struct LayerDiagnosis {
   std::string name, family, channel_kind;
   int layer_index = 0;
   int tss = 0;  // max over i of TSS_i
-  int channels = 0;
+  int channels = 0, seq_len = 0;
+  double mean_ess = 0;         // mean over batch, channels and usable blocks of the metric's ESS_i
+  bool input_limited = false;  // TSS_i > min(i, L−i) at every block: the input cannot fill the state
   double utilization = 0;       // mean over channels of their utilization (dead channels count 0), as `ess report`
   double live_utilization = 0;  // the same over live (non-dead) channels; 0 when every channel is dead
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;

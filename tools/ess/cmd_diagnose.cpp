@@ -63,7 +63,8 @@ int run_diagnose(int argc, char** argv) {
       j << (k ? "," : "") << "\n  {\"name\": " << json_escape(d.name) << ", \"layer_index\": " << d.layer_index
         << ", \"family\": " << json_escape(d.family) << ", \"channel_kind\": " << json_escape(d.channel_kind)
         << ", \"tss\": " << d.tss << ", \"utilization\": " << number(d.utilization)
-        << ", \"live_utilization\": " << number(d.live_utilization) << ", \"verdict\": " << json_escape(d.verdict)
+        << ", \"live_utilization\": " << number(d.live_utilization) << ", \"mean_ess\": " << number(d.mean_ess)
+        << ", \"input_limited\": " << (d.input_limited ? "true" : "false") << ", \"verdict\": " << json_escape(d.verdict)
         << ", \"channels\": {\"saturated\": " << d.saturated << ", \"healthy\": " << d.healthy
         << ", \"collapsed\": " << d.collapsed << ", \"dead\": " << d.dead << "}, \"summary\": " << json_escape(d.advice)
         << "}";
