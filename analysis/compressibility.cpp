@@ -32,11 +32,11 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
   if (states.empty()) throw UsageError("compressibility needs at least one student state size");
   for (int state : states)
     if (state <= 0) throw UsageError("student state sizes must be positive, got " + std::to_string(state));
-  if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
+  if (!(max_error >= 0) || !std::isfinite(max_error))
+    throw UsageError({Option{"max_error"}, " must be a finite number ≥ 0"});
   if (R.sigma_k <= 0 || R.sigma.empty())
-    throw InputError("layer '" + R.name +
-                     "': the results file has no singular values ('sigma'); rerun `ess compute` "
-                     "or `ess analyze` with --keep-sigma K (K ≥ the largest student state)");
+    throw InputError({"layer '" + R.name + "': the results file has no singular values ('sigma'); measure again with ",
+                      Option{"keep_sigma"}, " K (K ≥ the largest student state)"});
   const int K = R.sigma_k;
   const size_t blocks = static_cast<size_t>(R.batch) * R.channels * R.num_indices();
   if (R.sigma.size() != blocks * K)
@@ -47,9 +47,10 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
   // student state is exact (tail 0).
   const int max_rank = R.attainable.empty() ? 0 : *std::max_element(R.attainable.begin(), R.attainable.end());
   if (largest > K && K < max_rank)
-    throw InputError("layer '" + R.name + "': the file keeps only K = " + std::to_string(K) +
-                     " singular values per block, fewer than the student state " + std::to_string(largest) +
-                     "; rerun `ess compute` / `ess analyze` with --keep-sigma " + std::to_string(largest) + " or more");
+    throw InputError({"layer '" + R.name + "': the file keeps only K = " + std::to_string(K) +
+                          " singular values per block, fewer than the student state " + std::to_string(largest) +
+                          "; measure again with ",
+                      Option{"keep_sigma"}, " " + std::to_string(largest) + " or more"});
   LayerCompressibility out;
   out.name = R.name;
   out.family = R.family;
@@ -101,6 +102,29 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
                "nothing to compress at these sizes";
   }
   return out;
+}
+
+nlohmann::ordered_json to_json(const LayerCompressibility& l) {
+  nlohmann::ordered_json targets = nlohmann::ordered_json::array();
+  for (const auto& t : l.targets)
+    targets.push_back({{"state", t.state},
+                       {"mean_tail", t.mean_tail},
+                       {"max_tail", t.max_tail},
+                       {"frac_exceeding", t.frac_exceeding},
+                       {"exceeds_layer_state", t.exceeds_layer_state},
+                       {"truncated_entropy_ess", t.truncated_entropy_ess},
+                       {"entropy_ess_loss", t.entropy_ess_loss},
+                       {"relative_entropy_ess_loss", t.relative_entropy_ess_loss}});
+  return {{"name", l.name},
+          {"layer_index", l.layer_index},
+          {"family", l.family},
+          {"sigma_k", l.sigma_k},
+          {"blocks", l.blocks},
+          {"layer_state", l.layer_state},
+          {"targets", targets},
+          {"recommended_state", l.recommended_state ? nlohmann::ordered_json(*l.recommended_state) : nullptr},
+          {"recommended_exceeds_layer_state", l.recommended_exceeds_layer_state},
+          {"note", l.note}};
 }
 
 }  // namespace ess

@@ -2,6 +2,7 @@
 // approximation of H_i leaves the relative error sqrt(Σ_{k>N_s} σ_k²) / ‖H_i‖_F (Eckart–Young), a
 // lower bound on how well any student with state N_s can imitate that block.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,8 +25,8 @@ struct CompressTarget {
 struct LayerCompressibility {
   std::string name, family;
   int layer_index = 0;
-  int sigma_k = 0;  // K: singular values kept per block in the file
-  long blocks = 0;  // blocks averaged over (batch × channels × indices, status ok)
+  int sigma_k = 0;      // K: singular values kept per block in the file
+  long blocks = 0;      // blocks averaged over (batch × channels × indices, status ok)
   int layer_state = 0;  // the layer's own state: max over i of TSS_i (attention: the longest KV cache)
   std::vector<CompressTarget> targets;
   std::optional<int> recommended_state;  // smallest state with mean_tail ≤ max_error
@@ -51,5 +52,8 @@ double truncated_entropy_ess(const float* sigma, int K, int state);
 // layer and K) when the result has no `sigma`, or keeps fewer than a requested state (K < N_s) while
 // fewer than the largest attainable rank max_i min(TSS_i, i, L−i).
 LayerCompressibility compressibility(const LayerResult& R, const std::vector<int>& states, double max_error);
+
+// The `ess compress --format json` entry of a layer (keys in docs/analysis.md).
+nlohmann::ordered_json to_json(const LayerCompressibility& l);
 
 }  // namespace ess

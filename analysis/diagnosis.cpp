@@ -27,18 +27,23 @@ const char* to_string(UtilizationBasis b) { return b == UtilizationBasis::state 
 UtilizationBasis parse_utilization_basis(const std::string& s) {
   if (s == "state") return UtilizationBasis::state;
   if (s == "attainable") return UtilizationBasis::attainable;
-  throw UsageError("unknown utilization basis '" + s + "' (expected state or attainable)");
+  throw UsageError({"unknown ", Option{"utilization"}, " basis '" + s + "' (expected state or attainable)"});
+}
+
+void DiagnosisOptions::validate() const {
+  if (!(saturated >= 0 && saturated <= 1)) throw UsageError({Option{"saturated"}, " must be in [0, 1]"});
+  if (!(collapsed >= 0 && collapsed <= 1)) throw UsageError({Option{"collapsed"}, " must be in [0, 1]"});
+  if (!(collapsed < saturated)) throw UsageError({Option{"collapsed"}, " must be below ", Option{"saturated"}});
 }
 
 bool DiagnosisOptions::IsValid(std::string* error) const {
-  auto fail = [&](const std::string& m) {
-    if (error) *error = m;
+  try {
+    validate();
+    return true;
+  } catch (const UsageError& e) {
+    if (error) *error = e.what();
     return false;
-  };
-  if (!(saturated >= 0 && saturated <= 1)) return fail("--saturated must be in [0, 1]");
-  if (!(collapsed >= 0 && collapsed <= 1)) return fail("--collapsed must be in [0, 1]");
-  if (!(collapsed < saturated)) return fail("--collapsed must be below --saturated");
-  return true;
+  }
 }
 
 namespace {
@@ -140,8 +145,8 @@ std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capac
   }
   if (d.verdict == "saturated")
     a << who << " is saturated: " << percent(static_cast<double>(d.saturated) / live) << of_channels << " use ≥ "
-      << percent(o.saturated) << " " << basis_text(o) << " (mean utilization " << percent(d.live_utilization)
-      << "). " << saturated_advice(cap);
+      << percent(o.saturated) << " " << basis_text(o) << " (mean utilization " << percent(d.live_utilization) << "). "
+      << saturated_advice(cap);
   else if (d.verdict == "collapsed")
     a << who << " has collapsed: " << percent(static_cast<double>(d.collapsed) / live) << of_channels << " use ≤ "
       << percent(o.collapsed) << " " << basis_text(o) << " (mean utilization " << percent(d.live_utilization)
@@ -166,8 +171,7 @@ std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capac
 }  // namespace
 
 LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
-  std::string why;
-  if (!o.IsValid(&why)) throw UsageError(why);
+  o.validate();
   LayerDiagnosis d;
   d.name = R.name;
   d.family = R.family;
@@ -285,6 +289,22 @@ std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
   std::string s = o.str();
   while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
+}
+
+nlohmann::ordered_json to_json(const LayerDiagnosis& d) {
+  return {
+      {"name", d.name},
+      {"layer_index", d.layer_index},
+      {"family", d.family},
+      {"channel_kind", d.channel_kind},
+      {"tss", d.tss},
+      {"utilization", d.utilization},
+      {"live_utilization", d.live_utilization},
+      {"mean_ess", d.mean_ess},
+      {"input_limited", d.input_limited},
+      {"verdict", d.verdict},
+      {"channels", {{"saturated", d.saturated}, {"healthy", d.healthy}, {"collapsed", d.collapsed}, {"dead", d.dead}}},
+      {"summary", d.advice}};
 }
 
 }  // namespace ess

@@ -2,6 +2,7 @@
 // ESS_i / min(TSS_i, i, L−i); channels classified dead / saturated / collapsed / healthy; per layer
 // counts, mean utilization, a verdict and advice in plain language (docs/analysis.md).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,8 @@ struct DiagnosisOptions {
   UtilizationBasis basis = UtilizationBasis::attainable;
   double saturated = 0.9;  // utilization ≥ this → saturated
   double collapsed = 0.1;  // utilization ≤ this → collapsed
-  // Both in [0, 1] and collapsed < saturated.
+  // Both in [0, 1] and collapsed < saturated; validate() throws UsageError naming the field.
+  void validate() const;
   bool IsValid(std::string* error) const;
 };
 
@@ -35,8 +37,8 @@ struct LayerDiagnosis {
   int layer_index = 0;
   int tss = 0;  // max over i of TSS_i
   int channels = 0, seq_len = 0;
-  double mean_ess = 0;         // mean over batch, channels and usable blocks of the metric's ESS_i
-  bool input_limited = false;  // TSS_i > min(i, L−i) at every block: the input cannot fill the state
+  double mean_ess = 0;          // mean over batch, channels and usable blocks of the metric's ESS_i
+  bool input_limited = false;   // TSS_i > min(i, L−i) at every block: the input cannot fill the state
   double utilization = 0;       // mean over channels of their utilization (dead channels count 0), as `ess report`
   double live_utilization = 0;  // the same over live (non-dead) channels; 0 when every channel is dead
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;
@@ -55,5 +57,8 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& opti
 std::vector<LayerDiagnosis> diagnose(const ResultsFile& file, const DiagnosisOptions& options);
 // One paragraph for the whole model: which layers to act on first.
 std::string model_summary(const std::vector<LayerDiagnosis>& layers);
+
+// The `ess diagnose --format json` entry of a layer (keys in docs/analysis.md; `summary` is the advice).
+nlohmann::ordered_json to_json(const LayerDiagnosis& d);
 
 }  // namespace ess

@@ -12,7 +12,8 @@
 #include "analysis/summary.h"
 #include "analysis/svg.h"
 #include "libess/error.h"
-#include "libess/sha256.h"
+#include "libess/pipeline.h"
+#include "models/fingerprint.h"
 #include "models/model.h"
 
 namespace ess {
@@ -247,18 +248,15 @@ ResultsFile analyze_mqar(const std::string& checkpoint, const MqarSpec& spec, co
   file.command_line = command_line;
   Provenance& prov = file.provenance;
   prov.source = checkpoint;
-  std::string files;
-  const auto config = (std::filesystem::path(checkpoint) / "config.json").string();
-  files += "config.json " + sha256_file(config) + "\n";
-  st::Checkpoint ckpt(checkpoint);
-  for (const auto& f : ckpt.files()) files += std::filesystem::path(f).filename().string() + " " + sha256_file(f) + "\n";
-  prov.source_sha256 = sha256_hex(files);
+  prov.source_sha256 = models::checkpoint_sha256(checkpoint);
   prov.input = batch.description;
   prov.architecture = model->architecture();
   prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
-  for (auto& layer : run.layers) {
-    file.layers.push_back(compute_layer(layer, options));
-    layer.op.reset();
+  const Pipeline pipeline(options);
+  const int count = static_cast<int>(run.layers.size());
+  for (int k = 0; k < count; ++k) {
+    file.layers.push_back(pipeline.measure(run.layers[k], k, count));
+    run.layers[k].op.reset();
   }
   return file;
 }
@@ -330,7 +328,8 @@ std::string study_svg(const std::vector<StudyRow>& rows, const std::vector<Corre
     for (const auto& r : rows) {
       auto it = r.predictors.find(p);
       if (r.accuracy < 0 || it == r.predictors.end() || !std::isfinite(it->second) || !(it->second > 0)) continue;
-      doc.begin_group(r.name + ": accuracy " + std::to_string(r.accuracy) + ", " + p + " " + std::to_string(it->second));
+      doc.begin_group(r.name + ": accuracy " + std::to_string(r.accuracy) + ", " + p + " " +
+                      std::to_string(it->second));
       doc.circle(ax.px(std::log10(it->second)), ax.py(r.accuracy), 3.5, colour_of(r),
                  "fill-opacity=\"0.75\" stroke=\"#222\" stroke-width=\"0.4\"");
       doc.end_group();

@@ -1,5 +1,7 @@
 #include "analysis/svg.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -95,30 +97,6 @@ std::string escape(const std::string& s) {
 
 // ---- PNG ------------------------------------------------------------------------------------
 
-std::uint32_t crc32(const std::string& bytes) {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t n = 0; n < 256; ++n) {
-      std::uint32_t c = n;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      t[n] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xffffffffu;
-  for (unsigned char b : bytes) c = table[(c ^ b) & 0xff] ^ (c >> 8);
-  return c ^ 0xffffffffu;
-}
-
-std::uint32_t adler32(const std::string& bytes) {
-  std::uint32_t a = 1, b = 0;
-  for (unsigned char x : bytes) {
-    a = (a + x) % 65521;
-    b = (b + a) % 65521;
-  }
-  return (b << 16) | a;
-}
-
 std::string base64(const std::string& bytes) {
   static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
@@ -153,7 +131,8 @@ void chunk(std::string& png, const char* type, const std::string& data) {
   put_be32(png, static_cast<std::uint32_t>(data.size()));
   const std::string body = std::string(type, 4) + data;
   png += body;
-  put_be32(png, crc32(body));
+  put_be32(png, static_cast<std::uint32_t>(
+                    ::crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
 }
 
 }  // namespace
@@ -182,20 +161,13 @@ std::string png_palette(int width, int height, const std::vector<std::uint8_t>& 
     raw += '\0';
     raw.append(reinterpret_cast<const char*>(pixels.data()) + static_cast<size_t>(r) * width, width);
   }
-  // zlib stream of stored (uncompressed) deflate blocks, ≤ 65535 bytes each (RFC 1950/1951).
-  std::string z = "\x78\x01";
-  for (size_t off = 0; off < raw.size() || off == 0; off += 65535) {
-    const size_t n = std::min<size_t>(65535, raw.size() - off);
-    const bool last = off + n >= raw.size();
-    z += static_cast<char>(last ? 1 : 0);
-    z += static_cast<char>(n & 0xff);
-    z += static_cast<char>(n >> 8);
-    z += static_cast<char>(~n & 0xff);
-    z += static_cast<char>((~n >> 8) & 0xff);
-    z.append(raw, off, n);
-    if (last) break;
-  }
-  put_be32(z, adler32(raw));
+  // IDAT: the scanlines as one zlib stream (RFC 1950), compressed by zlib itself.
+  uLongf size = ::compressBound(static_cast<uLong>(raw.size()));
+  std::string z(size, '\0');
+  if (::compress2(reinterpret_cast<Bytef*>(z.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+                  static_cast<uLong>(raw.size()), Z_BEST_COMPRESSION) != Z_OK)
+    throw std::runtime_error("png_palette: zlib could not compress the image");
+  z.resize(size);
   chunk(png, "IDAT", z);
   chunk(png, "IEND", "");
   return png;

@@ -24,10 +24,8 @@ std::string hex(const Rgb& c);
 std::string escape(const std::string& text);  // XML text / attribute escaping
 
 // Encoders behind embedded images (exposed for tests).
-std::uint32_t crc32(const std::string& bytes);
-std::uint32_t adler32(const std::string& bytes);
 std::string base64(const std::string& bytes);
-// An 8-bit palette PNG (colour type 3, stored deflate blocks): `pixels` holds width × height
+// An 8-bit palette PNG (colour type 3, IDAT deflated by zlib): `pixels` holds width × height
 // palette indices, row-major from the top; palette ≤ 256 entries.
 std::string png_palette(int width, int height, const std::vector<std::uint8_t>& pixels,
                         const std::vector<Rgb>& palette);

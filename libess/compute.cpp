@@ -6,26 +6,37 @@
 #include <cmath>
 #include <exception>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "libess/error.h"
+#include "libess/lane_kernels.h"
+#include "libess/work_plan.h"
 
 namespace ess {
 
-bool EssOptions::IsValid(std::string* error) const {
-  auto fail = [&](const std::string& m) {
-    if (error) *error = m;
-    return false;
-  };
-  if (!(tol >= 0) || !std::isfinite(tol)) return fail("--tol must be a finite number ≥ 0");
-  if (keep_sigma < 0) return fail("--keep-sigma must be ≥ 0");
-  if (threads < 0) return fail("--threads must be ≥ 0 (0 = all cores)");
-  if (!(sweep_rtol >= 0) || sweep_rtol >= 1) return fail("--sweep-rtol must be in [0, 1)");
-  return true;
+void EssOptions::validate() const {
+  if (!(tol >= 0) || !std::isfinite(tol)) throw UsageError({Option{"tol"}, " must be a finite number ≥ 0"});
+  if (keep_sigma < 0) throw UsageError({Option{"keep_sigma"}, " must be ≥ 0"});
+  if (threads < 0) throw UsageError({Option{"threads"}, " must be ≥ 0 (0 = all cores)"});
+  if (!(sweep_rtol >= 0) || sweep_rtol >= 1) throw UsageError({Option{"sweep_rtol"}, " must be in [0, 1)"});
 }
 
+bool EssOptions::IsValid(std::string* error) const {
+  try {
+    validate();
+    return true;
+  } catch (const UsageError& e) {
+    if (error) *error = e.what();
+    return false;
+  }
+}
+
+namespace {
+
+// Bytes of memory currently available (MemAvailable), or 0 when unknown.
 std::uint64_t available_memory_bytes() {
   std::ifstream in("/proc/meminfo");
   std::string key;
@@ -35,6 +46,8 @@ std::uint64_t available_memory_bytes() {
     if (key == "MemAvailable:") return value * 1024;
   return 0;
 }
+
+}  // namespace
 
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices) {
   if (requested != EngineKind::automatic) return requested;
@@ -96,13 +109,41 @@ class ChannelAccumulator final : public SpectrumSink {
   double& channel_max_;
 };
 
+// Shifts the positions of a chunk of the index list back to positions in the whole list.
+class OffsetSink final : public SpectrumSink {
+ public:
+  OffsetSink(SpectrumSink& inner, int offset) : inner_(inner), offset_(offset) {}
+  void block(int pos, const double* sigma, int n, double error_bound, bool converged) override {
+    inner_.block(pos + offset_, sigma, n, error_bound, converged);
+  }
+
+ private:
+  SpectrumSink& inner_;
+  int offset_;
+};
+
 int attainable_bound(int tss, int i, int L) { return std::min(tss, std::min(i, L - i)); }
 
 }  // namespace
 
-LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options) {
-  std::string why;
-  if (!options.IsValid(&why)) throw UsageError(why);
+void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, const std::vector<int>& indices,
+                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink) {
+  if (engine == EngineKind::structured) {
+    auto realization = op.realization(b, c);
+    structured_block_spectra(*realization, indices, sink);
+    return;
+  }
+  const int L = op.seq_len();
+  if (ws.T.rows() != L) ws.T.resize(L, L);
+  op.materialize(b, c, ws.T);
+  if (engine == EngineKind::sweep)
+    sweep_block_spectra(ws.T, indices, sweep_rtol, sink);
+  else
+    dense_block_spectra(ws.T, indices, ws, sink);
+}
+
+LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options, const ChannelProgressFn& progress) {
+  options.validate();
   const auto t_start = std::chrono::steady_clock::now();
   const LayerOperator& op = *layer.op;
   const int L = op.seq_len(), B = op.batch(), C = op.channels();
@@ -118,15 +159,12 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   R.tol = options.tol;
   R.tol_mode = options.tol_mode;
   R.sweep_rtol = options.sweep_rtol;
-  try {
-    R.indices = parse_indices(options.indices, L);
-  } catch (const UsageError& e) {
-    throw UsageError("layer '" + layer.name + "': " + e.what());
-  }
+  R.indices = parse_indices(options.indices, L);
   const EngineKind engine = choose_engine(op, options.engine, R.indices);
   if (engine == EngineKind::structured && op.realization_dim() == 0)
-    throw UsageError("layer '" + layer.name + "' (family " + op.family() +
-                     ") has no state-space realization; use --engine sweep, dense or auto");
+    throw UsageError(
+        {"family " + op.family() + " has no state-space realization (the structured engine needs one); set ",
+         Option{"engine"}, " to sweep, dense or auto"});
   R.engine = to_string(engine);
 
   const int I = R.num_indices();
@@ -149,7 +187,8 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
 
   // Threads: all cores by default, fewer when dense L×L buffers would not fit in memory.
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, std::min(threads, B * C));
+  threads = std::max(1, threads);
+  const int requested_threads = threads;
   if (engine != EngineKind::structured) {
     const double per_thread = 8.0 * L * L * 1.8;  // T + block copy / carry
     const std::uint64_t avail = available_memory_bytes();
@@ -157,14 +196,11 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
       const int fit = static_cast<int>(0.8 * static_cast<double>(avail) / per_thread);
       if (fit < 1) {
         std::ostringstream m;
-        m << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << "): the " << R.engine
-          << " engine needs about " << per_thread / 1e9 << " GB for one dense L×L operator but only "
-          << static_cast<double>(avail) / 1e9 << " GB is available";
-        if (op.realization_dim() > 0)
-          m << "; use --engine structured";
-        else
-          m << "; use a shorter sequence";
-        throw InputError(m.str());
+        m << "family " << op.family() << ", L = " << L << ": the " << R.engine << " engine needs about "
+          << per_thread / 1e9 << " GB for one dense L×L operator but only " << static_cast<double>(avail) / 1e9
+          << " GB is available";
+        if (op.realization_dim() > 0) throw InputError({m.str() + "; set ", Option{"engine"}, " to structured"});
+        throw InputError(m.str() + "; use a shorter sequence");
       }
       threads = std::min(threads, fit);
     }
@@ -175,43 +211,87 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   std::vector<std::vector<size_t>> offsets(layer_mode ? static_cast<size_t>(B) * C : 0);
   std::vector<double> channel_max(static_cast<size_t>(B) * C, 0.0);
 
-  set_blas_single_threaded();
-  std::atomic<long> next{0}, done{0};
+  // Work units: channel groups (the structured engine runs kLanes channels at once in SIMD lanes),
+  // cut into block chunks when there are fewer groups than threads (libess/work_plan.h).
+  const long total = static_cast<long>(B) * C;
+  const int group = engine == EngineKind::structured ? lanes::kLanes : 1;
+  const std::vector<WorkUnit> units = plan_work(total, group, R.indices, L, threads, engine);
+  const bool split = static_cast<long>(units.size()) > (total + group - 1) / group;
+  threads = std::max(1, std::min(threads, static_cast<int>(units.size())));
+  // The sweep carries its factor from block to block, so a layer with fewer channels than threads
+  // runs them one at a time and lets LAPACK use the threads inside each step's SVD.
+  int blas_threads = 1;
+  if (engine == EngineKind::sweep && requested_threads > 1 && static_cast<long>(units.size()) < requested_threads) {
+    blas_threads = requested_threads;
+    threads = 1;
+  }
+  // A cut channel's chunks keep their own running max and retained σ, merged in order afterwards.
+  struct UnitState {
+    std::vector<std::vector<double>> retained;
+    std::vector<std::vector<size_t>> offsets;
+    std::vector<double> channel_max;
+  };
+  std::vector<UnitState> unit_state(split ? units.size() : 0);
+
+  set_blas_threads(blas_threads);
+  std::atomic<long> next{0}, done_blocks{0};
   std::mutex progress_mutex;
   std::exception_ptr failure;
   std::mutex failure_mutex;
-  const long total = static_cast<long>(B) * C;
 
   auto worker = [&]() {
     DenseWorkspace ws;
     try {
-      for (long item = next++; item < total; item = next++) {
+      for (long u = next++; u < static_cast<long>(units.size()); u = next++) {
         {
           std::lock_guard<std::mutex> lock(failure_mutex);
           if (failure) return;
         }
-        const int b = static_cast<int>(item / C), c = static_cast<int>(item % C);
-        std::vector<double> dummy_retained;
-        std::vector<size_t> dummy_offsets;
-        auto& ret = layer_mode ? retained[item] : dummy_retained;
-        auto& off = layer_mode ? offsets[item] : dummy_offsets;
-        if (layer_mode) off.assign(I + 1, 0);
-        ChannelAccumulator sink(R, b, c, ret, off, channel_max[item]);
-        if (engine == EngineKind::structured) {
-          auto realization = op.realization(b, c);
-          structured_block_spectra(*realization, R.indices, sink);
-        } else {
-          if (ws.T.rows() != L) ws.T.resize(L, L);
-          op.materialize(b, c, ws.T);
-          if (engine == EngineKind::dense)
-            dense_block_spectra(ws.T, R.indices, ws, sink);
-          else
-            sweep_block_spectra(ws.T, R.indices, options.sweep_rtol, sink);
+        const WorkUnit& w = units[u];
+        const std::vector<int> chunk(R.indices.begin() + w.pos_begin, R.indices.begin() + w.pos_end);
+        UnitState local;
+        UnitState& us = split ? unit_state[u] : local;
+        us.retained.assign(w.items, {});
+        us.offsets.assign(w.items, {});
+        us.channel_max.assign(w.items, 0.0);
+        std::vector<std::unique_ptr<ChannelAccumulator>> accumulators;
+        std::vector<std::unique_ptr<OffsetSink>> sinks;
+        std::vector<SpectrumSink*> sink_ptrs;
+        for (long k = 0; k < w.items; ++k) {
+          const long item = w.first_item + k;
+          const int b = static_cast<int>(item / C), c = static_cast<int>(item % C);
+          auto& ret = layer_mode && !split ? retained[item] : us.retained[k];
+          auto& off = layer_mode && !split ? offsets[item] : us.offsets[k];
+          if (layer_mode) off.assign(I + 1, 0);
+          accumulators.push_back(
+              std::make_unique<ChannelAccumulator>(R, b, c, ret, off, split ? us.channel_max[k] : channel_max[item]));
+          sinks.push_back(std::make_unique<OffsetSink>(*accumulators.back(), w.pos_begin));
+          sink_ptrs.push_back(sinks.back().get());
         }
-        const long d = ++done;
-        if (options.progress) {
+        if (engine == EngineKind::structured) {
+          std::vector<std::unique_ptr<Realization>> realizations;
+          std::vector<const Realization*> ptrs;
+          for (long k = 0; k < w.items; ++k) {
+            const long item = w.first_item + k;
+            realizations.push_back(op.realization(static_cast<int>(item / C), static_cast<int>(item % C)));
+            ptrs.push_back(realizations.back().get());
+          }
+          structured_block_spectra(ptrs, chunk, sink_ptrs);
+        } else {
+          for (long k = 0; k < w.items; ++k) {
+            const long item = w.first_item + k;
+            if (ws.T.rows() != L) ws.T.resize(L, L);
+            op.materialize(static_cast<int>(item / C), static_cast<int>(item % C), ws.T);
+            if (engine == EngineKind::dense)
+              dense_block_spectra(ws.T, chunk, ws, *sink_ptrs[k]);
+            else
+              sweep_block_spectra(ws.T, chunk, options.sweep_rtol, *sink_ptrs[k]);
+          }
+        }
+        const long d = (done_blocks += w.items * (w.pos_end - w.pos_begin));
+        if (progress) {
           std::lock_guard<std::mutex> lock(progress_mutex);
-          options.progress(d, total);
+          progress(I > 0 ? d / I : total, total);
         }
       }
     } catch (...) {
@@ -223,7 +303,25 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (auto& th : pool) th.join();
+  set_blas_single_threaded();
   if (failure) std::rethrow_exception(failure);
+
+  if (split) {  // merge the chunks of each channel, in block order (units are ordered by chunk)
+    for (auto& off : offsets) off.assign(I + 1, 0);
+    for (size_t u = 0; u < units.size(); ++u) {
+      const WorkUnit& w = units[u];
+      for (long k = 0; k < w.items; ++k) {
+        const long item = w.first_item + k;
+        channel_max[item] = std::max(channel_max[item], unit_state[u].channel_max[k]);
+        if (!layer_mode) continue;
+        const size_t base = retained[item].size();
+        const auto& part = unit_state[u].retained[k];
+        retained[item].insert(retained[item].end(), part.begin(), part.end());
+        for (int pos = w.pos_begin; pos < w.pos_end; ++pos)
+          offsets[item][pos + 1] = base + unit_state[u].offsets[k][pos + 1];
+      }
+    }
+  }
 
   for (int b = 0; b < B; ++b)
     for (int c = 0; c < C; ++c)

@@ -19,9 +19,10 @@ struct EssOptions {
   int keep_sigma = 0;         // store the top-K singular values per block (0 = none)
   int threads = 0;            // 0 = all hardware threads
   double sweep_rtol = 1e-12;  // sweep truncation, relative to the running largest σ
-  // Called from worker threads (serialized by the library) after each channel: (done, total).
-  std::function<void(long done, long total)> progress;
 
+  // Throws UsageError naming the offending field (as an Option) when a setting is out of range.
+  void validate() const;
+  // The same as a flag; `error` receives the message.
   bool IsValid(std::string* error) const;
 };
 
@@ -58,11 +59,18 @@ struct LayerResult {
 // The engine `auto` resolves to for this operator and index set.
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices);
 
-// Computes ESS for every (batch, channel) of a layer. Throws UsageError for an engine the
-// family does not support, InputError when a dense L×L operator does not fit in memory.
-LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options);
+// The singular values of the requested blocks of channel (b, c) by one engine (not `automatic`):
+// structured on the operator's realization, dense or sweep on its materialized T (held in ws.T).
+void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, const std::vector<int>& indices,
+                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink);
 
-// Bytes of memory currently available (MemAvailable), or 0 when unknown.
-std::uint64_t available_memory_bytes();
+// Called after each channel, serialized by the library: channels done and total (batch × channels).
+using ChannelProgressFn = std::function<void(long done, long total)>;
+
+// Computes ESS for every (batch, channel) of one layer, threads over channels. Throws UsageError
+// for invalid options or an engine the family does not support, InputError when a dense L×L
+// operator does not fit in memory. Messages do not name the layer; Pipeline::measure adds that.
+LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
+                          const ChannelProgressFn& progress = {});
 
 }  // namespace ess

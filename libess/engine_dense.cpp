@@ -15,7 +15,7 @@ EngineKind parse_engine(const std::string& s) {
   if (s == "structured") return EngineKind::structured;
   if (s == "sweep") return EngineKind::sweep;
   if (s == "auto") return EngineKind::automatic;
-  throw UsageError("unknown --engine '" + s + "' (expected auto, dense, structured or sweep)");
+  throw UsageError({"unknown ", Option{"engine"}, " '" + s + "' (expected auto, dense, structured or sweep)"});
 }
 
 const char* to_string(EngineKind e) {
@@ -33,6 +33,7 @@ const char* to_string(EngineKind e) {
 }
 
 void set_blas_single_threaded() { openblas_set_num_threads(1); }
+void set_blas_threads(int n) { openblas_set_num_threads(n > 1 ? n : 1); }
 
 bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork) {
   if (m == 0 || n == 0) return true;

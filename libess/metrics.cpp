@@ -11,7 +11,7 @@ TolMode parse_tol_mode(const std::string& s) {
   if (s == "absolute") return TolMode::absolute;
   if (s == "block") return TolMode::block;
   if (s == "layer") return TolMode::layer;
-  throw UsageError("unknown --tol-mode '" + s + "' (expected absolute, block or layer)");
+  throw UsageError({"unknown ", Option{"tol_mode"}, " '" + s + "' (expected absolute, block or layer)"});
 }
 
 const char* to_string(TolMode m) {
@@ -99,7 +99,8 @@ std::vector<int> parse_indices(const std::string& spec, int L) {
     }
   }
   parts.push_back(cur);
-  const std::string bad = "bad --indices '" + spec + "' (expected start:stop:step, e.g. 1:1024:8)";
+  const std::vector<MessagePart> bad = {"bad ", Option{"indices"},
+                                        " '" + spec + "' (expected start:stop:step, e.g. 1:1024:8)"};
   if (parts.size() > 3) throw UsageError(bad);
   long long start = 1, stop = L, step = 1;
   auto value = [&](size_t k, long long dflt) {
@@ -112,14 +113,18 @@ std::vector<int> parse_indices(const std::string& spec, int L) {
   stop = parts.size() >= 2 ? value(1, L) : start + 1;  // a single number selects one block
   if (parts.size() >= 3 && !parts[2].empty()) {
     if (!parse_int(parts[2], &step)) throw UsageError(bad);
-    if (step <= 0) throw UsageError(bad + ": step must be positive");
+    if (step <= 0) {
+      auto m = bad;
+      m.emplace_back(": step must be positive");
+      throw UsageError(m);
+    }
   }
   if (start < 1) start = 1;
   if (stop > L) stop = L;
   for (long long i = start; i < stop; i += step) out.push_back(static_cast<int>(i));
   if (out.empty())
-    throw UsageError("--indices '" + spec + "' selects no block for L = " + std::to_string(L) + " (valid i: 1.." +
-                     std::to_string(L - 1) + ")");
+    throw UsageError({Option{"indices"}, " '" + spec + "' selects no block for L = " + std::to_string(L) +
+                                             " (valid i: 1.." + std::to_string(L - 1) + ")"});
   return out;
 }
 

@@ -2,7 +2,8 @@
 #include <string>
 
 namespace ess {
-// Hex SHA-256 of a file's bytes (FIPS 180-4). Throws InputError if it cannot be read.
+// Hex SHA-256 (FIPS 180-4, computed by OpenSSL) of a regular file's bytes, read in chunks. Throws
+// InputError if it cannot be read or is not a regular file.
 std::string sha256_file(const std::string& path);
 // Hex SHA-256 of a byte string.
 std::string sha256_hex(const std::string& bytes);

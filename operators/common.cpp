@@ -95,4 +95,18 @@ int read_int_attr(const h5::Object& group, const std::string& name, int fallback
   return static_cast<int>(v);
 }
 
+Tensor random_normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale) {
+  Tensor t(std::move(shape));
+  std::normal_distribution<double> n(0.0, scale);
+  for (auto& v : t.data) v = n(rng);
+  return t;
+}
+
+Tensor random_uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi) {
+  Tensor t(std::move(shape));
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (auto& v : t.data) v = u(rng);
+  return t;
+}
+
 }  // namespace ess::ops

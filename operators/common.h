@@ -1,6 +1,7 @@
 // Shared validation and reading helpers for the operator families. Every message starts with the
 // context string the family was given ("ops.h5:/layers/blk0" when read from a file).
 #pragma once
+#include <random>
 #include <string>
 #include <vector>
 
@@ -50,5 +51,9 @@ constexpr long long kMaxSeqLen = 1LL << 30;
 int read_int_attr(const h5::Object& group, const std::string& name, int fallback, long long lo, long long hi);
 // "file.h5:/layers/name" for messages.
 std::string context_of(const h5::Object& group);
+
+// Random tensors for the families' example operators (the same draws for the same generator state).
+Tensor random_normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0);
+Tensor random_uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi);
 
 }  // namespace ess::ops

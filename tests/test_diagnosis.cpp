@@ -1,5 +1,6 @@
 // diagnose, compress and the SVG writer on inputs with known answers.
 #include <doctest/doctest.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <filesystem>
@@ -192,7 +193,7 @@ TEST_CASE("diagnose: invalid thresholds and metrics are usage errors") {
   CHECK(o.IsValid(&why));
   o.collapsed = 0.95;
   CHECK_FALSE(o.IsValid(&why));
-  CHECK(why.find("--collapsed") != std::string::npos);
+  CHECK(why == "collapsed must be below saturated");  // library terms: the CLI names its flags
   CHECK_THROWS_AS(diagnose_layer(known_layer(), o), UsageError);
   o = DiagnosisOptions{};
   o.saturated = 1.5;
@@ -321,7 +322,7 @@ TEST_CASE("compress: mean and max over blocks with different spectra, bad blocks
 
 TEST_CASE("compress: missing or too few singular values are input errors; bad states are usage errors") {
   LayerResult R = known_layer();
-  CHECK_THROWS_WITH_AS(compressibility(R, {4}, 0.01), doctest::Contains("--keep-sigma"), InputError);
+  CHECK_THROWS_WITH_AS(compressibility(R, {4}, 0.01), doctest::Contains("with keep_sigma K"), InputError);
   R = geometric_layer(2);
   CHECK_THROWS_WITH_AS(compressibility(R, {1, 8}, 0.01), doctest::Contains("K = 2"), InputError);
   CHECK_THROWS_WITH_AS(compressibility(R, {8}, 0.01), doctest::Contains("layer 'mixer'"), InputError);
@@ -412,10 +413,7 @@ TEST_CASE("svg: ticks, colours and escaping") {
   CHECK(svg::escape("a<b & \"c\" 'd'") == "a&lt;b &amp; &quot;c&quot; &apos;d&apos;");
 }
 
-TEST_CASE("svg: CRC-32, Adler-32 and base64 match their published check values") {
-  CHECK(svg::crc32("123456789") == 0xCBF43926u);
-  CHECK(svg::crc32("") == 0u);
-  CHECK(svg::adler32("Wikipedia") == 0x11E60398u);
+TEST_CASE("svg: base64 matches RFC 4648's test vectors") {
   CHECK(svg::base64("") == "");
   CHECK(svg::base64("f") == "Zg==");
   CHECK(svg::base64("fo") == "Zm8=");
@@ -433,7 +431,7 @@ std::uint32_t be32(const std::string& s, size_t at) {
 }  // namespace
 
 TEST_CASE("svg: palette PNG has valid chunks and stores the pixels exactly") {
-  for (auto [W, H] : {std::pair<int, int>{3, 2}, {300, 260}}) {  // the second spans several deflate blocks
+  for (auto [W, H] : {std::pair<int, int>{3, 2}, {300, 260}}) {
     std::vector<std::uint8_t> pixels(static_cast<size_t>(W) * H);
     for (size_t k = 0; k < pixels.size(); ++k) pixels[k] = static_cast<std::uint8_t>((k * 31) % 7);
     std::vector<svg::Rgb> palette(7);
@@ -446,7 +444,9 @@ TEST_CASE("svg: palette PNG has valid chunks and stores the pixels exactly") {
       const std::uint32_t n = be32(png, at);
       const std::string type = png.substr(at + 4, 4);
       const std::string data = png.substr(at + 8, n);
-      CHECK(be32(png, at + 8 + n) == svg::crc32(type + data));
+      const std::string body = type + data;
+      CHECK(be32(png, at + 8 + n) ==
+            ::crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
       types += type + " ";
       if (type == "IHDR") {
         CHECK(be32(data, 0) == static_cast<std::uint32_t>(W));
@@ -460,17 +460,13 @@ TEST_CASE("svg: palette PNG has valid chunks and stores the pixels exactly") {
     }
     CHECK(at == png.size());
     CHECK(types == "IHDR PLTE IDAT IEND ");
-    // Inflate the stored blocks and compare every scanline.
-    std::string raw;
-    size_t p = 2;
-    for (bool last = false; !last;) {
-      last = idat[p] & 1;
-      CHECK((idat[p] & 6) == 0);  // BTYPE 00: stored
-      const size_t len = static_cast<unsigned char>(idat[p + 1]) | (static_cast<unsigned char>(idat[p + 2]) << 8);
-      raw += idat.substr(p + 5, len);
-      p += 5 + len;
-    }
-    CHECK(be32(idat, p) == svg::adler32(raw));
+    // Inflate IDAT with zlib (which also checks the Adler-32) and compare every scanline.
+    std::string raw(static_cast<size_t>(W + 1) * H + 16, '\0');
+    uLongf raw_size = static_cast<uLongf>(raw.size());
+    REQUIRE(::uncompress(reinterpret_cast<Bytef*>(raw.data()), &raw_size, reinterpret_cast<const Bytef*>(idat.data()),
+                         static_cast<uLong>(idat.size())) == Z_OK);
+    raw.resize(raw_size);
+    if (W * H > 1000) CHECK(idat.size() < raw.size() / 4);  // actually compressed
     REQUIRE(raw.size() == static_cast<size_t>(W + 1) * H);
     bool same = true;
     for (int r = 0; r < H; ++r) {

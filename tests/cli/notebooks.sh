@@ -70,3 +70,6 @@ grep -q "no sigma in the file" "$tmp/nosigma/executed/03_compressibility.ipynb" 
   || { echo "FAIL: 03_compressibility did not report the missing sigma"; exit 1; }
 png_ok "$tmp/nosigma/figures/compressibility.png" || { echo "FAIL: compressibility.png missing"; exit 1; }
 echo "notebooks: all executed headless, figures written"
+
+# The notebooks' helpers agree with the tool they illustrate (verdicts, utilization, tails).
+$PY "$root/tests/cli/esslib_matches_diagnose.py" "$ESS" "$root/data/demo/results.h5" "$tmp/nosigma.h5"

@@ -12,7 +12,6 @@
 #include "libess/error.h"
 #include "libess/results_io.h"
 #include "tools/ess/cli.h"
-#include "tools/ess/compute_options.h"
 
 namespace ess::cli {
 
@@ -209,15 +208,17 @@ std::vector<std::string> split_commas(const std::string& s) {
 int run_study(int argc, char** argv) {
   po::options_description opts("options");
   std::vector<std::string> results_files, where;
-  std::string manifest, list, results_dir, output, md_out, svg_out, format, figure, color_by;
+  std::string manifest, list, results_dir, output, md_out, svg_out, figure, color_by;
   int n = 8, resamples = 2000;
   unsigned mqar_seed = 12345;
   unsigned long long boot_seed = 0;
   bool reuse = false;
-  opts.add_options()("results", po::value(&results_files)->multitoken()->composing(), "results files of `ess analyze --mqar` (repeatable)")(
+  opts.add_options()("results", po::value(&results_files)->multitoken()->composing(),
+                     "results files of `ess analyze --mqar` (repeatable)")(
       "manifest", po::value(&manifest), "zoo manifest (data/zoo/manifest.json): analyze every model in it")(
       "list", po::value(&list), "list file: NAME CHECKPOINT MQAR_SPEC [key=value …] per line")(
-      "where", po::value(&where)->composing(), "keep only models whose label key has this value (key=value; repeatable)")(
+      "where", po::value(&where)->composing(),
+      "keep only models whose label key has this value (key=value; repeatable)")(
       "n", po::value(&n)->default_value(8), "MQAR sequences per model (manifest and list inputs)")(
       "mqar-seed", po::value(&mqar_seed)->default_value(12345), "seed of the MQAR batches")(
       "results-dir", po::value(&results_dir), "write each model's results file here (NAME.h5)")(
@@ -228,26 +229,30 @@ int run_study(int argc, char** argv) {
       "predictors plotted, comma-separated")("color-by", po::value(&color_by)->default_value("family"),
                                              "row label that colours the figure's dots")(
       "bootstrap", po::value(&resamples)->default_value(2000), "bootstrap resamples for the intervals")(
-      "seed", po::value(&boot_seed)->default_value(0), "bootstrap seed")(
-      "format,f", po::value(&format)->default_value("text"), "stdout: text, json or markdown");
-  EssOptionParser ess_opts;
+      "seed", po::value(&boot_seed)->default_value(0), "bootstrap seed");
+  FormatOption format_option;
+  QuietOption quiet_option;
+  EssOptionGroup ess_opts;
+  format_option.add_to(opts);
+  quiet_option.add_to(opts);
   ess_opts.add_to(opts);
   po::variables_map vm;
-  if (!parse(argc, argv,
-             "ess study (--manifest ZOO.json | --list MODELS.txt | --results R.h5 …) [-o STUDY.json] [--markdown F.md]\n"
-             "          [--svg F.svg] [--results-dir DIR [--reuse]] [--n 8] [--where key=value] [ESS options]\n\n"
-             "Measures every model on its MQAR input (as `ess analyze --mqar`, or reads results files it wrote)\n"
-             "and writes one table: per model the accuracy, mean tolerance- and entropy-ESS per layer, TSS,\n"
-             "ESS/kv, TSS/kv and utilization; then Pearson and Spearman correlations of accuracy with each\n"
-             "predictor, with percentile bootstrap intervals. See docs/analysis.md.",
-             opts, {}, vm))
+  if (!parse(
+          argc, argv,
+          "ess study (--manifest ZOO.json | --list MODELS.txt | --results R.h5 …) [-o STUDY.json] [--markdown F.md]\n"
+          "          [--svg F.svg] [--results-dir DIR [--reuse]] [--n 8] [--where key=value] [ESS options]\n\n"
+          "Measures every model on its MQAR input (as `ess analyze --mqar`, or reads results files it wrote)\n"
+          "and writes one table: per model the accuracy, mean tolerance- and entropy-ESS per layer, TSS,\n"
+          "ESS/kv, TSS/kv and utilization; then Pearson and Spearman correlations of accuracy with each\n"
+          "predictor, with percentile bootstrap intervals. See docs/analysis.md.",
+          opts, {}, vm))
     return 0;
-  check_report_format(format);
+  const Format format = format_option.format();
   if (manifest.empty() && list.empty() && results_files.empty())
     throw UsageError("give models: --manifest ZOO.json, --list MODELS.txt or --results FILE.h5");
   if (n < 1) throw UsageError("--n must be ≥ 1");
   if (reuse && results_dir.empty()) throw UsageError("--reuse needs --results-dir");
-  const EssOptions options = ess_opts.options(vm);
+  const EssOptions options = ess_opts.values();
   StudyOptions so;
   so.resamples = resamples;
   so.seed = boot_seed;
@@ -293,7 +298,7 @@ int run_study(int argc, char** argv) {
   }
   if (kept.empty()) throw InputError("no models left to study (check --where)");
 
-  Progress progress(ess_opts.quiet());
+  Progress progress(quiet_option.quiet());
   std::vector<StudyRow> rows;
   for (size_t k = 0; k < kept.size(); ++k) {
     const Job& job = kept[k];
@@ -336,13 +341,13 @@ int run_study(int argc, char** argv) {
   for (const auto& c : cors) jc.push_back(correlation_json(c));
   j["correlations"] = jc;
   const std::string md = markdown(rows, cors, so);
-  if (!output.empty()) write_atomically(output, j.dump(1) + "\n");
+  if (!output.empty()) write_atomically(output, j.dump(2) + "\n");
   if (!md_out.empty()) write_atomically(md_out, md);
   if (!svg_out.empty()) write_atomically(svg_out, study_svg(rows, cors, figure_predictors, color_by));
 
-  if (format == "json") {
-    std::cout << j.dump(1) << "\n";
-  } else if (format == "markdown") {
+  if (format == Format::json) {
+    std::cout << j.dump(2) << "\n";
+  } else if (format == Format::markdown) {
     std::cout << md;
   } else {
     std::cout << "ess study: " << rows.size() << " model(s)\n\n";
@@ -353,8 +358,9 @@ int run_study(int argc, char** argv) {
     for (const auto& r : rows) {
       std::snprintf(buf, sizeof buf, "%-28s %4d %4d %7.1f %9.3f %9.3f %8.3f %8.1f %6zu\n", r.name.substr(0, 28).c_str(),
                     r.kv, r.len, r.accuracy >= 0 ? 100 * r.accuracy : std::nan(""),
-                    finite_or_nan(r.predictors.at("tolerance_ess/kv")), finite_or_nan(r.predictors.at("entropy_ess/kv")),
-                    finite_or_nan(r.predictors.at("tss/kv")), 100 * r.utilization, r.layers.size());
+                    finite_or_nan(r.predictors.at("tolerance_ess/kv")),
+                    finite_or_nan(r.predictors.at("entropy_ess/kv")), finite_or_nan(r.predictors.at("tss/kv")),
+                    100 * r.utilization, r.layers.size());
       std::cout << buf;
     }
     std::cout << "\ncorrelation with accuracy (" << so.resamples << " bootstrap resamples, 95% percentile intervals)\n";

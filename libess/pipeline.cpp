@@ -1,0 +1,54 @@
+#include "libess/pipeline.h"
+
+#include <stdexcept>
+#include <utility>
+
+#include "libess/error.h"
+
+namespace ess {
+
+Pipeline::Pipeline(EssOptions options, ProgressFn progress)
+    : options_(std::move(options)), progress_(std::move(progress)) {
+  options_.validate();
+}
+
+LayerResult Pipeline::measure(const OperatorLayer& layer, int position, int count) const {
+  ChannelProgressFn channel_progress;
+  if (progress_) {
+    channel_progress = [&](long done, long total) {
+      progress_(MeasureProgress{position, count, layer.name, done, total});
+    };
+  }
+  try {
+    if (!layer.op) throw std::invalid_argument("no operator");
+    return compute_layer(layer, options_, channel_progress);
+  } catch (Error& e) {
+    e.prepend("layer '" + layer.name + "': ");
+    throw;
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("layer '" + layer.name + "': " + e.what());
+  }
+}
+
+std::vector<LayerResult> Pipeline::measure_all(const std::vector<OperatorLayer>& layers) const {
+  std::vector<LayerResult> out;
+  const int n = static_cast<int>(layers.size());
+  for (int k = 0; k < n; ++k) out.push_back(measure(layers[k], k, n));
+  return out;
+}
+
+void Pipeline::measure_all(const std::vector<OperatorLayer>& layers, ResultSink& sink) const {
+  const int n = static_cast<int>(layers.size());
+  for (int k = 0; k < n; ++k) sink.add(measure(layers[k], k, n));
+}
+
+void Pipeline::measure_all(std::vector<OperatorLayer>&& layers, ResultSink& sink) const {
+  const int n = static_cast<int>(layers.size());
+  for (int k = 0; k < n; ++k) {
+    LayerResult R = measure(layers[k], k, n);
+    layers[k].op.reset();  // free the operator's tensors before the next layer
+    sink.add(std::move(R));
+  }
+}
+
+}  // namespace ess

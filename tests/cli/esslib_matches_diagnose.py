@@ -1,0 +1,55 @@
+#!/usr/bin/python3
+"""esslib_matches_diagnose.py ESS RESULTS.h5...: the notebooks' helpers (notebooks/esslib.py) give the
+same per-layer verdict, utilization and channel counts as `ess diagnose --format json`, and the same
+tails and recommended state as `ess compress --format json`, for both metrics. Exit 1 on any
+difference."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "notebooks"))
+import esslib  # noqa: E402
+
+ess, files = sys.argv[1], sys.argv[2:]
+bad = 0
+for path in files:
+    layers = esslib.load_layers(path)
+    for metric in ("tolerance", "entropy"):
+        out = subprocess.run([ess, "diagnose", path, "--format", "json", "--metric", metric],
+                             check=True, capture_output=True, text=True).stdout
+        ref = {d["name"]: d for d in json.loads(out)["layers"]}
+        for d in layers:
+            r = ref[d["name"]]
+            cls = esslib.classify(d, metric)
+            counts = {k: int((cls == k).sum()) for k in ("saturated", "healthy", "collapsed", "dead")}
+            u = esslib.layer_utilization(d, metric)
+            ok = (esslib.verdict(cls) == r["verdict"] and counts == r["channels"]
+                  and abs(u - r["utilization"]) <= 1e-9 * max(1.0, abs(u)))
+            if not ok:
+                print(f"FAIL {path} {metric} {d['name']}: esslib {esslib.verdict(cls)} {counts} {u:.10f} "
+                      f"vs diagnose {r['verdict']} {r['channels']} {r['utilization']:.10f}")
+            bad += not ok
+    if all("sigma" in d for d in layers):
+        K = min(int(d["sigma"].shape[-1]) for d in layers)
+        states = [s for s in (1, 2, 4, 8, 16, 32) if s <= K]
+        out = subprocess.run([ess, "compress", path, "--format", "json", "--state", ",".join(map(str, states))],
+                             check=True, capture_output=True, text=True).stdout
+        ref = {d["name"]: d for d in json.loads(out)["layers"]}
+        for d in layers:
+            rows = esslib.tails(d, states)
+            rr = ref[d["name"]]
+            for row, cr in zip(rows, rr["targets"], strict=True):
+                ok = cr["state"] == row["state"] and all(
+                    np.isclose(cr[k], row[k], rtol=1e-8, atol=1e-12) for k in ("mean_tail", "max_tail", "frac_exceeding"))
+                if not ok:
+                    print(f"FAIL {path} compress {d['name']} state {row['state']}: esslib {row} vs ess {cr}")
+                bad += not ok
+            if esslib.recommended_state(rows, 0.01) != rr["recommended_state"]:
+                print(f"FAIL {path} compress {d['name']}: recommended state {esslib.recommended_state(rows, 0.01)} "
+                      f"vs ess {rr['recommended_state']}")
+                bad += 1
+    print(f"{path}: esslib {'matches' if not bad else 'DIFFERS from'} ess diagnose/compress")
+sys.exit(1 if bad else 0)
