@@ -246,7 +246,11 @@ Eigen::Map<const Vector> LoadedWeights::vector(const std::string& role, int item
 }
 
 void declare_lm_head(WeightDecls& decls, int vocab, int dim, bool tied) {
-  auto& d = decls.global("lm_head", "lm_head.weight", {vocab, dim});
+  declare_lm_head(decls, vocab, dim, tied, "lm_head.weight");
+}
+
+void declare_lm_head(WeightDecls& decls, int vocab, int dim, bool tied, const std::string& name) {
+  auto& d = decls.global("lm_head", name, {vocab, dim});
   if (tied)
     d.optional("tie_word_embeddings: the embedding is the head");
   else
@@ -297,14 +301,22 @@ Matrix causal_depthwise_conv(const Matrix& X, const Eigen::Ref<const RowMatrix>&
 }
 
 void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out) {
+  finish_logits(X, head, keep, out, HeadOptions{});
+}
+
+void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out,
+                   const HeadOptions& options) {
   const Index L = X.rows(), V = head.rows();
+  const double cap = options.softcap;
   std::vector<int> best(L);
   Matrix all;
   if (keep) all.resize(L, V);
   const Index chunk = 64;
   for (Index r0 = 0; r0 < L; r0 += chunk) {
     const Index n = std::min(chunk, L - r0);
-    const Matrix part = X.middleRows(r0, n) * head.transpose();
+    Matrix part = X.middleRows(r0, n) * head.transpose();
+    if (options.bias.size()) part.rowwise() += options.bias.transpose();
+    if (cap > 0) part = part.unaryExpr([cap](double v) { return cap * std::tanh(v / cap); });
     for (Index r = 0; r < n; ++r) {
       Index k;
       part.row(r).maxCoeff(&k);

@@ -15,6 +15,7 @@
 #include "models/models.h"
 #include "models/tokens.h"
 #include "operators/registry.h"
+#include "operators/softmax_attention.h"
 #include "test_helpers.h"
 
 using namespace ess;
@@ -245,7 +246,7 @@ TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
   }
   {
     const auto d = copy_fixture("arch");
-    std::ofstream(d + "/config.json") << R"({"architectures": ["GPT2LMHeadModel"]})";
+    std::ofstream(d + "/config.json") << R"({"architectures": ["BertForMaskedLM"]})";
     CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains("MambaForCausalLM"), InputError);
   }
   {
@@ -282,6 +283,85 @@ TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
                          InputError);
     std::ofstream(d + "/words.txt") << "1 two 3\n";
     CHECK_THROWS_AS(read_tokens_file(d + "/words.txt", model->vocab_size()), InputError);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("attention architectures: unsupported config options and inputs are refused, naming file and option") {
+  const std::string dir = ess::test::temp_dir("models_refused");
+  // A copy of fixture `name` with config.json fields changed.
+  auto variant = [&](const std::string& name, const nlohmann::json& changes) {
+    const std::string src = std::string(ESS_SOURCE_DIR) + "/data/checkpoints/" + name;
+    const std::string d = dir + "/" + name + std::to_string(std::hash<std::string>()(changes.dump()));
+    fs::create_directories(d);
+    for (const auto& e : fs::directory_iterator(src)) fs::copy_file(e.path(), d + "/" + e.path().filename().string());
+    nlohmann::json cfg = st::read_config_json(d + "/config.json");
+    for (const auto& [k, v] : changes.items()) cfg[k] = v;
+    std::ofstream(d + "/config.json") << cfg.dump(2);
+    return d;
+  };
+  struct Case {
+    std::string fixture;
+    nlohmann::json changes;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"tiny-gpt2",
+       {{"scale_attn_by_inverse_layer_idx", true}},
+       "scale_attn_by_inverse_layer_idx true is not supported"},
+      {"tiny-gpt2", {{"add_cross_attention", true}}, "add_cross_attention"},
+      {"tiny-gpt2", {{"activation_function", "quick_gelu"}}, "activation_function 'quick_gelu' is not supported"},
+      {"tiny-gpt-neox", {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}}, "rope scaling is not supported"},
+      {"tiny-phi", {{"qk_layernorm", true}}, "qk_layernorm true is not supported"},
+      {"tiny-phi", {{"partial_rotary_factor", 0.2}}, "3 rotary features"},  // int(16 · 0.2) = 3: odd
+      {"tiny-qwen2", {{"use_sliding_window", true}}, "use_sliding_window true is not supported"},
+      {"tiny-qwen3", {{"use_sliding_window", true}}, "use_sliding_window true is not supported"},
+      {"tiny-gemma2", {{"layer_types", {"sliding_attention"}}}, "layer_types must list one type per layer"},
+      {"tiny-gemma2", {{"layer_types", {"sliding_attention", "chunked_attention"}}}, "chunked_attention"},
+      {"tiny-gemma2", {{"query_pre_attn_scalar", 0}}, "query_pre_attn_scalar"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.fixture);
+    CAPTURE(c.changes.dump());
+    const std::string d = variant(c.fixture, c.changes);
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains(c.message.c_str()), InputError);
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains((d + "/config.json").c_str()), InputError);
+  }
+  {
+    // GPT-2's learned positions end at n_positions (32 in the fixture).
+    auto model = models::load_causal_lm(std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-gpt2");
+    CHECK_THROWS_WITH_AS(model->run({models::Tokens::value_type(33, 1)}), doctest::Contains("exceeds n_positions 32"),
+                         InputError);
+    CHECK_NOTHROW(model->run({models::Tokens::value_type(32, 1)}));
+  }
+  {
+    // Variants the fixtures do not cover but the config allows: they load and run.
+    for (const auto& [fixture, changes] : std::vector<std::pair<std::string, nlohmann::json>>{
+             {"tiny-gpt2", {{"tie_word_embeddings", false}}},  // then lm_head.weight is required
+             {"tiny-gemma2", {{"layer_types", {"full_attention", "sliding_attention"}}}},
+             {"tiny-gemma2", {{"attn_logit_softcapping", nullptr}, {"final_logit_softcapping", nullptr}}},
+         }) {
+      CAPTURE(changes.dump());
+      const std::string d = variant(fixture, changes);
+      if (fixture == "tiny-gpt2") {
+        CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains("lm_head.weight"), InputError);
+        continue;
+      }
+      auto model = models::load_causal_lm(d);
+      const models::ModelRun run = model->run({{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}});
+      REQUIRE(run.layers.size() == 2);
+      const auto& l0 = dynamic_cast<const SoftmaxAttentionOperator&>(*run.layers[0].op);
+      const auto& l1 = dynamic_cast<const SoftmaxAttentionOperator&>(*run.layers[1].op);
+      if (changes.contains("layer_types")) {  // swapped: layer 1 slides (window 6 < L = 10), layer 0 does not
+        CHECK(l0.window() == 0);
+        CHECK(l1.window() == 6);
+        CHECK(l0.softcap() == 2.0);
+      } else {  // absent field: upstream defaults 50 / 30; present but null: none
+        CHECK(l0.window() == 6);
+        CHECK(l1.window() == 0);
+        CHECK(l0.softcap() == 0.0);
+      }
+    }
   }
   fs::remove_all(dir);
 }

@@ -36,6 +36,11 @@ VARIANTS = [
     ("llama", ["--rope-format", "v5"]),
     ("mistral", []), ("mistral", ["--dtype", "BF16"]),
     ("gla", []), ("gla", ["--sharded"]),
+    ("gpt2", []), ("gpt2", ["--tie", "no", "--dtype", "BF16"]), ("gpt2", ["--gpt2-names", "gpt2model"]),
+    ("gpt_neox", ["--tie", "yes", "--sharded"]), ("gpt_neox_sequential", ["--dtype", "F16"]),
+    ("phi", []), ("phi", ["--tie", "yes", "--sharded", "--shards", "3"]),
+    ("qwen2", ["--dtype", "BF16"]), ("qwen3", ["--tie", "yes"]), ("qwen3", ["--sharded"]),
+    ("gemma2", []), ("gemma2", ["--tie", "no", "--dtype", "BF16"]),
 ]
 passed, failed = 0, []
 
