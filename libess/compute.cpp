@@ -5,12 +5,13 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
-#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
+#include "libess/checked.h"
 #include "libess/error.h"
+#include "libess/memory.h"
 
 namespace ess {
 
@@ -27,13 +28,8 @@ bool EssOptions::IsValid(std::string* error) const {
 }
 
 std::uint64_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::uint64_t value = 0;
-  std::string unit;
-  while (in >> key >> value >> unit)
-    if (key == "MemAvailable:") return value * 1024;
-  return 0;
+  const std::uint64_t limit = memory_limit_bytes();  // MemAvailable, cgroup, rlimits or --max-memory
+  return limit == kUnlimitedMemory ? 0 : limit;
 }
 
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices) {
@@ -118,23 +114,62 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   R.tol = options.tol;
   R.tol_mode = options.tol_mode;
   R.sweep_rtol = options.sweep_rtol;
+  // Memory guard (docs/reliability.md), before allocating anything sized by L or the block count:
+  // the result arrays plus one worker's working set must fit (first with the cheapest engine the
+  // family has, before the block list exists; again once the engine is chosen). The number of
+  // threads is then reduced to what fits.
+  long long I_count = 0;
   try {
-    R.indices = parse_indices(options.indices, L);
+    I_count = count_indices(options.indices, L);
   } catch (const UsageError& e) {
     throw UsageError("layer '" + layer.name + "': " + e.what());
   }
+  const int N = op.realization_dim();
+  const std::uint64_t blocks = saturating_mul(saturating_mul(B, C), static_cast<std::uint64_t>(I_count));
+  // Per block: tolerance-ESS 4, entropy-ESS 8, Frobenius 8, error bound 8, status 1 (+ top-K σ);
+  // per index: i, TSS_i, attainable bound.
+  const std::uint64_t per_block = 29 + (options.keep_sigma > 0 ? 8 + 4 * std::uint64_t(options.keep_sigma) : 0);
+  const std::uint64_t results =
+      saturating_add(saturating_mul(blocks, per_block), saturating_mul(12, static_cast<std::uint64_t>(I_count)));
+  // Dense and sweep: T and a block copy / carry (≤ 2 L² doubles); structured: the realization
+  // (≈ 3 N L doubles) and the N×N factors kept for every requested block.
+  const auto working_set = [&](EngineKind e) {
+    return e == EngineKind::structured
+               ? saturating_mul(8, saturating_add(saturating_mul(3 * std::uint64_t(N), L),
+                                                  saturating_mul(saturating_mul(N, N), I_count)))
+               : saturating_mul(16, saturating_mul(L, L));
+  };
+  const auto guard = [&](std::uint64_t per_worker, const std::string& engine_name, bool structured) {
+    std::ostringstream what, hint;
+    what << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << ", " << blocks << " block(s) over "
+         << B << " × " << C << " channel(s), " << engine_name << " engine)";
+    hint << "measure fewer blocks with --indices";
+    if (!structured && N > 0) hint << " or use --engine structured";
+    check_memory(saturating_add(results, per_worker), what.str(), hint.str());
+  };
+  if (options.engine != EngineKind::automatic) {
+    if (options.engine != EngineKind::structured || N > 0)
+      guard(working_set(options.engine), to_string(options.engine), options.engine == EngineKind::structured);
+  } else {
+    const std::uint64_t dense = working_set(EngineKind::dense);
+    const std::uint64_t least = N > 0 ? std::min(dense, working_set(EngineKind::structured)) : dense;
+    guard(least, "auto", least != dense);
+  }
+  R.indices = parse_indices(options.indices, L);
   const EngineKind engine = choose_engine(op, options.engine, R.indices);
   if (engine == EngineKind::structured && op.realization_dim() == 0)
     throw UsageError("layer '" + layer.name + "' (family " + op.family() +
                      ") has no state-space realization; use --engine sweep, dense or auto");
   R.engine = to_string(engine);
+  guard(working_set(engine), R.engine, engine == EngineKind::structured);
+  const std::uint64_t per_thread = working_set(engine);
 
   const int I = R.num_indices();
   for (int i : R.indices) {
     R.tss.push_back(op.tss(i));
     R.attainable.push_back(attainable_bound(R.tss.back(), i, L));
   }
-  const size_t n = static_cast<size_t>(B) * C * I;
+  const size_t n = static_cast<size_t>(blocks);
   R.tolerance_ess.assign(n, 0);
   R.entropy_ess.assign(n, 0.0);
   R.frobenius.assign(n, 0.0);
@@ -147,27 +182,13 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
     R.sigma_tail.assign(n, 0.0);
   }
 
-  // Threads: all cores by default, fewer when dense L×L buffers would not fit in memory.
+  // Threads: all cores by default, fewer when the working sets would not fit in memory.
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, std::min(threads, B * C));
-  if (engine != EngineKind::structured) {
-    const double per_thread = 8.0 * L * L * 1.8;  // T + block copy / carry
-    const std::uint64_t avail = available_memory_bytes();
-    if (avail > 0) {
-      const int fit = static_cast<int>(0.8 * static_cast<double>(avail) / per_thread);
-      if (fit < 1) {
-        std::ostringstream m;
-        m << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << "): the " << R.engine
-          << " engine needs about " << per_thread / 1e9 << " GB for one dense L×L operator but only "
-          << static_cast<double>(avail) / 1e9 << " GB is available";
-        if (op.realization_dim() > 0)
-          m << "; use --engine structured";
-        else
-          m << "; use a shorter sequence";
-        throw InputError(m.str());
-      }
-      threads = std::min(threads, fit);
-    }
+  threads = static_cast<int>(std::max<long long>(1, std::min<long long>(threads, static_cast<long long>(B) * C)));
+  const std::uint64_t avail = available_memory_bytes();
+  if (avail > 0) {
+    const std::uint64_t room = avail > results ? avail - results : 0;
+    threads = static_cast<int>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(threads, room / per_thread)));
   }
 
   const bool layer_mode = options.tol_mode == TolMode::layer;

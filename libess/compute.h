@@ -59,10 +59,12 @@ struct LayerResult {
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices);
 
 // Computes ESS for every (batch, channel) of a layer. Throws UsageError for an engine the
-// family does not support, InputError when a dense L×L operator does not fit in memory.
+// family does not support, InputError when the result arrays and one worker's working set do not
+// fit in memory (ess::check_memory; the message names --indices / --engine structured).
 LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options);
 
-// Bytes of memory currently available (MemAvailable), or 0 when unknown.
+// Bytes of memory this process may still use (ess::memory_limit_bytes: MemAvailable, the cgroup
+// limit, RLIMIT_AS/RLIMIT_DATA or --max-memory), or 0 when unknown.
 std::uint64_t available_memory_bytes();
 
 }  // namespace ess

@@ -1,17 +1,19 @@
 #include "libess/hdf5.h"
 
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
+#include <limits>
 
+#include "libess/checked.h"
 #include "libess/error.h"
+#include "libess/files.h"
+#include "libess/memory.h"
 #include "libess/output_path.h"
+#include "libess/tensor.h"
 
 namespace ess::h5 {
 namespace {
@@ -79,18 +81,40 @@ void close_id(hid id) {
   }
 }
 
-std::vector<std::int64_t> space_shape(hid space) {
-  int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 0) return {};
+// Dimensions of a dataspace; InputError naming `where` when a dimension (or the element count)
+// does not fit in int64 (a corrupt or hostile file can declare up to 2^64 − 1 per axis).
+std::vector<std::int64_t> space_shape(hid space, const std::string& where) {
+  const int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0) fail(where + ": cannot read the dataspace");
   std::vector<hsize_t> dims(rank);
-  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-  return std::vector<std::int64_t>(dims.begin(), dims.end());
+  if (rank > 0 && H5Sget_simple_extent_dims(space, dims.data(), nullptr) < 0) fail(where + ": cannot read the dataspace");
+  std::vector<std::int64_t> shape;
+  std::string text = "[";
+  for (size_t k = 0; k < dims.size(); ++k) text += (k ? ", " : "") + std::to_string(dims[k]);
+  text += "]";
+  for (hsize_t d : dims) {
+    if (d > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max()))
+      throw InputError(where + ": dimensions " + text + " are beyond 2^63");
+    shape.push_back(static_cast<std::int64_t>(d));
+  }
+  if (!ess::element_count(shape))
+    throw InputError(where + ": dimensions " + text + " multiply to more than 2^63 elements");
+  return shape;
 }
 
-std::int64_t element_count(const std::vector<std::int64_t>& shape) {
-  std::int64_t n = 1;
-  for (auto d : shape) n *= d;
-  return n;
+std::uint64_t elements_of(const std::vector<std::int64_t>& shape) { return *ess::element_count(shape); }
+
+// Elements of an attribute's dataspace, refused above kMaxAttributeElements (attributes are
+// metadata; a corrupt header must not make us allocate gigabytes).
+constexpr hssize_t kMaxAttributeElements = 1 << 20;
+std::size_t attribute_elements(hid attr, const std::string& where) {
+  Handle space(H5Aget_space(attr));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  if (n < 0) fail(where + ": cannot read the attribute's dataspace");
+  if (n > kMaxAttributeElements)
+    throw InputError(where + ": attribute has " + std::to_string(n) + " elements (more than " +
+                     std::to_string(kMaxAttributeElements) + " accepted)");
+  return static_cast<std::size_t>(n);
 }
 
 }  // namespace
@@ -173,9 +197,8 @@ std::string Object::attr_as_text(const std::string& name) const {
     return v.size() == 1 ? s : s + "]";
   }
   if (cls == H5T_FLOAT) {
-    Handle space(H5Aget_space(a.id()));
-    std::vector<double> d(H5Sget_simple_extent_npoints(space.id()));
-    check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
+    std::vector<double> d(attribute_elements(a.id(), where() + " @" + name));
+    if (!d.empty()) check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
     std::string s = d.size() == 1 ? "" : "[";
     for (size_t k = 0; k < d.size(); ++k) {
       char buf[32];
@@ -219,7 +242,10 @@ std::string Object::attr_string(const std::string& name) const {
     H5free_memory(s);
     return out;
   }
-  size_t n = H5Tget_size(type.id());
+  const size_t n = H5Tget_size(type.id());
+  if (n == 0 || n > (1u << 20))
+    throw InputError(where() + ": attribute '" + name + "' is a string of " + std::to_string(n) +
+                     " bytes (1 to 1048576 accepted)");
   std::string buf(n, '\0');
   check_status(H5Aread(a.id(), type.id(), buf.data()), "cannot read attribute " + name + " of " + where());
   buf.resize(std::strlen(buf.c_str()));
@@ -232,17 +258,31 @@ std::vector<long long> Object::attr_ints(const std::string& name) const {
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw InputError(where() + ": attribute '" + name + "' is not numeric");
-  Handle space(H5Aget_space(a.id()));
-  std::vector<long long> v(H5Sget_simple_extent_npoints(space.id()));
+  std::vector<long long> v(attribute_elements(a.id(), where() + " @" + name));
+  if (v.empty()) return v;
   if (cls == H5T_FLOAT) {
     std::vector<double> d(v.size());
     check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
     for (size_t k = 0; k < v.size(); ++k) {
-      if (d[k] != std::floor(d[k])) throw InputError(where() + ": attribute '" + name + "' is not an integer");
+      // Integral and exactly representable as long long (|d| < 2^63); NaN fails the first test.
+      if (!(d[k] == std::floor(d[k])) || !(std::fabs(d[k]) < 9223372036854775808.0))
+        throw InputError(where() + ": attribute '" + name + "' is not an integer (found " + std::to_string(d[k]) + ")");
       v[k] = static_cast<long long>(d[k]);
     }
   } else {
-    check_status(H5Aread(a.id(), H5T_NATIVE_LLONG, v.data()), "cannot read attribute " + name);
+    // Read as unsigned when the file's type is unsigned 64-bit, so 2^63..2^64−1 are refused, not wrapped.
+    Handle type2(H5Aget_type(a.id()));
+    if (H5Tget_sign(type2.id()) == H5T_SGN_NONE && H5Tget_size(type2.id()) >= 8) {
+      std::vector<unsigned long long> u(v.size());
+      check_status(H5Aread(a.id(), H5T_NATIVE_ULLONG, u.data()), "cannot read attribute " + name);
+      for (size_t k = 0; k < v.size(); ++k) {
+        if (u[k] > static_cast<unsigned long long>(std::numeric_limits<long long>::max()))
+          throw InputError(where() + ": attribute '" + name + "' = " + std::to_string(u[k]) + " is beyond 2^63");
+        v[k] = static_cast<long long>(u[k]);
+      }
+    } else {
+      check_status(H5Aread(a.id(), H5T_NATIVE_LLONG, v.data()), "cannot read attribute " + name);
+    }
   }
   return v;
 }
@@ -253,14 +293,21 @@ long long Object::attr_int(const std::string& name) const {
   return v[0];
 }
 
+long long Object::attr_int_in_range(const std::string& name, long long lo, long long hi) const {
+  const long long v = attr_int(name);
+  if (v < lo || v > hi)
+    throw InputError(where() + ": attribute '" + name + "' = " + std::to_string(v) + " is out of range [" +
+                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return v;
+}
+
 double Object::attr_double(const std::string& name) const {
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw InputError(where() + ": attribute '" + name + "' is not numeric");
-  Handle space(H5Aget_space(a.id()));
-  if (H5Sget_simple_extent_npoints(space.id()) != 1)
+  if (attribute_elements(a.id(), where() + " @" + name) != 1)
     throw InputError(where() + ": attribute '" + name + "' must be a single number");
   double d = 0;
   check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &d), "cannot read attribute " + name);
@@ -314,7 +361,7 @@ std::vector<std::int64_t> Object::shape(const std::string& dataset) const {
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle space(H5Dget_space(d.id()));
-  return space_shape(space.id());
+  return space_shape(space.id(), where(dataset));
 }
 
 DType Object::dtype(const std::string& dataset) const {
@@ -338,11 +385,16 @@ std::vector<T> Object::read_as(const std::string& dataset, hid mem_type, std::ve
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle space(H5Dget_space(d.id()));
-  auto shape = space_shape(space.id());
+  auto shape = space_shape(space.id(), where(dataset));
   Handle type(H5Dget_type(d.id()));
   auto cls = H5Tget_class(type.id());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER) throw InputError(where(dataset) + ": dataset is not numeric");
-  std::vector<T> out(static_cast<size_t>(element_count(shape)));
+  // Checked against the memory limit before allocating: a small file can declare a huge dataset.
+  const std::uint64_t count = elements_of(shape);
+  const auto bytes = checked_mul<std::uint64_t>(count, sizeof(T));
+  check_memory(bytes ? *bytes : kUnlimitedMemory, where(dataset) + " " + shape_string(shape),
+               "the file declares a dataset larger than this process may use");
+  std::vector<T> out(static_cast<size_t>(count));
   if (!out.empty())
     check_status(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
                  "cannot read dataset " + where(dataset) + " (file truncated or corrupt?)");
@@ -366,7 +418,7 @@ void Object::write_raw(const std::string& dataset, const std::vector<std::int64_
   Handle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                      "bad shape for dataset " + where(dataset)));
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
-  const std::int64_t n = element_count(shape);
+  const std::int64_t n = static_cast<std::int64_t>(elements_of(shape));
   if (n > 16384 && !dims.empty()) {
     // Chunks of whole trailing rows, about 256 K elements each, deflate level 4.
     std::vector<hsize_t> chunk(dims);
@@ -404,14 +456,9 @@ void Object::write(const std::string& ds, const std::vector<std::int64_t>& shape
 }
 
 Object open_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw InputError(path + ": no such file");
-  if (fs::is_directory(path, ec)) throw InputError(path + ": is a directory, expected an HDF5 file");
-  {
-    std::ifstream probe(path, std::ios::binary);
-    if (!probe) throw InputError(path + ": cannot be opened for reading");
-  }
+  // A regular file, checked without blocking before HDF5 opens it by name (HDF5's open would
+  // wait forever on a FIFO).
+  check_input_file(path, "HDF5 file");
   htri_t is = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
   if (is <= 0) throw InputError(path + ": not an HDF5 file (or truncated/corrupt)");
@@ -421,41 +468,33 @@ Object open_file(const std::string& path) {
 }
 
 OutputFile::OutputFile(const std::string& path) : path_(path) {
-  namespace fs = std::filesystem;
   check_output_path(path);
-  const fs::path p(path);
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  tmp_ = (dir / ("." + p.filename().string() + ".tmp" + std::to_string(::getpid()))).string();
+  // The file is built in memory (core driver without a backing store) and commit() writes it to
+  // disk with one checked write (write_file_atomically). A full disk or `ulimit -f` is then our
+  // error to report, never an HDF5 file that cannot be flushed (HDF5 1.10 crashes at exit closing
+  // such a file), and nothing is on disk until commit().
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);
-  hid f = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
-  if (f < 0) {
-    hdf5_reason();
-    throw InputError(path + ": cannot write output file (permission denied or read-only location?)");
-  }
+  check_status(H5Pset_fapl_core(fapl.id(), 1 << 20, 0), path + ": cannot set up the in-memory HDF5 file");
+  hid f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
+  if (f < 0) fail(path + ": cannot create the output file in memory");
   root_ = new Object(Handle(f), path, "/");
 }
 
 void OutputFile::commit() {
   check_status(H5Fflush(root_->id(), H5F_SCOPE_GLOBAL), "cannot flush " + path_);
-  delete root_;  // closes the file (strong close degree)
+  const ssize_t size = H5Fget_file_image(root_->id(), nullptr, 0);
+  if (size < 0) fail(path_ + ": cannot get the HDF5 file image");
+  check_memory(static_cast<std::uint64_t>(size), path_ + ": copying the " + std::to_string(size) + "-byte file image");
+  std::vector<char> image(static_cast<size_t>(size));
+  if (H5Fget_file_image(root_->id(), image.data(), image.size()) != size) fail(path_ + ": cannot copy the HDF5 file image");
+  delete root_;  // closes the in-memory file (strong close degree)
   root_ = nullptr;
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) {
-    std::filesystem::remove(tmp_, ec);
-    throw InputError(path_ + ": cannot move output into place: " + ec.message());
-  }
+  write_file_atomically(path_, image.data(), image.size());
   committed_ = true;
 }
 
-OutputFile::~OutputFile() {
-  delete root_;
-  if (!committed_) {
-    std::error_code ec;
-    std::filesystem::remove(tmp_, ec);
-  }
-}
+OutputFile::~OutputFile() { delete root_; }
 
 std::string iso8601_now() {
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

@@ -52,6 +52,8 @@ class Object {
   // Attributes.
   std::string attr_string(const std::string& name) const;
   long long attr_int(const std::string& name) const;
+  // attr_int, refused (InputError naming the value and the range) outside [lo, hi].
+  long long attr_int_in_range(const std::string& name, long long lo, long long hi) const;
   double attr_double(const std::string& name) const;
   std::vector<long long> attr_ints(const std::string& name) const;
   void set_attr(const std::string& name, const std::string& value) const;
@@ -82,12 +84,13 @@ class Object {
   std::string file_, path_;
 };
 
-// Opens an existing file read-only. Throws InputError naming the file if it is missing,
-// truncated or not HDF5.
+// Opens an existing file read-only. Throws InputError naming the file if it is missing, not a
+// regular file (checked without blocking: a FIFO is refused, not waited on), truncated or not
+// HDF5. Datasets are checked against the memory limit (ess::check_memory) before they are read.
 Object open_file(const std::string& path);
 
-// Creates `path` through a temporary sibling file that is renamed into place by commit();
-// if the object is destroyed without commit() the temporary is removed (no half-written output).
+// Builds `path` in memory; commit() writes it through a temporary sibling file renamed into place
+// (ess::write_file_atomically). Without commit() nothing is written (no half-written output).
 class OutputFile {
  public:
   explicit OutputFile(const std::string& path);
@@ -98,7 +101,7 @@ class OutputFile {
   void commit();
 
  private:
-  std::string path_, tmp_;
+  std::string path_;
   Object* root_ = nullptr;
   bool committed_ = false;
 };

@@ -25,9 +25,9 @@ class Gla final : public CausalLM {
     layers_ = c.integer("num_hidden_layers");
     H_ = c.integer("num_heads");
     Hkv_ = c.integer("num_kv_heads", H_);
-    Kd_ = static_cast<int>(D_ * c.number("expand_k", 0.5));
-    Vd_ = static_cast<int>(D_ * c.number("expand_v", 1.0));
-    eps_ = c.number("norm_eps", 1e-6);
+    Kd_ = c.scaled("expand_k", 0.5, D_);
+    Vd_ = c.scaled("expand_v", 1.0, D_);
+    eps_ = c.number("norm_eps", 1e-6, Config::kNonNegativeNumber);
     if (c.has("clamp_min")) clamp_min_ = c.number("clamp_min");
     if (H_ < 1 || Hkv_ < 1 || H_ % Hkv_ || Kd_ % H_ || Vd_ % H_)
       throw InputError(c.path() + ": key/value dimensions must split evenly over num_heads and num_kv_heads");

@@ -23,22 +23,25 @@ class Llama final : public CausalLM {
     H_ = c.integer("num_attention_heads");
     Hkv_ = c.integer("num_key_value_heads", H_);
     hd_ = c.has("head_dim") ? c.integer("head_dim") : D_ / std::max(H_, 1);
+    c.product({H_, hd_}, "num_attention_heads × head_dim");
+    c.product({Hkv_, hd_}, "num_key_value_heads × head_dim");
     if (H_ < 1 || Hkv_ < 1 || H_ % Hkv_ != 0)
       throw InputError(c.path() + ": num_attention_heads must be a multiple of num_key_value_heads");
     if (hd_ % 2) throw InputError(c.path() + ": head_dim must be even for rotary embeddings");
-    eps_ = c.number("rms_norm_eps", 1e-6);
+    eps_ = c.number("rms_norm_eps", 1e-6, Config::kNonNegativeNumber);
     bias_ = c.boolean("attention_bias", false);
-    window_ = c.integer("sliding_window", 0);
+    window_ = c.integer("sliding_window", 0, Config::kNonNegative);
     if (c.has("hidden_act") && c.json()["hidden_act"] != "silu")
       throw InputError(c.path() + ": hidden_act " + c.json()["hidden_act"].dump() + " is not supported (silu only)");
     // Rotary inverse frequencies, with the config's scaling: legacy `rope_theta` + `rope_scaling`,
     // or transformers v5's `rope_parameters` {rope_theta, rope_type, factor, …}.
     nlohmann::json rope = c.has("rope_scaling") ? c.json()["rope_scaling"] : nlohmann::json::object();
-    double theta = c.number("rope_theta", 10000.0);
+    double theta = c.number("rope_theta", 10000.0, Config::kPositiveNumber);
     if (c.has("rope_parameters")) {
       if (!c.json()["rope_parameters"].is_object()) throw InputError(c.path() + ": rope_parameters must be an object");
       rope = c.json()["rope_parameters"];
-      if (rope.contains("rope_theta")) theta = Config(rope, c.path() + " rope_parameters").number("rope_theta");
+      if (rope.contains("rope_theta"))
+        theta = Config(rope, c.path() + " rope_parameters").number("rope_theta", Config::kPositiveNumber);
     }
     inv_freq_.resize(hd_ / 2);
     for (int k = 0; k < hd_ / 2; ++k) inv_freq_(k) = 1.0 / std::pow(theta, 2.0 * k / hd_);
@@ -47,8 +50,10 @@ class Llama final : public CausalLM {
       const Config sc(rope, c.path() + " rope scaling");
       std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
       if (type == "llama3") {
-        const double f = sc.number("factor"), lo = sc.number("low_freq_factor"), hi = sc.number("high_freq_factor"),
-                     orig = sc.number("original_max_position_embeddings");
+        const auto positive = Config::kPositiveNumber;
+        const double f = sc.number("factor", positive), lo = sc.number("low_freq_factor", positive),
+                     hi = sc.number("high_freq_factor", positive),
+                     orig = sc.number("original_max_position_embeddings", positive);
         const double lo_wl = orig / lo, hi_wl = orig / hi;
         for (int k = 0; k < hd_ / 2; ++k) {
           const double inv = inv_freq_(k), wl = 2 * M_PI / inv;
@@ -61,7 +66,7 @@ class Llama final : public CausalLM {
           }
         }
       } else if (type == "linear") {
-        inv_freq_ /= sc.number("factor");
+        inv_freq_ /= sc.number("factor", Config::kPositiveNumber);
       } else if (type != "default") {
         throw InputError(c.path() + ": rope type '" + type + "' is not supported (default, linear, llama3)");
       }

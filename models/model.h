@@ -1,6 +1,8 @@
 // Hugging Face–layout causal language models run in C++ (float64), each sequence mixer's
 // operator captured for the given tokens (DESIGN §5–6).
 #pragma once
+#include <initializer_list>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,20 +37,50 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir);
 
 // --- shared building blocks -------------------------------------------------------------------
 
-// config.json access with messages naming the file and field.
+// config.json access with messages naming the file and field. Every number is validated here
+// (docs/reliability.md): integers are integral and within a range (default [1, kMaxInt]: sizes and
+// counts, so num_hidden_layers = 0 is refused), numbers are finite (NaN never, ±infinity only when
+// the range's bound is infinite) and within a range, and sizes formed from several fields go
+// through scaled() / product(), which refuse results beyond kMaxInt. kMaxInt = 2^28 keeps sums of
+// up to 8 such values within int.
 class Config {
  public:
+  static constexpr long long kMaxInt = 1LL << 28;
+  struct IntRange {
+    long long lo, hi;
+  };
+  struct NumberRange {
+    double lo, hi;  // inclusive
+  };
+  static constexpr IntRange kPositive{1, kMaxInt}, kNonNegative{0, kMaxInt};
+  static constexpr NumberRange kFinite{-std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
+  static constexpr NumberRange kNonNegativeNumber{0.0, std::numeric_limits<double>::max()};
+  static constexpr NumberRange kPositiveNumber{std::numeric_limits<double>::min(), std::numeric_limits<double>::max()};
+
   Config(nlohmann::json j, std::string path) : j_(std::move(j)), path_(std::move(path)) {}
   bool has(const std::string& k) const { return j_.contains(k) && !j_[k].is_null(); }
-  int integer(const std::string& k) const;
-  int integer(const std::string& k, int fallback) const { return has(k) ? integer(k) : fallback; }
-  double number(const std::string& k) const;
-  double number(const std::string& k, double fallback) const { return has(k) ? number(k) : fallback; }
+  int integer(const std::string& k, IntRange range = kPositive) const;
+  int integer(const std::string& k, int fallback, IntRange range = kPositive) const {
+    return has(k) ? integer(k, range) : fallback;
+  }
+  double number(const std::string& k, NumberRange range = kFinite) const;
+  double number(const std::string& k, double fallback, NumberRange range = kFinite) const {
+    return has(k) ? number(k, range) : fallback;
+  }
+  // An array of `count` numbers, each checked like number().
+  std::vector<double> numbers(const std::string& k, std::size_t count, NumberRange range = kFinite) const;
+  // ⌊factor · base⌋ with factor = field k (or `fallback`), finite and > 0 (Mamba's `expand` ×
+  // hidden_size); the result must lie in [1, kMaxInt].
+  int scaled(const std::string& k, double fallback, int base) const;
+  // The product of config values, refused (InputError naming `what`) outside [1, kMaxInt].
+  int product(std::initializer_list<long long> factors, const std::string& what) const;
   bool boolean(const std::string& k, bool fallback) const;
   const nlohmann::json& json() const { return j_; }
   const std::string& path() const { return path_; }
 
  private:
+  int integer_in(long long v, const std::string& k, IntRange range) const;
+  double check_number(double d, const std::string& k, NumberRange range) const;
   nlohmann::json j_;
   std::string path_;
 };

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "libess/error.h"
+#include "libess/memory.h"
 
 namespace ess::cli {
 
@@ -70,6 +71,16 @@ void Progress::done() {
     std::fflush(stderr);
   }
   shown_ = false;
+}
+
+void add_memory_option(po::options_description& opts, std::string& value) {
+  opts.add_options()("max-memory", po::value(&value),
+                     "memory this run may use, e.g. 8G or 500MB (default: the smaller of MemAvailable, the cgroup "
+                     "limit and RLIMIT_AS)");
+}
+
+void apply_memory_option(const std::string& value) {
+  if (!value.empty()) set_memory_limit_override(parse_memory_size(value, "--max-memory"));
 }
 
 void check_report_format(const std::string& format) {

@@ -53,6 +53,12 @@ struct CommandRegistrar {
 #define ESS_REGISTER_COMMAND(name, summary, order, fn) \
   static ::ess::cli::CommandRegistrar ess_register_##fn(name, summary, order, fn)
 
+// --max-memory SIZE (docs/reliability.md): replaces the detected memory limit (MemAvailable,
+// cgroup, rlimits) that inputs and work are checked against. apply_memory_option parses the value
+// (UsageError on a bad size) and sets ess::set_memory_limit_override; "" leaves the limit alone.
+void add_memory_option(po::options_description& opts, std::string& value);
+void apply_memory_option(const std::string& value);
+
 // Throws UsageError unless --format is text, json or markdown.
 void check_report_format(const std::string& format);
 

@@ -42,7 +42,7 @@ int run_analyze(int argc, char** argv) {
     throw UsageError("give exactly one input: --tokens FILE or --mqar kv=…,len=…,n=…");
   EssOptions options = ess_opts.options(vm);
   const MqarSpec spec = vm.count("mqar") ? parse_mqar(mqar) : MqarSpec{};
-  check_output_path(output);
+  check_output_path(output, {tokens_file, (std::filesystem::path(dir) / "config.json").string()});
 
   Progress progress(ess_opts.quiet());
   const auto t0 = std::chrono::steady_clock::now();

@@ -31,7 +31,7 @@ int run_compute(int argc, char** argv) {
              opts, {"operators"}, vm))
     return 0;
   EssOptions options = ess_opts.options(vm);
-  check_output_path(output);
+  check_output_path(output, {input});
 
   OperatorReadOptions read_options;
   read_options.default_seq_len = vm["seq-len"].as<int>();

@@ -4,16 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <tuple>
 
-#include <unistd.h>
-
 #include "analysis/diagnosis.h"
 #include "analysis/svg.h"
 #include "libess/error.h"
+#include "libess/files.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
@@ -364,25 +362,6 @@ std::vector<std::string> split_names(const std::string& s) {
   return out;
 }
 
-// Writes `text` to a temporary file beside `path` and renames it into place.
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      throw InputError(path + ": cannot write the SVG file");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw InputError(path + ": cannot move the SVG into place");
-  }
-}
-
 }  // namespace
 
 int run_plot(int argc, char** argv) {
@@ -408,7 +387,7 @@ int run_plot(int argc, char** argv) {
   std::string why;
   if (!o.IsValid(&why)) throw UsageError(why);
   if (input.empty()) throw UsageError("missing RESULTS.h5 (see ess plot --help)");
-  check_output_path(output);
+  check_output_path(output, {input});
   const ResultsFile file = read_results(input);
   std::vector<const LayerResult*> layers;
   const auto wanted = split_names(layer_list);
@@ -433,7 +412,7 @@ int run_plot(int argc, char** argv) {
   overview(doc, 60, layers, diag, o.metric, o);
   for (size_t k = 0; k < layers.size(); ++k)
     layer_row(doc, 60 + overview_h + k * kRowHeight, *layers[k], diag[k], o.metric);
-  write_atomically(output, doc.str());
+  write_file_atomically(output, doc.str());
   std::cout << "wrote " << output << " (" << layers.size() << " layer(s))\n";
   return 0;
 }

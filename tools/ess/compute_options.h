@@ -4,6 +4,7 @@
 
 #include "libess/compute.h"
 #include "libess/error.h"
+#include "libess/memory.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
@@ -21,6 +22,7 @@ class EssOptionParser {
         "sweep-rtol", po::value(&sweep_rtol_)->default_value(1e-12),
         "sweep engine: drop σ below this fraction of the running largest σ")("quiet,q", po::bool_switch(&quiet_),
                                                                              "no progress on stderr");
+    add_memory_option(opts, max_memory_);
   }
   EssOptions options(const po::variables_map&) const {
     EssOptions o;
@@ -33,13 +35,14 @@ class EssOptionParser {
     o.sweep_rtol = sweep_rtol_;
     std::string why;
     if (!o.IsValid(&why)) throw UsageError(why);
+    apply_memory_option(max_memory_);
     return o;
   }
   bool quiet() const { return quiet_; }
 
  private:
   double tol_ = 1e-3, sweep_rtol_ = 1e-12;
-  std::string tol_mode_, engine_, indices_;
+  std::string tol_mode_, engine_, indices_, max_memory_;
   int keep_sigma_ = 0, threads_ = 0;
   bool quiet_ = false;
 };

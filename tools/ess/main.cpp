@@ -9,6 +9,7 @@
 #include <new>
 
 #include "libess/error.h"
+#include "libess/files.h"
 #include "tools/ess/cli.h"
 
 namespace {
@@ -49,6 +50,8 @@ void keep_freed_memory() {
 int main(int argc, char** argv) {
   ensure_single_threaded_blas(argv);
   keep_freed_memory();
+  ess::install_signal_cleanup();  // temporary outputs removed on SIGINT/SIGTERM/SIGHUP; SIGXFSZ → EFBIG
+  ess::set_input_tracking(true);  // no output may replace a file this command read
   ess::cli::set_command_line(argc, argv);
   if (argc < 2) {
     print_usage(std::cerr);
