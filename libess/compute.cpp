@@ -141,8 +141,8 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   };
   const auto guard = [&](std::uint64_t per_worker, const std::string& engine_name, bool structured) {
     std::ostringstream what, hint;
-    what << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << ", " << blocks << " block(s) over "
-         << B << " × " << C << " channel(s), " << engine_name << " engine)";
+    what << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << ", " << blocks << " block(s) over " << B
+         << " × " << C << " channel(s), " << engine_name << " engine)";
     hint << "measure fewer blocks with --indices";
     if (!structured && N > 0) hint << " or use --engine structured";
     check_memory(saturating_add(results, per_worker), what.str(), hint.str());

@@ -87,7 +87,8 @@ std::vector<std::int64_t> space_shape(hid space, const std::string& where) {
   const int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0) fail(where + ": cannot read the dataspace");
   std::vector<hsize_t> dims(rank);
-  if (rank > 0 && H5Sget_simple_extent_dims(space, dims.data(), nullptr) < 0) fail(where + ": cannot read the dataspace");
+  if (rank > 0 && H5Sget_simple_extent_dims(space, dims.data(), nullptr) < 0)
+    fail(where + ": cannot read the dataspace");
   std::vector<std::int64_t> shape;
   std::string text = "[";
   for (size_t k = 0; k < dims.size(); ++k) text += (k ? ", " : "") + std::to_string(dims[k]);
@@ -487,7 +488,8 @@ void OutputFile::commit() {
   if (size < 0) fail(path_ + ": cannot get the HDF5 file image");
   check_memory(static_cast<std::uint64_t>(size), path_ + ": copying the " + std::to_string(size) + "-byte file image");
   std::vector<char> image(static_cast<size_t>(size));
-  if (H5Fget_file_image(root_->id(), image.data(), image.size()) != size) fail(path_ + ": cannot copy the HDF5 file image");
+  if (H5Fget_file_image(root_->id(), image.data(), image.size()) != size)
+    fail(path_ + ": cannot copy the HDF5 file image");
   delete root_;  // closes the in-memory file (strong close degree)
   root_ = nullptr;
   write_file_atomically(path_, image.data(), image.size());

@@ -49,7 +49,9 @@ double Config::check_number(double d, const std::string& k, NumberRange range) c
   // NaN fails both comparisons; ±infinity passes only an infinite bound.
   if (!(d >= range.lo && d <= range.hi))
     throw InputError(path_ + ": field '" + k + "' = " + number_text(d) + " is " +
-                     (std::isnan(d) ? std::string("not a number") : std::isinf(d) ? "infinite" : "out of range") +
+                     (std::isnan(d)   ? std::string("not a number")
+                      : std::isinf(d) ? "infinite"
+                                      : "out of range") +
                      " (expected a number in [" + number_text(range.lo) + ", " + number_text(range.hi) + "])");
   return d;
 }

@@ -98,8 +98,9 @@ void check_declared_memory(const h5::Object& layers) {
     }
     if (total == kUnlimitedMemory) break;
   }
-  check_memory(total, layers.file() + ": reading the operator file (largest dataset " + largest_name + ": " +
-                          format_bytes(largest) + ")",
+  check_memory(total,
+               layers.file() + ": reading the operator file (largest dataset " + largest_name + ": " +
+                   format_bytes(largest) + ")",
                "datasets are read as float64 before any block is measured; export fewer layers, a smaller "
                "batch or a shorter sequence");
 }
