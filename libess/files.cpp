@@ -79,10 +79,14 @@ struct TempSlot {
 };
 TempSlot g_temp_slots[kSlots];
 
-extern "C" void ess_unlink_temps_and_reraise(int sig) {
-  const int saved = errno;
+void unlink_temps() noexcept {
   for (auto& slot : g_temp_slots)
     if (slot.state.load() == 2) ::unlink(slot.path);
+}
+
+extern "C" void ess_unlink_temps_and_reraise(int sig) {
+  const int saved = errno;
+  unlink_temps();
   ::signal(sig, SIG_DFL);
   ::raise(sig);  // delivered with the default action once this handler returns
   errno = saved;
@@ -228,6 +232,8 @@ void unregister_temp_file(const std::string& path) {
       return;
     }
 }
+
+void unlink_temp_files() noexcept { unlink_temps(); }
 
 void install_signal_cleanup() {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) {

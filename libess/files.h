@@ -68,6 +68,9 @@ void unregister_temp_file(const std::string& path);
 // ignored so that a write beyond `ulimit -f` fails with EFBIG (reported, exit 3) instead of
 // killing the process. Call once at startup (the CLI does).
 void install_signal_cleanup();
+// Unlinks the registered temporary files now (async-signal-safe: for fatal-error paths that end
+// the process with _exit).
+void unlink_temp_files() noexcept;
 
 // Writes `size` bytes to temp_path_for(path), fsyncs and renames it over `path`, refusing to
 // replace an input file. InputError naming `path` on any failure (disk full: "No space left on

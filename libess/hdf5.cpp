@@ -2,11 +2,17 @@
 
 #include <hdf5.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <limits>
+#include <thread>
 
 #include "libess/checked.h"
 #include "libess/error.h"
@@ -38,6 +44,70 @@ std::string hdf5_reason() {
   return reason;
 }
 
+// --- guard against HDF5 failing inside its own code --------------------------------------------
+// HDF5 1.10 loops forever on some corrupt global heaps and B-trees, and can fault on others (found
+// by fuzzing tools/fuzz/fuzz_operators.cpp). Calls that read a file run inside a Guard; with a
+// handler installed (install_failure_guard), a watchdog thread ends a call that runs past its time
+// budget and a fault inside HDF5 is reported, both through the handler, naming the file.
+std::atomic<int> g_depth{0};                 // guards alive (HDF5 is called from one thread)
+std::atomic<std::int64_t> g_deadline_ns{0};  // steady-clock deadline of the outermost guard
+std::atomic<FailureHandler> g_handler{nullptr};
+double g_budget_seconds = 60;
+char g_file[1024];  // the file the outermost guard reads, for the handler's message
+struct sigaction g_previous[NSIG];
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Message for the handler, built without allocating (the fault path runs in a signal handler).
+void fail_with(const char* what) {
+  static char message[1400];
+  const char* parts[] = {g_file[0] ? g_file : "(an HDF5 file)", ": the HDF5 library ", what,
+                         " while reading it (the file is corrupt)"};
+  std::size_t n = 0;
+  for (const char* part : parts)
+    for (const char* c = part; *c && n + 1 < sizeof message; ++c) message[n++] = *c;
+  message[n] = '\0';
+  if (FailureHandler h = g_handler.load()) h(message);
+  ::_exit(3);
+}
+
+extern "C" void ess_hdf5_fault(int sig, siginfo_t* info, void* context) {
+  if (g_depth.load() > 0)
+    fail_with(sig == SIGSEGV || sig == SIGBUS ? "crashed (memory fault)" : "crashed (fatal signal)");
+  // Not ours: give the signal back to whoever handled it before (the default, or a sanitizer).
+  ::sigaction(sig, &g_previous[sig], nullptr);
+  (void)info;
+  (void)context;
+}
+
+void watchdog() {
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const std::int64_t deadline = g_deadline_ns.load();
+    if (g_depth.load() > 0 && deadline > 0 && now_ns() > deadline)
+      fail_with("stalled (no result within its time budget, ESS_HDF5_TIMEOUT)");
+  }
+}
+
+class Guard {
+ public:
+  explicit Guard(const std::string& file, double extra_seconds = 0) {
+    if (g_depth.fetch_add(1) > 0) return;  // the outermost guard sets the budget
+    const std::size_t n = std::min(file.size(), sizeof g_file - 1);
+    std::memcpy(g_file, file.data(), n);
+    g_file[n] = '\0';
+    g_deadline_ns.store(now_ns() + static_cast<std::int64_t>((g_budget_seconds + extra_seconds) * 1e9));
+  }
+  ~Guard() {
+    if (g_depth.fetch_sub(1) == 1) g_deadline_ns.store(0);
+  }
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+};
+
 [[noreturn]] void fail(const std::string& what) {
   std::string reason = hdf5_reason();
   throw InputError(reason.empty() ? what : what + " (HDF5: " + reason + ")");
@@ -54,6 +124,7 @@ void check_status(herr_t status, const std::string& what) {
 
 void close_id(hid id) {
   if (id < 0) return;
+  const Guard guard("");
   switch (H5Iget_type(id)) {
     case H5I_FILE:
       H5Fclose(id);
@@ -138,6 +209,7 @@ std::string Object::where(const std::string& child) const {
 }
 
 bool Object::has(const std::string& name) const {
+  const Guard guard(file_);
   // Check each component so that "a/b" does not fail when "a" is missing.
   std::string prefix;
   size_t start = 0;
@@ -154,9 +226,13 @@ bool Object::has(const std::string& name) const {
   }
 }
 
-bool Object::has_attr(const std::string& name) const { return H5Aexists(id(), name.c_str()) > 0; }
+bool Object::has_attr(const std::string& name) const {
+  const Guard guard(file_);
+  return H5Aexists(id(), name.c_str()) > 0;
+}
 
 std::vector<std::string> Object::children() const {
+  const Guard guard(file_);
   std::vector<std::string> names;
   auto cb = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
     static_cast<std::vector<std::string>*>(data)->push_back(name);
@@ -167,6 +243,7 @@ std::vector<std::string> Object::children() const {
 }
 
 bool Object::is_group(const std::string& name) const {
+  const Guard guard(file_);
   H5O_info_t info;
   if (H5Oget_info_by_name2(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -175,7 +252,31 @@ bool Object::is_group(const std::string& name) const {
   return info.type == H5O_TYPE_GROUP;
 }
 
+std::string Object::object_identity(const std::string& name) const {
+  const Guard guard(file_);
+#if H5_VERSION_GE(1, 12, 0)
+  H5O_info2_t info;
+  if (H5Oget_info_by_name3(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return "";
+  }
+  char* token = nullptr;
+  if (H5Otoken_to_str(id(), &info.token, &token) < 0) return "";
+  std::string out = std::to_string(info.fileno) + ":" + token;
+  H5free_memory(token);
+  return out;
+#else
+  H5O_info_t info;
+  if (H5Oget_info_by_name2(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return "";
+  }
+  return std::to_string(info.fileno) + ":" + std::to_string(info.addr);
+#endif
+}
+
 std::vector<std::string> Object::attr_names() const {
+  const Guard guard(file_);
   std::vector<std::string> names;
   auto cb = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
     static_cast<std::vector<std::string>*>(data)->push_back(name);
@@ -187,6 +288,7 @@ std::vector<std::string> Object::attr_names() const {
 }
 
 std::string Object::attr_as_text(const std::string& name) const {
+  const Guard guard(file_);
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
@@ -212,6 +314,7 @@ std::string Object::attr_as_text(const std::string& name) const {
 }
 
 Object Object::group(const std::string& name) const {
+  const Guard guard(file_);
   if (!has(name)) throw InputError(where(name) + ": missing group '" + name + "'");
   Handle g(check(H5Gopen2(id(), name.c_str(), H5P_DEFAULT), "cannot open group " + where(name)));
   return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name);
@@ -226,6 +329,7 @@ Object Object::create_group(const std::string& name) const {
 }
 
 std::string Object::attr_string(const std::string& name) const {
+  const Guard guard(file_);
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
@@ -254,6 +358,7 @@ std::string Object::attr_string(const std::string& name) const {
 }
 
 std::vector<long long> Object::attr_ints(const std::string& name) const {
+  const Guard guard(file_);
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
@@ -303,6 +408,7 @@ long long Object::attr_int_in_range(const std::string& name, long long lo, long 
 }
 
 double Object::attr_double(const std::string& name) const {
+  const Guard guard(file_);
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
@@ -359,6 +465,7 @@ void Object::set_attr(const std::string& name, const std::vector<long long>& val
 }
 
 std::vector<std::int64_t> Object::shape(const std::string& dataset) const {
+  const Guard guard(file_);
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle space(H5Dget_space(d.id()));
@@ -366,6 +473,7 @@ std::vector<std::int64_t> Object::shape(const std::string& dataset) const {
 }
 
 DType Object::dtype(const std::string& dataset) const {
+  const Guard guard(file_);
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle type(H5Dget_type(d.id()));
@@ -383,6 +491,7 @@ DType Object::dtype(const std::string& dataset) const {
 
 template <class T>
 std::vector<T> Object::read_as(const std::string& dataset, hid mem_type, std::vector<std::int64_t>* shape_out) const {
+  const Guard guard(file_);
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle space(H5Dget_space(d.id()));
@@ -396,6 +505,7 @@ std::vector<T> Object::read_as(const std::string& dataset, hid mem_type, std::ve
   check_memory(bytes ? *bytes : kUnlimitedMemory, where(dataset) + " " + shape_string(shape),
                "the file declares a dataset larger than this process may use");
   std::vector<T> out(static_cast<size_t>(count));
+  const Guard data_guard(file_, static_cast<double>(*bytes) / 10e6);  // time budget grows with the data (10 MB/s)
   if (!out.empty())
     check_status(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
                  "cannot read dataset " + where(dataset) + " (file truncated or corrupt?)");
@@ -460,6 +570,7 @@ Object open_file(const std::string& path) {
   // A regular file, checked without blocking before HDF5 opens it by name (HDF5's open would
   // wait forever on a FIFO).
   check_input_file(path, "HDF5 file");
+  const Guard guard(path);
   htri_t is = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
   if (is <= 0) throw InputError(path + ": not an HDF5 file (or truncated/corrupt)");
@@ -497,6 +608,25 @@ void OutputFile::commit() {
 }
 
 OutputFile::~OutputFile() { delete root_; }
+
+void install_failure_guard(FailureHandler handler, double seconds) {
+  g_budget_seconds = seconds;
+  if (g_handler.exchange(handler) != nullptr) return;  // already installed
+  // Faults inside HDF5 run the handler on an alternate stack (a runaway recursion has none left).
+  static std::vector<char> alt(1 << 16);
+  stack_t ss{};
+  ss.ss_sp = alt.data();
+  ss.ss_size = alt.size();
+  ::sigaltstack(&ss, nullptr);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) {
+    struct sigaction sa {};
+    sa.sa_sigaction = ess_hdf5_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, &g_previous[sig]);
+  }
+  std::thread(watchdog).detach();
+}
 
 std::string iso8601_now() {
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

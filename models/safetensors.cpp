@@ -223,7 +223,7 @@ Tensor SafetensorsFile::read(const std::string& name) const {
       out.data[k] = f;
     }
   } else if (t.dtype == "F64") {
-    std::memcpy(out.data.data(), p, 8 * n);
+    if (n > 0) std::memcpy(out.data.data(), p, 8 * n);  // an empty vector's data() may be null
   } else if (t.dtype == "F16" || t.dtype == "BF16") {
     const bool bf = t.dtype == "BF16";
     for (std::size_t k = 0; k < n; ++k) {

@@ -66,7 +66,7 @@ TokenBatch read_tokens_file(const std::string& path, int vocab) {
     batch.tokens.push_back(std::move(seq));
   };
   std::string line;
-  std::vector<char> chunk(1 << 20);
+  std::vector<char> chunk(1 << 16);
   for (;;) {
     const std::size_t n = file.read_some(chunk.data(), chunk.size());
     for (std::size_t k = 0; k < n; ++k) {

@@ -225,6 +225,15 @@ TEST_CASE("safetensors: NUL padding, deep headers and deep index files are refus
   expect_input_error([&] { st::read_config_json(dir / "cfg.json"); }, {"cfg.json", "deeper than 64"});
 }
 
+TEST_CASE("safetensors: an empty F64 tensor reads as an empty tensor (fuzz: memcpy to a null pointer)") {
+  // tools/fuzz/corpus/safetensors/crash-empty-f64-tensor; UBSan (tools/sanitize.sh) flagged the copy.
+  const std::string input = std::string(ESS_SOURCE_DIR) + "/tools/fuzz/corpus/safetensors/crash-empty-f64-tensor";
+  st::SafetensorsFile f(input);
+  const Tensor t = f.read("z");
+  CHECK(t.shape == std::vector<std::int64_t>{0, 4});
+  CHECK(t.data.empty());
+}
+
 // --- files -----------------------------------------------------------------------------------------
 
 TEST_CASE("files: FIFOs, directories and devices are refused at once, never waited on") {

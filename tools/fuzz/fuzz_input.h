@@ -1,7 +1,9 @@
-// Shared by the fuzz harnesses: the fuzzer's bytes as a file (most readers take a path), kept in
-// memory (memfd, reached through /proc/self/fd), rewritten for every input.
+// Shared by the fuzz harnesses: the fuzzer's bytes as a file (every reader takes a path), kept in
+// memory on tmpfs (/dev/shm when it is there), rewritten for every input and removed at exit.
+// (Not a memfd: HDF5 resolves the real path of a file it opens, and /proc/self/fd/N of a memfd
+// has none.)
 #pragma once
-#include <sys/mman.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -15,9 +17,15 @@ namespace ess::fuzz {
 
 class MemoryFile {
  public:
-  explicit MemoryFile(const char* name) : fd_(::memfd_create(name, 0)) {
+  explicit MemoryFile(const char* name) {
+    const char* dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    path_ = std::string(dir) + "/ess_fuzz_" + name + "_" + std::to_string(::getpid());
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd_ < 0) std::abort();
-    path_ = "/proc/self/fd/" + std::to_string(fd_);
+  }
+  ~MemoryFile() {
+    ::close(fd_);
+    ::unlink(path_.c_str());
   }
   // Replaces the contents; returns the path to read them back by name.
   const std::string& write(const std::uint8_t* data, std::size_t size) {
@@ -27,8 +35,8 @@ class MemoryFile {
   const std::string& path() const { return path_; }
 
  private:
-  int fd_;
   std::string path_;
+  int fd_ = -1;
 };
 
 // Inputs may declare any size; the memory guard must refuse big ones, so give it a small budget
