@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -109,6 +111,9 @@ MqarSpec parse_mqar(const std::string& spec) {
       used = 0;
     }
     if (used != v.size() || v.empty()) throw UsageError("--mqar: '" + v + "' is not an integer (in '" + item + "')");
+    if (value < 0 || value > std::numeric_limits<int>::max())
+      throw UsageError("--mqar: " + k + "=" + v + " is out of range [0, " +
+                       std::to_string(std::numeric_limits<int>::max()) + "]");
     if (k == "kv")
       m.kv = static_cast<int>(value);
     else if (k == "len")
@@ -123,7 +128,11 @@ MqarSpec parse_mqar(const std::string& spec) {
       throw UsageError("--mqar: unknown key '" + k + "' (known: kv, len, n, seed, vocab)");
   }
   if (m.kv < 1 || m.n < 1) throw UsageError("--mqar: kv and n must be ≥ 1");
-  if (m.len < 2 * m.kv + 2) throw UsageError("--mqar: len must be ≥ 2·kv + 2 (context plus at least one query)");
+  if (m.len < 2 * static_cast<long long>(m.kv) + 2)
+    throw UsageError("--mqar: len must be ≥ 2·kv + 2 (context plus at least one query)");
+  if (static_cast<std::uint64_t>(m.n) * static_cast<std::uint64_t>(m.len) > kMaxTokens)
+    throw UsageError("--mqar: n × len = " + std::to_string(static_cast<std::uint64_t>(m.n) * m.len) +
+                     " tokens, more than the " + std::to_string(kMaxTokens) + " accepted");
   return m;
 }
 

@@ -655,3 +655,11 @@ TEST_CASE("tokens: a huge single line is refused before it is stored; limits are
   const auto batch = read_tokens_file(dir / "ok.txt", 10);
   CHECK(batch.tokens == models::Tokens{{1, 2, 3}, {4, 5, 6}});
 }
+
+TEST_CASE("tokens: --mqar numbers within int and n × len bounded like a tokens file") {
+  CHECK(parse_mqar("kv=4,len=16,n=2").len == 16);
+  for (const char* bad : {"len=99999999999", "n=-1", "kv=3000000000", "n=100000,len=1000000"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_mqar(bad), UsageError);
+  }
+}

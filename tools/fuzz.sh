@@ -52,7 +52,7 @@ for h in "${harnesses[@]}"; do
   args=(-max_total_time="$budget" -timeout=20 -rss_limit_mb=2560 -max_len="${max_len[$h]}" -print_final_stats=1
         -artifact_prefix="build-fuzz/crashes/$h-")
   if [ -n "${cli[$h]:-}" ]; then
-    args+=(-fork=1 -ignore_timeouts=1 -ignore_crashes=1 -ignore_ooms=0 -timeout=10)
+    args+=(-fork=1 -ignore_timeouts=1 -ignore_crashes=1 -ignore_ooms=0 -timeout=3)
     asan=detect_leaks=0:allocator_may_return_null=1  # libhdf5 leaks on its error paths
   else
     asan=detect_leaks=1:allocator_may_return_null=1
