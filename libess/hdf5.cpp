@@ -612,12 +612,16 @@ OutputFile::~OutputFile() { delete root_; }
 void install_failure_guard(FailureHandler handler, double seconds) {
   g_budget_seconds = seconds;
   if (g_handler.exchange(handler) != nullptr) return;  // already installed
-  // Faults inside HDF5 run the handler on an alternate stack (a runaway recursion has none left).
-  static std::vector<char> alt(1 << 16);
-  stack_t ss{};
-  ss.ss_sp = alt.data();
-  ss.ss_size = alt.size();
-  ::sigaltstack(&ss, nullptr);
+  // Faults inside HDF5 run the handler on an alternate stack (a runaway recursion has none left),
+  // unless one is set up already (sanitizers have their own).
+  stack_t current{};
+  if (::sigaltstack(nullptr, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+    static std::vector<char> alt(1 << 18);
+    stack_t ss{};
+    ss.ss_sp = alt.data();
+    ss.ss_size = alt.size();
+    ::sigaltstack(&ss, nullptr);
+  }
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) {
     struct sigaction sa {};
     sa.sa_sigaction = ess_hdf5_fault;
