@@ -25,11 +25,11 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
   if (states.empty()) throw UsageError("compressibility needs at least one student state size");
   for (int state : states)
     if (state <= 0) throw UsageError("student state sizes must be positive, got " + std::to_string(state));
-  if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
+  if (!(max_error >= 0) || !std::isfinite(max_error))
+    throw UsageError({Option{"max_error"}, " must be a finite number ≥ 0"});
   if (R.sigma_k <= 0 || R.sigma.empty())
-    throw InputError("layer '" + R.name +
-                     "': the results file has no singular values ('sigma'); rerun `ess compute` "
-                     "or `ess analyze` with --keep-sigma K (K ≥ the largest student state)");
+    throw InputError({"layer '" + R.name + "': the results file has no singular values ('sigma'); measure again with ",
+                      Option{"keep_sigma"}, " K (K ≥ the largest student state)"});
   const int K = R.sigma_k;
   const size_t blocks = static_cast<size_t>(R.batch) * R.channels * R.num_indices();
   if (R.sigma.size() != blocks * K)
@@ -37,9 +37,10 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
                      std::to_string(blocks * K) + " (B × C × I × K)");
   const int largest = *std::max_element(states.begin(), states.end());
   if (largest > K)
-    throw InputError("layer '" + R.name + "': the file keeps only K = " + std::to_string(K) +
-                     " singular values per block, fewer than the student state " + std::to_string(largest) +
-                     "; rerun `ess compute` / `ess analyze` with --keep-sigma " + std::to_string(largest) + " or more");
+    throw InputError({"layer '" + R.name + "': the file keeps only K = " + std::to_string(K) +
+                          " singular values per block, fewer than the student state " + std::to_string(largest) +
+                          "; measure again with ",
+                      Option{"keep_sigma"}, " " + std::to_string(largest) + " or more"});
   LayerCompressibility out;
   out.name = R.name;
   out.family = R.family;
@@ -74,6 +75,22 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
       break;
     }
   return out;
+}
+
+nlohmann::ordered_json to_json(const LayerCompressibility& l) {
+  nlohmann::ordered_json targets = nlohmann::ordered_json::array();
+  for (const auto& t : l.targets)
+    targets.push_back({{"state", t.state},
+                       {"mean_tail", t.mean_tail},
+                       {"max_tail", t.max_tail},
+                       {"frac_exceeding", t.frac_exceeding}});
+  return {{"name", l.name},
+          {"layer_index", l.layer_index},
+          {"family", l.family},
+          {"sigma_k", l.sigma_k},
+          {"blocks", l.blocks},
+          {"targets", targets},
+          {"recommended_state", l.recommended_state ? nlohmann::ordered_json(*l.recommended_state) : nullptr}};
 }
 
 }  // namespace ess

@@ -2,6 +2,7 @@
 // approximation of H_i leaves the relative error sqrt(Σ_{k>N_s} σ_k²) / ‖H_i‖_F (Eckart–Young), a
 // lower bound on how well any student with state N_s can imitate that block.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,5 +36,8 @@ double eckart_young_tail(const float* sigma, int K, int state, double rest, doub
 // Throws UsageError for a state ≤ 0 or a negative / non-finite max_error; InputError (naming the
 // layer and K) when the result has no `sigma`, or keeps fewer than a requested state (K < N_s).
 LayerCompressibility compressibility(const LayerResult& R, const std::vector<int>& states, double max_error);
+
+// The `ess compress --format json` entry of a layer (keys in docs/analysis.md).
+nlohmann::ordered_json to_json(const LayerCompressibility& l);
 
 }  // namespace ess

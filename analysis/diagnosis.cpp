@@ -22,15 +22,20 @@ const char* to_string(ChannelClass c) {
   return "?";
 }
 
+void DiagnosisOptions::validate() const {
+  if (!(saturated >= 0 && saturated <= 1)) throw UsageError({Option{"saturated"}, " must be in [0, 1]"});
+  if (!(collapsed >= 0 && collapsed <= 1)) throw UsageError({Option{"collapsed"}, " must be in [0, 1]"});
+  if (!(collapsed < saturated)) throw UsageError({Option{"collapsed"}, " must be below ", Option{"saturated"}});
+}
+
 bool DiagnosisOptions::IsValid(std::string* error) const {
-  auto fail = [&](const std::string& m) {
-    if (error) *error = m;
+  try {
+    validate();
+    return true;
+  } catch (const UsageError& e) {
+    if (error) *error = e.what();
     return false;
-  };
-  if (!(saturated >= 0 && saturated <= 1)) return fail("--saturated must be in [0, 1]");
-  if (!(collapsed >= 0 && collapsed <= 1)) return fail("--collapsed must be in [0, 1]");
-  if (!(collapsed < saturated)) return fail("--collapsed must be below --saturated");
-  return true;
+  }
 }
 
 namespace {
@@ -127,8 +132,7 @@ std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capac
 }  // namespace
 
 LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
-  std::string why;
-  if (!o.IsValid(&why)) throw UsageError(why);
+  o.validate();
   LayerDiagnosis d;
   d.name = R.name;
   d.family = R.family;
@@ -226,6 +230,20 @@ std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
   std::string s = o.str();
   while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
+}
+
+nlohmann::ordered_json to_json(const LayerDiagnosis& d) {
+  return {
+      {"name", d.name},
+      {"layer_index", d.layer_index},
+      {"family", d.family},
+      {"channel_kind", d.channel_kind},
+      {"tss", d.tss},
+      {"utilization", d.utilization},
+      {"live_utilization", d.live_utilization},
+      {"verdict", d.verdict},
+      {"channels", {{"saturated", d.saturated}, {"healthy", d.healthy}, {"collapsed", d.collapsed}, {"dead", d.dead}}},
+      {"summary", d.advice}};
 }
 
 }  // namespace ess

@@ -2,6 +2,7 @@
 // ESS_i / min(TSS_i, i, L−i); channels classified dead / saturated / collapsed / healthy; per layer
 // counts, mean utilization, a verdict and advice in plain language (docs/analysis.md).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,8 @@ struct DiagnosisOptions {
   Metric metric = Metric::tolerance;
   double saturated = 0.9;  // utilization ≥ this → saturated
   double collapsed = 0.1;  // utilization ≤ this → collapsed
-  // Both in [0, 1] and collapsed < saturated.
+  // Both in [0, 1] and collapsed < saturated; validate() throws UsageError naming the field.
+  void validate() const;
   bool IsValid(std::string* error) const;
 };
 
@@ -44,5 +46,8 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& opti
 std::vector<LayerDiagnosis> diagnose(const ResultsFile& file, const DiagnosisOptions& options);
 // One paragraph for the whole model: which layers to act on first.
 std::string model_summary(const std::vector<LayerDiagnosis>& layers);
+
+// The `ess diagnose --format json` entry of a layer (keys in docs/analysis.md; `summary` is the advice).
+nlohmann::ordered_json to_json(const LayerDiagnosis& d);
 
 }  // namespace ess

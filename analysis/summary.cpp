@@ -10,7 +10,7 @@ namespace ess {
 Metric parse_metric(const std::string& s) {
   if (s == "tolerance") return Metric::tolerance;
   if (s == "entropy") return Metric::entropy;
-  throw UsageError("unknown metric '" + s + "' (expected tolerance or entropy)");
+  throw UsageError({"unknown ", Option{"metric"}, " '" + s + "' (expected tolerance or entropy)"});
 }
 
 const char* to_string(Metric m) { return m == Metric::tolerance ? "tolerance" : "entropy"; }
@@ -124,17 +124,51 @@ LayerSummary summarize(const LayerResult& R) {
         S.max_tolerance_ess = std::max(S.max_tolerance_ess, t);
         S.max_entropy_ess = std::max(S.max_entropy_ess, e);
       }
-  double tss_sum = 0, att_sum = 0;
+  double tss_sum = 0;
   for (int p = 0; p < R.num_indices(); ++p) {
     tss_sum += R.tss[p];
-    att_sum += R.attainable[p];
     S.max_tss = std::max<double>(S.max_tss, R.tss[p]);
   }
   S.mean_tss = R.num_indices() ? tss_sum / R.num_indices() : 0;
-  S.mean_attainable = R.num_indices() ? att_sum / R.num_indices() : 0;
   S.utilization = mean_of(channel_utilization(R, Metric::tolerance));
   S.entropy_utilization = mean_of(channel_utilization(R, Metric::entropy));
   return S;
+}
+
+ResultsSummary summarize(const ResultsFile& file) {
+  ResultsSummary out;
+  for (const auto& R : file.layers) {
+    out.layers.push_back(summarize(R));
+    out.total_tolerance_ess += out.layers.back().total_tolerance_ess;
+    out.total_entropy_ess += out.layers.back().total_entropy_ess;
+    out.bad_blocks += out.layers.back().bad_blocks;
+  }
+  return out;
+}
+
+nlohmann::ordered_json to_json(const LayerSummary& s) {
+  return {{"name", s.name},
+          {"layer_index", s.layer_index},
+          {"family", s.family},
+          {"channel_kind", s.channel_kind},
+          {"batch", s.batch},
+          {"channels", s.channels},
+          {"seq_len", s.seq_len},
+          {"blocks", s.blocks},
+          {"engine", s.engine},
+          {"tol", s.tol},
+          {"tol_mode", s.tol_mode},
+          {"mean_tolerance_ess", s.mean_tolerance_ess},
+          {"max_tolerance_ess", s.max_tolerance_ess},
+          {"total_tolerance_ess", s.total_tolerance_ess},
+          {"mean_entropy_ess", s.mean_entropy_ess},
+          {"max_entropy_ess", s.max_entropy_ess},
+          {"total_entropy_ess", s.total_entropy_ess},
+          {"mean_tss", s.mean_tss},
+          {"max_tss", s.max_tss},
+          {"utilization", s.utilization},
+          {"entropy_utilization", s.entropy_utilization},
+          {"bad_blocks", s.bad_blocks}};
 }
 
 }  // namespace ess

@@ -1,9 +1,11 @@
 // Per-layer and per-channel aggregates of a LayerResult (DESIGN §2 "Aggregates").
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "libess/compute.h"
+#include "libess/results_io.h"
 
 namespace ess {
 
@@ -27,12 +29,23 @@ struct LayerSummary {
   double tol = 0;
   double mean_tolerance_ess = 0, max_tolerance_ess = 0, total_tolerance_ess = 0;
   double mean_entropy_ess = 0, max_entropy_ess = 0, total_entropy_ess = 0;
-  double mean_tss = 0, max_tss = 0, mean_attainable = 0;
+  double mean_tss = 0, max_tss = 0;
   double utilization = 0;          // mean over channels of channel_utilization (tolerance)
   double entropy_utilization = 0;  // same for entropy-ESS
   long bad_blocks = 0;             // status ≠ ok
 };
 
 LayerSummary summarize(const LayerResult& R);
+
+// Every layer of a results file, and the model totals (sums over layers of the per-channel means).
+struct ResultsSummary {
+  std::vector<LayerSummary> layers;
+  double total_tolerance_ess = 0, total_entropy_ess = 0;
+  long bad_blocks = 0;
+};
+ResultsSummary summarize(const ResultsFile& file);
+
+// The `ess report --format json` entry of a layer (keys in docs/analysis.md).
+nlohmann::ordered_json to_json(const LayerSummary& s);
 
 }  // namespace ess

@@ -5,31 +5,67 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "libess/checked.h"
 #include "libess/error.h"
+#include "libess/lane_kernels.h"
 #include "libess/memory.h"
+#include "libess/work_plan.h"
 
 namespace ess {
 
-bool EssOptions::IsValid(std::string* error) const {
-  auto fail = [&](const std::string& m) {
-    if (error) *error = m;
-    return false;
-  };
-  if (!(tol >= 0) || !std::isfinite(tol)) return fail("--tol must be a finite number ≥ 0");
-  if (keep_sigma < 0) return fail("--keep-sigma must be ≥ 0");
-  if (threads < 0) return fail("--threads must be ≥ 0 (0 = all cores)");
-  if (!(sweep_rtol >= 0) || sweep_rtol >= 1) return fail("--sweep-rtol must be in [0, 1)");
-  return true;
+void EssOptions::validate() const {
+  if (!(tol >= 0) || !std::isfinite(tol)) throw UsageError({Option{"tol"}, " must be a finite number ≥ 0"});
+  if (keep_sigma < 0) throw UsageError({Option{"keep_sigma"}, " must be ≥ 0"});
+  if (threads < 0) throw UsageError({Option{"threads"}, " must be ≥ 0 (0 = all cores)"});
+  if (!(sweep_rtol >= 0) || sweep_rtol >= 1) throw UsageError({Option{"sweep_rtol"}, " must be in [0, 1)"});
 }
 
+bool EssOptions::IsValid(std::string* error) const {
+  try {
+    validate();
+    return true;
+  } catch (const UsageError& e) {
+    if (error) *error = e.what();
+    return false;
+  }
+}
+
+namespace {
+
+// Bytes this process may still use (ess::memory_limit_bytes), or 0 when unknown.
 std::uint64_t available_memory_bytes() {
   const std::uint64_t limit = memory_limit_bytes();  // MemAvailable, cgroup, rlimits or --max-memory
   return limit == kUnlimitedMemory ? 0 : limit;
+}
+
+}  // namespace
+
+std::uint64_t result_bytes(long long batch, long long channels, long long blocks, int keep_sigma) {
+  const auto u = [](long long v) { return static_cast<std::uint64_t>(std::max(0LL, v)); };
+  // Per block: tolerance-ESS 4, entropy-ESS 8, Frobenius 8, error bound 8, status 1 (+ top-K σ
+  // as float and the tail norm); per index: i, TSS_i, attainable bound.
+  const std::uint64_t per_block = 29 + (keep_sigma > 0 ? 8 + 4 * u(keep_sigma) : 0);
+  return saturating_add(saturating_mul(saturating_mul(saturating_mul(u(batch), u(channels)), u(blocks)), per_block),
+                        saturating_mul(12, u(blocks)));
+}
+
+std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels) {
+  const std::uint64_t l = static_cast<std::uint64_t>(std::max(0, L)), n = static_cast<std::uint64_t>(std::max(0, N));
+  if (engine != EngineKind::structured) return saturating_mul(16, saturating_mul(l, l));  // T + block copy / carry
+  // Structured: up to kLanes channels at once, each with its realization (≈ 3 N L doubles), and
+  // per lane the N×N factors of about √I checkpoints plus a few working ones
+  // (libess/engine_structured.cpp).
+  const auto checkpoints = static_cast<std::uint64_t>(std::ceil(std::sqrt(static_cast<double>(std::max(0LL, blocks)))));
+  const auto group = static_cast<std::uint64_t>(std::clamp<long long>(channels, 1, lanes::kLanes));
+  const std::uint64_t realizations = saturating_mul(group, saturating_mul(3 * n, l));
+  const std::uint64_t factors =
+      saturating_mul(lanes::kLanes, saturating_mul(saturating_mul(n, n), 2 * checkpoints + 16));
+  return saturating_mul(8, saturating_add(realizations, factors));
 }
 
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices) {
@@ -92,13 +128,84 @@ class ChannelAccumulator final : public SpectrumSink {
   double& channel_max_;
 };
 
+// Shifts the positions of a chunk of the index list back to positions in the whole list.
+class OffsetSink final : public SpectrumSink {
+ public:
+  OffsetSink(SpectrumSink& inner, int offset) : inner_(inner), offset_(offset) {}
+  void block(int pos, const double* sigma, int n, double error_bound, bool converged) override {
+    inner_.block(pos + offset_, sigma, n, error_bound, converged);
+  }
+
+ private:
+  SpectrumSink& inner_;
+  int offset_;
+};
+
 int attainable_bound(int tss, int i, int L) { return std::min(tss, std::min(i, L - i)); }
 
 }  // namespace
 
-LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options) {
-  std::string why;
-  if (!options.IsValid(&why)) throw UsageError(why);
+void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, const std::vector<int>& indices,
+                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink) {
+  if (engine == EngineKind::structured) {
+    auto realization = op.realization(b, c);
+    structured_block_spectra(*realization, indices, sink);
+    return;
+  }
+  const int L = op.seq_len();
+  if (ws.T.rows() != L) ws.T.resize(L, L);
+  op.materialize(b, c, ws.T);
+  if (engine == EngineKind::sweep)
+    sweep_block_spectra(ws.T, indices, sweep_rtol, sink);
+  else
+    dense_block_spectra(ws.T, indices, ws, sink);
+}
+
+namespace {
+
+// Refuses (ess::check_memory) when the result arrays plus one worker's working set for `engine`
+// (`automatic`: the cheapest the family has) exceed the memory limit. The message names the work
+// and the options that shrink it, not the layer (Pipeline adds that).
+void guard_layer_memory(const LayerOperator& op, const EssOptions& options, EngineKind engine,
+                        const std::string& engine_name) {
+  const int L = op.seq_len(), B = op.batch(), C = op.channels(), N = op.realization_dim();
+  const long long I_count = count_indices(options.indices, L);
+  const long long channels = static_cast<long long>(B) * C;
+  const std::uint64_t blocks =
+      saturating_mul(static_cast<std::uint64_t>(channels), static_cast<std::uint64_t>(I_count));
+  const std::uint64_t dense = worker_bytes(EngineKind::dense, L, N, I_count, channels);
+  std::uint64_t per_worker = 0;
+  bool structured = false;
+  if (engine == EngineKind::automatic) {
+    const std::uint64_t least =
+        N > 0 ? std::min(dense, worker_bytes(EngineKind::structured, L, N, I_count, channels)) : dense;
+    per_worker = least;
+    structured = least != dense;
+  } else {
+    if (engine == EngineKind::structured && N == 0) return;  // refused as a usage error instead
+    per_worker = worker_bytes(engine, L, N, I_count, channels);
+    structured = engine == EngineKind::structured;
+  }
+  std::ostringstream what;
+  what << "measuring it (" << op.family() << ", L = " << L << ", " << blocks << " block(s) over " << B << " × " << C
+       << " channel(s), " << engine_name << " engine)";
+  std::vector<MessagePart> hint = {"measure fewer blocks with ", Option{"indices"}};
+  if (!structured && N > 0) {
+    hint.emplace_back(" or set ");
+    hint.emplace_back(Option{"engine"});
+    hint.emplace_back(" to structured");
+  }
+  check_memory(saturating_add(result_bytes(B, C, I_count, options.keep_sigma), per_worker), what.str(), hint);
+}
+
+}  // namespace
+
+void check_layer_memory(const LayerOperator& op, const EssOptions& options) {
+  guard_layer_memory(op, options, options.engine, to_string(options.engine));
+}
+
+LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options, const ChannelProgressFn& progress) {
+  options.validate();
   const auto t_start = std::chrono::steady_clock::now();
   const LayerOperator& op = *layer.op;
   const int L = op.seq_len(), B = op.batch(), C = op.channels();
@@ -115,54 +222,23 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   R.tol_mode = options.tol_mode;
   R.sweep_rtol = options.sweep_rtol;
   // Memory guard (docs/reliability.md), before allocating anything sized by L or the block count:
-  // the result arrays plus one worker's working set must fit (first with the cheapest engine the
-  // family has, before the block list exists; again once the engine is chosen). The number of
-  // threads is then reduced to what fits.
-  long long I_count = 0;
-  try {
-    I_count = count_indices(options.indices, L);
-  } catch (const UsageError& e) {
-    throw UsageError("layer '" + layer.name + "': " + e.what());
-  }
+  // first with the cheapest engine the family has (before the block list exists), again once the
+  // engine is chosen; the number of threads is then reduced to what fits.
+  check_layer_memory(op, options);
+  const long long I_count = count_indices(options.indices, L);
   const int N = op.realization_dim();
+  const long long total_channels = static_cast<long long>(B) * C;
   const std::uint64_t blocks = saturating_mul(saturating_mul(B, C), static_cast<std::uint64_t>(I_count));
-  // Per block: tolerance-ESS 4, entropy-ESS 8, Frobenius 8, error bound 8, status 1 (+ top-K σ);
-  // per index: i, TSS_i, attainable bound.
-  const std::uint64_t per_block = 29 + (options.keep_sigma > 0 ? 8 + 4 * std::uint64_t(options.keep_sigma) : 0);
-  const std::uint64_t results =
-      saturating_add(saturating_mul(blocks, per_block), saturating_mul(12, static_cast<std::uint64_t>(I_count)));
-  // Dense and sweep: T and a block copy / carry (≤ 2 L² doubles); structured: the realization
-  // (≈ 3 N L doubles) and the N×N factors kept for every requested block.
-  const auto working_set = [&](EngineKind e) {
-    return e == EngineKind::structured
-               ? saturating_mul(8, saturating_add(saturating_mul(3 * std::uint64_t(N), L),
-                                                  saturating_mul(saturating_mul(N, N), I_count)))
-               : saturating_mul(16, saturating_mul(L, L));
-  };
-  const auto guard = [&](std::uint64_t per_worker, const std::string& engine_name, bool structured) {
-    std::ostringstream what, hint;
-    what << "layer '" << layer.name << "' (" << op.family() << ", L = " << L << ", " << blocks << " block(s) over " << B
-         << " × " << C << " channel(s), " << engine_name << " engine)";
-    hint << "measure fewer blocks with --indices";
-    if (!structured && N > 0) hint << " or use --engine structured";
-    check_memory(saturating_add(results, per_worker), what.str(), hint.str());
-  };
-  if (options.engine != EngineKind::automatic) {
-    if (options.engine != EngineKind::structured || N > 0)
-      guard(working_set(options.engine), to_string(options.engine), options.engine == EngineKind::structured);
-  } else {
-    const std::uint64_t dense = working_set(EngineKind::dense);
-    const std::uint64_t least = N > 0 ? std::min(dense, working_set(EngineKind::structured)) : dense;
-    guard(least, "auto", least != dense);
-  }
+  const std::uint64_t results = result_bytes(B, C, I_count, options.keep_sigma);
   R.indices = parse_indices(options.indices, L);
   const EngineKind engine = choose_engine(op, options.engine, R.indices);
   if (engine == EngineKind::structured && op.realization_dim() == 0)
-    throw UsageError("layer '" + layer.name + "' (family " + op.family() +
-                     ") has no state-space realization; use --engine sweep, dense or auto");
+    throw UsageError(
+        {"family " + op.family() + " has no state-space realization (the structured engine needs one); set ",
+         Option{"engine"}, " to sweep, dense or auto"});
   R.engine = to_string(engine);
-  guard(working_set(engine), R.engine, engine == EngineKind::structured);
-  const std::uint64_t per_thread = working_set(engine);
+  const std::uint64_t per_thread = worker_bytes(engine, L, N, I_count, total_channels);
+  guard_layer_memory(op, options, engine, R.engine);
 
   const int I = R.num_indices();
   for (int i : R.indices) {
@@ -184,7 +260,8 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
 
   // Threads: all cores by default, fewer when the working sets would not fit in memory.
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = static_cast<int>(std::max<long long>(1, std::min<long long>(threads, static_cast<long long>(B) * C)));
+  threads = std::max(1, threads);
+  const int requested_threads = threads;
   const std::uint64_t avail = available_memory_bytes();
   if (avail > 0) {
     const std::uint64_t room = avail > results ? avail - results : 0;
@@ -196,43 +273,87 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   std::vector<std::vector<size_t>> offsets(layer_mode ? static_cast<size_t>(B) * C : 0);
   std::vector<double> channel_max(static_cast<size_t>(B) * C, 0.0);
 
-  set_blas_single_threaded();
-  std::atomic<long> next{0}, done{0};
+  // Work units: channel groups (the structured engine runs kLanes channels at once in SIMD lanes),
+  // cut into block chunks when there are fewer groups than threads (libess/work_plan.h).
+  const long total = static_cast<long>(B) * C;
+  const int group = engine == EngineKind::structured ? lanes::kLanes : 1;
+  const std::vector<WorkUnit> units = plan_work(total, group, R.indices, L, threads, engine);
+  const bool split = static_cast<long>(units.size()) > (total + group - 1) / group;
+  threads = std::max(1, std::min(threads, static_cast<int>(units.size())));
+  // The sweep carries its factor from block to block, so a layer with fewer channels than threads
+  // runs them one at a time and lets LAPACK use the threads inside each step's SVD.
+  int blas_threads = 1;
+  if (engine == EngineKind::sweep && requested_threads > 1 && static_cast<long>(units.size()) < requested_threads) {
+    blas_threads = requested_threads;
+    threads = 1;
+  }
+  // A cut channel's chunks keep their own running max and retained σ, merged in order afterwards.
+  struct UnitState {
+    std::vector<std::vector<double>> retained;
+    std::vector<std::vector<size_t>> offsets;
+    std::vector<double> channel_max;
+  };
+  std::vector<UnitState> unit_state(split ? units.size() : 0);
+
+  set_blas_threads(blas_threads);
+  std::atomic<long> next{0}, done_blocks{0};
   std::mutex progress_mutex;
   std::exception_ptr failure;
   std::mutex failure_mutex;
-  const long total = static_cast<long>(B) * C;
 
   auto worker = [&]() {
     DenseWorkspace ws;
     try {
-      for (long item = next++; item < total; item = next++) {
+      for (long u = next++; u < static_cast<long>(units.size()); u = next++) {
         {
           std::lock_guard<std::mutex> lock(failure_mutex);
           if (failure) return;
         }
-        const int b = static_cast<int>(item / C), c = static_cast<int>(item % C);
-        std::vector<double> dummy_retained;
-        std::vector<size_t> dummy_offsets;
-        auto& ret = layer_mode ? retained[item] : dummy_retained;
-        auto& off = layer_mode ? offsets[item] : dummy_offsets;
-        if (layer_mode) off.assign(I + 1, 0);
-        ChannelAccumulator sink(R, b, c, ret, off, channel_max[item]);
-        if (engine == EngineKind::structured) {
-          auto realization = op.realization(b, c);
-          structured_block_spectra(*realization, R.indices, sink);
-        } else {
-          if (ws.T.rows() != L) ws.T.resize(L, L);
-          op.materialize(b, c, ws.T);
-          if (engine == EngineKind::dense)
-            dense_block_spectra(ws.T, R.indices, ws, sink);
-          else
-            sweep_block_spectra(ws.T, R.indices, options.sweep_rtol, sink);
+        const WorkUnit& w = units[u];
+        const std::vector<int> chunk(R.indices.begin() + w.pos_begin, R.indices.begin() + w.pos_end);
+        UnitState local;
+        UnitState& us = split ? unit_state[u] : local;
+        us.retained.assign(w.items, {});
+        us.offsets.assign(w.items, {});
+        us.channel_max.assign(w.items, 0.0);
+        std::vector<std::unique_ptr<ChannelAccumulator>> accumulators;
+        std::vector<std::unique_ptr<OffsetSink>> sinks;
+        std::vector<SpectrumSink*> sink_ptrs;
+        for (long k = 0; k < w.items; ++k) {
+          const long item = w.first_item + k;
+          const int b = static_cast<int>(item / C), c = static_cast<int>(item % C);
+          auto& ret = layer_mode && !split ? retained[item] : us.retained[k];
+          auto& off = layer_mode && !split ? offsets[item] : us.offsets[k];
+          if (layer_mode) off.assign(I + 1, 0);
+          accumulators.push_back(
+              std::make_unique<ChannelAccumulator>(R, b, c, ret, off, split ? us.channel_max[k] : channel_max[item]));
+          sinks.push_back(std::make_unique<OffsetSink>(*accumulators.back(), w.pos_begin));
+          sink_ptrs.push_back(sinks.back().get());
         }
-        const long d = ++done;
-        if (options.progress) {
+        if (engine == EngineKind::structured) {
+          std::vector<std::unique_ptr<Realization>> realizations;
+          std::vector<const Realization*> ptrs;
+          for (long k = 0; k < w.items; ++k) {
+            const long item = w.first_item + k;
+            realizations.push_back(op.realization(static_cast<int>(item / C), static_cast<int>(item % C)));
+            ptrs.push_back(realizations.back().get());
+          }
+          structured_block_spectra(ptrs, chunk, sink_ptrs);
+        } else {
+          for (long k = 0; k < w.items; ++k) {
+            const long item = w.first_item + k;
+            if (ws.T.rows() != L) ws.T.resize(L, L);
+            op.materialize(static_cast<int>(item / C), static_cast<int>(item % C), ws.T);
+            if (engine == EngineKind::dense)
+              dense_block_spectra(ws.T, chunk, ws, *sink_ptrs[k]);
+            else
+              sweep_block_spectra(ws.T, chunk, options.sweep_rtol, *sink_ptrs[k]);
+          }
+        }
+        const long d = (done_blocks += w.items * (w.pos_end - w.pos_begin));
+        if (progress) {
           std::lock_guard<std::mutex> lock(progress_mutex);
-          options.progress(d, total);
+          progress(I > 0 ? d / I : total, total);
         }
       }
     } catch (...) {
@@ -244,7 +365,25 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options)
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (auto& th : pool) th.join();
+  set_blas_single_threaded();
   if (failure) std::rethrow_exception(failure);
+
+  if (split) {  // merge the chunks of each channel, in block order (units are ordered by chunk)
+    for (auto& off : offsets) off.assign(I + 1, 0);
+    for (size_t u = 0; u < units.size(); ++u) {
+      const WorkUnit& w = units[u];
+      for (long k = 0; k < w.items; ++k) {
+        const long item = w.first_item + k;
+        channel_max[item] = std::max(channel_max[item], unit_state[u].channel_max[k]);
+        if (!layer_mode) continue;
+        const size_t base = retained[item].size();
+        const auto& part = unit_state[u].retained[k];
+        retained[item].insert(retained[item].end(), part.begin(), part.end());
+        for (int pos = w.pos_begin; pos < w.pos_end; ++pos)
+          offsets[item][pos + 1] = base + unit_state[u].offsets[k][pos + 1];
+      }
+    }
+  }
 
   for (int b = 0; b < B; ++b)
     for (int c = 0; c < C; ++c)

@@ -19,9 +19,10 @@ struct EssOptions {
   int keep_sigma = 0;         // store the top-K singular values per block (0 = none)
   int threads = 0;            // 0 = all hardware threads
   double sweep_rtol = 1e-12;  // sweep truncation, relative to the running largest σ
-  // Called from worker threads (serialized by the library) after each channel: (done, total).
-  std::function<void(long done, long total)> progress;
 
+  // Throws UsageError naming the offending field (as an Option) when a setting is out of range.
+  void validate() const;
+  // The same as a flag; `error` receives the message.
   bool IsValid(std::string* error) const;
 };
 
@@ -58,13 +59,33 @@ struct LayerResult {
 // The engine `auto` resolves to for this operator and index set.
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices);
 
-// Computes ESS for every (batch, channel) of a layer. Throws UsageError for an engine the
-// family does not support, InputError when the result arrays and one worker's working set do not
-// fit in memory (ess::check_memory; the message names --indices / --engine structured).
-LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options);
+// The singular values of the requested blocks of channel (b, c) by one engine (not `automatic`):
+// structured on the operator's realization, dense or sweep on its materialized T (held in ws.T).
+void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, const std::vector<int>& indices,
+                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink);
 
-// Bytes of memory this process may still use (ess::memory_limit_bytes: MemAvailable, the cgroup
-// limit, RLIMIT_AS/RLIMIT_DATA or --max-memory), or 0 when unknown.
-std::uint64_t available_memory_bytes();
+// Called after each channel, serialized by the library: channels done and total (batch × channels).
+using ChannelProgressFn = std::function<void(long done, long total)>;
+
+// Computes ESS for every (batch, channel) of one layer, threads over channels. Throws UsageError
+// for invalid options or an engine the family does not support, InputError when the result arrays
+// and one worker's working set do not fit in memory (ess::check_memory, before anything sized by
+// the layer is allocated; the message names the options indices / engine that shrink the work);
+// the number of threads is reduced to what fits. Messages do not name the layer;
+// Pipeline::measure adds that.
+LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
+                          const ChannelProgressFn& progress = {});
+
+// The first memory check compute_layer makes (with the requested engine; `auto`: the cheapest the
+// family has): InputError when the result arrays and one worker's working set exceed the limit.
+// Cheap (shapes only): Pipeline::measure_all runs it on every layer before measuring the first.
+void check_layer_memory(const LayerOperator& op, const EssOptions& options);
+
+// Memory estimates behind that guard (bytes, saturating): the result arrays of `blocks` blocks
+// over batch × channels, and one worker's working set for an engine (not `automatic`) on a layer
+// of length L and state size N with `channels` (batch × channels) in all (dense/sweep: 2 L²
+// doubles; structured: the realizations of up to kLanes channels and N×N factors per lane).
+std::uint64_t result_bytes(long long batch, long long channels, long long blocks, int keep_sigma);
+std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels);
 
 }  // namespace ess

@@ -37,9 +37,14 @@ void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<in
 // Returns false if LAPACK did not converge.
 bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork);
 
-// Square-root Gramian recursion on a realization (structured engine).
-struct StructuredWorkspace;
+// Square-root Gramian recursion on a realization (structured engine). indices ascending.
 void structured_block_spectra(const Realization& r, const std::vector<int>& indices, SpectrumSink& sink);
+// Several channels (same length and state size) at once: channels with diagonal transitions and
+// small N go through the recursion together in SIMD lanes. sinks[k] receives channel k's blocks.
+// Each channel's values are bit-identical to what the single-channel call would give in the same
+// path, whatever channels it is batched with.
+void structured_block_spectra(const std::vector<const Realization*>& channels, const std::vector<int>& indices,
+                              const std::vector<SpectrumSink*>& sinks);
 
 // Nested sweep over a dense T (sweep engine): carries U·Σ, truncating σ < rtol·σ_max.
 void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices, double rtol,
@@ -47,5 +52,7 @@ void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<in
 
 // Disable BLAS-internal threading (we parallelize over channels).
 void set_blas_single_threaded();
+// Let BLAS/LAPACK calls use n threads (sweep layers with fewer channels than threads).
+void set_blas_threads(int n);
 
 }  // namespace ess

@@ -162,14 +162,32 @@ void set_memory_limit_override(std::uint64_t bytes) { g_override.store(bytes); }
 std::uint64_t memory_limit_override() { return g_override.load(); }
 
 void check_memory(std::uint64_t bytes, const std::string& what, const std::string& hint) {
+  check_memory(bytes, what, hint.empty() ? std::vector<MessagePart>{} : std::vector<MessagePart>{hint});
+}
+
+void check_memory(std::uint64_t bytes, const std::string& what, const std::vector<MessagePart>& hint) {
   const MemoryLimit limit = memory_limit();
   // kUnlimitedMemory stands for a size that overflowed: refused even when no limit is known.
   if (bytes <= limit.bytes && bytes != kUnlimitedMemory) return;
-  std::string m = what + " needs " + (bytes == kUnlimitedMemory ? "more than 2^64 bytes" : format_bytes(bytes)) +
-                  " but this process may use at most " + format_bytes(limit.bytes) + " (" + limit.source + ")";
-  if (!hint.empty()) m += "; " + hint;
-  m += limit.source == "--max-memory" ? "; raise --max-memory if the machine has more"
-                                      : "; --max-memory overrides the limit";
+  const bool forced = limit.source == "--max-memory";
+  std::vector<MessagePart> m = {what + " needs " +
+                                (bytes == kUnlimitedMemory ? "more than 2^64 bytes" : format_bytes(bytes)) +
+                                " but this process may use at most " + format_bytes(limit.bytes) + " ("};
+  m.emplace_back(forced ? MessagePart(Option{"max_memory"}) : MessagePart(limit.source));
+  m.emplace_back(")");
+  if (!hint.empty()) {
+    m.emplace_back("; ");
+    m.insert(m.end(), hint.begin(), hint.end());
+  }
+  if (forced) {
+    m.emplace_back("; raise ");
+    m.emplace_back(Option{"max_memory"});
+    m.emplace_back(" if the machine has more");
+  } else {
+    m.emplace_back("; ");
+    m.emplace_back(Option{"max_memory"});
+    m.emplace_back(" overrides the limit");
+  }
   throw InputError(m);
 }
 

@@ -12,6 +12,9 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
+
+#include "libess/error.h"
 
 namespace ess {
 
@@ -45,6 +48,9 @@ std::uint64_t memory_limit_override();
 // <hint>; --max-memory overrides the limit" when bytes exceed the limit. `hint` names the options
 // that shrink the work ("use --indices to measure fewer blocks"); may be empty.
 void check_memory(std::uint64_t bytes, const std::string& what, const std::string& hint = "");
+// The same with a hint naming library options as Option parts (libess/error.h: the CLI prints
+// them as its flags); the message names the override as Option{"max_memory"}.
+void check_memory(std::uint64_t bytes, const std::string& what, const std::vector<MessagePart>& hint);
 
 // "28.8 GB" (decimal units, 3 significant digits).
 std::string format_bytes(std::uint64_t bytes);

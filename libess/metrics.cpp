@@ -12,7 +12,7 @@ TolMode parse_tol_mode(const std::string& s) {
   if (s == "absolute") return TolMode::absolute;
   if (s == "block") return TolMode::block;
   if (s == "layer") return TolMode::layer;
-  throw UsageError("unknown --tol-mode '" + s + "' (expected absolute, block or layer)");
+  throw UsageError({"unknown ", Option{"tol_mode"}, " '" + s + "' (expected absolute, block or layer)"});
 }
 
 const char* to_string(TolMode m) {
@@ -106,7 +106,8 @@ IndexRange parse_range(const std::string& spec, int L) {
     }
   }
   parts.push_back(cur);
-  const std::string bad = "bad --indices '" + spec + "' (expected start:stop:step, e.g. 1:1024:8)";
+  const std::vector<MessagePart> bad = {"bad ", Option{"indices"},
+                                        " '" + spec + "' (expected start:stop:step, e.g. 1:1024:8)"};
   if (parts.size() > 3) throw UsageError(bad);
   auto value = [&](size_t k, long long dflt) {
     if (k >= parts.size() || parts[k].empty()) return dflt;
@@ -118,13 +119,17 @@ IndexRange parse_range(const std::string& spec, int L) {
   r.stop = parts.size() >= 2 ? value(1, L) : r.start + 1;  // a single number selects one block
   if (parts.size() >= 3 && !parts[2].empty()) {
     if (!parse_int(parts[2], &r.step)) throw UsageError(bad);
-    if (r.step <= 0) throw UsageError(bad + ": step must be positive");
+    if (r.step <= 0) {
+      auto m = bad;
+      m.emplace_back(": step must be positive");
+      throw UsageError(m);
+    }
   }
   if (r.start < 1) r.start = 1;
   if (r.stop > L) r.stop = L;
   if (r.count() == 0)
-    throw UsageError("--indices '" + spec + "' selects no block for L = " + std::to_string(L) + " (valid i: 1.." +
-                     std::to_string(L - 1) + ")");
+    throw UsageError({Option{"indices"}, " '" + spec + "' selects no block for L = " + std::to_string(L) +
+                                             " (valid i: 1.." + std::to_string(L - 1) + ")"});
   return r;
 }
 

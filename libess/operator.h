@@ -29,6 +29,13 @@ class LayerOperator {
   // y = T x by the family's own definition (recurrence or attention formula), independent of
   // materialize(); the conformance tests compare the two.
   virtual Vector apply(int b, int c, const Vector& x) const = 0;
+  // Y = T X for every column of X (L × P: the value channels that share channel c's T), the fast
+  // path the forward passes of models/ compute their mixer outputs with, so the operator that is
+  // measured is the one that ran. Families override it with their own efficient form (attention in
+  // row tiles, recurrences over all columns at once); this default runs the realization's
+  // recurrence with a P-column state (O(L·N·P) for diagonal transitions) or, for unstructured
+  // families, apply() column by column. X and Y must not overlap.
+  virtual void multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const;
   // State-space realization (A_t, B_t, C_t) of channel c, or nullptr for unstructured families.
   virtual std::unique_ptr<Realization> realization(int, int) const { return nullptr; }
   // State dimension of realization(), 0 when there is none.
@@ -40,6 +47,21 @@ class LayerOperator {
     return T;
   }
 };
+
+inline void LayerOperator::multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  const auto r = realization(b, c);
+  if (!r) {
+    for (Index p = 0; p < X.cols(); ++p) Y.col(p) = apply(b, c, X.col(p));
+    return;
+  }
+  // State of every column at once, transposed: M = [h⁽¹⁾ … h⁽ᴾ⁾]ᵀ (P × N), M ← M A_tᵀ + x_t B_tᵀ.
+  Matrix M = Matrix::Zero(X.cols(), r->state_dim());
+  for (int t = 0; t < r->length(); ++t) {
+    r->right_multiply_At(t, M);
+    M.noalias() += X.row(t).transpose() * r->B(t).transpose();
+    Y.row(t).noalias() = (M * r->C(t)).transpose();
+  }
+}
 
 // A named layer of an operator file or a model.
 struct OperatorLayer {

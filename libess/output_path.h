@@ -1,6 +1,10 @@
+// Output files: checked before long work, written under a temporary name and renamed into place
+// (ess::write_file_atomically, libess/files.h).
 #pragma once
 #include <string>
 #include <vector>
+
+#include "libess/files.h"
 
 namespace ess {
 // Throws InputError naming `path` when an output file cannot be created there: missing or

@@ -1,14 +1,26 @@
 #include "libess/realization.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace ess {
+
+void Realization::transition_diagonal(int t, double* out) const {
+  Eigen::Map<Eigen::RowVectorXd> d(out, state_dim());
+  d.setOnes();
+  right_multiply_A(t, d);
+}
 
 DiagonalRealization::DiagonalRealization(Matrix a, Matrix B, Matrix C)
     : a_(std::move(a)), B_(std::move(B)), C_(std::move(C)) {
   if (a_.rows() != B_.rows() || C_.rows() != B_.rows() || C_.cols() != B_.cols() ||
       (a_.cols() != 1 && a_.cols() != B_.cols()))
     throw std::invalid_argument("DiagonalRealization: inconsistent shapes");
+}
+
+void DiagonalRealization::transition_diagonal(int t, double* out) const {
+  const double* a = a_.data() + (a_.cols() == 1 ? 0 : static_cast<Index>(t) * a_.rows());
+  std::copy(a, a + a_.rows(), out);
 }
 
 void DiagonalRealization::right_multiply_A(int t, Eigen::Ref<Matrix> M) const {
@@ -20,6 +32,10 @@ ScalarRealization::ScalarRealization(Vector a, Matrix B, Matrix C)
     : a_(std::move(a)), B_(std::move(B)), C_(std::move(C)) {
   if (C_.rows() != B_.rows() || C_.cols() != B_.cols() || (a_.size() != 1 && a_.size() != B_.cols()))
     throw std::invalid_argument("ScalarRealization: inconsistent shapes");
+}
+
+void ScalarRealization::transition_diagonal(int t, double* out) const {
+  std::fill(out, out + state_dim(), a_(a_.size() == 1 ? 0 : t));
 }
 
 void ScalarRealization::right_multiply_A(int t, Eigen::Ref<Matrix> M) const { M *= a_(a_.size() == 1 ? 0 : t); }

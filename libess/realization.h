@@ -23,6 +23,15 @@ class Realization {
   virtual void right_multiply_At(int t, Eigen::Ref<Matrix> M) const = 0;
   // True when every A_t is diagonal (column scaling keeps triangular factors triangular).
   virtual bool diagonal_transitions() const { return false; }
+  // The diagonal of A_t (state_dim() values); only meaningful when diagonal_transitions().
+  virtual void transition_diagonal(int t, double* out) const;
+  // A_t = s (I − β k kᵀ) with k of length state_dim() (DeltaNet): true and the factors, or false.
+  // Lets the structured engine keep its factors triangular by an O(N²) QR update.
+  struct RankOne {
+    double s = 1, beta = 0;
+    const double* k = nullptr;
+  };
+  virtual bool rank_one_transition(int, RankOne*) const { return false; }
   virtual std::string kind() const = 0;
 };
 
@@ -37,6 +46,7 @@ class DiagonalRealization final : public Realization {
   void right_multiply_A(int t, Eigen::Ref<Matrix> M) const override;
   void right_multiply_At(int t, Eigen::Ref<Matrix> M) const override { right_multiply_A(t, M); }
   bool diagonal_transitions() const override { return true; }
+  void transition_diagonal(int t, double* out) const override;
   std::string kind() const override { return "diagonal"; }
 
  private:
@@ -54,6 +64,7 @@ class ScalarRealization final : public Realization {
   void right_multiply_A(int t, Eigen::Ref<Matrix> M) const override;
   void right_multiply_At(int t, Eigen::Ref<Matrix> M) const override { right_multiply_A(t, M); }
   bool diagonal_transitions() const override { return true; }
+  void transition_diagonal(int t, double* out) const override;
   std::string kind() const override { return "scalar"; }
 
  private:
@@ -89,6 +100,10 @@ class DeltaRealization final : public Realization {
   Eigen::Ref<const Vector> C(int t) const override { return C_.col(t); }
   void right_multiply_A(int t, Eigen::Ref<Matrix> M) const override;
   void right_multiply_At(int t, Eigen::Ref<Matrix> M) const override { right_multiply_A(t, M); }
+  bool rank_one_transition(int t, RankOne* out) const override {
+    *out = {s_(t), beta_(t), K_.data() + static_cast<Index>(t) * K_.rows()};
+    return true;
+  }
   std::string kind() const override { return "delta"; }
 
  private:

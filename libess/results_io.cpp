@@ -19,64 +19,83 @@ std::string group_name(const std::string& name) {
   return g.empty() ? "layer" : g;
 }
 
+void write_layer(const h5::Object& layers_group, const LayerResult& R) {
+  const h5::Object g = layers_group.create_group(group_name(R.name));
+  g.set_attr("name", R.name);
+  g.set_attr("family", R.family);
+  g.set_attr("layer_index", R.layer_index);
+  g.set_attr("channel_kind", std::string(to_string(R.channel_kind)));
+  g.set_attr("seq_len", R.seq_len);
+  g.set_attr("engine", R.engine);
+  g.set_attr("tol", R.tol);
+  g.set_attr("tol_mode", std::string(to_string(R.tol_mode)));
+  g.set_attr("sweep_rtol", R.sweep_rtol);
+  g.set_attr("seconds", R.seconds);
+  const std::int64_t B = R.batch, C = R.channels, I = R.num_indices();
+  const size_t n = static_cast<size_t>(B * C * I);
+  auto require = [&](const char* what, size_t got, size_t want) {
+    if (got != want)
+      throw std::invalid_argument("results writer: layer '" + R.name + "': " + what + " has " + std::to_string(got) +
+                                  " values, expected " + std::to_string(want));
+  };
+  require("tolerance_ess", R.tolerance_ess.size(), n);
+  require("entropy_ess", R.entropy_ess.size(), n);
+  require("tss", R.tss.size(), I);
+  g.write("tolerance_ess", {B, C, I}, R.tolerance_ess.data());
+  g.write("entropy_ess", {B, C, I}, R.entropy_ess.data());
+  g.write("tss", {I}, R.tss.data());
+  g.write("indices", {I}, R.indices.data());
+  // Optional datasets: written when present (a LayerResult built by hand may leave them empty).
+  if (!R.attainable.empty())
+    require("attainable", R.attainable.size(), I), g.write("attainable", {I}, R.attainable.data());
+  if (!R.frobenius.empty())
+    require("frobenius", R.frobenius.size(), n), g.write("frobenius_norm", {B, C, I}, R.frobenius.data());
+  if (!R.error_bound.empty())
+    require("error_bound", R.error_bound.size(), n), g.write("error_bound", {B, C, I}, R.error_bound.data());
+  if (!R.status.empty()) require("status", R.status.size(), n), g.write("status", {B, C, I}, R.status.data());
+  if (!R.layer_sigma_max.empty())
+    require("layer_sigma_max", R.layer_sigma_max.size(), B), g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
+  if (R.sigma_k > 0) {
+    require("sigma", R.sigma.size(), n * R.sigma_k);
+    require("sigma_tail", R.sigma_tail.size(), n);
+    g.write("sigma", {B, C, I, R.sigma_k}, R.sigma.data());
+    g.write("sigma_tail", {B, C, I}, R.sigma_tail.data());
+  }
+}
+
 }  // namespace
 
-void write_results(const std::string& path, const std::vector<LayerResult>& layers, const Provenance& provenance,
-                   const std::string& command_line) {
-  h5::OutputFile out(path);
-  const h5::Object& root = out.root();
-  h5::write_provenance(root, "ess-results", kResultsFormatMajor, kResultsFormatMinor, command_line);
+ResultsWriter::ResultsWriter(const std::string& path, const std::string& command_line)
+    : path_(path), command_line_(command_line), out_(std::make_unique<h5::OutputFile>(path)) {
+  out_->root().create_group("layers");
+}
+
+ResultsWriter::~ResultsWriter() = default;  // h5::OutputFile (built in memory) writes nothing unless committed
+
+void ResultsWriter::write(const LayerResult& result) {
+  if (!out_) throw std::logic_error("results writer: " + path_ + " is already committed");
+  write_layer(out_->root().group("layers"), result);
+  ++layers_;
+}
+
+void ResultsWriter::commit(const Provenance& provenance) {
+  if (!out_) throw std::logic_error("results writer: " + path_ + " is already committed");
+  const h5::Object& root = out_->root();
+  h5::write_provenance(root, "ess-results", kResultsFormatMajor, kResultsFormatMinor, command_line_);
   root.set_attr("source", provenance.source);
   root.set_attr("source_sha256", provenance.source_sha256);
   root.set_attr("input", provenance.input);
   if (!provenance.architecture.empty()) root.set_attr("architecture", provenance.architecture);
   if (provenance.mqar_accuracy >= 0) root.set_attr("mqar_accuracy", provenance.mqar_accuracy);
-  const h5::Object layers_group = root.create_group("layers");
-  for (const LayerResult& R : layers) {
-    const h5::Object g = layers_group.create_group(group_name(R.name));
-    g.set_attr("name", R.name);
-    g.set_attr("family", R.family);
-    g.set_attr("layer_index", R.layer_index);
-    g.set_attr("channel_kind", std::string(to_string(R.channel_kind)));
-    g.set_attr("seq_len", R.seq_len);
-    g.set_attr("engine", R.engine);
-    g.set_attr("tol", R.tol);
-    g.set_attr("tol_mode", std::string(to_string(R.tol_mode)));
-    g.set_attr("sweep_rtol", R.sweep_rtol);
-    g.set_attr("seconds", R.seconds);
-    const std::int64_t B = R.batch, C = R.channels, I = R.num_indices();
-    const size_t n = static_cast<size_t>(B * C * I);
-    auto require = [&](const char* what, size_t got, size_t want) {
-      if (got != want)
-        throw std::invalid_argument("write_results: layer '" + R.name + "': " + what + " has " + std::to_string(got) +
-                                    " values, expected " + std::to_string(want));
-    };
-    require("tolerance_ess", R.tolerance_ess.size(), n);
-    require("entropy_ess", R.entropy_ess.size(), n);
-    require("tss", R.tss.size(), I);
-    g.write("tolerance_ess", {B, C, I}, R.tolerance_ess.data());
-    g.write("entropy_ess", {B, C, I}, R.entropy_ess.data());
-    g.write("tss", {I}, R.tss.data());
-    g.write("indices", {I}, R.indices.data());
-    // Optional datasets: written when present (a LayerResult built by hand may leave them empty).
-    if (!R.attainable.empty())
-      require("attainable", R.attainable.size(), I), g.write("attainable", {I}, R.attainable.data());
-    if (!R.frobenius.empty())
-      require("frobenius", R.frobenius.size(), n), g.write("frobenius_norm", {B, C, I}, R.frobenius.data());
-    if (!R.error_bound.empty())
-      require("error_bound", R.error_bound.size(), n), g.write("error_bound", {B, C, I}, R.error_bound.data());
-    if (!R.status.empty()) require("status", R.status.size(), n), g.write("status", {B, C, I}, R.status.data());
-    if (!R.layer_sigma_max.empty())
-      require("layer_sigma_max", R.layer_sigma_max.size(), B),
-          g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
-    if (R.sigma_k > 0) {
-      require("sigma", R.sigma.size(), n * R.sigma_k);
-      require("sigma_tail", R.sigma_tail.size(), n);
-      g.write("sigma", {B, C, I, R.sigma_k}, R.sigma.data());
-      g.write("sigma_tail", {B, C, I}, R.sigma_tail.data());
-    }
-  }
-  out.commit();
+  out_->commit();
+  out_.reset();
+}
+
+void write_results(const std::string& path, const std::vector<LayerResult>& layers, const Provenance& provenance,
+                   const std::string& command_line) {
+  ResultsWriter writer(path, command_line);
+  for (const LayerResult& R : layers) writer.write(R);
+  writer.commit(provenance);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "libess/error.h"

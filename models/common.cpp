@@ -1,12 +1,19 @@
+// config.json access, declared weights (validation, loading by role) and the numerical building
+// blocks the architectures share.
+#include <algorithm>
 #include <cmath>
 #include <optional>
+#include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "libess/checked.h"
 #include "libess/error.h"
-#include "models/model.h"
+#include "models/models.h"
 
 namespace ess::models {
+
+// --- Config -----------------------------------------------------------------------------------
 
 int Config::integer(const std::string& k, IntRange range) const {
   if (!has(k)) throw InputError(path_ + ": missing field '" + k + "'");
@@ -103,42 +110,239 @@ bool Config::boolean(const std::string& k, bool fallback) const {
   return j_[k].get<bool>();
 }
 
-Tensor Weights::tensor(const std::string& name, const std::vector<std::int64_t>& shape) const {
-  if (!ckpt_.has(name))
-    throw InputError(ckpt_.dir() + ": checkpoint has no tensor '" + name + "' (expected shape " + shape_string(shape) +
-                     ")");
-  const auto& info = ckpt_.info(name);
-  if (info.shape != shape)
-    throw InputError(info.file + ": tensor '" + name + "' has shape " + shape_string(info.shape) +
-                     ", but config.json implies " + shape_string(shape));
-  Tensor t = ckpt_.read(name);
+// --- declarations -----------------------------------------------------------------------------
+
+WeightDecl& WeightDecl::or_named(std::string alternative) {
+  names.push_back(std::move(alternative));
+  return *this;
+}
+
+WeightDecl& WeightDecl::when(bool present, std::string why) {
+  active = present;
+  condition = std::move(why);
+  return *this;
+}
+
+WeightDecl& WeightDecl::optional(std::string why) {
+  required = false;
+  condition = std::move(why);
+  return *this;
+}
+
+WeightDecl& WeightDecl::only_in_layers(std::vector<bool> which, std::string why) {
+  if (!per_layer) throw std::logic_error("weight '" + role + "': only_in_layers on a global weight");
+  in_layer = std::move(which);
+  condition = std::move(why);
+  return *this;
+}
+
+WeightDecl& WeightDecl::repeated(int n) {
+  items = n;
+  return *this;
+}
+
+std::string WeightDecl::name(int layer, int item, size_t k) const {
+  std::string s = names.at(k);
+  for (const auto& [key, value] : {std::pair<std::string, int>{"{l}", layer}, {"{i}", item}})
+    for (size_t p; (p = s.find(key)) != std::string::npos;) s.replace(p, key.size(), std::to_string(value));
+  return s;
+}
+
+WeightDecl& WeightDecls::add(WeightDecl d) {
+  for (const auto& e : decls_)
+    if (e.role == d.role) throw std::logic_error("weight role '" + d.role + "' declared twice");
+  decls_.push_back(std::move(d));
+  return decls_.back();
+}
+
+WeightDecl& WeightDecls::global(std::string role, std::string name, std::vector<std::int64_t> shape) {
+  WeightDecl d;
+  d.role = std::move(role);
+  d.names = {std::move(name)};
+  d.shape = std::move(shape);
+  return add(std::move(d));
+}
+
+WeightDecl& WeightDecls::layer(std::string role, std::string pattern, std::vector<std::int64_t> shape) {
+  if (pattern.find("{l}") == std::string::npos)
+    throw std::logic_error("per-layer weight '" + role + "' has no {l} in '" + pattern + "'");
+  WeightDecl& d = global(std::move(role), std::move(pattern), std::move(shape));
+  d.per_layer = true;
+  return d;
+}
+
+const char* to_string(WeightCheck::State s) {
+  switch (s) {
+    case WeightCheck::State::ok:
+      return "ok";
+    case WeightCheck::State::off:
+      return "off";
+    case WeightCheck::State::missing:
+      return "missing";
+    case WeightCheck::State::wrong_shape:
+      return "wrong shape";
+    case WeightCheck::State::wrong_dtype:
+      return "wrong dtype";
+  }
+  return "?";
+}
+
+// --- ModelWeights -----------------------------------------------------------------------------
+
+const WeightDecl& ModelWeights::decl(const std::string& role) const {
+  for (const auto& d : decls_.list())
+    if (d.role == role) return d;
+  throw std::logic_error("architecture asks for undeclared weight role '" + role + "'");
+}
+
+WeightCheck ModelWeights::check_one(const WeightDecl& d, int layer, int item) const {
+  WeightCheck c;
+  c.decl = &d;
+  c.layer = layer;
+  c.item = item;
+  c.name = d.name(layer, item);
+  if (!d.active || !d.declared_in(std::max(layer, 0))) {
+    c.state = WeightCheck::State::off;
+    return c;
+  }
+  for (size_t k = 0; k < d.names.size(); ++k) {
+    const std::string n = d.name(layer, item, k);
+    if (ckpt_.has(n)) {
+      c.name = n;
+      c.found = ckpt_.info(n);
+      break;
+    }
+  }
+  const std::string why = d.condition.empty() ? "" : "; " + d.condition;
+  if (c.found.name.empty()) {
+    c.state = WeightCheck::State::missing;
+    std::string also;
+    for (size_t k = 1; k < d.names.size(); ++k) also += (k == 1 ? " (nor '" : "', '") + d.name(layer, item, k);
+    if (!also.empty()) also += "')";
+    c.message = ckpt_.dir() + ": checkpoint has no tensor '" + c.name + "'" + also + " (config.json implies shape " +
+                shape_string(d.shape) + why + ")";
+  } else if (c.found.shape != d.shape) {
+    c.state = WeightCheck::State::wrong_shape;
+    c.message = c.found.file + ": tensor '" + c.name + "' has shape " + shape_string(c.found.shape) +
+                ", but config.json implies " + shape_string(d.shape);
+  } else if (c.found.dtype != "F32" && c.found.dtype != "F16" && c.found.dtype != "BF16" && c.found.dtype != "F64") {
+    c.state = WeightCheck::State::wrong_dtype;
+    c.message =
+        c.found.file + ": tensor '" + c.name + "' has dtype " + c.found.dtype + " (supported: F32, F16, BF16, F64)";
+  }
+  if (c.state == WeightCheck::State::missing && !d.required) c.state = WeightCheck::State::off;
+  return c;
+}
+
+std::vector<WeightCheck> ModelWeights::check() const {
+  std::vector<WeightCheck> out;
+  for (const auto& d : decls_.list()) {
+    const int layers = d.per_layer ? decls_.num_layers() : 1;
+    for (int l = 0; l < layers; ++l)
+      for (int i = 0; i < d.items; ++i) out.push_back(check_one(d, d.per_layer ? l : -1, i));
+  }
+  return out;
+}
+
+void ModelWeights::validate() const {
+  for (const auto& c : check())
+    if (c.problem()) throw InputError(c.message);
+}
+
+std::vector<std::string> ModelWeights::undeclared() const {
+  std::set<std::string> used;
+  for (const auto& c : check())
+    if (!c.found.name.empty() && c.state != WeightCheck::State::off) used.insert(c.name);
+  std::vector<std::string> out;
+  for (const auto& n : ckpt_.names())
+    if (!used.count(n)) out.push_back(n);
+  return out;
+}
+
+bool ModelWeights::has(const std::string& role, int layer, int item) const {
+  const WeightDecl& d = decl(role);
+  return check_one(d, d.per_layer ? layer : -1, item).state == WeightCheck::State::ok;
+}
+
+Tensor ModelWeights::load(const std::string& role, int layer, int item) const {
+  const WeightDecl& d = decl(role);
+  const WeightCheck c = check_one(d, d.per_layer ? layer : -1, item);
+  if (c.problem()) throw InputError(c.message);
+  if (c.state != WeightCheck::State::ok)
+    throw std::logic_error("weight '" + c.name + "' (" + role + ") is not present; ask has() first");
+  Tensor t = ckpt_.read(c.name);
   for (std::int64_t k = 0; k < t.size(); ++k)
     if (!std::isfinite(t.data[k]))
-      throw InputError(info.file + ": tensor '" + name + "' has a non-finite value at flat index " + std::to_string(k));
+      throw InputError(c.found.file + ": tensor '" + c.name + "' has a non-finite value at flat index " +
+                       std::to_string(k));
   return t;
 }
 
-RowMatrix Weights::matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const {
-  Tensor t = tensor(name, {rows, cols});
-  return Eigen::Map<const RowMatrix>(t.data.data(), rows, cols);
+bool ModelWeights::present(const WeightDecl& d, int layer, int item) const {
+  const WeightCheck c = check_one(d, d.per_layer ? layer : -1, item);
+  if (c.problem()) throw InputError(c.message);
+  return c.state == WeightCheck::State::ok;
 }
 
-Vector Weights::vector(const std::string& name, std::int64_t n) const {
-  Tensor t = tensor(name, {n});
-  return Eigen::Map<const Vector>(t.data.data(), n);
+LoadedWeights ModelWeights::load_global(const std::vector<std::string>& roles) const {
+  LoadedWeights w;
+  for (const auto& role : roles) {
+    const WeightDecl& d = decl(role);
+    for (int i = 0; i < d.items; ++i)
+      if (present(d, -1, i)) w.add(role, i, load(role, -1, i));
+  }
+  return w;
 }
 
-std::vector<Matrix> embed(const Weights& W, const std::string& name, int vocab, int dim, const Tokens& tokens) {
-  const RowMatrix emb = W.matrix(name, vocab, dim);
+LoadedWeights ModelWeights::load_layer(int layer) const {
+  LoadedWeights w;
+  for (const auto& d : decls_.list()) {
+    if (!d.per_layer) continue;
+    for (int i = 0; i < d.items; ++i)
+      if (present(d, layer, i)) w.add(d.role, i, load(d.role, layer, i));
+  }
+  return w;
+}
+
+const Tensor& LoadedWeights::tensor(const std::string& role, int item) const {
+  const auto it = t_.find({role, item});
+  if (it == t_.end()) throw std::logic_error("weight role '" + role + "' is not loaded (absent; ask has() first)");
+  return it->second;
+}
+
+Eigen::Map<const RowMatrix> LoadedWeights::matrix(const std::string& role, int item) const {
+  const Tensor& t = tensor(role, item);
+  const std::int64_t rows = t.rank() ? t.dim(0) : 1;
+  return Eigen::Map<const RowMatrix>(t.data.data(), rows, rows ? t.size() / rows : 0);
+}
+
+Eigen::Map<const Vector> LoadedWeights::vector(const std::string& role, int item) const {
+  const Tensor& t = tensor(role, item);
+  return Eigen::Map<const Vector>(t.data.data(), t.size());
+}
+
+void declare_lm_head(WeightDecls& decls, int vocab, int dim, bool tied) {
+  auto& d = decls.global("lm_head", "lm_head.weight", {vocab, dim});
+  if (tied)
+    d.optional("tie_word_embeddings: the embedding is the head");
+  else
+    d.condition = "tie_word_embeddings is false";
+}
+
+// --- building blocks --------------------------------------------------------------------------
+
+std::vector<Matrix> embed(const ModelWeights& W, const Tokens& tokens) {
+  const LoadedWeights g = W.load_global({"embed"});
+  const auto emb = g.matrix("embed");
   std::vector<Matrix> H(tokens.size());
   for (size_t b = 0; b < tokens.size(); ++b) {
-    H[b].resize(static_cast<Index>(tokens[b].size()), dim);
+    H[b].resize(static_cast<Index>(tokens[b].size()), emb.cols());
     for (size_t t = 0; t < tokens[b].size(); ++t) H[b].row(static_cast<Index>(t)) = emb.row(tokens[b][t]);
   }
   return H;
 }
 
-Matrix rms_norm(const Matrix& X, const Vector& w, double eps) {
+Matrix rms_norm(const Matrix& X, const Eigen::Ref<const Vector>& w, double eps) {
   Matrix Y(X.rows(), X.cols());
   for (Index r = 0; r < X.rows(); ++r) {
     const double ms = X.row(r).squaredNorm() / static_cast<double>(X.cols());
@@ -153,7 +357,7 @@ Matrix silu(const Matrix& X) {
 
 double softplus(double x) { return x > 20 ? x : std::log1p(std::exp(x)); }
 
-Matrix causal_depthwise_conv(const Matrix& X, const RowMatrix& weight, const Vector& bias) {
+Matrix causal_depthwise_conv(const Matrix& X, const Eigen::Ref<const RowMatrix>& weight, const Vector& bias) {
   const Index L = X.rows(), C = X.cols(), K = weight.cols();
   Matrix Y(L, C);
   for (Index c = 0; c < C; ++c)
@@ -168,7 +372,7 @@ Matrix causal_depthwise_conv(const Matrix& X, const RowMatrix& weight, const Vec
   return Y;
 }
 
-void finish_logits(const Matrix& X, const RowMatrix& head, bool keep, ModelRun& out) {
+void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out) {
   const Index L = X.rows(), V = head.rows();
   std::vector<int> best(L);
   Matrix all;
@@ -188,11 +392,13 @@ void finish_logits(const Matrix& X, const RowMatrix& head, bool keep, ModelRun& 
   if (keep) out.logits.push_back(std::move(all));
 }
 
-void final_norm_and_head(const Weights& W, const std::string& norm, const std::string& head, int vocab, int dim,
-                         double eps, const std::vector<Matrix>& hidden, bool keep, ModelRun& out) {
-  const Vector w = W.vector(norm, dim);
-  const RowMatrix H = W.matrix(head, vocab, dim);
-  for (const Matrix& h : hidden) finish_logits(rms_norm(h, w, eps), H, keep, out);
+void final_norm_and_head(const ModelWeights& W, const std::string& norm_role, double eps,
+                         const std::vector<Matrix>& hidden, bool keep, ModelRun& out) {
+  const std::string head = W.has("lm_head") ? "lm_head" : "embed";
+  const LoadedWeights g = W.load_global({norm_role, head});
+  for (const Matrix& h : hidden) finish_logits(rms_norm(h, g.vector(norm_role), eps), g.matrix(head), keep, out);
 }
+
+void put_head(Tensor& t, int b, int h, const Eigen::Ref<const Matrix>& X) { t.matrix({b, h}) = X; }
 
 }  // namespace ess::models

@@ -3,7 +3,8 @@
 // per head o_t = (q_t / √d_k)ᵀ S_t, S_t = diag(exp(gk_t)) S_{t−1} + k_t v_tᵀ,
 // gk = logsigmoid(gk_proj.1(gk_proj.0(x))) / 16; then the GatedMLP down(swish(gate(x)) ⊙ up(x)) on
 // mlp_norm. Short convolutions and feature maps are not supported (clear error).
-// Captured operator per layer: family "gla" with q (scale folded in), k, log_decay [B, H, L, d_k].
+// Captured operator per layer: family "gla" with q (scale folded in), k, log_decay [B, H, L, d_k];
+// o is computed through that operator (GlaOperator::multiply).
 #include <cmath>
 #include <limits>
 
@@ -17,13 +18,15 @@ namespace {
 
 double log_sigmoid(double x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x)); }
 
+constexpr int kGateLowRank = 16;  // fla GatedLinearAttention's gate_low_rank_dim (not a config field)
+
 class Gla final : public CausalLM {
  public:
-  Gla(const std::string& dir, const Config& c) : dir_(dir), W_(dir) {
-    V_ = c.integer("vocab_size");
-    D_ = c.integer("hidden_size");
+  Gla(const std::string& dir, const Config& c) : CausalLM(dir, "GLAForCausalLM") {
+    vocab_ = c.integer("vocab_size");
     layers_ = c.integer("num_hidden_layers");
-    H_ = c.integer("num_heads");
+    D_ = c.integer("hidden_size");
+    H_ = c.integer("num_heads", 4);
     Hkv_ = c.integer("num_kv_heads", H_);
     Kd_ = c.scaled("expand_k", 0.5, D_);
     Vd_ = c.scaled("expand_v", 1.0, D_);
@@ -42,115 +45,101 @@ class Gla final : public CausalLM {
       throw InputError(c.path() + ": hidden_act " + c.json()["hidden_act"].dump() + " is not supported (swish)");
     dk_ = Kd_ / H_;
     dv_ = Vd_ / H_;
-    const std::string p0 = "model.layers.0.";
-    if (!W_.has(p0 + "attn.gk_proj.0.weight") || !W_.has(p0 + "mlp.gate_proj.weight"))
-      throw InputError(dir + ": checkpoint has no tensor '" + p0 + "attn.gk_proj.0.weight' / 'mlp.gate_proj.weight'");
-    rank_ = static_cast<int>(W_.info(p0 + "attn.gk_proj.0.weight").shape.at(0));
-    I_ = static_cast<int>(W_.info(p0 + "mlp.gate_proj.weight").shape.at(0));
-    head_ = W_.has("lm_head.weight") ? "lm_head.weight" : "model.embeddings.weight";
-    if (head_ != "lm_head.weight" && !c.boolean("tie_word_embeddings", false))
-      throw InputError(dir + ": no 'lm_head.weight' and tie_word_embeddings is false");
-    const int Kg = Kd_ / (H_ / Hkv_), Vg = Vd_ / (H_ / Hkv_);
-    auto shape = [&](const std::string& n, std::vector<std::int64_t> s) { expect_tensor_shape(W_, n, s); };
-    shape("model.embeddings.weight", {V_, D_});
-    shape(head_, {V_, D_});
-    shape("model.norm.weight", {D_});
-    for (int l = 0; l < layers_; ++l) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      shape(p + "attn_norm.weight", {D_});
-      shape(p + "mlp_norm.weight", {D_});
-      shape(p + "attn.q_proj.weight", {Kd_, D_});
-      shape(p + "attn.k_proj.weight", {Kg, D_});
-      shape(p + "attn.v_proj.weight", {Vg, D_});
-      shape(p + "attn.g_proj.weight", {Vd_, D_});
-      shape(p + "attn.gk_proj.0.weight", {rank_, D_});
-      shape(p + "attn.gk_proj.1.weight", {Kg, rank_});
-      shape(p + "attn.gk_proj.1.bias", {Kg});
-      shape(p + "attn.o_proj.weight", {D_, Vd_});
-      shape(p + "attn.g_norm_swish_gate.weight", {dv_});
-      shape(p + "mlp.gate_proj.weight", {I_, D_});
-      shape(p + "mlp.up_proj.weight", {I_, D_});
-      shape(p + "mlp.down_proj.weight", {D_, I_});
+    // GatedMLP width: intermediate_size, else 256·⌈int(D·hidden_ratio·2/3) / 256⌉ (fla's default).
+    int I = 0;
+    if (c.has("intermediate_size")) {
+      I = c.integer("intermediate_size");
+    } else {
+      const double ratio = c.number("hidden_ratio", 4.0, Config::kPositiveNumber);
+      const double width = std::floor(D_ * ratio * 2 / 3);
+      if (!(width >= 1 && width <= static_cast<double>(Config::kMaxInt)))
+        throw InputError(c.path() + ": hidden_size × hidden_ratio × 2/3 is outside [1, " +
+                         std::to_string(Config::kMaxInt) + "] (set intermediate_size)");
+      I = 256 * ((static_cast<int>(width) + 255) / 256);
     }
+    const bool affine = c.boolean("elementwise_affine", true);
+    const int rep = H_ / Hkv_;
+    const std::int64_t V = vocab_, D = D_, Kd = Kd_, Vd = Vd_, Kg = Kd_ / rep, Vg = Vd_ / rep, r = kGateLowRank;
+    WeightDecls w(layers_);
+    w.global("embed", "model.embeddings.weight", {V, D});
+    w.layer("attn_norm", "model.layers.{l}.attn_norm.weight", {D});
+    w.layer("q_proj", "model.layers.{l}.attn.q_proj.weight", {Kd, D});
+    w.layer("k_proj", "model.layers.{l}.attn.k_proj.weight", {Kg, D});
+    w.layer("v_proj", "model.layers.{l}.attn.v_proj.weight", {Vg, D});
+    w.layer("g_proj", "model.layers.{l}.attn.g_proj.weight", {Vd, D});
+    w.layer("gk_proj0", "model.layers.{l}.attn.gk_proj.0.weight", {r, D});
+    w.layer("gk_proj1", "model.layers.{l}.attn.gk_proj.1.weight", {Kg, r});
+    w.layer("gk_bias", "model.layers.{l}.attn.gk_proj.1.bias", {Kg});
+    w.layer("o_proj", "model.layers.{l}.attn.o_proj.weight", {D, Vd});
+    w.layer("g_norm", "model.layers.{l}.attn.g_norm_swish_gate.weight", {dv_})
+        .or_named("model.layers.{l}.attn.g_norm.weight")
+        .when(affine, "elementwise_affine");
+    w.layer("mlp_norm", "model.layers.{l}.mlp_norm.weight", {D});
+    w.layer("gate_proj", "model.layers.{l}.mlp.gate_proj.weight", {I, D});
+    w.layer("up_proj", "model.layers.{l}.mlp.up_proj.weight", {I, D});
+    w.layer("down_proj", "model.layers.{l}.mlp.down_proj.weight", {D, I});
+    w.global("norm", "model.norm.weight", {D});
+    declare_lm_head(w, vocab_, D_, c.boolean("tie_word_embeddings", false));
+    W_.declare(std::move(w));
   }
 
-  std::string architecture() const override { return "GLAForCausalLM"; }
-  int vocab_size() const override { return V_; }
-  int num_layers() const override { return layers_; }
-
-  ModelRun run(const Tokens& tokens, bool keep_logits) const override {
+ protected:
+  void forward(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits, ModelRun& out) const override {
     const int B = static_cast<int>(tokens.size()), L = static_cast<int>(tokens[0].size());
-    const int rep = H_ / Hkv_, Kg = Kd_ / rep, Vg = Vd_ / rep;
+    const int rep = H_ / Hkv_;
     const double scale = 1.0 / std::sqrt(static_cast<double>(dk_));
-    std::vector<Matrix> Hs = embed(W_, "model.embeddings.weight", V_, D_, tokens);
-    ModelRun out;
+    std::vector<Matrix> Hs = embed(W_, tokens);
     for (int l = 0; l < layers_; ++l) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      const Vector n1 = W_.vector(p + "attn_norm.weight", D_), n2 = W_.vector(p + "mlp_norm.weight", D_);
-      const RowMatrix Wq = W_.matrix(p + "attn.q_proj.weight", Kd_, D_),
-                      Wk = W_.matrix(p + "attn.k_proj.weight", Kg, D_);
-      const RowMatrix Wv = W_.matrix(p + "attn.v_proj.weight", Vg, D_),
-                      Wg = W_.matrix(p + "attn.g_proj.weight", Vd_, D_);
-      const RowMatrix G0 = W_.matrix(p + "attn.gk_proj.0.weight", rank_, D_),
-                      G1 = W_.matrix(p + "attn.gk_proj.1.weight", Kg, rank_);
-      const Vector g1b = W_.vector(p + "attn.gk_proj.1.bias", Kg);
-      const RowMatrix Wo = W_.matrix(p + "attn.o_proj.weight", D_, Vd_);
-      const Vector gnorm = W_.vector(p + "attn.g_norm_swish_gate.weight", dv_);
-      const RowMatrix Wgate = W_.matrix(p + "mlp.gate_proj.weight", I_, D_),
-                      Wup = W_.matrix(p + "mlp.up_proj.weight", I_, D_);
-      const RowMatrix Wdown = W_.matrix(p + "mlp.down_proj.weight", D_, I_);
+      const LoadedWeights w = W_.load_layer(l);
       Tensor q_t({B, H_, L, dk_}), k_t({B, H_, L, dk_}), g_t({B, H_, L, dk_});
+      std::vector<Matrix> X(B), values(B);
       for (int b = 0; b < B; ++b) {
-        const Matrix X = rms_norm(Hs[b], n1, eps_);
-        const Matrix Q = X * Wq.transpose() * scale, K = X * Wk.transpose(), Vv = X * Wv.transpose();
-        Matrix Gk = (X * G0.transpose()) * G1.transpose();
-        Gk.rowwise() += g1b.transpose();
+        X[b] = rms_norm(Hs[b], w.vector("attn_norm"), eps_);
+        const Matrix Q = X[b] * w.matrix("q_proj").transpose() * scale, K = X[b] * w.matrix("k_proj").transpose();
+        values[b] = X[b] * w.matrix("v_proj").transpose();
+        Matrix Gk = (X[b] * w.matrix("gk_proj0").transpose()) * w.matrix("gk_proj1").transpose();
+        Gk.rowwise() += w.vector("gk_bias").transpose();
         const double lo = clamp_min_;  // fla clamps the normalized log-gate from below when configured
         Gk = Gk.unaryExpr([lo](double v) { return std::max(log_sigmoid(v) / 16.0, lo); });
-        const Matrix Gout = silu(X * Wg.transpose());
-        Matrix O(L, Vd_);
-        Matrix S(dk_, dv_);
         for (int h = 0; h < H_; ++h) {
           const int g = h / rep;  // key/value head shared by `rep` query heads
-          S.setZero();
-          for (int t = 0; t < L; ++t) {
-            for (int n = 0; n < dk_; ++n) S.row(n) *= std::exp(Gk(t, g * dk_ + n));
-            S.noalias() += K.row(t).segment(g * dk_, dk_).transpose() * Vv.row(t).segment(g * dv_, dv_);
-            O.row(t).segment(h * dv_, dv_) = Q.row(t).segment(h * dk_, dk_) * S;
-          }
-          // Fused RMSNorm over the head's values, then the swish output gate.
-          const Matrix Oh = rms_norm(O.middleCols(h * dv_, dv_), gnorm, eps_);
-          O.middleCols(h * dv_, dv_) = Oh.cwiseProduct(Gout.middleCols(h * dv_, dv_));
-          for (int t = 0; t < L; ++t)
-            for (int n = 0; n < dk_; ++n) {
-              const size_t k = ((static_cast<size_t>(b) * H_ + h) * L + t) * dk_ + n;
-              q_t.data[k] = Q(t, h * dk_ + n);
-              k_t.data[k] = K(t, g * dk_ + n);
-              g_t.data[k] = Gk(t, g * dk_ + n);
-            }
+          put_head(q_t, b, h, Q.middleCols(h * dk_, dk_));
+          put_head(k_t, b, h, K.middleCols(g * dk_, dk_));
+          put_head(g_t, b, h, Gk.middleCols(g * dk_, dk_));
         }
-        Hs[b] += O * Wo.transpose();
-        const Matrix X2 = rms_norm(Hs[b], n2, eps_);
-        Hs[b] += silu(X2 * Wgate.transpose()).cwiseProduct(X2 * Wup.transpose()) * Wdown.transpose();
       }
       const std::string name = "model.layers." + std::to_string(l) + ".attn";
-      out.layers.push_back(
-          {name, l, std::make_unique<GlaOperator>(std::move(q_t), std::move(k_t), std::move(g_t), dir_ + ":" + name)});
+      auto op = std::make_unique<GlaOperator>(std::move(q_t), std::move(k_t), std::move(g_t), W_.dir() + ":" + name);
+      const Vector gnorm = w.has("g_norm") ? Vector(w.vector("g_norm")) : Vector::Ones(dv_);
+      for (int b = 0; b < B; ++b) {
+        const Matrix Gout = silu(X[b] * w.matrix("g_proj").transpose());
+        Matrix O(L, Vd_);
+        for (int h = 0; h < H_; ++h) {
+          op->multiply(b, h, values[b].middleCols(h / rep * dv_, dv_), O.middleCols(h * dv_, dv_));
+          // Fused RMSNorm over the head's values, then the swish output gate: outside T.
+          const Matrix Oh = rms_norm(O.middleCols(h * dv_, dv_), gnorm, eps_);
+          O.middleCols(h * dv_, dv_) = Oh.cwiseProduct(Gout.middleCols(h * dv_, dv_));
+        }
+        Hs[b] += O * w.matrix("o_proj").transpose();
+        const Matrix X2 = rms_norm(Hs[b], w.vector("mlp_norm"), eps_);
+        Hs[b] += silu(X2 * w.matrix("gate_proj").transpose()).cwiseProduct(X2 * w.matrix("up_proj").transpose()) *
+                 w.matrix("down_proj").transpose();
+      }
+      on_layer({name, l, std::move(op)});
     }
-    final_norm_and_head(W_, "model.norm.weight", head_, V_, D_, eps_, Hs, keep_logits, out);
-    return out;
+    final_norm_and_head(W_, "norm", eps_, Hs, keep_logits, out);
   }
 
  private:
-  std::string dir_, head_;
-  Weights W_;
-  int V_, D_, layers_, H_, Hkv_, Kd_, Vd_, dk_, dv_, rank_, I_;
+  int D_, H_, Hkv_, Kd_, Vd_, dk_, dv_;
   double eps_;
   double clamp_min_ = -std::numeric_limits<double>::infinity();
 };
 
+std::unique_ptr<CausalLM> make_gla(const std::string& dir, const Config& c) { return std::make_unique<Gla>(dir, c); }
+
 }  // namespace
 
-std::unique_ptr<CausalLM> make_gla(const std::string& dir, const Config& c) { return std::make_unique<Gla>(dir, c); }
+ESS_REGISTER_ARCHITECTURE("GLAForCausalLM", make_gla, "gla");
 
 }  // namespace ess::models

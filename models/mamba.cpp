@@ -1,11 +1,11 @@
 // MambaForCausalLM and FalconMambaForCausalLM (Hugging Face transformers layout).
 //   h ← h + out_proj( scan(silu(conv1d(x)), dt, A, B, C) + D⊙x ) ⊙ silu(z),  [x, z] = in_proj(rms(h))
 // Captured operator per layer: family "mamba" with dt = softplus(dt_proj(dt_r)) [B, E, L],
-// A = −exp(A_log), B, C from x_proj (FalconMamba: RMS-normalised without weights).
+// A = −exp(A_log), B, C from x_proj (FalconMamba: RMS-normalised without weights); the scan is
+// computed through that operator (MambaOperator::multiply).
 #include <cmath>
 
 #include "libess/error.h"
-#include "models/model.h"
 #include "models/models.h"
 #include "operators/mamba.h"
 
@@ -15,12 +15,12 @@ namespace {
 
 class Mamba final : public CausalLM {
  public:
-  Mamba(const std::string& dir, const Config& c, bool falcon) : dir_(dir), W_(dir), falcon_(falcon) {
-    arch_ = falcon ? "FalconMambaForCausalLM" : "MambaForCausalLM";
-    V_ = c.integer("vocab_size");
+  Mamba(const std::string& dir, const Config& c, bool falcon)
+      : CausalLM(dir, falcon ? "FalconMambaForCausalLM" : "MambaForCausalLM"), falcon_(falcon) {
+    vocab_ = c.integer("vocab_size");
+    layers_ = c.integer("num_hidden_layers");
     D_ = c.integer("hidden_size");
     N_ = c.integer("state_size");
-    layers_ = c.integer("num_hidden_layers");
     K_ = c.integer("conv_kernel", 4);
     E_ = c.has("intermediate_size") ? c.integer("intermediate_size") : c.scaled("expand", 2, D_);
     if (c.has("time_step_rank") && c.json()["time_step_rank"].is_string()) {
@@ -32,51 +32,47 @@ class Mamba final : public CausalLM {
     }
     eps_ = c.number("layer_norm_epsilon", 1e-5, Config::kNonNegativeNumber);
     mixer_eps_ = c.number("mixer_rms_eps", 1e-6, Config::kNonNegativeNumber);
-    use_bias_ = c.boolean("use_bias", false);
-    use_conv_bias_ = c.boolean("use_conv_bias", true);
-    embed_ = W_.has("backbone.embeddings.weight") ? "backbone.embeddings.weight" : "backbone.embedding.weight";
-    if (W_.has("lm_head.weight"))
-      head_ = "lm_head.weight";
-    else if (c.boolean("tie_word_embeddings", true))
-      head_ = embed_;
-    else
-      throw InputError(dir + ": no 'lm_head.weight' and tie_word_embeddings is false");
-    check_shapes();
+    const bool bias = c.boolean("use_bias", false), conv_bias = c.boolean("use_conv_bias", true);
+    const std::int64_t V = vocab_, D = D_, E = E_, N = N_, R = R_;
+    WeightDecls w(layers_);
+    w.global("embed", "backbone.embeddings.weight", {V, D}).or_named("backbone.embedding.weight");
+    w.layer("norm", "backbone.layers.{l}.norm.weight", {D});
+    w.layer("in_proj", "backbone.layers.{l}.mixer.in_proj.weight", {2 * E, D});
+    w.layer("in_bias", "backbone.layers.{l}.mixer.in_proj.bias", {2 * E}).when(bias, "use_bias");
+    w.layer("conv", "backbone.layers.{l}.mixer.conv1d.weight", {E, 1, K_});
+    w.layer("conv_bias", "backbone.layers.{l}.mixer.conv1d.bias", {E}).when(conv_bias, "use_conv_bias");
+    w.layer("x_proj", "backbone.layers.{l}.mixer.x_proj.weight", {R + 2 * N, E});
+    w.layer("dt_proj", "backbone.layers.{l}.mixer.dt_proj.weight", {E, R});
+    w.layer("dt_bias", "backbone.layers.{l}.mixer.dt_proj.bias", {E});
+    w.layer("A_log", "backbone.layers.{l}.mixer.A_log", {E, N});
+    w.layer("D", "backbone.layers.{l}.mixer.D", {E});
+    w.layer("out_proj", "backbone.layers.{l}.mixer.out_proj.weight", {D, E});
+    w.layer("out_bias", "backbone.layers.{l}.mixer.out_proj.bias", {D}).when(bias, "use_bias");
+    w.global("norm_f", "backbone.norm_f.weight", {D});
+    declare_lm_head(w, vocab_, D_, c.boolean("tie_word_embeddings", true));
+    W_.declare(std::move(w));
   }
 
-  std::string architecture() const override { return arch_; }
-  int vocab_size() const override { return V_; }
-  int num_layers() const override { return layers_; }
-
-  ModelRun run(const Tokens& tokens, bool keep_logits) const override {
+ protected:
+  void forward(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits, ModelRun& out) const override {
     const int B = static_cast<int>(tokens.size()), L = static_cast<int>(tokens[0].size());
-    std::vector<Matrix> H = embed(W_, embed_, V_, D_, tokens);
-    ModelRun out;
+    std::vector<Matrix> H = embed(W_, tokens);
     for (int l = 0; l < layers_; ++l) {
-      const std::string p = "backbone.layers." + std::to_string(l) + ".";
-      const Vector norm = W_.vector(p + "norm.weight", D_);
-      const RowMatrix in_proj = W_.matrix(p + "mixer.in_proj.weight", 2 * E_, D_);
-      const Vector in_bias = use_bias_ ? W_.vector(p + "mixer.in_proj.bias", 2 * E_) : Vector();
-      const Tensor convw = W_.tensor(p + "mixer.conv1d.weight", {E_, 1, K_});
-      const RowMatrix conv = Eigen::Map<const RowMatrix>(convw.data.data(), E_, K_);
-      const Vector conv_bias = use_conv_bias_ ? W_.vector(p + "mixer.conv1d.bias", E_) : Vector();
-      const RowMatrix x_proj = W_.matrix(p + "mixer.x_proj.weight", R_ + 2 * N_, E_);
-      const RowMatrix dt_proj = W_.matrix(p + "mixer.dt_proj.weight", E_, R_);
-      const Vector dt_bias = W_.vector(p + "mixer.dt_proj.bias", E_);
-      const RowMatrix A_log = W_.matrix(p + "mixer.A_log", E_, N_);
-      const Vector Dskip = W_.vector(p + "mixer.D", E_);
-      const RowMatrix out_proj = W_.matrix(p + "mixer.out_proj.weight", D_, E_);
-      const Vector out_bias = use_bias_ ? W_.vector(p + "mixer.out_proj.bias", D_) : Vector();
-      const Matrix A = -A_log.array().exp().matrix();  // [E, N]
-
+      const LoadedWeights w = W_.load_layer(l);
+      const auto x_proj = w.matrix("x_proj"), dt_proj = w.matrix("dt_proj");
+      const Vector dt_bias = w.vector("dt_bias");
+      const Vector conv_bias = w.has("conv_bias") ? Vector(w.vector("conv_bias")) : Vector();
       Tensor dt_t({B, E_, L}), A_t({E_, N_}), B_t({B, L, N_}), C_t({B, L, N_});
-      Eigen::Map<RowMatrix>(A_t.data.data(), E_, N_) = A;
+      const auto A_log = w.matrix("A_log");
+      for (int e = 0; e < E_; ++e)
+        for (int n = 0; n < N_; ++n) A_t.matrix({})(e, n) = -std::exp(A_log(e, n));  // A = −exp(A_log)
+      std::vector<Matrix> xs(B), z(B);  // the scan input and the gate of every sequence
       for (int b = 0; b < B; ++b) {
-        Matrix proj = rms_norm(H[b], norm, eps_) * in_proj.transpose();
-        if (use_bias_) proj.rowwise() += in_bias.transpose();
-        const Matrix xs = silu(causal_depthwise_conv(proj.leftCols(E_), conv, conv_bias));
-        const Matrix z = proj.rightCols(E_);
-        const Matrix xdbl = xs * x_proj.transpose();
+        Matrix proj = rms_norm(H[b], w.vector("norm"), eps_) * w.matrix("in_proj").transpose();
+        if (w.has("in_bias")) proj.rowwise() += w.vector("in_bias").transpose();
+        xs[b] = silu(causal_depthwise_conv(proj.leftCols(E_), w.matrix("conv"), conv_bias));
+        z[b] = proj.rightCols(E_);
+        const Matrix xdbl = xs[b] * x_proj.transpose();
         Matrix dtr = xdbl.leftCols(R_), Bm = xdbl.middleCols(R_, N_), Cm = xdbl.rightCols(N_);
         if (falcon_) {  // weightless RMS norms on B, C and the time-step input
           const Vector ones_n = Vector::Ones(N_), ones_r = Vector::Ones(R_);
@@ -87,76 +83,46 @@ class Mamba final : public CausalLM {
         Matrix dt = dtr * dt_proj.transpose();  // [L, E]
         for (int t = 0; t < L; ++t)
           for (int e = 0; e < E_; ++e) dt(t, e) = softplus(dt(t, e) + dt_bias(e));
-        // Selective scan per channel, state N.
-        Matrix y(L, E_);
-        Vector s(N_);
-        for (int e = 0; e < E_; ++e) {
-          s.setZero();
-          for (int t = 0; t < L; ++t) {
-            double acc = 0;
-            for (int n = 0; n < N_; ++n) {
-              s(n) = std::exp(dt(t, e) * A(e, n)) * s(n) + dt(t, e) * Bm(t, n) * xs(t, e);
-              acc += Cm(t, n) * s(n);
-            }
-            y(t, e) = acc + Dskip(e) * xs(t, e);
-          }
-        }
-        y = y.cwiseProduct(silu(z));
-        Matrix o = y * out_proj.transpose();
-        if (use_bias_) o.rowwise() += out_bias.transpose();
-        H[b] += o;
-        for (int e = 0; e < E_; ++e)
-          for (int t = 0; t < L; ++t) dt_t.data[(static_cast<size_t>(b) * E_ + e) * L + t] = dt(t, e);
-        Eigen::Map<RowMatrix>(B_t.data.data() + static_cast<size_t>(b) * L * N_, L, N_) = Bm;
-        Eigen::Map<RowMatrix>(C_t.data.data() + static_cast<size_t>(b) * L * N_, L, N_) = Cm;
+        dt_t.matrix({b}) = dt.transpose();
+        B_t.matrix({b}) = Bm;
+        C_t.matrix({b}) = Cm;
       }
       const std::string name = "backbone.layers." + std::to_string(l) + ".mixer";
-      out.layers.push_back({name, l,
-                            std::make_unique<MambaOperator>(std::move(dt_t), std::move(A_t), std::move(B_t),
-                                                            std::move(C_t), dir_ + ":" + name)});
+      auto op = std::make_unique<MambaOperator>(std::move(dt_t), std::move(A_t), std::move(B_t), std::move(C_t),
+                                                W_.dir() + ":" + name);
+      const auto Dskip = w.vector("D");
+      for (int b = 0; b < B; ++b) {
+        Matrix y(L, E_);
+        for (int e = 0; e < E_; ++e) op->multiply(b, e, xs[b].col(e), y.col(e));  // selective scan, state N
+        for (int e = 0; e < E_; ++e)
+          for (int t = 0; t < L; ++t) y(t, e) += Dskip(e) * xs[b](t, e);  // D skip: outside T
+        y = y.cwiseProduct(silu(z[b]));
+        Matrix o = y * w.matrix("out_proj").transpose();
+        if (w.has("out_bias")) o.rowwise() += w.vector("out_bias").transpose();
+        H[b] += o;
+      }
+      on_layer({name, l, std::move(op)});
     }
-    final_norm_and_head(W_, "backbone.norm_f.weight", head_, V_, D_, eps_, H, keep_logits, out);
-    return out;
+    final_norm_and_head(W_, "norm_f", eps_, H, keep_logits, out);
   }
 
  private:
-  void check_shapes() const {
-    // Touch every tensor's header once so that a missing or misshapen tensor fails before any work.
-    auto shape = [&](const std::string& n, std::vector<std::int64_t> s) { expect_tensor_shape(W_, n, s); };
-    shape(embed_, {V_, D_});
-    if (head_ != embed_) shape(head_, {V_, D_});
-    shape("backbone.norm_f.weight", {D_});
-    for (int l = 0; l < layers_; ++l) {
-      const std::string p = "backbone.layers." + std::to_string(l) + ".";
-      shape(p + "norm.weight", {D_});
-      shape(p + "mixer.in_proj.weight", {2 * E_, D_});
-      shape(p + "mixer.conv1d.weight", {E_, 1, K_});
-      if (use_conv_bias_) shape(p + "mixer.conv1d.bias", {E_});
-      shape(p + "mixer.x_proj.weight", {R_ + 2 * N_, E_});
-      shape(p + "mixer.dt_proj.weight", {E_, R_});
-      shape(p + "mixer.dt_proj.bias", {E_});
-      shape(p + "mixer.A_log", {E_, N_});
-      shape(p + "mixer.D", {E_});
-      shape(p + "mixer.out_proj.weight", {D_, E_});
-      if (use_bias_) {
-        shape(p + "mixer.in_proj.bias", {2 * E_});
-        shape(p + "mixer.out_proj.bias", {D_});
-      }
-    }
-  }
-
-  std::string dir_, arch_, embed_, head_;
-  Weights W_;
   bool falcon_;
-  int V_, D_, N_, layers_, K_, E_, R_;
+  int D_, N_, K_, E_, R_;
   double eps_, mixer_eps_;
-  bool use_bias_, use_conv_bias_;
 };
+
+std::unique_ptr<CausalLM> make_mamba(const std::string& dir, const Config& c) {
+  return std::make_unique<Mamba>(dir, c, false);
+}
+
+std::unique_ptr<CausalLM> make_falcon_mamba(const std::string& dir, const Config& c) {
+  return std::make_unique<Mamba>(dir, c, true);
+}
 
 }  // namespace
 
-std::unique_ptr<CausalLM> make_mamba(const std::string& dir, const Config& c, bool falcon) {
-  return std::make_unique<Mamba>(dir, c, falcon);
-}
+ESS_REGISTER_ARCHITECTURE("MambaForCausalLM", make_mamba, "mamba", "MambaModel");
+ESS_REGISTER_ARCHITECTURE("FalconMambaForCausalLM", make_falcon_mamba, "falcon_mamba");
 
 }  // namespace ess::models

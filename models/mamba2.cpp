@@ -3,7 +3,8 @@
 //   dt ← clamp(softplus(dt + dt_bias), time_step_limit); y = SSD(x) + D⊙x;
 //   y ← rms_norm(y ⊙ silu(z)) ⊙ w over the full width (as HF transformers; mamba_ssm normalizes per
 //   group); h ← h + out_proj(y).
-// Captured operator per layer: family "mamba2", dt [B, H, L], A = −exp(A_log) [H], B, C [B, G, L, N].
+// Captured operator per layer: family "mamba2", dt [B, H, L], A = −exp(A_log) [H], B, C [B, G, L, N];
+// the SSD output is computed through that operator (Mamba2Operator::multiply).
 #include <cmath>
 #include <limits>
 
@@ -17,12 +18,12 @@ namespace {
 
 class Mamba2 final : public CausalLM {
  public:
-  Mamba2(const std::string& dir, const Config& c) : dir_(dir), W_(dir) {
-    V_ = c.integer("vocab_size");
+  Mamba2(const std::string& dir, const Config& c) : CausalLM(dir, "Mamba2ForCausalLM") {
+    vocab_ = c.integer("vocab_size");
+    layers_ = c.integer("num_hidden_layers");
     D_ = c.integer("hidden_size");
     N_ = c.integer("state_size");
-    layers_ = c.integer("num_hidden_layers");
-    K_ = c.integer("conv_kernel", 4);
+    const int K = c.integer("conv_kernel", 4);
     G_ = c.integer("n_groups", 1);
     H_ = c.integer("num_heads");
     P_ = c.integer("head_dim");
@@ -33,8 +34,7 @@ class Mamba2 final : public CausalLM {
     c.product({2, G_, N_}, "2 × n_groups × state_size");
     if (G_ < 1 || H_ % G_ != 0) throw InputError(c.path() + ": num_heads must be divisible by n_groups");
     eps_ = c.number("layer_norm_epsilon", 1e-5, Config::kNonNegativeNumber);
-    use_bias_ = c.boolean("use_bias", false);
-    use_conv_bias_ = c.boolean("use_conv_bias", true);
+    const bool bias = c.boolean("use_bias", false), conv_bias = c.boolean("use_conv_bias", true);
     if (c.has("time_step_limit")) {
       // [min, max] step sizes; max may be Infinity (the transformers default).
       const auto lim = c.numbers("time_step_limit", 2, {0.0, std::numeric_limits<double>::infinity()});
@@ -44,125 +44,81 @@ class Mamba2 final : public CausalLM {
         throw InputError(c.path() + ": time_step_limit must be [min, max] with 0 ≤ min ≤ max and min finite");
     }
     conv_dim_ = E_ + 2 * G_ * N_;
-    if (W_.has("backbone.embeddings.weight"))
-      embed_ = "backbone.embeddings.weight";
-    else
-      embed_ = "backbone.embedding.weight";
-    head_ = W_.has("lm_head.weight") ? "lm_head.weight" : embed_;
-    if (head_ == embed_ && !c.boolean("tie_word_embeddings", true))
-      throw InputError(dir + ": no 'lm_head.weight' and tie_word_embeddings is false");
-    if (!W_.has(std::string("backbone.layers.0.mixer.in_proj.weight")))
-      throw InputError(dir + ": checkpoint has no tensor 'backbone.layers.0.mixer.in_proj.weight'");
-    proj_ = static_cast<int>(W_.info("backbone.layers.0.mixer.in_proj.weight").shape.at(0));
-    d_mlp_ = (proj_ - 2 * E_ - 2 * G_ * N_ - H_) / 2;
-    if (d_mlp_ < 0 || 2 * d_mlp_ + E_ + conv_dim_ + H_ != proj_)
-      throw InputError(dir + ": tensor 'backbone.layers.0.mixer.in_proj.weight' has " + std::to_string(proj_) +
-                       " rows, which does not split into [z, xBC, dt] for this config");
-    auto shape = [&](const std::string& n, std::vector<std::int64_t> s) { expect_tensor_shape(W_, n, s); };
-    shape(embed_, {V_, D_});
-    if (head_ != embed_) shape(head_, {V_, D_});
-    shape("backbone.norm_f.weight", {D_});
-    for (int l = 0; l < layers_; ++l) {
-      const std::string p = "backbone.layers." + std::to_string(l) + ".";
-      shape(p + "norm.weight", {D_});
-      shape(p + "mixer.in_proj.weight", {proj_, D_});
-      shape(p + "mixer.conv1d.weight", {conv_dim_, 1, K_});
-      if (use_conv_bias_) shape(p + "mixer.conv1d.bias", {conv_dim_});
-      shape(p + "mixer.dt_bias", {H_});
-      shape(p + "mixer.A_log", {H_});
-      shape(p + "mixer.D", {H_});
-      shape(p + "mixer.norm.weight", {E_});
-      shape(p + "mixer.out_proj.weight", {D_, E_});
-      if (use_bias_) {
-        shape(p + "mixer.in_proj.bias", {proj_});
-        shape(p + "mixer.out_proj.bias", {D_});
-      }
-    }
+    const std::int64_t V = vocab_, D = D_, E = E_, H = H_, conv = conv_dim_, proj = E_ + conv_dim_ + H_;
+    WeightDecls w(layers_);
+    w.global("embed", "backbone.embeddings.weight", {V, D}).or_named("backbone.embedding.weight");
+    w.layer("norm", "backbone.layers.{l}.norm.weight", {D});
+    w.layer("in_proj", "backbone.layers.{l}.mixer.in_proj.weight", {proj, D});  // [z | xBC | dt]
+    w.layer("in_bias", "backbone.layers.{l}.mixer.in_proj.bias", {proj}).when(bias, "use_bias");
+    w.layer("conv", "backbone.layers.{l}.mixer.conv1d.weight", {conv, 1, K});
+    w.layer("conv_bias", "backbone.layers.{l}.mixer.conv1d.bias", {conv}).when(conv_bias, "use_conv_bias");
+    w.layer("dt_bias", "backbone.layers.{l}.mixer.dt_bias", {H});
+    w.layer("A_log", "backbone.layers.{l}.mixer.A_log", {H});
+    w.layer("D", "backbone.layers.{l}.mixer.D", {H});
+    w.layer("gate_norm", "backbone.layers.{l}.mixer.norm.weight", {E});
+    w.layer("out_proj", "backbone.layers.{l}.mixer.out_proj.weight", {D, E});
+    w.layer("out_bias", "backbone.layers.{l}.mixer.out_proj.bias", {D}).when(bias, "use_bias");
+    w.global("norm_f", "backbone.norm_f.weight", {D});
+    declare_lm_head(w, vocab_, D_, c.boolean("tie_word_embeddings", true));
+    W_.declare(std::move(w));
   }
 
-  std::string architecture() const override { return "Mamba2ForCausalLM"; }
-  int vocab_size() const override { return V_; }
-  int num_layers() const override { return layers_; }
-
-  ModelRun run(const Tokens& tokens, bool keep_logits) const override {
+ protected:
+  void forward(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits, ModelRun& out) const override {
     const int B = static_cast<int>(tokens.size()), L = static_cast<int>(tokens[0].size());
-    std::vector<Matrix> Hs = embed(W_, embed_, V_, D_, tokens);
-    ModelRun out;
-    const int hpg = H_ / G_;
+    std::vector<Matrix> Hs = embed(W_, tokens);
     for (int l = 0; l < layers_; ++l) {
-      const std::string p = "backbone.layers." + std::to_string(l) + ".";
-      const Vector norm = W_.vector(p + "norm.weight", D_);
-      const RowMatrix in_proj = W_.matrix(p + "mixer.in_proj.weight", proj_, D_);
-      const Tensor convw = W_.tensor(p + "mixer.conv1d.weight", {conv_dim_, 1, K_});
-      const RowMatrix conv = Eigen::Map<const RowMatrix>(convw.data.data(), conv_dim_, K_);
-      const Vector conv_bias = use_conv_bias_ ? W_.vector(p + "mixer.conv1d.bias", conv_dim_) : Vector();
-      const Vector dt_bias = W_.vector(p + "mixer.dt_bias", H_);
-      const Vector A = -W_.vector(p + "mixer.A_log", H_).array().exp().matrix();
-      const Vector Dskip = W_.vector(p + "mixer.D", H_);
-      const Vector gnorm = W_.vector(p + "mixer.norm.weight", E_);
-      const RowMatrix out_proj = W_.matrix(p + "mixer.out_proj.weight", D_, E_);
-      const Vector in_bias = use_bias_ ? W_.vector(p + "mixer.in_proj.bias", proj_) : Vector();
-      const Vector out_bias = use_bias_ ? W_.vector(p + "mixer.out_proj.bias", D_) : Vector();
+      const LoadedWeights w = W_.load_layer(l);
+      const Vector conv_bias = w.has("conv_bias") ? Vector(w.vector("conv_bias")) : Vector();
+      const auto dt_bias = w.vector("dt_bias");
       Tensor dt_t({B, H_, L}), A_t({H_}), B_t({B, G_, L, N_}), C_t({B, G_, L, N_});
-      for (int h = 0; h < H_; ++h) A_t.data[h] = A(h);
+      Eigen::Map<Vector>(A_t.data.data(), H_) = -w.vector("A_log").array().exp().matrix();
+      std::vector<Matrix> xs(B), z(B);
       for (int b = 0; b < B; ++b) {
-        Matrix proj = rms_norm(Hs[b], norm, eps_) * in_proj.transpose();
-        if (use_bias_) proj.rowwise() += in_bias.transpose();
-        const Matrix z = proj.middleCols(2 * d_mlp_, E_);
-        const Matrix xBC = silu(causal_depthwise_conv(proj.middleCols(2 * d_mlp_ + E_, conv_dim_), conv, conv_bias));
-        const Matrix xs = xBC.leftCols(E_), Bm = xBC.middleCols(E_, G_ * N_), Cm = xBC.rightCols(G_ * N_);
+        Matrix proj = rms_norm(Hs[b], w.vector("norm"), eps_) * w.matrix("in_proj").transpose();
+        if (w.has("in_bias")) proj.rowwise() += w.vector("in_bias").transpose();
+        z[b] = proj.leftCols(E_);
+        const Matrix xBC = silu(causal_depthwise_conv(proj.middleCols(E_, conv_dim_), w.matrix("conv"), conv_bias));
+        xs[b] = xBC.leftCols(E_);
         Matrix dt = proj.rightCols(H_);
         for (int t = 0; t < L; ++t)
           for (int h = 0; h < H_; ++h) dt(t, h) = std::clamp(softplus(dt(t, h) + dt_bias(h)), dt_min_, dt_max_);
-        // SSD recurrence per head: state [P, N], s ← exp(dt A_h) s + dt x_t B_tᵀ, y_t = s C_t + D_h x_t.
-        Matrix y(L, E_);
-        Matrix s(P_, N_);
-        for (int h = 0; h < H_; ++h) {
-          const int g = h / hpg;
-          s.setZero();
-          for (int t = 0; t < L; ++t) {
-            const double decay = std::exp(dt(t, h) * A(h));
-            s *= decay;
-            s.noalias() += (dt(t, h) * xs.row(t).segment(h * P_, P_)).transpose() * Bm.row(t).segment(g * N_, N_);
-            y.row(t).segment(h * P_, P_) =
-                (s * Cm.row(t).segment(g * N_, N_).transpose()).transpose() + Dskip(h) * xs.row(t).segment(h * P_, P_);
-          }
+        dt_t.matrix({b}) = dt.transpose();
+        for (int g = 0; g < G_; ++g) {
+          B_t.matrix({b, g}) = xBC.middleCols(E_ + g * N_, N_);
+          C_t.matrix({b, g}) = xBC.middleCols(E_ + G_ * N_ + g * N_, N_);
         }
-        y = rms_norm(y.cwiseProduct(silu(z)), gnorm, eps_);
-        Matrix o = y * out_proj.transpose();
-        if (use_bias_) o.rowwise() += out_bias.transpose();
-        Hs[b] += o;
-        for (int h = 0; h < H_; ++h)
-          for (int t = 0; t < L; ++t) dt_t.data[(static_cast<size_t>(b) * H_ + h) * L + t] = dt(t, h);
-        for (int g = 0; g < G_; ++g)
-          for (int t = 0; t < L; ++t)
-            for (int n = 0; n < N_; ++n) {
-              const size_t k = ((static_cast<size_t>(b) * G_ + g) * L + t) * N_ + n;
-              B_t.data[k] = Bm(t, g * N_ + n);
-              C_t.data[k] = Cm(t, g * N_ + n);
-            }
       }
       const std::string name = "backbone.layers." + std::to_string(l) + ".mixer";
-      out.layers.push_back({name, l,
-                            std::make_unique<Mamba2Operator>(std::move(dt_t), std::move(A_t), std::move(B_t),
-                                                             std::move(C_t), dir_ + ":" + name)});
+      auto op = std::make_unique<Mamba2Operator>(std::move(dt_t), std::move(A_t), std::move(B_t), std::move(C_t),
+                                                 W_.dir() + ":" + name);
+      const auto Dskip = w.vector("D");
+      for (int b = 0; b < B; ++b) {
+        // Per head: S_t = exp(dt_t A_h) S_{t−1} + dt_t x_t B_tᵀ, y_t = S_t C_t (the operator), + D_h x_t.
+        Matrix y(L, E_);
+        for (int h = 0; h < H_; ++h) op->multiply(b, h, xs[b].middleCols(h * P_, P_), y.middleCols(h * P_, P_));
+        for (int h = 0; h < H_; ++h) y.middleCols(h * P_, P_) += Dskip(h) * xs[b].middleCols(h * P_, P_);
+        y = rms_norm(y.cwiseProduct(silu(z[b])), w.vector("gate_norm"), eps_);
+        Matrix o = y * w.matrix("out_proj").transpose();
+        if (w.has("out_bias")) o.rowwise() += w.vector("out_bias").transpose();
+        Hs[b] += o;
+      }
+      on_layer({name, l, std::move(op)});
     }
-    final_norm_and_head(W_, "backbone.norm_f.weight", head_, V_, D_, eps_, Hs, keep_logits, out);
-    return out;
+    final_norm_and_head(W_, "norm_f", eps_, Hs, keep_logits, out);
   }
 
  private:
-  std::string dir_, embed_, head_;
-  Weights W_;
-  int V_, D_, N_, layers_, K_, G_, H_, P_, E_, conv_dim_, proj_, d_mlp_;
+  int D_, N_, G_, H_, P_, E_, conv_dim_;
   double eps_, dt_min_ = 0.0, dt_max_ = std::numeric_limits<double>::infinity();
-  bool use_bias_, use_conv_bias_;
 };
-
-}  // namespace
 
 std::unique_ptr<CausalLM> make_mamba2(const std::string& dir, const Config& c) {
   return std::make_unique<Mamba2>(dir, c);
 }
+
+}  // namespace
+
+ESS_REGISTER_ARCHITECTURE("Mamba2ForCausalLM", make_mamba2, "mamba2");
 
 }  // namespace ess::models

@@ -1,10 +1,19 @@
 // Hugging Face–layout causal language models run in C++ (float64), each sequence mixer's
 // operator captured for the given tokens (DESIGN §5–6).
+//
+// Every architecture declares its weight tensors once (WeightDecls: name pattern, shape from the
+// config, when present); that one list validates the checkpoint at load, serves the forward pass
+// (which asks for weights by role) and is what `ess inspect CKPT` shows. Architectures register
+// themselves (models/models.h, ESS_REGISTER_ARCHITECTURE); docs/adding-an-architecture.md.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -15,27 +24,7 @@
 
 namespace ess::models {
 
-struct ModelRun {
-  std::vector<OperatorLayer> layers;     // one per mixer, in order
-  std::vector<std::vector<int>> argmax;  // [B][L] most likely next token at each position
-  std::vector<Matrix> logits;            // per batch element, L × V (only when asked for: large)
-};
-
-class CausalLM {
- public:
-  virtual ~CausalLM() = default;
-  virtual std::string architecture() const = 0;
-  virtual int vocab_size() const = 0;
-  virtual int num_layers() const = 0;
-  // Runs the model; token ids must lie in [0, vocab_size()).
-  virtual ModelRun run(const Tokens& tokens, bool keep_logits = false) const = 0;
-};
-
-std::vector<std::string> supported_architectures();
-// Reads config.json, checks every tensor's presence, shape and finiteness. InputError on problems.
-std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir);
-
-// --- shared building blocks -------------------------------------------------------------------
+// --- config.json ------------------------------------------------------------------------------
 
 // config.json access with messages naming the file and field. Every number is validated here
 // (docs/reliability.md): integers are integral and within a range (default [1, kMaxInt]: sizes and
@@ -85,37 +74,170 @@ class Config {
   std::string path_;
 };
 
-// Weight tensors with shape checks against the config.
-class Weights {
- public:
-  explicit Weights(const std::string& dir) : ckpt_(dir) {}
-  bool has(const std::string& name) const { return ckpt_.has(name); }
-  const st::TensorInfo& info(const std::string& name) const { return ckpt_.info(name); }
-  // Row-major [rows, cols] matrix (a Linear weight is [out, in]); 1-D tensors with cols = 1.
-  RowMatrix matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
-  Vector vector(const std::string& name, std::int64_t n) const;
-  // Any shape, checked exactly.
-  Tensor tensor(const std::string& name, const std::vector<std::int64_t>& shape) const;
-  std::vector<std::string> weight_files() const { return ckpt_.files(); }
-  const std::string& dir() const { return ckpt_.dir(); }
+// --- declared weights -------------------------------------------------------------------------
 
- private:
-  st::Checkpoint ckpt_;
+// One weight tensor an architecture declares: the role the forward pass asks for it by, its name
+// in the checkpoint, its shape computed from config.json, and when it is present.
+struct WeightDecl {
+  std::string role;                 // "q_proj", "embed", …: unique within an architecture
+  std::vector<std::string> names;   // name pattern, then accepted alternative spellings (first found wins);
+                                    // "{l}" stands for the layer index, "{i}" for the item index
+  std::vector<std::int64_t> shape;  // exact shape, from config.json
+  bool per_layer = false;           // one tensor per layer ("{l}" in the names)
+  std::vector<bool> in_layer;       // per layer: declared there (hybrids); empty = every layer
+  int items = 1;                    // tensors per layer or model ("{i}" = 0 … items−1, e.g. MoE experts)
+  bool active = true;               // false: the config says it is absent (see condition)
+  bool required = true;             // false: may be missing (e.g. lm_head when tied to the embedding)
+  std::string condition;            // the config fact behind active/required/in_layer, for messages
+
+  // Builders, chained after WeightDecls::global/layer:
+  WeightDecl& or_named(std::string alternative);                               // another accepted name
+  WeightDecl& when(bool present, std::string condition);                       // present only if `present`
+  WeightDecl& optional(std::string condition);                                 // may be absent
+  WeightDecl& only_in_layers(std::vector<bool> which, std::string condition);  // hybrids
+  WeightDecl& repeated(int n);                                                 // "{i}" = 0 … n−1
+  // names[k] with {l} and {i} substituted.
+  std::string name(int layer, int item, size_t k = 0) const;
+  bool declared_in(int layer) const { return !per_layer || in_layer.empty() || in_layer.at(layer); }
 };
 
-// Embedding rows of every sequence: one L × D matrix per batch element.
-std::vector<Matrix> embed(const Weights& W, const std::string& name, int vocab, int dim, const Tokens& tokens);
-// y = rms_norm(x) ⊙ w over the last axis (rows of X).
-Matrix rms_norm(const Matrix& X, const Vector& w, double eps);
-Matrix silu(const Matrix& X);
-double softplus(double x);
-// Causal depthwise conv: X [L, C], weight [C, K] (row-major), bias [C] (may be empty).
-Matrix causal_depthwise_conv(const Matrix& X, const RowMatrix& weight, const Vector& bias);
-// logits = X headᵀ in row chunks (an L × V matrix is large): appends argmax and, if asked, logits.
-void finish_logits(const Matrix& X, const RowMatrix& head, bool keep, ModelRun& out);
-// The end of every model: final RMSNorm (weight `norm`) then the LM head (`head`, [V, D]) for each
-// batch element's hidden states.
-void final_norm_and_head(const Weights& W, const std::string& norm, const std::string& head, int vocab, int dim,
-                         double eps, const std::vector<Matrix>& hidden, bool keep, ModelRun& out);
+// The declaration list of one architecture instance (config values already substituted).
+class WeightDecls {
+ public:
+  explicit WeightDecls(int num_layers) : layers_(num_layers) {}
+  // A tensor that appears once (embedding, final norm, LM head).
+  WeightDecl& global(std::string role, std::string name, std::vector<std::int64_t> shape);
+  // A tensor of every layer: `pattern` contains "{l}".
+  WeightDecl& layer(std::string role, std::string pattern, std::vector<std::int64_t> shape);
+  int num_layers() const { return layers_; }
+  const std::vector<WeightDecl>& list() const { return decls_; }
+
+ private:
+  WeightDecl& add(WeightDecl d);
+  int layers_;
+  std::vector<WeightDecl> decls_;
+};
+
+// The status of one declared tensor (one layer, one item) in a checkpoint.
+struct WeightCheck {
+  enum class State { ok, off, missing, wrong_shape, wrong_dtype };
+  const WeightDecl* decl = nullptr;
+  int layer = -1, item = 0;
+  std::string name;  // the name found, else the declared one
+  State state = State::ok;
+  st::TensorInfo found;  // shape, dtype, file of the tensor found (when present)
+  std::string message;   // for missing / wrong_shape / wrong_dtype: the InputError text
+  bool problem() const { return state == State::missing || state == State::wrong_shape || state == State::wrong_dtype; }
+};
+const char* to_string(WeightCheck::State s);
+
+// A layer's (or the model's global) weights read as float64, looked up by role.
+class LoadedWeights {
+ public:
+  bool has(const std::string& role, int item = 0) const { return t_.count({role, item}) > 0; }
+  const Tensor& tensor(const std::string& role, int item = 0) const;
+  // The tensor as [dim 0, product of the others] (a Linear weight [out, in]; conv1d [C, 1, K] → C × K).
+  Eigen::Map<const RowMatrix> matrix(const std::string& role, int item = 0) const;
+  // All elements as a vector (a bias or norm weight).
+  Eigen::Map<const Vector> vector(const std::string& role, int item = 0) const;
+  void add(const std::string& role, int item, Tensor t) { t_[{role, item}] = std::move(t); }
+
+ private:
+  std::map<std::pair<std::string, int>, Tensor> t_;
+};
+
+// A checkpoint together with an architecture's declared weights.
+class ModelWeights {
+ public:
+  explicit ModelWeights(const std::string& dir) : ckpt_(dir), decls_(0) {}
+  void declare(WeightDecls decls) { decls_ = std::move(decls); }
+  const WeightDecls& declarations() const { return decls_; }
+  const std::string& dir() const { return ckpt_.dir(); }
+  const st::Checkpoint& checkpoint() const { return ckpt_; }
+
+  // Every declared tensor (per layer and item) against the checkpoint headers; reads no data.
+  std::vector<WeightCheck> check() const;
+  // InputError with the first problem of check(): missing tensor, wrong shape or dtype, naming the
+  // file, the tensor and the shape config.json implies.
+  void validate() const;
+  // Checkpoint tensors that no active declaration claims (ignored by the forward pass).
+  std::vector<std::string> undeclared() const;
+
+  // True when the role is active and present (in that layer).
+  bool has(const std::string& role, int layer = -1, int item = 0) const;
+  // One tensor as float64 with its declared shape; InputError naming it on non-finite values.
+  Tensor load(const std::string& role, int layer = -1, int item = 0) const;
+  // Every present tensor of the given global roles / of one layer, read when called: the forward
+  // pass keeps one layer's weights at a time.
+  LoadedWeights load_global(const std::vector<std::string>& roles) const;
+  LoadedWeights load_layer(int layer) const;
+
+ private:
+  const WeightDecl& decl(const std::string& role) const;
+  WeightCheck check_one(const WeightDecl& d, int layer, int item) const;
+  bool present(const WeightDecl& d, int layer, int item) const;  // ok: true; off: false; problem: InputError
+  st::Checkpoint ckpt_;
+  WeightDecls decls_;
+};
+
+// --- models -----------------------------------------------------------------------------------
+
+struct ModelRun {
+  std::vector<OperatorLayer> layers;     // one per mixer, in order (empty when streamed)
+  std::vector<std::vector<int>> argmax;  // [B][L] most likely next token at each position
+  std::vector<Matrix> logits;            // per batch element, L × V (only when asked for: large)
+};
+
+// Receives each mixer's operator as soon as the forward pass has used it (the model keeps no
+// reference to it).
+using LayerCallback = std::function<void(OperatorLayer&&)>;
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  const std::string& architecture() const { return architecture_; }
+  int vocab_size() const { return vocab_; }
+  int num_layers() const { return layers_; }
+  // The checkpoint and this architecture's declared weights.
+  const ModelWeights& weights() const { return W_; }
+
+  // Runs the model on [B][L] token ids in [0, vocab_size()) (InputError otherwise), handing each
+  // mixer's operator to on_layer as soon as its output has been computed through it. Peak memory:
+  // one layer's float64 weights (or the embedding) + one layer's operator + the activations.
+  ModelRun stream(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits = false) const;
+  // The same, collecting every layer's operator into ModelRun::layers.
+  ModelRun run(const Tokens& tokens, bool keep_logits = false) const;
+
+ protected:
+  // Architectures read config.json in their constructor, set vocab_ and layers_, and
+  // W_.declare() their weights. load_causal_lm validates them afterwards.
+  CausalLM(const std::string& dir, std::string architecture) : W_(dir), architecture_(std::move(architecture)) {}
+  // The forward pass: appends argmax (and logits) to `out`, hands operators to on_layer.
+  virtual void forward(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits, ModelRun& out) const = 0;
+
+  ModelWeights W_;
+  int vocab_ = 0, layers_ = 0;
+
+ private:
+  std::string architecture_;
+};
+
+// Memory guard of the forward pass (docs/reliability.md): a lower bound on what a forward pass
+// over batch × seq_len tokens allocates, from the declared weight shapes (activations of the
+// residual stream and the widest projection, one sequence's logits or all of them when kept, one
+// layer's weights and the embedding as float64). CausalLM::stream checks it (ess::check_memory,
+// InputError naming the size and the limit) before anything is computed.
+std::uint64_t forward_bytes_lower_bound(const WeightDecls& decls, int vocab, long long batch, long long seq_len,
+                                        bool keep_logits);
+void check_forward_memory(const WeightDecls& decls, const std::string& architecture, int vocab, long long batch,
+                          long long seq_len, bool keep_logits);
+
+// Names of the registered architectures (config.json `architectures[0]`), sorted.
+std::vector<std::string> supported_architectures();
+// Reads config.json and builds the architecture (its weight declarations), without checking the
+// tensors against them: `ess inspect` shows what is declared, present, missing or misshapen.
+std::unique_ptr<CausalLM> open_causal_lm(const std::string& dir);
+// open_causal_lm, then every declared tensor's presence, shape and dtype. InputError on problems.
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir);
 
 }  // namespace ess::models

@@ -133,4 +133,18 @@ int read_int_attr(const h5::Object& group, const std::string& name, int fallback
                                                   std::min<long long>(hi, std::numeric_limits<int>::max())));
 }
 
+Tensor random_normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale) {
+  Tensor t(std::move(shape));
+  std::normal_distribution<double> n(0.0, scale);
+  for (auto& v : t.data) v = n(rng);
+  return t;
+}
+
+Tensor random_uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi) {
+  Tensor t(std::move(shape));
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (auto& v : t.data) v = u(rng);
+  return t;
+}
+
 }  // namespace ess::ops

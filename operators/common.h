@@ -1,6 +1,7 @@
 // Shared validation and reading helpers for the operator families. Every message starts with the
 // context string the family was given ("ops.h5:/layers/blk0" when read from a file).
 #pragma once
+#include <random>
 #include <string>
 #include <vector>
 
@@ -55,5 +56,9 @@ std::string context_of(const h5::Object& group);
 // refuses (InputError, ess::check_memory) a file whose datasets would not fit: a few-KB file can
 // declare terabytes.
 void check_declared_memory(const h5::Object& layers);
+
+// Random tensors for the families' example operators (the same draws for the same generator state).
+Tensor random_normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0);
+Tensor random_uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi);
 
 }  // namespace ess::ops

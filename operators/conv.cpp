@@ -1,5 +1,7 @@
 #include "operators/conv.h"
 
+#include <random>
+
 #include "libess/error.h"
 #include "operators/common.h"
 
@@ -24,13 +26,13 @@ ConvOperator::ConvOperator(Tensor h, Tensor pre_gate, Tensor post_gate, int seq_
     if (ops::present(post_)) ops::check_finite(context, "post_gate", post_, ops::kBCL);
   }
   if (L_ < 2)
-    throw InputError(context +
-                     ": sequence length unknown or < 2: an ungated conv layer has no time axis of its own; "
-                     "give the layer attribute 'seq_len' (or `ess compute --seq-len`)");
+    throw InputError({context + ": sequence length unknown or < 2: an ungated conv layer has no time axis of its own; "
+                                "give the layer attribute 'seq_len' or a default (",
+                      Option{"default_seq_len"}, ")"});
 }
 
-std::unique_ptr<LayerOperator> ConvOperator::read(const h5::Object& group, int default_seq_len) {
-  const int L = ops::read_int_attr(group, "seq_len", default_seq_len, 2, ops::kMaxSeqLen);
+std::unique_ptr<LayerOperator> ConvOperator::read(const h5::Object& group, const OperatorReadOptions& options) {
+  const int L = ops::read_int_attr(group, "seq_len", options.default_seq_len, 2, ops::kMaxSeqLen);
   return std::make_unique<ConvOperator>(ops::read_tensor(group, "h"), ops::read_optional(group, "pre_gate"),
                                         ops::read_optional(group, "post_gate"), L, ops::context_of(group));
 }
@@ -68,5 +70,14 @@ Vector ConvOperator::apply(int b, int c, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> ConvOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<ConvOperator>(ops::random_normal(rng, {3, 5}), ops::random_normal(rng, {2, 3, 16}),
+                                        ops::random_normal(rng, {2, 3, 16}), 0, "example");
+}
+
+ESS_REGISTER_FAMILY(conv, "causal convolution per channel, short or long, optional pre/post gates (Hyena, H3); state K",
+                    ConvOperator::read, ConvOperator::example);
 
 }  // namespace ess

@@ -5,6 +5,7 @@
 #include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 
 namespace ess {
 
@@ -12,7 +13,9 @@ class ConvOperator final : public LayerOperator {
  public:
   // h: [C, K]; pre_gate, post_gate: empty or [B, C, L]; seq_len is used when there are no gates.
   ConvOperator(Tensor h, Tensor pre_gate, Tensor post_gate, int seq_len, const std::string& context);
-  static std::unique_ptr<LayerOperator> read(const h5::Object& group, int default_seq_len);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
+  // Generic random inputs for the conformance tests (operators/family.h).
+  static std::unique_ptr<LayerOperator> example(unsigned seed);
   std::string family() const override { return "conv"; }
   ChannelKind channel_kind() const override { return ChannelKind::channel; }
   int batch() const override { return B_; }

@@ -1,5 +1,7 @@
 #include "operators/delta_net.h"
 
+#include <random>
+
 #include <cmath>
 
 #include "libess/error.h"
@@ -18,7 +20,7 @@ DeltaNetOperator::DeltaNetOperator(Tensor q, Tensor k, Tensor beta, Tensor log_g
   }
 }
 
-std::unique_ptr<LayerOperator> DeltaNetOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> DeltaNetOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   return std::make_unique<DeltaNetOperator>(ops::read_tensor(group, "q"), ops::read_tensor(group, "k"),
                                             ops::read_tensor(group, "beta"), ops::read_optional(group, "log_gate"),
                                             ops::context_of(group));
@@ -53,5 +55,15 @@ Vector DeltaNetOperator::apply(int b, int h, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> DeltaNetOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<DeltaNetOperator>(
+      ops::random_normal(rng, {2, 2, 16, 3}), ops::random_normal(rng, {2, 2, 16, 3}, 0.5),
+      ops::random_uniform(rng, {2, 2, 16}, 0, 1), ops::random_uniform(rng, {2, 2, 16}, -0.3, 0), "example");
+}
+
+ESS_REGISTER_FAMILY(delta_net, "(gated) DeltaNet: rank-one-update transitions; state d_k", DeltaNetOperator::read,
+                    DeltaNetOperator::example);
 
 }  // namespace ess

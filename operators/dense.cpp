@@ -1,5 +1,7 @@
 #include "operators/dense.h"
 
+#include <random>
+
 #include "libess/error.h"
 #include "operators/common.h"
 
@@ -26,11 +28,15 @@ DenseOperator::DenseOperator(Tensor T, const std::string& context) : T_(std::mov
     }
 }
 
-std::unique_ptr<LayerOperator> DenseOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> DenseOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   return std::make_unique<DenseOperator>(ops::read_tensor(group, "T"), ops::context_of(group));
 }
 
 void DenseOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) const { T = T_.matrix({b, c}); }
+
+void DenseOperator::multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  Y.noalias() = T_.matrix({b, c}).triangularView<Eigen::Lower>() * X;
+}
 
 Vector DenseOperator::apply(int b, int c, const Vector& x) const {
   auto M = T_.matrix({b, c});
@@ -40,5 +46,17 @@ Vector DenseOperator::apply(int b, int c, const Vector& x) const {
     for (int j = 0; j <= i; ++j) y(i) += M(i, j) * x(j);
   return y;
 }
+
+std::unique_ptr<LayerOperator> DenseOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  Tensor T = ops::random_normal(rng, {2, 2, 16, 16});
+  for (std::int64_t m = 0; m < 2 * 2; ++m)
+    for (std::int64_t i = 0; i < 16; ++i)
+      for (std::int64_t j = i + 1; j < 16; ++j) T.data[(m * 16 + i) * 16 + j] = 0;  // causal
+  return std::make_unique<DenseOperator>(std::move(T), "example");
+}
+
+ESS_REGISTER_FAMILY(dense, "a given causal T per batch element and channel (no realization)", DenseOperator::read,
+                    DenseOperator::example);
 
 }  // namespace ess

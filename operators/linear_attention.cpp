@@ -1,5 +1,7 @@
 #include "operators/linear_attention.h"
 
+#include <random>
+
 #include <cmath>
 
 #include "libess/error.h"
@@ -21,7 +23,7 @@ LinearAttentionOperator::LinearAttentionOperator(Tensor q, Tensor k, bool normal
     }
 }
 
-std::unique_ptr<LayerOperator> LinearAttentionOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> LinearAttentionOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   bool normalize = group.has_attr("normalize") && group.attr_int("normalize") != 0;
   return std::make_unique<LinearAttentionOperator>(ops::read_tensor(group, "q"), ops::read_tensor(group, "k"),
                                                    normalize, ops::context_of(group));
@@ -65,5 +67,14 @@ Vector LinearAttentionOperator::apply(int b, int h, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> LinearAttentionOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<LinearAttentionOperator>(ops::random_uniform(rng, {2, 2, 16, 3}, 0.1, 1),
+                                                   ops::random_uniform(rng, {2, 2, 16, 3}, 0.1, 1), true, "example");
+}
+
+ESS_REGISTER_FAMILY(linear_attention, "φ(q_i)·φ(k_j) per head, optionally row-normalized; state d_k",
+                    LinearAttentionOperator::read, LinearAttentionOperator::example);
 
 }  // namespace ess

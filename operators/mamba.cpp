@@ -1,5 +1,7 @@
 #include "operators/mamba.h"
 
+#include <random>
+
 #include <cmath>
 
 #include "libess/error.h"
@@ -23,7 +25,7 @@ MambaOperator::MambaOperator(Tensor dt, Tensor A, Tensor B, Tensor C, const std:
   ops::check_at_most(context, "A", A_, 0.0, "A = −exp(A_log)", {"channel", "state"});
 }
 
-std::unique_ptr<LayerOperator> MambaOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> MambaOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   return std::make_unique<MambaOperator>(ops::read_tensor(group, "dt"), ops::read_tensor(group, "A"),
                                          ops::read_tensor(group, "B"), ops::read_tensor(group, "C"),
                                          ops::context_of(group));
@@ -39,6 +41,29 @@ std::unique_ptr<Realization> MambaOperator::realization(int b, int c) const {
     Bm.col(t) *= dt(t);
   }
   return std::make_unique<DiagonalRealization>(std::move(a), std::move(Bm), std::move(Cm));
+}
+
+void MambaOperator::multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  // h ← exp(dt_t A_c) ⊙ h + dt_t B_t x_t, y_t = C_t·h, one state column per column of X.
+  const int L = seq_len(), N = state_size();
+  const Index P = X.cols();
+  const auto dt = dt_.vector({b, c});
+  auto A = A_.matrix({});
+  auto B = B_.matrix({b});
+  auto C = C_.matrix({b});
+  Vector decay(N);
+  Matrix h = Matrix::Zero(N, P);
+  for (int t = 0; t < L; ++t) {
+    for (int n = 0; n < N; ++n) decay(n) = std::exp(dt(t) * A(c, n));
+    for (Index p = 0; p < P; ++p) {
+      double out = 0;
+      for (int n = 0; n < N; ++n) {
+        h(n, p) = decay(n) * h(n, p) + dt(t) * B(t, n) * X(t, p);
+        out += C(t, n) * h(n, p);
+      }
+      Y(t, p) = out;
+    }
+  }
 }
 
 Vector MambaOperator::apply(int b, int c, const Vector& x) const {
@@ -60,5 +85,15 @@ Vector MambaOperator::apply(int b, int c, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> MambaOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<MambaOperator>(
+      ops::random_uniform(rng, {2, 3, 16}, 0.01, 0.5), ops::random_uniform(rng, {3, 4}, -2, -0.1),
+      ops::random_normal(rng, {2, 16, 4}), ops::random_normal(rng, {2, 16, 4}), "example");
+}
+
+ESS_REGISTER_FAMILY(mamba, "Mamba (S6) selective SSM per channel: diagonal input-dependent decays; state N",
+                    MambaOperator::read, MambaOperator::example);
 
 }  // namespace ess

@@ -5,6 +5,7 @@
 #include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 
 namespace ess {
 
@@ -12,7 +13,9 @@ class MambaOperator final : public LayerOperator {
  public:
   // dt: [B, C, L] (after softplus, ≥ 0); A: [C, N] (≤ 0); B, C: [B, L, N].
   MambaOperator(Tensor dt, Tensor A, Tensor B, Tensor C, const std::string& context);
-  static std::unique_ptr<LayerOperator> read(const h5::Object& group);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
+  // Generic random inputs for the conformance tests (operators/family.h).
+  static std::unique_ptr<LayerOperator> example(unsigned seed);
   std::string family() const override { return "mamba"; }
   ChannelKind channel_kind() const override { return ChannelKind::channel; }
   int batch() const override { return static_cast<int>(dt_.dim(0)); }
@@ -24,6 +27,8 @@ class MambaOperator final : public LayerOperator {
   std::unique_ptr<Realization> realization(int b, int c) const override;
   void materialize(int b, int c, Eigen::Ref<Matrix> T) const override { T = ess::materialize(*realization(b, c)); }
   Vector apply(int b, int c, const Vector& x) const override;
+  // The selective scan of every column at once: O(L·N·P).
+  void multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
 
  private:
   Tensor dt_, A_, B_, C_;

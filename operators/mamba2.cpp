@@ -1,5 +1,7 @@
 #include "operators/mamba2.h"
 
+#include <random>
+
 #include <cmath>
 
 #include "libess/error.h"
@@ -27,7 +29,7 @@ Mamba2Operator::Mamba2Operator(Tensor dt, Tensor A, Tensor B, Tensor C, const st
   ops::check_at_most(context, "A", A_, 0.0, "A = −exp(A_log)", {"head"});
 }
 
-std::unique_ptr<LayerOperator> Mamba2Operator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> Mamba2Operator::read(const h5::Object& group, const OperatorReadOptions&) {
   return std::make_unique<Mamba2Operator>(ops::read_tensor(group, "dt"), ops::read_tensor(group, "A"),
                                           ops::read_tensor(group, "B"), ops::read_tensor(group, "C"),
                                           ops::context_of(group));
@@ -43,6 +45,20 @@ std::unique_ptr<Realization> Mamba2Operator::realization(int b, int h) const {
     Bm.col(t) *= dt(t);
   }
   return std::make_unique<ScalarRealization>(std::move(a), std::move(Bm), std::move(Cm));
+}
+
+void Mamba2Operator::multiply(int b, int h, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  // S ← exp(dt_t A_h) S + dt_t x_t B_tᵀ (S: P × N), y_t = S C_t.
+  const int L = seq_len(), g = group_of(h);
+  const auto dt = dt_.vector({b, h});
+  auto B = B_.matrix({b, g});
+  auto C = C_.matrix({b, g});
+  Matrix S = Matrix::Zero(X.cols(), state_size());
+  for (int t = 0; t < L; ++t) {
+    S *= std::exp(dt(t) * A_.data[h]);
+    S.noalias() += (dt(t) * X.row(t)).transpose() * B.row(t);
+    Y.row(t) = (S * C.row(t).transpose()).transpose();
+  }
 }
 
 Vector Mamba2Operator::apply(int b, int h, const Vector& x) const {
@@ -61,5 +77,15 @@ Vector Mamba2Operator::apply(int b, int h, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> Mamba2Operator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<Mamba2Operator>(
+      ops::random_uniform(rng, {2, 4, 16}, 0.01, 0.5), ops::random_uniform(rng, {4}, -2, -0.1),
+      ops::random_normal(rng, {2, 2, 16, 4}), ops::random_normal(rng, {2, 2, 16, 4}), "example");
+}
+
+ESS_REGISTER_FAMILY(mamba2, "Mamba2 (SSD) per head: scalar input-dependent decay, B and C shared by a group; state N",
+                    Mamba2Operator::read, Mamba2Operator::example);
 
 }  // namespace ess

@@ -5,39 +5,15 @@
 
 #include "libess/error.h"
 #include "operators/common.h"
-#include "operators/conv.h"
-#include "operators/delta_net.h"
-#include "operators/dense.h"
-#include "operators/gla.h"
-#include "operators/linear_attention.h"
-#include "operators/mamba.h"
-#include "operators/mamba2.h"
-#include "operators/retention.h"
-#include "operators/s4d.h"
-#include "operators/softmax_attention.h"
 
 namespace ess {
-
-std::vector<std::string> known_families() {
-  return {"dense", "softmax_attention", "linear_attention", "retention", "gla", "delta_net", "mamba", "mamba2", "s4d",
-          "conv"};
-}
 
 std::unique_ptr<LayerOperator> read_layer_operator(const h5::Object& g, const OperatorReadOptions& options) {
   if (!g.has_attr("family")) throw InputError(g.where() + ": layer has no 'family' attribute");
   const std::string family = g.attr_string("family");
-  if (family == "dense") return DenseOperator::read(g);
-  if (family == "softmax_attention") return SoftmaxAttentionOperator::read(g);
-  if (family == "linear_attention") return LinearAttentionOperator::read(g);
-  if (family == "retention") return RetentionOperator::read(g);
-  if (family == "gla") return GlaOperator::read(g);
-  if (family == "delta_net") return DeltaNetOperator::read(g);
-  if (family == "mamba") return MambaOperator::read(g);
-  if (family == "mamba2") return Mamba2Operator::read(g);
-  if (family == "s4d") return S4dOperator::read(g, options.default_seq_len);
-  if (family == "conv") return ConvOperator::read(g, options.default_seq_len);
+  if (const Family* f = find_family(family)) return f->read(g, options);
   std::string known;
-  for (const auto& f : known_families()) known += (known.empty() ? "" : ", ") + f;
+  for (const auto& name : known_families()) known += (known.empty() ? "" : ", ") + name;
   throw InputError(g.where() + ": unknown operator family '" + family + "' (known: " + known + ")");
 }
 

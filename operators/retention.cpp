@@ -1,5 +1,7 @@
 #include "operators/retention.h"
 
+#include <random>
+
 #include <cmath>
 
 #include "libess/error.h"
@@ -16,7 +18,7 @@ RetentionOperator::RetentionOperator(Tensor q, Tensor k, Tensor decay, const std
   ops::check_finite(context, "decay", decay_, decay_.rank() == 1 ? ops::Axes{"head"} : ops::Axes{"head", "feature"});
 }
 
-std::unique_ptr<LayerOperator> RetentionOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> RetentionOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   return std::make_unique<RetentionOperator>(ops::read_tensor(group, "q"), ops::read_tensor(group, "k"),
                                              ops::read_tensor(group, "decay"), ops::context_of(group));
 }
@@ -40,5 +42,15 @@ Vector RetentionOperator::apply(int b, int h, const Vector& x) const {
     }
   return y;
 }
+
+std::unique_ptr<LayerOperator> RetentionOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<RetentionOperator>(ops::random_normal(rng, {2, 2, 16, 3}),
+                                             ops::random_normal(rng, {2, 2, 16, 3}),
+                                             ops::random_uniform(rng, {2, 3}, 0.5, 0.99), "example");
+}
+
+ESS_REGISTER_FAMILY(retention, "q_i·k_j·γ^(i−j) per head (RetNet), decay per head or per key dim; state d_k",
+                    RetentionOperator::read, RetentionOperator::example);
 
 }  // namespace ess

@@ -1,5 +1,7 @@
 #include "operators/s4d.h"
 
+#include <random>
+
 #include <cmath>
 #include <complex>
 
@@ -30,9 +32,9 @@ S4dOperator::S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Ten
     ops::check_finite(context, names[k], *all[k], ops::kCN);
   }
   if (L_ < 2)
-    throw InputError(context +
-                     ": sequence length unknown or < 2: s4d has no time axis of its own; give the layer "
-                     "attribute 'seq_len' (or `ess compute --seq-len`)");
+    throw InputError({context + ": sequence length unknown or < 2: s4d has no time axis of its own; give the layer "
+                                "attribute 'seq_len' or a default (",
+                      Option{"default_seq_len"}, ")"});
   // State dimension and TSS are reported per layer: take the largest over channels.
   for (int c = 0; c < channels(); ++c) {
     int dim = 0, pairs = 0;  // real state dimension; matched conjugate pairs
@@ -63,9 +65,9 @@ S4dOperator::S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Ten
   }
 }
 
-std::unique_ptr<LayerOperator> S4dOperator::read(const h5::Object& group, int default_seq_len) {
+std::unique_ptr<LayerOperator> S4dOperator::read(const h5::Object& group, const OperatorReadOptions& options) {
   const std::string ctx = ops::context_of(group);
-  const int L = ops::read_int_attr(group, "seq_len", default_seq_len, 2, ops::kMaxSeqLen);
+  const int L = ops::read_int_attr(group, "seq_len", options.default_seq_len, 2, ops::kMaxSeqLen);
   return std::make_unique<S4dOperator>(ops::read_tensor(group, "a_re"), ops::read_optional(group, "a_im"),
                                        ops::read_tensor(group, "b_re"), ops::read_optional(group, "b_im"),
                                        ops::read_tensor(group, "c_re"), ops::read_optional(group, "c_im"), L, ctx);
@@ -117,5 +119,16 @@ Vector S4dOperator::apply(int, int c, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> S4dOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<S4dOperator>(ops::random_uniform(rng, {2, 3}, -0.6, 0.6),
+                                       ops::random_uniform(rng, {2, 3}, 0.1, 0.5), ops::random_normal(rng, {2, 3}),
+                                       ops::random_normal(rng, {2, 3}), ops::random_normal(rng, {2, 3}),
+                                       ops::random_normal(rng, {2, 3}), 16, "example");
+}
+
+ESS_REGISTER_FAMILY(s4d, "LTI diagonal SSM per channel (S4D), complex modes allowed; no time axis of its own",
+                    S4dOperator::read, S4dOperator::example);
 
 }  // namespace ess

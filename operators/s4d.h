@@ -6,6 +6,7 @@
 #include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 
 namespace ess {
 
@@ -14,7 +15,9 @@ class S4dOperator final : public LayerOperator {
   // All [C, N]; the *_im tensors may be empty (= 0).
   S4dOperator(Tensor a_re, Tensor a_im, Tensor b_re, Tensor b_im, Tensor c_re, Tensor c_im, int seq_len,
               const std::string& context);
-  static std::unique_ptr<LayerOperator> read(const h5::Object& group, int default_seq_len);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
+  // Generic random inputs for the conformance tests (operators/family.h).
+  static std::unique_ptr<LayerOperator> example(unsigned seed);
   std::string family() const override { return "s4d"; }
   ChannelKind channel_kind() const override { return ChannelKind::channel; }
   int batch() const override { return 1; }

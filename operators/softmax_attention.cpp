@@ -1,5 +1,7 @@
 #include "operators/softmax_attention.h"
 
+#include <random>
+
 #include <cmath>
 #include <limits>
 
@@ -48,7 +50,7 @@ SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vect
     for (int j = 0; j < i; ++j) tss_[i] += last[j] >= i;
 }
 
-std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& group) {
+std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& group, const OperatorReadOptions&) {
   const std::string ctx = ops::context_of(group);
   Tensor q = ops::read_tensor(group, "q"), k = ops::read_tensor(group, "k");
   std::vector<std::uint8_t> mask;
@@ -90,6 +92,34 @@ void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) c
   }
 }
 
+void SoftmaxAttentionOperator::multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
+  const int L = seq_len();
+  auto Q = q_.matrix({b, c});
+  auto K = k_.matrix({b, c});
+  Matrix P;
+  for (int i0 = 0; i0 < L; i0 += kRowTile) {
+    const int n = std::min(kRowTile, L - i0), i1 = i0 + n;
+    const int j0 = window_ > 0 ? std::max(0, i0 - window_ + 1) : 0;            // first key any row of the tile sees
+    P = Q.middleRows(i0, n) * K.middleRows(j0, i1 - j0).transpose() * scale_;  // P(r, j − j0) = q_i·k_j·scale
+    for (int r = 0; r < n; ++r) {
+      const int i = i0 + r;
+      double m = -std::numeric_limits<double>::infinity();
+      for (int j = j0; j <= i; ++j)
+        if (allowed(i, j)) m = std::max(m, P(r, j - j0));
+      double z = 0;
+      for (int j = j0; j < i1; ++j) {
+        double& p = P(r, j - j0);
+        if (j <= i && allowed(i, j))
+          z += (p = std::exp(p - m));
+        else
+          p = 0;
+      }
+      P.row(r) /= z;
+    }
+    Y.middleRows(i0, n).noalias() = P * X.middleRows(j0, i1 - j0);
+  }
+}
+
 Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
   // Row by row from the definition: y_i = Σ_j softmax_j(q_i·k_j·scale) x_j over allowed j.
   const int L = seq_len(), d = static_cast<int>(q_.dim(3));
@@ -116,5 +146,16 @@ Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
   }
   return y;
 }
+
+std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::example(unsigned seed) {
+  std::mt19937 rng(seed);
+  return std::make_unique<SoftmaxAttentionOperator>(ops::random_normal(rng, {2, 2, 16, 3}),
+                                                    ops::random_normal(rng, {2, 2, 16, 3}), std::vector<std::uint8_t>{},
+                                                    0.0, 0, "example");
+}
+
+ESS_REGISTER_FAMILY(softmax_attention,
+                    "softmax(q_i·k_j·scale) per head, causal, optional window or mask (no realization)",
+                    SoftmaxAttentionOperator::read, SoftmaxAttentionOperator::example);
 
 }  // namespace ess

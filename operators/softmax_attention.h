@@ -8,6 +8,7 @@
 #include "libess/hdf5.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 
 namespace ess {
 
@@ -17,7 +18,9 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   // scale ≤ 0 means 1/sqrt(d); window 0 = none.
   SoftmaxAttentionOperator(Tensor q, Tensor k, std::vector<std::uint8_t> mask, double scale, int window,
                            const std::string& context);
-  static std::unique_ptr<LayerOperator> read(const h5::Object& group);
+  static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
+  // Generic random inputs for the conformance tests (operators/family.h).
+  static std::unique_ptr<LayerOperator> example(unsigned seed);
 
   std::string family() const override { return "softmax_attention"; }
   ChannelKind channel_kind() const override { return ChannelKind::head; }
@@ -28,6 +31,10 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   int tss(int i) const override { return tss_[i]; }
   void materialize(int b, int c, Eigen::Ref<Matrix> T) const override;
   Vector apply(int b, int c, const Vector& x) const override;
+  // Y = T X in tiles of kRowTile query rows against the keys they may see: scores take O(kRowTile·L)
+  // memory, never L × L; O(L²·(d + P)) time (O(L·w·(d + P)) with a window).
+  void multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
+  static constexpr int kRowTile = 64;
   double scale() const { return scale_; }
   int window() const { return window_; }
 

@@ -3,10 +3,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 
+#include "libess/compute.h"
 #include "libess/engine.h"
+#include "libess/lane_kernels.h"
 #include "libess/realization.h"
+#include "libess/work_plan.h"
+#include "operators/conv.h"
+#include "operators/delta_net.h"
+#include "operators/gla.h"
+#include "operators/linear_attention.h"
+#include "operators/mamba.h"
+#include "operators/mamba2.h"
+#include "operators/retention.h"
+#include "operators/s4d.h"
 #include "test_helpers.h"
 
 using namespace ess;
@@ -229,4 +241,365 @@ TEST_CASE("dense engine: hand-checked blocks of a small T") {
   CHECK(s.sigma[0][0] == doctest::Approx(5.0));
   CHECK(s.sigma[1][0] == doctest::Approx(4.0));
   CHECK(s.sigma[1].size() == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structured engine in SIMD lanes: packs of channels, blocks sharing the SVD, every family, hard
+// inputs, bit-identical values whatever the batching, the instruction set or the threads.
+
+namespace {
+
+Tensor randn(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0) {
+  Tensor t(std::move(shape));
+  std::normal_distribution<double> n(0.0, scale);
+  for (auto& v : t.data) v = n(rng);
+  return t;
+}
+
+Tensor uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi) {
+  Tensor t(std::move(shape));
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (auto& v : t.data) v = u(rng);
+  return t;
+}
+
+// Every channel of op through the multi-channel structured engine, against dense SVD of the
+// materialized blocks.
+void check_layer_against_dense(const LayerOperator& op, const std::vector<int>& idx, double rel_tol) {
+  std::vector<std::unique_ptr<Realization>> rs;
+  std::vector<const Realization*> ptrs;
+  std::vector<CollectSink> sinks(static_cast<size_t>(op.batch()) * op.channels());
+  std::vector<SpectrumSink*> sink_ptrs;
+  for (int b = 0; b < op.batch(); ++b)
+    for (int c = 0; c < op.channels(); ++c) {
+      rs.push_back(op.realization(b, c));
+      ptrs.push_back(rs.back().get());
+      sink_ptrs.push_back(&sinks[rs.size() - 1]);
+    }
+  structured_block_spectra(ptrs, idx, sink_ptrs);
+  for (size_t k = 0; k < rs.size(); ++k) {
+    CAPTURE(k);
+    check_against_dense(materialize(*rs[k]), idx, sinks[k], rel_tol);
+  }
+}
+
+// The singular values of every block of every channel, flattened (bit comparisons).
+std::vector<double> flatten(const std::vector<CollectSink>& sinks) {
+  std::vector<double> v;
+  for (const auto& s : sinks)
+    for (const auto& b : s.sigma) v.insert(v.end(), b.begin(), b.end());
+  return v;
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
+}
+
+std::vector<CollectSink> run_channels(const std::vector<const Realization*>& rs, const std::vector<int>& idx) {
+  std::vector<CollectSink> sinks(rs.size());
+  std::vector<SpectrumSink*> ptrs;
+  for (auto& s : sinks) ptrs.push_back(&s);
+  structured_block_spectra(rs, idx, ptrs);
+  return sinks;
+}
+
+}  // namespace
+
+TEST_CASE("structured engine: every family with a realization matches dense SVD, channels in packs") {
+  // L = 41: 40 blocks, more than one checkpoint segment; channel counts that fill a pack, leave
+  // it partial and spill into a second one.
+  std::mt19937 rng(101);
+  const int L = 41, B = 2, H = 5, D = 4, N = 6;
+  const auto idx = all_indices(L);
+  SUBCASE("mamba (diagonal, pack path)") {
+    MambaOperator op(uniform(rng, {B, H, L}, 0.01, 0.5), uniform(rng, {H, N}, -2, -0.1), randn(rng, {B, L, N}),
+                     randn(rng, {B, L, N}), "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
+  SUBCASE("mamba2 (scalar, pack path)") {
+    Mamba2Operator op(uniform(rng, {B, 4, L}, 0.01, 0.5), uniform(rng, {4}, -2, -0.1), randn(rng, {B, 2, L, N}),
+                      randn(rng, {B, 2, L, N}), "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
+  SUBCASE("gla") {
+    GlaOperator op(randn(rng, {B, H, L, D}), randn(rng, {B, H, L, D}), uniform(rng, {B, H, L, D}, -0.5, 0), "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
+  SUBCASE("retention, per head and per dimension") {
+    RetentionOperator head(randn(rng, {B, H, L, D}), randn(rng, {B, H, L, D}), uniform(rng, {H}, 0.5, 0.99), "t");
+    check_layer_against_dense(head, idx, 1e-10);
+    RetentionOperator dim(randn(rng, {B, H, L, D}), randn(rng, {B, H, L, D}), uniform(rng, {H, D}, 0.5, 0.99), "t");
+    check_layer_against_dense(dim, idx, 1e-10);
+  }
+  SUBCASE("linear attention") {
+    LinearAttentionOperator op(randn(rng, {B, H, L, D}), randn(rng, {B, H, L, D}), false, "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
+  SUBCASE("delta net, gated (block path, dense transitions)") {
+    DeltaNetOperator op(randn(rng, {B, 3, L, D}), randn(rng, {B, 3, L, D}, 0.5), uniform(rng, {B, 3, L}, 0, 1),
+                        uniform(rng, {B, 3, L}, -0.3, 0), "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
+  SUBCASE("s4d with complex conjugate pairs and unpaired complex modes") {
+    S4dOperator op(uniform(rng, {3, 4}, -0.6, 0.6), uniform(rng, {3, 4}, 0.1, 0.5), randn(rng, {3, 4}),
+                   randn(rng, {3, 4}), randn(rng, {3, 4}), randn(rng, {3, 4}), L, "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
+  SUBCASE("convolution (shift register)") {
+    ConvOperator op(randn(rng, {3, 7}), randn(rng, {B, 3, L}), randn(rng, {B, 3, L}), 0, "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
+}
+
+TEST_CASE("structured engine: large states (block path) match dense SVD") {
+  std::mt19937 rng(102);
+  const int L = 90;
+  for (int N : {33, 48}) {
+    CAPTURE(N);
+    Mamba2Operator op(uniform(rng, {1, 2, L}, 0.01, 0.3), uniform(rng, {2}, -1, -0.1), randn(rng, {1, 1, L, N}),
+                      randn(rng, {1, 1, L, N}), "t");
+    check_layer_against_dense(op, all_indices(L), 1e-10);
+  }
+}
+
+TEST_CASE("structured engine: ill-conditioned and rank-deficient inputs match dense SVD") {
+  std::mt19937 rng(103);
+  const int L = 40, N = 8, C = 9;
+  const auto idx = all_indices(L);
+  SUBCASE("repeated decays: time-invariant modes with equal poles merge (exact rank loss)") {
+    // h_t = diag(a) h_{t−1} + b x_t, y_t = cᵀ h_t with a taking two values: McMillan degree 2.
+    std::vector<std::unique_ptr<Realization>> rs;
+    std::vector<const Realization*> ptrs;
+    std::vector<CollectSink> sinks(C);
+    std::vector<SpectrumSink*> sink_ptrs;
+    for (int c = 0; c < C; ++c) {
+      Matrix a(N, 1), Bm(N, L), Cm(N, L);
+      const Vector b = ess::test::random_matrix(rng, N, 1), cc = ess::test::random_matrix(rng, N, 1);
+      for (int n = 0; n < N; ++n) a(n, 0) = n % 2 ? 0.9 : 0.6;
+      for (int t = 0; t < L; ++t) {
+        Bm.col(t) = b;
+        Cm.col(t) = cc;
+      }
+      rs.push_back(std::make_unique<DiagonalRealization>(a, Bm, Cm));
+      ptrs.push_back(rs.back().get());
+      sink_ptrs.push_back(&sinks[c]);
+    }
+    structured_block_spectra(ptrs, idx, sink_ptrs);
+    for (int c = 0; c < C; ++c) {
+      check_against_dense(materialize(*rs[c]), idx, sinks[c], 1e-10);
+      for (const auto& sig : sinks[c].sigma) {
+        int rank = 0;
+        for (double v : sig) rank += v > 1e-10 * sig[0];
+        CHECK(rank <= 2);
+      }
+    }
+  }
+  SUBCASE("zero dt: some channels are exactly zero operators") {
+    Tensor dt = uniform(rng, {1, C, L}, 0.01, 0.5);
+    for (int t = 0; t < L; ++t) dt.data[2 * L + t] = dt.data[5 * L + t] = 0.0;
+    MambaOperator op(dt, uniform(rng, {C, N}, -2, -0.1), randn(rng, {1, L, N}), randn(rng, {1, L, N}), "t");
+    check_layer_against_dense(op, idx, 1e-10);
+    auto r = op.realization(0, 2);
+    CollectSink s;
+    structured_block_spectra(*r, idx, s);
+    for (const auto& sig : s.sigma)
+      for (double v : sig) CHECK(v == 0.0);
+  }
+  SUBCASE("exactly low-rank B: every B_t in a fixed 2-dimensional subspace") {
+    Tensor B({1, L, N});
+    const Matrix basis = ess::test::random_matrix(rng, N, 2);
+    for (int t = 0; t < L; ++t) {
+      const Vector w = ess::test::random_matrix(rng, 2, 1);
+      const Vector b = basis * w;
+      for (int n = 0; n < N; ++n) B.data[t * N + n] = b(n);
+    }
+    // Scalar decay (Mamba2) keeps the input subspace invariant: rank ≤ 2.
+    Mamba2Operator op(uniform(rng, {1, 4, L}, 0.01, 0.5), uniform(rng, {4}, -2, -0.1), Tensor({1, 1, L, N}, B.data),
+                      randn(rng, {1, 1, L, N}), "t");
+    check_layer_against_dense(op, idx, 1e-10);
+    auto r = op.realization(0, 1);
+    CollectSink s;
+    structured_block_spectra(*r, idx, s);
+    for (const auto& sig : s.sigma) {
+      int rank = 0;
+      for (double v : sig) rank += v > 1e-10 * sig[0];
+      CHECK(rank <= 2);
+    }
+  }
+  SUBCASE("wide dynamic range: decays from 1 − 1e-6 to e^-30 per step, inputs scaled over 1e±100") {
+    Matrix a(N, L), Bm = ess::test::random_matrix(rng, N, L), Cm = ess::test::random_matrix(rng, N, L);
+    for (int n = 0; n < N; ++n)
+      for (int t = 0; t < L; ++t) a(n, t) = n == 0 ? 1 - 1e-6 : std::exp(-30.0 * n / N);
+    Bm *= 1e-100;
+    Cm *= 1e100;
+    std::vector<std::unique_ptr<Realization>> rs;
+    rs.push_back(std::make_unique<DiagonalRealization>(a, Bm, Cm));
+    rs.push_back(std::make_unique<DiagonalRealization>(a, Bm * 1e-150, Cm));
+    for (auto& r : rs) {
+      CollectSink s;
+      structured_block_spectra(std::vector<const Realization*>{r.get()}, idx, std::vector<SpectrumSink*>{&s});
+      check_against_dense(materialize(*r), idx, s, 1e-10);
+    }
+  }
+}
+
+TEST_CASE("structured engine: a channel's values do not depend on its batch, lane or index chunk") {
+  std::mt19937 rng(104);
+  const int L = 37, C = 11;
+  MambaOperator op(uniform(rng, {1, C, L}, 0.01, 0.5), uniform(rng, {C, 5}, -2, -0.1), randn(rng, {1, L, 5}),
+                   randn(rng, {1, L, 5}), "t");
+  std::vector<std::unique_ptr<Realization>> rs;
+  std::vector<const Realization*> all;
+  for (int c = 0; c < C; ++c) {
+    rs.push_back(op.realization(0, c));
+    all.push_back(rs.back().get());
+  }
+  const auto idx = all_indices(L);
+  const auto together = run_channels(all, idx);
+  // Each channel alone, and channels in a different order (other lanes, other packs).
+  for (int c = 0; c < C; ++c) {
+    const auto alone = run_channels({all[c]}, idx);
+    CHECK(same_bits(flatten(alone), flatten({together[c]})));
+  }
+  std::vector<const Realization*> reversed(all.rbegin(), all.rend());
+  const auto rev = run_channels(reversed, idx);
+  for (int c = 0; c < C; ++c) CHECK(same_bits(flatten({rev[C - 1 - c]}), flatten({together[c]})));
+  // A chunk of the index list gives the same values as the whole list at those blocks.
+  const std::vector<int> chunk(idx.begin() + 10, idx.begin() + 23);
+  const auto part = run_channels({all[3]}, chunk);
+  for (size_t p = 0; p < chunk.size(); ++p) CHECK(same_bits(part[0].sigma[p], together[3].sigma[p + 10]));
+}
+
+TEST_CASE("lane kernels: every instruction set gives the same bits, and matches LAPACK") {
+  using namespace ess::lanes;
+  std::mt19937 rng(105);
+  std::normal_distribution<double> g;
+  for (int n : {1, 2, 5, 16, 23}) {
+    CAPTURE(n);
+    const size_t nn = static_cast<size_t>(n) * n;
+    LaneBuffer bufA, bufS, bufW;
+    // Two batches: random, graded, rank-deficient, zero, tiny and huge scales, a NaN lane.
+    std::vector<double> A0(2 * nn * kLanes);
+    for (int j = 0; j < 2 * kLanes; ++j) {
+      Matrix m = ess::test::random_matrix(rng, n, n);
+      if (j % 8 == 1)
+        for (int r = 0; r < n; ++r) m.row(r) *= std::pow(0.1, r);
+      if (j % 8 == 2 && n > 1) m.col(n - 1).setZero();
+      if (j % 8 == 3) m = m.col(0) * m.row(0);  // rank one
+      if (j % 8 == 4) m.setZero();
+      if (j % 8 == 5) m *= 1e-200;
+      if (j % 8 == 6) m *= 1e250;
+      if (j == 15) m(0, 0) = std::nan("");
+      for (size_t k = 0; k < nn; ++k) A0[((j / kLanes) * nn + k) * kLanes + j % kLanes] = m.data()[k];
+    }
+    std::vector<std::vector<double>> results;
+    for (const char* isa : {"sse2", "avx2", "avx512"}) {
+      const Kernels* kern = kernels_for(isa);
+      if (!kern) continue;
+      CAPTURE(isa);
+      double* A = bufA.get(A0.size());
+      std::copy(A0.begin(), A0.end(), A);
+      double* S = bufS.get(2 * static_cast<size_t>(n) * kLanes);
+      double* W = bufW.get(2 * singular_values_work(n));
+      unsigned char status[2 * kLanes];
+      kern->singular_values(n, A, S, W, status, 2);
+      results.emplace_back(S, S + 2 * static_cast<size_t>(n) * kLanes);
+      for (int j = 0; j < 2 * kLanes; ++j) {
+        CAPTURE(j);
+        if (j == 15) {
+          CHECK(status[j] == lane_non_finite);
+          continue;
+        }
+        CHECK((status[j] == lane_ok || status[j] == lane_fallback));
+        Matrix m(n, n);
+        for (size_t k = 0; k < nn; ++k) m.data()[k] = A0[((j / kLanes) * nn + k) * kLanes + j % kLanes];
+        std::vector<double> ref(n);
+        std::vector<double> work;
+        std::vector<int> iwork;
+        REQUIRE(singular_values(n, n, m.data(), ref.data(), work, iwork));
+        const std::vector<double> got(S + static_cast<size_t>(j) * n, S + static_cast<size_t>(j + 1) * n);
+        CHECK(max_rel_deviation(got, ref) <= 1e-13);
+      }
+    }
+    for (size_t k = 1; k < results.size(); ++k) {
+      // NaN lane aside, identical bits (compare as integers so NaN == NaN).
+      CHECK(std::memcmp(results[k].data(), results[0].data(), sizeof(double) * results[0].size()) == 0);
+    }
+  }
+}
+
+TEST_CASE("compute_layer: threads cut a layer with few channels into block chunks, bit-identical") {
+  std::mt19937 rng(106);
+  const int L = 45;
+  for (std::string engine : {"structured", "dense"}) {
+    for (TolMode mode : {TolMode::absolute, TolMode::layer}) {
+      CAPTURE(engine);
+      OperatorLayer layer;
+      layer.name = "few";
+      layer.op = std::make_unique<GlaOperator>(randn(rng, {1, 2, L, 5}), randn(rng, {1, 2, L, 5}),
+                                               uniform(rng, {1, 2, L, 5}, -0.5, 0), "t");
+      EssOptions o;
+      o.engine = parse_engine(engine);
+      o.tol_mode = mode;
+      o.tol = mode == TolMode::layer ? 1e-2 : 1e-3;
+      o.keep_sigma = 4;
+      o.threads = 1;
+      const LayerResult one = compute_layer(layer, o);
+      o.threads = 7;  // 2 channels (one group of lanes for structured): chunks of blocks
+      const LayerResult many = compute_layer(layer, o);
+      CHECK(one.tolerance_ess == many.tolerance_ess);
+      CHECK(same_bits(one.entropy_ess, many.entropy_ess));
+      CHECK(same_bits(one.frobenius, many.frobenius));
+      CHECK(one.sigma == many.sigma);
+      CHECK(same_bits(one.layer_sigma_max, many.layer_sigma_max));
+    }
+  }
+}
+
+TEST_CASE("compute_layer: a sweep layer with fewer channels than threads lends them to LAPACK, same ESS") {
+  std::mt19937 rng(107);
+  const int L = 60;
+  std::vector<Matrix> Ts;
+  Matrix T = ess::test::random_matrix(rng, L, L).triangularView<Eigen::Lower>();
+  Ts.push_back(T);
+  OperatorLayer layer;
+  layer.name = "one head";
+  layer.op = std::make_unique<ess::test::ExplicitOperator>(1, 1, Ts);
+  EssOptions o;
+  o.engine = EngineKind::sweep;
+  o.threads = 1;
+  const LayerResult one = compute_layer(layer, o);
+  o.threads = 4;
+  const LayerResult four = compute_layer(layer, o);
+  CHECK(one.tolerance_ess == four.tolerance_ess);
+  for (size_t k = 0; k < one.entropy_ess.size(); ++k)
+    CHECK(four.entropy_ess[k] == doctest::Approx(one.entropy_ess[k]).epsilon(1e-12));
+}
+
+TEST_CASE("work plan: chunks cover every block once, in order, with balanced cost") {
+  std::vector<int> idx;
+  for (int i = 1; i < 1000; ++i) idx.push_back(i);
+  for (EngineKind e : {EngineKind::structured, EngineKind::dense, EngineKind::sweep}) {
+    const auto units = plan_work(3, 8, idx, 1000, 16, e);
+    if (e == EngineKind::sweep) {
+      CHECK(units.size() == 1);  // the sweep carries state from block to block: never cut
+      continue;
+    }
+    REQUIRE(units.size() == 16);
+    int next = 0;
+    for (const auto& u : units) {
+      CHECK(u.first_item == 0);
+      CHECK(u.items == 3);
+      CHECK(u.pos_begin == next);
+      next = u.pos_end;
+    }
+    CHECK(next == static_cast<int>(idx.size()));
+    if (e == EngineKind::dense) {  // cost m·n·min(m, n): the middle chunks are the narrowest
+      CHECK(units[8].pos_end - units[8].pos_begin < units[0].pos_end - units[0].pos_begin);
+    }
+  }
+  // Enough channel groups for every thread: no cuts.
+  const auto units = plan_work(64, 8, idx, 1000, 4, EngineKind::structured);
+  CHECK(units.size() == 8);
+  for (const auto& u : units) CHECK(u.pos_end - u.pos_begin == static_cast<int>(idx.size()));
 }

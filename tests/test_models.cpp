@@ -1,14 +1,18 @@
 // The C++ forward passes against the independent PyTorch reference (tools/reference/reference_forward.py)
 // on the shipped tiny checkpoints: logits within 1e-4 relative, every captured operator's T within
-// 1e-5 relative; plus bad checkpoints and token inputs.
+// 1e-5 relative; every registered architecture has such a fixture; streaming capture; declared
+// weights (validation, loading by role, what inspect shows); bad checkpoints and token inputs.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "libess/error.h"
 #include "libess/hdf5.h"
 #include "models/model.h"
+#include "models/models.h"
 #include "models/tokens.h"
 #include "operators/registry.h"
 #include "test_helpers.h"
@@ -71,6 +75,157 @@ TEST_CASE("every architecture matches the PyTorch reference: logits 1e-4, operat
   }
 }
 
+TEST_CASE("every registered architecture has a fixture with expected outputs") {
+  std::set<std::string> covered;
+  for (const auto& dir : fixtures())
+    covered.insert(st::read_config_json(dir + "/config.json")["architectures"][0].get<std::string>());
+  const auto archs = models::supported_architectures();
+  REQUIRE(archs.size() >= 6);
+  for (const auto& a : archs) {
+    CAPTURE(a);
+    CHECK(covered.count(a) == 1);  // add data/checkpoints/tiny-<arch>/ (CONTRIBUTING.md, "Adding an architecture")
+  }
+  for (const auto& a : covered) CHECK(std::find(archs.begin(), archs.end(), a) != archs.end());
+}
+
+TEST_CASE("streaming: each layer is handed over once, in order, and the result equals run()") {
+  for (const auto& dir : fixtures()) {
+    CAPTURE(dir);
+    auto model = models::load_causal_lm(dir);
+    const TokenBatch batch = read_tokens_file(dir + "/tokens.txt", model->vocab_size());
+    const models::ModelRun all = model->run(batch.tokens, true);
+    std::vector<OperatorLayer> got;
+    const models::ModelRun streamed = model->stream(
+        batch.tokens,
+        [&](OperatorLayer&& layer) {
+          CHECK(layer.layer_index == static_cast<int>(got.size()));
+          REQUIRE(layer.op != nullptr);
+          got.push_back(std::move(layer));
+        },
+        true);
+    CHECK(streamed.layers.empty());
+    REQUIRE(got.size() == all.layers.size());
+    CHECK(static_cast<int>(got.size()) == model->num_layers());
+    CHECK(streamed.argmax == all.argmax);
+    REQUIRE(streamed.logits.size() == all.logits.size());
+    for (size_t b = 0; b < all.logits.size(); ++b) CHECK(streamed.logits[b] == all.logits[b]);
+    for (size_t k = 0; k < got.size(); ++k) {
+      CHECK(got[k].name == all.layers[k].name);
+      CHECK(got[k].op->dense_matrix(0, 0) == all.layers[k].op->dense_matrix(0, 0));
+    }
+    // Tokens outside the vocabulary or ragged batches are refused before any work.
+    CHECK_THROWS_WITH_AS(model->run({{0, model->vocab_size()}}), doctest::Contains("outside the vocabulary"),
+                         InputError);
+    CHECK_THROWS_WITH_AS(model->run({{0, 1}, {0}}), doctest::Contains("same length"), InputError);
+  }
+}
+
+TEST_CASE("declared weights: every fixture tensor is declared, present and consumed") {
+  for (const auto& dir : fixtures()) {
+    CAPTURE(dir);
+    auto model = models::open_causal_lm(dir);
+    const auto& W = model->weights();
+    CHECK(W.undeclared().empty());  // the reference forward refuses unused tensors too
+    int ok = 0;
+    for (const auto& c : W.check()) {
+      CAPTURE(c.name);
+      CHECK(!c.problem());
+      ok += c.state == models::WeightCheck::State::ok;
+    }
+    CHECK(ok == static_cast<int>(W.checkpoint().names().size()));
+    // The architecture's roles are unique and patterns of per-layer weights name the layer.
+    std::set<std::string> roles;
+    for (const auto& d : W.declarations().list()) {
+      CHECK(roles.insert(d.role).second);
+      CHECK((d.names[0].find("{l}") != std::string::npos) == d.per_layer);
+    }
+    CHECK(roles.count("embed") == 1);
+    CHECK(roles.count("lm_head") == 1);
+  }
+}
+
+namespace {
+
+// A safetensors file of F64 tensors (name → shape, filled with 0.5).
+void write_f64_safetensors(const std::string& path, const std::map<std::string, std::vector<std::int64_t>>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::string buffer;
+  for (const auto& [name, shape] : tensors) {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    const size_t begin = buffer.size();
+    for (std::int64_t k = 0; k < n; ++k) {
+      const double v = 0.5;
+      char bytes[8];
+      std::memcpy(bytes, &v, 8);
+      buffer.append(bytes, 8);
+    }
+    header[name] = {{"dtype", "F64"}, {"shape", shape}, {"data_offsets", {begin, buffer.size()}}};
+  }
+  std::string h = header.dump();
+  while (h.size() % 8) h += ' ';
+  std::uint64_t len = h.size();
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&len), 8);
+  out << h << buffer;
+}
+
+}  // namespace
+
+TEST_CASE("declared weights: conditions, alternatives, optional, per-layer masks and items") {
+  const std::string dir = ess::test::temp_dir("models_decls");
+  write_f64_safetensors(dir + "/model.safetensors", {{"emb.alt", {4, 2}},
+                                                     {"blk.0.w", {2, 2}},
+                                                     {"blk.1.w", {2, 3}},
+                                                     {"blk.1.attn", {2}},
+                                                     {"blk.0.e.0", {1}},
+                                                     {"blk.0.e.1", {1}},
+                                                     {"blk.1.e.0", {1}},
+                                                     {"blk.0.b", {2}},
+                                                     {"stray", {1}}});
+  models::ModelWeights W(dir);
+  models::WeightDecls d(2);
+  d.global("embed", "emb", {4, 2}).or_named("emb.alt");
+  d.layer("w", "blk.{l}.w", {2, 2});
+  d.layer("bias", "blk.{l}.b", {2}).when(false, "use_bias");
+  d.layer("attn", "blk.{l}.attn", {2}).only_in_layers({false, true}, "attention layers");
+  d.layer("expert", "blk.{l}.e.{i}", {1}).repeated(2);
+  d.global("head", "head", {4, 2}).optional("tied");
+  W.declare(d);
+  using State = models::WeightCheck::State;
+  std::map<std::string, State> state;
+  for (const auto& c : W.check()) state[c.name] = c.state;
+  CHECK(state.at("emb.alt") == State::ok);  // the alternative spelling is found
+  CHECK(state.at("blk.0.w") == State::ok);
+  CHECK(state.at("blk.1.w") == State::wrong_shape);
+  CHECK(state.at("blk.0.b") == State::off);
+  CHECK(state.at("blk.0.attn") == State::off);
+  CHECK(state.at("blk.1.attn") == State::ok);
+  CHECK(state.at("blk.0.e.1") == State::ok);
+  CHECK(state.at("blk.1.e.1") == State::missing);
+  CHECK(state.at("head") == State::off);
+  // Not claimed: a tensor nobody declares, and one whose declaration is off (use_bias false).
+  CHECK(W.undeclared() == std::vector<std::string>{"blk.0.b", "stray"});
+  CHECK_THROWS_WITH_AS(
+      W.validate(), doctest::Contains("tensor 'blk.1.w' has shape [2, 3], but config.json implies [2, 2]"), InputError);
+  CHECK(W.has("embed"));
+  CHECK(!W.has("head"));
+  CHECK(!W.has("attn", 0));
+  CHECK(W.has("attn", 1));
+  CHECK(W.load("embed").shape == std::vector<std::int64_t>{4, 2});
+  const models::LoadedWeights l0 = W.load_layer(0);
+  CHECK(l0.has("w"));
+  CHECK(!l0.has("attn"));
+  CHECK(l0.has("expert", 1));
+  CHECK(l0.matrix("w").rows() == 2);
+  CHECK(l0.vector("expert", 1)(0) == 0.5);
+  CHECK_THROWS_AS(l0.matrix("attn"), std::logic_error);   // absent: the forward asks has() first
+  CHECK_THROWS_AS(W.load("nonsense"), std::logic_error);  // undeclared role: a programming error
+  CHECK_THROWS_WITH_AS(W.load_layer(1), doctest::Contains("blk.1.w"), InputError);
+  CHECK_THROWS_AS(d.global("embed", "x", {1}), std::logic_error);  // roles are unique
+  fs::remove_all(dir);
+}
+
 TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
   const std::string dir = ess::test::temp_dir("models_bad");
   const std::string src = std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-mamba";
@@ -92,6 +247,24 @@ TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
     const auto d = copy_fixture("arch");
     std::ofstream(d + "/config.json") << R"({"architectures": ["GPT2LMHeadModel"]})";
     CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains("MambaForCausalLM"), InputError);
+  }
+  {
+    const auto d = copy_fixture("untied");
+    std::ifstream in(d + "/config.json");
+    std::string cfg((std::istreambuf_iterator<char>(in)), {});
+    const std::string tied = "\"tie_word_embeddings\": true";
+    cfg.replace(cfg.find(tied), tied.size(), "\"tie_word_embeddings\": false");
+    std::ofstream(d + "/config.json") << cfg;
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(d),
+                         doctest::Contains("no tensor 'lm_head.weight' (config.json implies shape [96, 32]; "
+                                           "tie_word_embeddings is false)"),
+                         InputError);
+    // open_causal_lm does not check: inspect shows the problem.
+    auto model = models::open_causal_lm(d);
+    bool missing = false;
+    for (const auto& c : model->weights().check())
+      missing = missing || (c.name == "lm_head.weight" && c.state == models::WeightCheck::State::missing);
+    CHECK(missing);
   }
   {
     const auto d = copy_fixture("truncated");

@@ -194,6 +194,51 @@ TEST_CASE("operators: every family's materialized T equals its own definition ap
   }
 }
 
+TEST_CASE("operators: every family's multi-column multiply equals materialize() · X") {
+  std::mt19937 rng(47);
+  for (auto& c : all_cases(rng)) {
+    CAPTURE(c.name);
+    const auto& op = *c.op;
+    for (int b = 0; b < op.batch(); ++b)
+      for (int ch = 0; ch < op.channels(); ++ch) {
+        const Matrix X = ess::test::random_matrix(rng, op.seq_len(), 3);
+        Matrix Y = Matrix::Constant(op.seq_len(), 3, std::nan(""));
+        op.multiply(b, ch, X, Y);
+        CHECK(relative_error(Y, op.dense_matrix(b, ch) * X) < 1e-12);
+        // One column, and columns of a larger matrix (strided blocks, as the forward passes use).
+        Matrix wide = ess::test::random_matrix(rng, op.seq_len(), 7), out = Matrix::Zero(op.seq_len(), 7);
+        op.multiply(b, ch, wide.middleCols(2, 4), out.middleCols(1, 4));
+        CHECK(relative_error(out.middleCols(1, 4), op.dense_matrix(b, ch) * wide.middleCols(2, 4)) < 1e-12);
+        CHECK(out.col(0).norm() == 0.0);
+        CHECK(out.rightCols(2).norm() == 0.0);
+      }
+  }
+}
+
+TEST_CASE("operators: softmax attention multiply over several row tiles (plain, window, mask, long window)") {
+  std::mt19937 rng(48);
+  const int L = 2 * SoftmaxAttentionOperator::kRowTile + 37;
+  std::vector<std::uint8_t> mask(static_cast<size_t>(L) * L, 0);
+  for (int i = 0; i < L; ++i)
+    for (int j = 0; j <= i; ++j) mask[static_cast<size_t>(i) * L + j] = (i - j) % 5 == 0 || j < 3;
+  struct Variant {
+    std::vector<std::uint8_t> mask;
+    int window;
+  };
+  for (const auto& v : {Variant{{}, 0}, Variant{{}, 9}, Variant{mask, 0}, Variant{{}, L - 3}, Variant{mask, 70}}) {
+    CAPTURE(v.window);
+    CAPTURE(v.mask.size());
+    SoftmaxAttentionOperator op(randn(rng, {1, 2, L, 4}, 2.0), randn(rng, {1, 2, L, 4}, 2.0), v.mask, 0.0, v.window,
+                                "t");
+    for (int h = 0; h < 2; ++h) {
+      const Matrix X = ess::test::random_matrix(rng, L, 5);
+      Matrix Y(L, 5);
+      op.multiply(0, h, X, Y);
+      CHECK(relative_error(Y, op.dense_matrix(0, h) * X) < 1e-12);
+    }
+  }
+}
+
 TEST_CASE("operators: every structured family's realization reproduces T") {
   std::mt19937 rng(43);
   for (auto& c : all_cases(rng)) {

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include "libess/json.h"
 #include "libess/memory.h"
 #include "libess/output_path.h"
+#include "libess/pipeline.h"
 #include "models/model.h"
 #include "models/safetensors.h"
 #include "models/tokens.h"
@@ -63,7 +65,11 @@ void expect_input_error(F&& call, std::initializer_list<std::string> fragments) 
     call();
     FAIL("no error");
   } catch (const InputError& e) {
-    const std::string m = e.what();
+    // Options named in the message (Option parts) written as the CLI writes them: max_memory → --max-memory.
+    const std::string m = e.message([](std::string o) {
+      std::replace(o.begin(), o.end(), '_', '-');
+      return "--" + o;
+    });
     CAPTURE(m);
     for (const auto& f : fragments) {
       CAPTURE(f);
@@ -540,13 +546,90 @@ TEST_CASE("compute: a conv layer declaring seq_len 2^30 is refused before alloca
   REQUIRE(layers.size() == 1);
   MemoryOverride limit(8ULL << 30);
   EssOptions o;
-  expect_input_error([&] { compute_layer(layers[0], o); },
-                     {"layer 'c'", "L = 1073741824", "8.59 GB (--max-memory)", "--indices"});
+  // Through the pipeline, which puts the layer's name in front of the library's message.
+  expect_input_error([&] { Pipeline(o).measure(layers[0]); },
+                     {"layer 'c': ", "L = 1073741824", "8.59 GB (--max-memory)", "--indices"});
   o.indices = "1:3";
   expect_input_error([&] { compute_layer(layers[0], o); }, {"2 block(s)", "auto engine", "103 GB"});
   o.indices = "1:3";
   o.engine = EngineKind::dense;
-  expect_input_error([&] { compute_layer(layers[0], o); }, {"dense engine", "use --engine structured"});
+  expect_input_error([&] { compute_layer(layers[0], o); }, {"dense engine", "set --engine to structured"});
+  try {
+    compute_layer(layers[0], o);
+  } catch (const Error& e) {
+    CHECK(e.options() == std::vector<std::string>{"max_memory", "indices", "engine", "max_memory"});
+  }
+}
+
+TEST_CASE("pipeline: a layer that cannot fit is refused, named, before the first layer is measured") {
+  std::mt19937 rng(3);
+  std::vector<OperatorLayer> layers;
+  for (int L : {8, 4000}) {  // the second layer's dense T alone is 128 MB (2 L² doubles)
+    std::vector<Matrix> Ts{Matrix::Zero(L, L)};
+    Ts[0].topLeftCorner(8, 8) = ess::test::random_matrix(rng, 8, 8).triangularView<Eigen::Lower>();
+    layers.push_back({"layer" + std::to_string(L), 0, std::make_unique<ess::test::ExplicitOperator>(1, 1, Ts)});
+  }
+  MemoryOverride limit(64'000'000);
+  EssOptions o;
+  o.engine = EngineKind::dense;
+  int progress_calls = 0;
+  const Pipeline pipeline(o, [&](const MeasureProgress&) { ++progress_calls; });
+  expect_input_error([&] { pipeline.measure_all(layers); },
+                     {"layer 'layer4000': ", "L = 4000", "dense engine", "256 MB", "64.0 MB (--max-memory)"});
+  CHECK(progress_calls == 0);  // refused before the first layer was measured
+  CHECK(pipeline.measure(layers[0]).tolerance_ess.size() == 7);
+  // With a smaller block selection the estimate counts only those blocks' results (T stays L×L).
+  o.indices = "1:3";
+  expect_input_error([&] { Pipeline(o).measure(layers[1]); }, {"2 block(s)", "256 MB"});
+}
+
+TEST_CASE("pipeline: a layer with no usable block is a numerical error (exit 4) naming the layer") {
+  std::mt19937 rng(4);
+  const int L = 6;
+  Matrix good = ess::test::random_matrix(rng, L, L).triangularView<Eigen::Lower>();
+  Matrix nan = good;
+  nan.setConstant(std::numeric_limits<double>::quiet_NaN());
+  Matrix huge = Matrix::Constant(L, L, 1e308).triangularView<Eigen::Lower>();  // finite, σ overflows
+  const Pipeline pipeline{EssOptions{}};
+  for (const Matrix* T : {&nan, &huge}) {
+    OperatorLayer layer{"mixer.3", 3, std::make_unique<ess::test::ExplicitOperator>(1, 2, std::vector<Matrix>{*T, *T})};
+    try {
+      pipeline.measure(layer);
+      FAIL("no error");
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::numerical);
+      const std::string m = e.what();
+      CAPTURE(m);
+      CHECK(m.find("layer 'mixer.3': no usable block: 10 of 10 block(s) have non-finite singular values") == 0);
+    }
+  }
+  // One usable channel is enough: the other's blocks keep their status.
+  OperatorLayer mixed{"mixed", 0, std::make_unique<ess::test::ExplicitOperator>(1, 2, std::vector<Matrix>{good, nan})};
+  const LayerResult R = pipeline.measure(mixed);
+  CHECK(R.status[R.at(0, 0, 0)] == block_ok);
+  CHECK(R.status[R.at(0, 1, 0)] == block_non_finite);
+}
+
+TEST_CASE("models: a forward pass that cannot fit is refused before anything is computed") {
+  const auto model = models::load_causal_lm(std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-llama");
+  // tiny-llama: hidden 48, widest layer dimension 96 (intermediate), vocabulary 96.
+  const std::uint64_t bound = models::forward_bytes_lower_bound(model->weights().declarations(), 96, 2, 1000, false);
+  std::uint64_t layer_weights = 0;
+  for (const auto& d : model->weights().declarations().list())
+    if (d.active && d.per_layer) {
+      std::uint64_t n = 1;
+      for (auto x : d.shape) n *= static_cast<std::uint64_t>(x);
+      layer_weights += n;
+    }
+  CHECK(bound == 8 * (2 * 1000 * (2 * 48 + 96) + 1000 * 96 + layer_weights + 96 * 48));
+  CHECK(models::forward_bytes_lower_bound(model->weights().declarations(), 96, 2, 1000, true) == bound + 8 * 1000 * 96);
+  MemoryOverride limit(50'000'000);
+  const models::Tokens tokens(1, std::vector<int>(200'000, 1));
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_input_error([&] { model->run(tokens); }, {"LlamaForCausalLM: the forward pass over 1 × 200000 tokens needs",
+                                                   "50.0 MB (--max-memory)", "use fewer or shorter sequences"});
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  CHECK(model->run(models::Tokens(1, std::vector<int>(16, 1))).layers.size() == 2);
 }
 
 TEST_CASE("compute: --indices with a huge step neither overflows nor allocates per position") {

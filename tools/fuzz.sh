@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 budget=${1:-60}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors json config tokens operators results)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors json config tokens tokenizer operators results)
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: SKIPPED (not passed): clang++ is not installed (tools/setup.sh installs clang)"
@@ -36,7 +36,7 @@ cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}" >build-fuzz/build
 }
 
 # HDF5 inputs are a few KB even when tiny; everything else stays within libFuzzer's default 4 KB.
-declare -A max_len=([operators]=32768 [results]=32768 [config]=4096 [safetensors]=4096 [json]=4096 [tokens]=4096)
+declare -A max_len=([operators]=32768 [results]=32768 [config]=4096 [safetensors]=4096 [json]=4096 [tokens]=4096 [tokenizer]=8192)
 # HDF5 1.10 itself loops forever or faults on some corrupt files (docs/reliability.md); the ess CLI
 # contains that (exit 3 naming the file). For the HDF5 harnesses the fuzzer keeps going past
 # timeouts and crashes (fork mode), and each input it saved is then run through the ess CLI

@@ -239,20 +239,20 @@ check 2 "bad --state" "$ESS" compress "$tmp/r.h5" --state 2,,4
 check 2 "max-error" "$ESS" compress "$tmp/r.h5" --state 2 --max-error -1
 check 2 "state" "$ESS" compress "$tmp/r.h5"
 check 3 "no such file" "$ESS" compress "$tmp/absent.h5" --state 2
-check 2 "unknown metric" "$ESS" diagnose "$tmp/r.h5" --metric rank
+check 2 "unknown --metric" "$ESS" diagnose "$tmp/r.h5" --metric rank
 check 2 "collapsed" "$ESS" diagnose "$tmp/r.h5" --collapsed 0.95
 check 2 "saturated" "$ESS" diagnose "$tmp/r.h5" --saturated 1.5
 check 2 "collapsed" "$ESS" diagnose "$tmp/r.h5" --collapsed -0.1
 check 2 "format" "$ESS" diagnose "$tmp/r.h5" --format yaml
 check 3 "" "$ESS" diagnose "$tmp/ops.h5"
-check 2 "unknown metric" "$ESS" plot "$tmp/r.h5" -o "$tmp/bad.svg" --metric rank
+check 2 "unknown --metric" "$ESS" plot "$tmp/r.h5" -o "$tmp/bad.svg" --metric rank
 check 2 "no layer named" "$ESS" plot "$tmp/r.h5" -o "$tmp/bad.svg" --layers nope
 check 3 "no such file" "$ESS" plot "$tmp/absent.h5" -o "$tmp/bad.svg"
 check 3 "does not exist" "$ESS" plot "$tmp/r.h5" -o "$tmp/nodir/x.svg"
 [ ! -e "$tmp/bad.svg" ] || { echo "FAIL: SVG written after an error"; exit 1; }
 # A failed plot leaves an existing file untouched.
 echo "previous" >"$tmp/keep.svg"
-check 2 "unknown metric" "$ESS" plot "$tmp/r.h5" -o "$tmp/keep.svg" --metric rank
+check 2 "unknown --metric" "$ESS" plot "$tmp/r.h5" -o "$tmp/keep.svg" --metric rank
 [ "$(cat "$tmp/keep.svg")" = "previous" ] || { echo "FAIL: existing output overwritten on error"; exit 1; }
 if ls -A "$tmp" | grep -q '\.tmp'; then echo "FAIL: temporary file left"; exit 1; fi
 echo "diagnose/compress/plot: ok"

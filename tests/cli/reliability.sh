@@ -108,6 +108,10 @@ with h5py.File('long.h5', 'w') as f:
     g = f.create_group('layers/m'); g.attrs['family'] = 'mamba'; g.attrs['layer_index'] = 0
     L = 1024
     g['dt'] = np.full((1, 1, L), 0.1); g['A'] = -np.ones((1, 4)); g['B'] = np.ones((1, L, 4)); g['C'] = np.ones((1, L, 4))
+with h5py.File('overflow.h5', 'w') as f:  # finite entries whose singular values overflow: no usable block
+    f.attrs['format'] = 'ess-operators'; f.attrs['format_version'] = np.array([1, 0])
+    g = f.create_group('layers/huge'); g.attrs['family'] = 'dense'; g.attrs['layer_index'] = 0
+    g['T'] = np.tril(np.full((1, 2, 8, 8), 1e308))
 EOF
 expect 3 "deeper than 64" -- "$ESS" analyze deep_header --mqar kv=2,len=8,n=1 -o out/r.h5
 expect 3 "deeper than 64" -- "$ESS" analyze deep_config --mqar kv=2,len=8,n=1 -o out/r.h5
@@ -133,14 +137,23 @@ for f in "$here"/hdf5_library_bugs/*.h5; do
   expect 3 "the HDF5 library \(stalled\|crashed\)" -- env ESS_HDF5_TIMEOUT=2 "$ESS" report "$f"
 done
 
+# --- numerical failure: a layer with no usable block exits 4, naming the layer; nothing written ---
+for engine in dense sweep; do
+  expect 4 "layer 'huge': no usable block: 14 of 14 block(s) have non-finite singular values" -- \
+    "$ESS" compute overflow.h5 -o out/r.h5 --engine $engine
+done
+
 # --- the memory guard ---------------------------------------------------------------------------------
 expect 3 "reading the operator file .* needs 894 kB but this process may use at most 500 kB (--max-memory)" -- \
   "$ESS" compute ops.h5 -o out/r.h5 --max-memory 500kB
-expect 3 "L = 1024.*dense engine) needs 16.8 MB .*measure fewer blocks with --indices or use --engine structured" -- \
+expect 3 "layer 'm': measuring it (mamba, L = 1024.*dense engine) needs 16.8 MB .*measure fewer blocks with --indices or set --engine to structured" -- \
   "$ESS" compute long.h5 -o out/r.h5 --max-memory 8MB --engine dense
 expect 3 "needs 16.8 MB" -- "$ESS" compute long.h5 -o out/r.h5 --max-memory 8MB --engine sweep
 expect 2 "--max-memory: 'lots' is not a memory size" -- "$ESS" compute ops.h5 -o out/r.h5 --max-memory lots
 expect 3 "(--max-memory)" -- "$ESS" analyze ckpt --mqar kv=2,len=8,n=1 -o out/r.h5 --max-memory 10kB
+printf '1 %.0s' $(seq 200000) >many_tokens.txt && echo >>many_tokens.txt
+expect 3 "the forward pass over 1 × 200000 tokens needs .* (--max-memory); use fewer or shorter sequences" -- \
+  "$ESS" analyze ckpt --tokens many_tokens.txt -o out/r.h5 --max-memory 50MB
 
 # --- a full disk (ulimit -f; ess ignores SIGXFSZ itself, so the write fails with EFBIG) -----------------
 "$ESS" compute ops.h5 -o old.h5 --quiet >/dev/null || { echo "FAIL: compute"; fail=1; }

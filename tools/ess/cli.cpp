@@ -2,12 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <sstream>
 
+#include "analysis/diagnosis.h"
 #include "libess/error.h"
 #include "libess/memory.h"
 
@@ -55,6 +56,75 @@ bool parse(int argc, char** argv, const std::string& usage, po::options_descript
   return true;
 }
 
+std::string flag_name(const std::string& option) {
+  if (option == "states") return "--state";
+  if (option == "default_seq_len") return "--seq-len";
+  std::string flag = "--" + option;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
+// --- option groups -------------------------------------------------------------------------------
+
+void OutputOption::add_to(po::options_description& opts, const char* what) {
+  opts.add_options()("output,o", po::value(&path_)->required(), what);
+}
+
+void QuietOption::add_to(po::options_description& opts) {
+  opts.add_options()("quiet,q", po::bool_switch(&quiet_), "no progress on stderr");
+}
+
+void FormatOption::add_to(po::options_description& opts) {
+  opts.add_options()("format,f", po::value(&value_)->default_value("text"), "text, json or markdown");
+}
+
+Format FormatOption::format() const {
+  if (value_ == "text") return Format::text;
+  if (value_ == "json") return Format::json;
+  if (value_ == "markdown") return Format::markdown;
+  throw UsageError("unknown --format '" + value_ + "' (expected text, json or markdown)");
+}
+
+void EssOptionGroup::add_to(po::options_description& opts) {
+  po::options_description group("ESS options");
+  group.add_options()("tol", po::value(&o_.tol)->default_value(o_.tol), "tolerance τ for tolerance-ESS")(
+      "tol-mode", po::value(&tol_mode_)->default_value(tol_mode_),
+      "threshold mode: absolute (σ > τ), block (σ > τ·σ1(H_i)), layer (σ > τ·max σ1 of the layer)")(
+      "engine", po::value(&engine_)->default_value(engine_), "auto, dense, structured or sweep")(
+      "indices", po::value(&o_.indices)->default_value(""), "blocks i to measure, start:stop:step (default all)")(
+      "keep-sigma", po::value(&o_.keep_sigma)->default_value(0), "store the top-K singular values per block")(
+      "threads", po::value(&o_.threads)->default_value(0), "worker threads (0 = all cores)")(
+      "sweep-rtol", po::value(&o_.sweep_rtol)->default_value(o_.sweep_rtol),
+      "sweep engine: drop σ below this fraction of the running largest σ");
+  opts.add(group);
+}
+
+EssOptions EssOptionGroup::values() const {
+  EssOptions o = o_;
+  o.tol_mode = parse_tol_mode(tol_mode_);
+  o.engine = parse_engine(engine_);
+  o.validate();
+  return o;
+}
+
+void DiagnosisOptionGroup::add_to(po::options_description& opts, const char* saturated_help,
+                                  const char* collapsed_help) {
+  opts.add_options()("metric", po::value(&metric_)->default_value(metric_), "tolerance or entropy")(
+      "saturated", po::value(&saturated_)->default_value(saturated_, "0.9"), saturated_help)(
+      "collapsed", po::value(&collapsed_)->default_value(collapsed_, "0.1"), collapsed_help);
+}
+
+DiagnosisOptions DiagnosisOptionGroup::values() const {
+  DiagnosisOptions o;
+  o.metric = parse_metric(metric_);
+  o.saturated = saturated_;
+  o.collapsed = collapsed_;
+  o.validate();
+  return o;
+}
+
+// --- progress ------------------------------------------------------------------------------------
+
 Progress::Progress(bool quiet) : enabled_(!quiet && ::isatty(2)) {}
 Progress::~Progress() { done(); }
 
@@ -73,19 +143,88 @@ void Progress::done() {
   shown_ = false;
 }
 
-void add_memory_option(po::options_description& opts, std::string& value) {
-  opts.add_options()("max-memory", po::value(&value),
-                     "memory this run may use, e.g. 8G or 500MB (default: the smaller of MemAvailable, the cgroup "
-                     "limit and RLIMIT_AS)");
+ProgressFn Progress::layers() {
+  if (!enabled_) return {};
+  return [this](const MeasureProgress& p) {
+    update("[layer " + std::to_string(p.layer + 1) + "/" + std::to_string(p.layers) + "] " + p.name + ": " +
+           std::to_string(p.done) + "/" + std::to_string(p.total) + " channels");
+  };
 }
 
-void apply_memory_option(const std::string& value) {
-  if (!value.empty()) set_memory_limit_override(parse_memory_size(value, "--max-memory"));
+void SummarizingSink::add(LayerResult&& result) {
+  entries_.push_back({summarize(result), result.seconds});
+  next_.add(std::move(result));
 }
 
-void check_report_format(const std::string& format) {
-  if (format != "text" && format != "json" && format != "markdown")
-    throw UsageError("unknown --format '" + format + "' (expected text, json or markdown)");
+// --- output ----------------------------------------------------------------------------------------
+
+namespace {
+// Display width: UTF-8 continuation bytes take no column.
+size_t width_of(const std::string& s) {
+  size_t w = 0;
+  for (unsigned char c : s) w += (c & 0xC0) != 0x80;
+  return w;
+}
+}  // namespace
+
+void Table::add(std::vector<std::string> row) {
+  row.resize(columns_.size());
+  rows_.push_back(std::move(row));
+}
+
+void Table::print(std::ostream& out, bool markdown, const std::string& indent) const {
+  const size_t n = columns_.size();
+  if (markdown) {
+    auto line = [&](const std::vector<std::string>& cells) {
+      out << indent << "|";
+      for (const auto& c : cells) out << " " << c << " |";
+      out << "\n";
+    };
+    std::vector<std::string> headers;
+    for (const auto& c : columns_) headers.push_back(c.markdown_header.empty() ? c.header : c.markdown_header);
+    line(headers);
+    out << indent << "|";
+    for (const auto& c : columns_) out << (c.align == left ? " :-- |" : " --: |");
+    out << "\n";
+    for (const auto& r : rows_) line(r);
+    return;
+  }
+  std::vector<size_t> width(n);
+  for (size_t c = 0; c < n; ++c) {
+    width[c] = width_of(columns_[c].header);
+    for (const auto& r : rows_) width[c] = std::max(width[c], width_of(r[c]));
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string s = indent;
+    for (size_t c = 0; c < n; ++c) {
+      if (c) s += "  ";
+      const std::string pad(width[c] - width_of(cells[c]), ' ');
+      s += columns_[c].align == left ? cells[c] + pad : pad + cells[c];
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    out << s << "\n";
+  };
+  std::vector<std::string> headers;
+  for (const auto& c : columns_) headers.push_back(c.header);
+  line(headers);
+  size_t total = 0;
+  for (auto w : width) total += w + 2;
+  out << indent << std::string(total - 2, '-') << "\n";
+  for (const auto& r : rows_) line(r);
+}
+
+void print_json(std::ostream& out, const Json& document) {
+  out << document.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+}
+
+void MemoryOption::add_to(po::options_description& opts) {
+  opts.add_options()("max-memory", po::value(&value_),
+                     "memory this run may use, e.g. 8G or 500MB (default: the smallest of MemAvailable, the "
+                     "cgroup limit and RLIMIT_AS)");
+}
+
+void MemoryOption::apply() const {
+  if (!value_.empty()) set_memory_limit_override(parse_memory_size(value_, "--max-memory"));
 }
 
 std::string fmt(double v, int precision) {
@@ -95,35 +234,6 @@ std::string fmt(double v, int precision) {
   o.precision(precision);
   o << v;
   return o.str();
-}
-
-std::string json_escape(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        o += "\\\"";
-        break;
-      case '\\':
-        o += "\\\\";
-        break;
-      case '\n':
-        o += "\\n";
-        break;
-      case '\t':
-        o += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
-        } else {
-          o += c;
-        }
-    }
-  }
-  return o + "\"";
 }
 
 }  // namespace ess::cli

@@ -1,11 +1,20 @@
-// Shared pieces of the ess command-line tool: option parsing, progress, output checks.
+// Shared pieces of the ess command-line tool: option parsing and shared option groups, progress,
+// the one table renderer (text and markdown) and the one JSON printer.
 #pragma once
 #include <boost/program_options.hpp>
-#include <functional>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "analysis/summary.h"
+#include "libess/compute.h"
 #include "libess/output_path.h"
+#include "libess/pipeline.h"
+
+namespace ess {
+struct DiagnosisOptions;
+}
 
 namespace ess::cli {
 
@@ -20,21 +29,146 @@ void set_command_line(int argc, char** argv);
 bool parse(int argc, char** argv, const std::string& usage, po::options_description& options,
            const std::vector<std::string>& positional, po::variables_map& vm);
 
-using ess::check_output_path;  // fails fast (InputError) when an output file cannot be created
+// The flag that sets a library option named in an error (libess/error.h): "keep_sigma" →
+// "--keep-sigma", "states" → "--state", "default_seq_len" → "--seq-len".
+std::string flag_name(const std::string& option);
+
+// --- shared option groups (add_to registers the options; read the values after parse) ---------
+
+// -o/--output FILE (required); check() fails fast (InputError) when it cannot be written.
+class OutputOption {
+ public:
+  void add_to(po::options_description& opts, const char* what);
+  const std::string& path() const { return path_; }
+  // Also refuses an output that is one of `inputs` or a file this process opened as an input.
+  void check(const std::vector<std::string>& inputs = {}) const { check_output_path(path_, inputs); }
+
+ private:
+  std::string path_;
+};
+
+// -q/--quiet: no progress on stderr.
+class QuietOption {
+ public:
+  void add_to(po::options_description& opts);
+  bool quiet() const { return quiet_; }
+
+ private:
+  bool quiet_ = false;
+};
+
+enum class Format { text, json, markdown };
+
+// -f/--format text|json|markdown (report, diagnose, compress).
+class FormatOption {
+ public:
+  void add_to(po::options_description& opts);
+  Format format() const;  // throws UsageError for an unknown format
+
+ private:
+  std::string value_ = "text";
+};
+
+// The ESS options of compute and analyze: --tol, --tol-mode, --engine, --indices, --keep-sigma,
+// --threads, --sweep-rtol (fields of EssOptions).
+class EssOptionGroup {
+ public:
+  void add_to(po::options_description& opts);  // as a titled group in --help
+  EssOptions values() const;                   // validated; UsageError names the flag
+
+ private:
+  EssOptions o_;
+  std::string tol_mode_ = "absolute", engine_ = "auto";
+};
+
+// --metric, --saturated, --collapsed (diagnose, plot; fields of DiagnosisOptions).
+class DiagnosisOptionGroup {
+ public:
+  void add_to(po::options_description& opts, const char* saturated_help, const char* collapsed_help);
+  DiagnosisOptions values() const;  // validated
+
+ private:
+  std::string metric_ = "tolerance";
+  double saturated_ = 0.9, collapsed_ = 0.1;
+};
+
+// --max-memory SIZE (docs/reliability.md): replaces the detected memory limit (MemAvailable, the
+// cgroup limit, rlimits) that inputs and work are checked against (ess::check_memory). apply()
+// parses the value (UsageError on a bad size) and sets ess::set_memory_limit_override; without
+// the option the limit is left alone.
+class MemoryOption {
+ public:
+  void add_to(po::options_description& opts);
+  void apply() const;
+
+ private:
+  std::string value_;
+};
+
+// --- progress ------------------------------------------------------------------------------------
 
 // A one-line progress indicator on stderr, shown only on a terminal and without --quiet.
 class Progress {
  public:
-  Progress(bool quiet);
+  explicit Progress(bool quiet);
   ~Progress();
   void update(const std::string& text);
   void done();
-  bool enabled() const { return enabled_; }
+  // A pipeline callback showing "[layer k/n] name: done/total channels".
+  ProgressFn layers();
 
  private:
   bool enabled_;
   bool shown_ = false;
 };
+
+// Passes each result on to `next` (e.g. a ResultsWriter), keeping its summary for the report the
+// command prints at the end.
+class SummarizingSink final : public ResultSink {
+ public:
+  explicit SummarizingSink(ResultSink& next) : next_(next) {}
+  void add(LayerResult&& result) override;
+  struct Entry {
+    LayerSummary summary;
+    double seconds = 0;
+  };
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  ResultSink& next_;
+  std::vector<Entry> entries_;
+};
+
+// --- output ------------------------------------------------------------------------------------
+
+// One renderer for every table: text (columns padded and separated by two spaces, a rule under
+// the header) or markdown (a pipe table).
+class Table {
+ public:
+  enum Align { left, right };
+  struct Column {
+    std::string header;
+    Align align = left;
+    std::string markdown_header = "";  // when the markdown header differs (e.g. no abbreviation)
+  };
+  explicit Table(std::vector<Column> columns) : columns_(std::move(columns)) {}
+  void add(std::vector<std::string> row);
+  void print(std::ostream& out, bool markdown, const std::string& indent = "") const;
+  void print(std::ostream& out, Format format, const std::string& indent = "") const {
+    print(out, format == Format::markdown, indent);
+  }
+
+ private:
+  std::vector<Column> columns_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// Every --format json / --json document is an nlohmann::ordered_json value (keys in the
+// documented order) printed by print_json: numbers as nlohmann::json writes them (integers as
+// integers; floating-point values as the shortest decimal that reads back to the same double;
+// NaN and ±Inf as null), two-space indentation (docs/analysis.md, "JSON output").
+using Json = nlohmann::ordered_json;
+void print_json(std::ostream& out, const Json& document);
 
 // Subcommands register themselves (one .cpp per command) with ESS_REGISTER_COMMAND; `order`
 // sorts the help listing.
@@ -53,17 +187,7 @@ struct CommandRegistrar {
 #define ESS_REGISTER_COMMAND(name, summary, order, fn) \
   static ::ess::cli::CommandRegistrar ess_register_##fn(name, summary, order, fn)
 
-// --max-memory SIZE (docs/reliability.md): replaces the detected memory limit (MemAvailable,
-// cgroup, rlimits) that inputs and work are checked against. apply_memory_option parses the value
-// (UsageError on a bad size) and sets ess::set_memory_limit_override; "" leaves the limit alone.
-void add_memory_option(po::options_description& opts, std::string& value);
-void apply_memory_option(const std::string& value);
-
-// Throws UsageError unless --format is text, json or markdown.
-void check_report_format(const std::string& format);
-
-// Formatting helpers.
+// Fixed-point text of v ("nan" for NaN), for tables and messages.
 std::string fmt(double v, int precision = 2);
-std::string json_escape(const std::string& s);
 
 }  // namespace ess::cli

@@ -4,33 +4,45 @@
 #include <filesystem>
 #include <iostream>
 
-#include "analysis/summary.h"
-#include "libess/compute.h"
 #include "libess/error.h"
+#include "libess/pipeline.h"
 #include "libess/results_io.h"
-#include "libess/sha256.h"
+#include "models/fingerprint.h"
 #include "models/model.h"
+#include "models/text_input.h"
 #include "models/tokens.h"
 #include "tools/ess/cli.h"
-#include "tools/ess/compute_options.h"
 
 namespace ess::cli {
 
 int run_analyze(int argc, char** argv) {
   po::options_description opts("options");
-  std::string dir, output, tokens_file, mqar;
-  opts.add_options()("checkpoint", po::value(&dir), "Hugging Face checkpoint directory")(
-      "output,o", po::value(&output)->required(), "results file to write")(
-      "tokens", po::value(&tokens_file), "input: one sequence of token ids per line, all the same length")(
-      "mqar", po::value(&mqar), "input: built-in MQAR batch, e.g. kv=16,len=256,n=8,seed=0[,vocab=V]");
-  EssOptionParser ess_opts;
-  ess_opts.add_to(opts);
+  std::string dir, tokens_file, mqar, text_file;
+  TextOptions text_opts;
+  OutputOption output;
+  QuietOption quiet;
+  EssOptionGroup ess_options;
+  MemoryOption memory;
+  opts.add_options()("checkpoint", po::value(&dir), "Hugging Face checkpoint directory");
+  output.add_to(opts, "results file to write");
+  opts.add_options()("tokens", po::value(&tokens_file),
+                     "input: one sequence of token ids per line, all the same length")(
+      "mqar", po::value(&mqar), "input: built-in MQAR batch, e.g. kv=16,len=256,n=8,seed=0[,vocab=V]")(
+      "text", po::value(&text_file),
+      "input: UTF-8 text through CKPT/tokenizer.json; documents separated by <|doc|> lines")(
+      "max-len", po::value(&text_opts.max_len),
+      "with --text: rows of exactly N tokens (tail dropped); default one row");
+  quiet.add_to(opts);
+  ess_options.add_to(opts);
+  memory.add_to(opts);
   po::variables_map vm;
   std::string archs;
   for (const auto& a : models::supported_architectures()) archs += (archs.empty() ? "" : ", ") + a;
   if (!parse(argc, argv,
-             "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --mqar kv=16,len=256,n=8,seed=0)\n"
-             "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n\n"
+             "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --text FILE [--max-len N] | --mqar "
+             "kv=16,len=256,n=8,seed=0)\n"
+             "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n"
+             "            [--max-memory SIZE]\n\n"
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"
              "With --mqar also reports the model's multi-query associative recall accuracy.\n"
@@ -38,18 +50,23 @@ int run_analyze(int argc, char** argv) {
                  archs,
              opts, {"checkpoint"}, vm))
     return 0;
-  if (vm.count("tokens") == vm.count("mqar"))
-    throw UsageError("give exactly one input: --tokens FILE or --mqar kv=…,len=…,n=…");
-  EssOptions options = ess_opts.options(vm);
+  if (vm.count("tokens") + vm.count("mqar") + vm.count("text") != 1)
+    throw UsageError("give exactly one input: --tokens FILE, --text FILE or --mqar kv=…,len=…,n=…");
+  if (vm.count("max-len") && !vm.count("text")) throw UsageError("--max-len goes with --text");
+  Progress progress(quiet.quiet());
+  const Pipeline pipeline(ess_options.values(), progress.layers());
+  memory.apply();
   const MqarSpec spec = vm.count("mqar") ? parse_mqar(mqar) : MqarSpec{};
-  check_output_path(output, {tokens_file, (std::filesystem::path(dir) / "config.json").string()});
+  const std::string config = (std::filesystem::path(dir) / "config.json").string();
+  const std::string tokenizer = (std::filesystem::path(dir) / "tokenizer.json").string();
+  output.check({tokens_file, text_file, config, tokenizer});
 
-  Progress progress(ess_opts.quiet());
   const auto t0 = std::chrono::steady_clock::now();
   progress.update("loading " + dir);
   auto model = models::load_causal_lm(dir);
-  const TokenBatch batch =
-      vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size()) : make_mqar(spec, model->vocab_size());
+  const TokenBatch batch = vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size())
+                           : vm.count("text") ? read_text_file(text_file, dir, model->vocab_size(), text_opts)
+                                              : make_mqar(spec, model->vocab_size());
   progress.update("running " + model->architecture() + " on " + std::to_string(batch.tokens.size()) + " × " +
                   std::to_string(batch.tokens[0].size()) + " tokens");
   models::ModelRun run = model->run(batch.tokens);
@@ -57,39 +74,24 @@ int run_analyze(int argc, char** argv) {
 
   Provenance prov;
   prov.source = dir;
-  {
-    std::string files;  // identity of the checkpoint: SHA-256 of each weight file and config.json
-    for (const auto& f : std::vector<std::string>{(std::filesystem::path(dir) / "config.json").string()})
-      files += std::filesystem::path(f).filename().string() + " " + sha256_file(f) + "\n";
-    st::Checkpoint ckpt(dir);
-    for (const auto& f : ckpt.files())
-      files += std::filesystem::path(f).filename().string() + " " + sha256_file(f) + "\n";
-    prov.source_sha256 = sha256_hex(files);
-  }
+  prov.source_sha256 = models::checkpoint_sha256(dir);
   prov.input = batch.description;
   prov.architecture = model->architecture();
   if (vm.count("mqar")) prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
 
-  std::vector<LayerResult> results;
-  for (size_t k = 0; k < run.layers.size(); ++k) {
-    const auto& layer = run.layers[k];
-    options.progress = [&](long done, long total) {
-      progress.update("[layer " + std::to_string(k + 1) + "/" + std::to_string(run.layers.size()) + "] " + layer.name +
-                      ": " + std::to_string(done) + "/" + std::to_string(total));
-    };
-    results.push_back(compute_layer(layer, options));
-    run.layers[k].op.reset();  // free the operator tensors as we go
-  }
+  ResultsWriter writer(output.path(), command_line());
+  SummarizingSink results(writer);
+  pipeline.measure_all(std::move(run.layers), results);  // frees each operator once measured
   progress.done();
-  write_results(output, results, prov, command_line());
+  writer.commit(prov);
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  std::cout << "wrote " << output << ": " << model->architecture() << ", " << results.size()
+  std::cout << "wrote " << output.path() << ": " << model->architecture() << ", " << results.entries().size()
             << " mixer layer(s), input " << batch.description << "\n";
   if (prov.mqar_accuracy >= 0) std::cout << "MQAR accuracy: " << fmt(100 * prov.mqar_accuracy, 1) << "%\n";
-  for (const auto& R : results) {
-    auto S = summarize(R);
-    std::cout << "  " << R.name << "  " << R.family << "  engine=" << R.engine << "  mean tolerance-ESS "
+  for (const auto& entry : results.entries()) {
+    const LayerSummary& S = entry.summary;
+    std::cout << "  " << S.name << "  " << S.family << "  engine=" << S.engine << "  mean tolerance-ESS "
               << fmt(S.mean_tolerance_ess) << " / TSS " << fmt(S.mean_tss, 1) << "  mean entropy-ESS "
               << fmt(S.mean_entropy_ess) << "\n";
   }

@@ -1,171 +1,56 @@
-// ess bench: fast engines against the dense baseline on the same synthetic operators, one run.
+// ess bench: fast engines against the dense baseline on the same synthetic operators, one run
+// (analysis/bench.h).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstring>
 #include <iostream>
-#include <sstream>
-#include <utility>
 
-#include "libess/compute.h"
-#include "libess/engine.h"
+#include "analysis/bench.h"
+#include "analysis/bench_cases.h"
 #include "libess/error.h"
-#include "libess/metrics.h"
-#include "tools/ess/bench_cases.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-struct Spectra : SpectrumSink {
-  std::vector<std::vector<double>> sigma;
-  std::vector<double> bound;
-  explicit Spectra(size_t n) : sigma(n), bound(n, 0.0) {}
-  void block(int pos, const double* s, int n, double error_bound, bool) override {
-    sigma[pos].assign(s, s + n);
-    bound[pos] = error_bound;
-  }
-};
-
-double median(std::vector<double> v) {
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Runs one engine on one channel; returns seconds (materialization / realization included).
-double run_engine(const LayerOperator& op, int c, EngineKind engine, const std::vector<int>& idx, double rtol,
-                  DenseWorkspace& ws, Spectra& out) {
-  auto t0 = Clock::now();
-  if (engine == EngineKind::structured) {
-    auto r = op.realization(0, c);
-    structured_block_spectra(*r, idx, out);
-  } else {
-    const int L = op.seq_len();
-    if (ws.T.rows() != L) ws.T.resize(L, L);
-    op.materialize(0, c, ws.T);
-    if (engine == EngineKind::dense)
-      dense_block_spectra(ws.T, idx, ws, out);
-    else
-      sweep_block_spectra(ws.T, idx, rtol, out);
-  }
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-struct Row {
-  std::string name, description, fast_engine;
-  int L = 0, N = 0, channels = 0;
-  double fast_s = 0, dense_s = std::nan("");
-  double max_dev = std::nan("");  // max |σ_fast − σ_dense| / σ_1(H_i)
-  long ess_blocks = 0, ess_mismatch = 0, near_threshold = 0;
-  double mean_ess = 0;
-  bool dense_run = false;
-};
-
-Row bench_one(const std::string& name, int L, int channels, int N, unsigned seed, double tol, bool with_dense,
-              double rtol) {
-  BenchCase bc = make_bench_case(name, L, channels, N, seed);
-  const LayerOperator& op = *bc.op;
-  Row row;
-  row.name = name;
-  row.description = bc.description;
-  row.L = L;
-  row.N = N;
-  row.channels = op.channels();
-  const std::vector<int> idx = parse_indices("", L);
-  const EngineKind fast = choose_engine(op, EngineKind::automatic, idx);
-  row.fast_engine = to_string(fast);
-  DenseWorkspace ws;
-  std::vector<double> fast_t, dense_t;
-  double dev = 0;
-  double ess_sum = 0;
-  for (int c = 0; c < op.channels(); ++c) {
-    Spectra f(idx.size());
-    fast_t.push_back(run_engine(op, c, fast, idx, rtol, ws, f));
-    for (auto& s : f.sigma) ess_sum += count_above(s.data(), static_cast<int>(s.size()), tol);
-    if (!with_dense) continue;
-    Spectra d(idx.size());
-    dense_t.push_back(run_engine(op, c, EngineKind::dense, idx, rtol, ws, d));
-    for (size_t p = 0; p < idx.size(); ++p) {
-      const auto& a = f.sigma[p];
-      const auto& b = d.sigma[p];
-      const double s1 = b.empty() ? 0.0 : b[0];
-      const size_t n = std::max(a.size(), b.size());
-      double block_dev = 0;
-      for (size_t k = 0; k < n; ++k) {
-        double x = k < a.size() ? a[k] : 0.0, y = k < b.size() ? b[k] : 0.0;
-        block_dev = std::max(block_dev, std::abs(x - y));
-      }
-      if (s1 > 0) dev = std::max(dev, block_dev / s1);
-      const int ea = count_above(a.data(), static_cast<int>(a.size()), tol);
-      const int eb = count_above(b.data(), static_cast<int>(b.size()), tol);
-      bool near = false;
-      for (double y : b) near = near || std::abs(y - tol) <= 1e-9 * tol;
-      ++row.ess_blocks;
-      row.near_threshold += near;
-      row.ess_mismatch += (ea != eb) && !near;
-    }
-  }
-  row.fast_s = median(fast_t);
-  row.mean_ess = ess_sum / (static_cast<double>(op.channels()) * idx.size());
-  if (with_dense) {
-    row.dense_s = median(dense_t);
-    row.max_dev = dev;
-    row.dense_run = true;
-  }
-  return row;
-}
-
 std::string sci(double v) {
   if (std::isnan(v)) return "—";
-  std::ostringstream o;
-  o.precision(2);
-  o << std::scientific << v;
-  return o.str();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2e", v);
+  return buf;
 }
 
-void print_rows(const std::vector<Row>& rows, bool json, std::ostream& out) {
-  if (json) {
-    out << "{\"results\": [";
-    for (size_t k = 0; k < rows.size(); ++k) {
-      const Row& r = rows[k];
-      auto num = [](double v) {
-        if (std::isnan(v)) return std::string("null");
-        std::ostringstream o;
-        o.precision(6);
-        o << v;
-        return o.str();
-      };
-      out << (k ? "," : "") << "\n  {\"case\": " << json_escape(r.name) << ", \"L\": " << r.L << ", \"state\": " << r.N
-          << ", \"channels\": " << r.channels << ", \"engine\": " << json_escape(r.fast_engine)
-          << ", \"fast_seconds_per_channel\": " << num(r.fast_s)
-          << ", \"dense_seconds_per_channel\": " << num(r.dense_s)
-          << ", \"speedup\": " << num(r.dense_run ? r.dense_s / r.fast_s : std::nan(""))
-          << ", \"max_sigma_deviation_rel\": " << num(r.max_dev)
-          << ", \"tolerance_ess_identical\": " << (r.dense_run ? (r.ess_mismatch == 0 ? "true" : "false") : "null")
-          << ", \"blocks_compared\": " << r.ess_blocks << ", \"ess_mismatches\": " << r.ess_mismatch
-          << ", \"near_threshold_blocks\": " << r.near_threshold << ", \"mean_tolerance_ess\": " << num(r.mean_ess)
-          << "}";
+void print_rows(const std::vector<BenchRow>& rows, std::ostream& out) {
+  Table table({{"case"},
+               {"L", Table::right},
+               {"N", Table::right},
+               {"ch", Table::right},
+               {"engine"},
+               {"fast s/ch", Table::right},
+               {"dense s/ch", Table::right},
+               {"speedup", Table::right},
+               {"max dev", Table::right},
+               {"ESS same", Table::right},
+               {"mean ESS", Table::right}});
+  for (const BenchRow& r : rows) {
+    const std::string same =
+        r.dense_run ? (r.ess_mismatches == 0 ? "yes" : "NO(" + std::to_string(r.ess_mismatches) + ")") : "—";
+    table.add({r.name, std::to_string(r.seq_len), std::to_string(r.state), std::to_string(r.channels), r.fast_engine,
+               sci(r.fast_seconds), sci(r.dense_seconds),
+               r.dense_run ? fmt(r.dense_seconds / r.fast_seconds, 1) + "x" : "—", sci(r.max_deviation), same,
+               std::isnan(r.fast_seconds) ? "—" : fmt(r.mean_tolerance_ess, 2)});
+  }
+  table.print(out, false);
+  // What each case is (its first measured row says).
+  Table legend({{"case"}, {"synthetic operator"}});
+  std::vector<std::string> seen;
+  for (const BenchRow& r : rows)
+    if (!r.description.empty() && std::find(seen.begin(), seen.end(), r.name) == seen.end()) {
+      seen.push_back(r.name);
+      legend.add({r.name, r.description});
     }
-    out << "\n]}\n";
-    return;
-  }
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%-16s %5s %5s %4s %-10s %12s %12s %9s %10s %9s %8s\n", "case", "L", "N", "ch",
-                "engine", "fast s/ch", "dense s/ch", "speedup", "max dev", "ESS same", "mean ESS");
-  out << buf << std::string(std::strlen(buf) - 1, '-') << "\n";
-  for (const Row& r : rows) {
-    std::string same = r.dense_run ? (r.ess_mismatch == 0 ? "yes" : "NO(" + std::to_string(r.ess_mismatch) + ")") : "—";
-    std::string speed = r.dense_run ? fmt(r.dense_s / r.fast_s, 1) + "x" : "—";
-    std::snprintf(buf, sizeof buf, "%-16s %5d %5d %4d %-10s %12s %12s %9s %10s %9s %8s\n", r.name.c_str(), r.L, r.N,
-                  r.channels, r.fast_engine.c_str(), sci(r.fast_s).c_str(), sci(r.dense_s).c_str(), speed.c_str(),
-                  sci(r.max_dev).c_str(), same.c_str(), std::isnan(r.fast_s) ? "—" : fmt(r.mean_ess, 2).c_str());
-    out << buf;
-  }
+  out << "\n";
+  legend.print(out, false);
 }
 
 std::vector<std::string> split(const std::string& s) {
@@ -187,29 +72,34 @@ std::vector<std::string> split(const std::string& s) {
 
 int run_bench(int argc, char** argv) {
   po::options_description opts("options");
-  int L = 1024, channels = 2, N = 16, threads = 0, stack_layers = 24, stack_channels = 1536;
-  unsigned seed = 0;
-  double tol = 1e-3, rtol = 1e-12, dense_budget = 120;
-  std::string cases, lengths = "256,512,1024,2048,4096";
+  BenchOptions o;
+  int threads = 0, stack_layers = 24, stack_channels = 1536;
+  double dense_budget = 120;
+  std::string cases, lengths = "256,512,1024,2048,4096", states;
   bool json = false, scaling = false, stack = false, no_dense = false;
-  opts.add_options()("L", po::value(&L)->default_value(1024), "sequence length")(
-      "channels", po::value(&channels)->default_value(2), "channels (heads) per case; times are medians over them")(
-      "state", po::value(&N)->default_value(16), "state size N (d_k for linear attention / DeltaNet)")(
+  opts.add_options()("L", po::value(&o.seq_len)->default_value(1024), "sequence length")(
+      "channels", po::value(&o.channels)->default_value(2), "channels (heads) per case; times are medians over them")(
+      "state", po::value(&o.state)->default_value(16), "state size N (d_k for linear attention / DeltaNet)")(
+      "states", po::value(&states)->default_value(""), "comma-separated state sizes: one row per case and N")(
       "cases", po::value(&cases)->default_value(""), "comma-separated cases (default: all)")(
-      "seed", po::value(&seed)->default_value(0), "random seed")("tol", po::value(&tol)->default_value(1e-3),
-                                                                 "absolute tolerance for the tolerance-ESS comparison")(
-      "sweep-rtol", po::value(&rtol)->default_value(1e-12), "sweep truncation tolerance")(
+      "seed", po::value(&o.seed)->default_value(0), "random seed")(
+      "tol", po::value(&o.tol)->default_value(1e-3), "absolute tolerance for the tolerance-ESS comparison")(
+      "sweep-rtol", po::value(&o.sweep_rtol)->default_value(1e-12), "sweep truncation tolerance")(
       "no-dense", po::bool_switch(&no_dense), "skip the dense baseline")(
       "scaling", po::bool_switch(&scaling), "scaling mode over --lengths (dense only within --dense-budget)")(
       "lengths", po::value(&lengths)->default_value("256,512,1024,2048,4096"), "lengths for --scaling")(
       "dense-budget", po::value(&dense_budget)->default_value(120),
       "scaling mode: skip an engine at a length where its predicted time for the case exceeds this many seconds")(
       "stack", po::bool_switch(&stack),
-      "model-stack mode: full ESS profile of --stack-layers × --stack-channels Mamba channels at --L")(
+      "model-stack mode: full ESS profile of --stack-layers × --stack-channels channels of --stack-case at --L, "
+      "--state (Mamba-2.8B: 64 × 5120, N 16; Mamba2-2.7B: --stack-case mamba2, 64 × 80, N 128)")(
+      "stack-case", po::value(&o.stack_case)->default_value("mamba"), "case for --stack (mamba, mamba2, gla, ...)")(
       "stack-layers", po::value(&stack_layers)->default_value(24), "layers for --stack")(
       "stack-channels", po::value(&stack_channels)->default_value(1536), "channels per layer for --stack")(
       "threads", po::value(&threads)->default_value(0), "threads for --stack (0 = all cores)")(
       "json", po::bool_switch(&json), "machine-readable output");
+  MemoryOption memory;
+  memory.add_to(opts);
   po::variables_map vm;
   if (!parse(
           argc, argv,
@@ -227,42 +117,32 @@ int run_bench(int argc, char** argv) {
               }(),
           opts, {}, vm))
     return 0;
-  if (L < 4) throw UsageError("--L must be ≥ 4");
-  if (channels < 1 || N < 1) throw UsageError("--channels and --state must be ≥ 1");
-  std::vector<std::string> names = cases.empty() ? bench_case_names() : split(cases);
-  set_blas_single_threaded();
+  memory.apply();
+  if (o.seq_len < 4) throw UsageError("--L must be ≥ 4");
+  if (o.channels < 1 || o.state < 1) throw UsageError("--channels and --state must be ≥ 1");
+  const std::vector<std::string> names = cases.empty() ? bench_case_names() : split(cases);
 
   if (stack) {
     // Whole-model figure: every channel of every layer, all threads, structured engine.
-    auto t0 = Clock::now();
-    EssOptions o;
-    o.threads = threads;
-    o.tol = tol;
-    double total_ess = 0;
-    for (int l = 0; l < stack_layers; ++l) {
-      BenchCase bc = make_bench_case("mamba", L, stack_channels, N, seed + 1000 * l);
-      OperatorLayer layer{"layers." + std::to_string(l), l, std::move(bc.op)};
-      LayerResult R = compute_layer(layer, o);
-      double s = 0;
-      for (int v : R.tolerance_ess) s += v;
-      total_ess += s / R.tolerance_ess.size();
+    BenchOptions so = o;
+    so.channels = stack_channels;
+    const StackResult s = bench_stack(stack_layers, so, threads, [&](int l, double seconds, const std::string& engine) {
       if (!json)
-        std::cerr << "layer " << l + 1 << "/" << stack_layers << ": " << fmt(R.seconds, 2) << " s, engine " << R.engine
+        std::cerr << "layer " << l + 1 << "/" << stack_layers << ": " << fmt(seconds, 2) << " s, engine " << engine
                   << "\n";
-    }
-    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    });
     if (json)
-      std::cout << "{\"stack\": {\"layers\": " << stack_layers << ", \"channels\": " << stack_channels
-                << ", \"L\": " << L << ", \"state\": " << N << ", \"seconds\": " << secs
-                << ", \"mean_tolerance_ess\": " << total_ess / stack_layers << "}}\n";
+      print_json(std::cout, {{"stack", to_json(s)}});
     else
-      std::cout << "Mamba-shaped stack: " << stack_layers << " layers × " << stack_channels << " channels, N = " << N
-                << ", L = " << L << ": full ESS profile in " << fmt(secs, 1) << " s (" << fmt(secs / 60, 2)
-                << " min), mean tolerance-ESS " << fmt(total_ess / stack_layers, 2) << "\n";
+      std::cout << s.case_name << "-shaped stack: " << s.layers << " layers × " << s.channels
+                << " channels, N = " << s.state << ", L = " << s.seq_len << ", " << s.threads
+                << " threads: full ESS profile in " << fmt(s.seconds, 1) << " s (" << fmt(s.seconds / 60, 2) << " min, "
+                << fmt(s.thread_seconds_per_channel * 1e3, 3) << " ms per channel per thread), mean tolerance-ESS "
+                << fmt(s.mean_tolerance_ess, 2) << "\n";
     return 0;
   }
 
-  std::vector<Row> rows;
+  std::vector<BenchRow> rows;
   Progress progress(json);
   if (scaling) {
     std::vector<int> Ls;
@@ -273,52 +153,40 @@ int run_bench(int argc, char** argv) {
         throw UsageError("bad --lengths '" + lengths + "'");
       }
     }
-    for (const auto& name : names) {
-      double dense_per_L4 = std::nan("");  // measured dense seconds / L⁴, to predict the next length
-      // Fast engine: predict the next length from the growth exponent of the last two points
-      // (high-rank attention makes the sweep as costly as dense, ~L⁴) and skip past the budget.
-      std::vector<std::pair<int, double>> fast_points;
-      for (int len : Ls) {
-        if (fast_points.size() >= 1) {
-          const auto [l1, t1] = fast_points.back();
-          double p = 2.0;
-          if (fast_points.size() >= 2) {
-            const auto [l0, t0] = fast_points[fast_points.size() - 2];
-            p = std::clamp(std::log(t1 / t0) / std::log(static_cast<double>(l1) / l0), 1.0, 4.0);
-          }
-          if (t1 * std::pow(static_cast<double>(len) / l1, p) * channels > dense_budget) {
-            Row skipped;
-            skipped.name = name;
-            skipped.L = len;
-            skipped.N = N;
-            skipped.channels = channels;
-            skipped.fast_engine = "skipped";
-            skipped.fast_s = std::nan("");
-            rows.push_back(skipped);
-            continue;
-          }
+    rows = bench_scaling(names, Ls, o, dense_budget, !no_dense, [&](const BenchRow& r) {
+      progress.update("bench: " + r.name + " L=" + std::to_string(r.seq_len) + " done");
+    });
+  } else {
+    std::vector<int> Ns = {o.state};
+    if (!states.empty()) {
+      Ns.clear();
+      for (auto& s : split(states)) {
+        try {
+          Ns.push_back(std::stoi(s));
+        } catch (...) {
+          throw UsageError("bad --states '" + states + "'");
         }
-        bool dense =
-            !no_dense &&
-            (std::isnan(dense_per_L4) ? len <= 1024 : dense_per_L4 * std::pow(len, 4.0) * channels <= dense_budget);
-        Row r = bench_one(name, len, channels, N, seed, tol, dense, rtol);
-        if (r.dense_run) dense_per_L4 = r.dense_s / std::pow(len, 4.0);
-        fast_points.emplace_back(len, r.fast_s);
-        rows.push_back(r);
-        progress.update("bench: " + name + " L=" + std::to_string(len) + " done");
+        if (Ns.back() < 1) throw UsageError("--states must be ≥ 1");
       }
     }
-  } else {
-    for (const auto& name : names) {
-      rows.push_back(bench_one(name, L, channels, N, seed, tol, !no_dense, rtol));
-      progress.update("bench: " + name + " done");
-    }
+    for (const auto& name : names)
+      for (int n : Ns) {
+        BenchOptions on = o;
+        on.state = n;
+        rows.push_back(bench_case(name, on, !no_dense));
+        progress.update("bench: " + name + " N=" + std::to_string(n) + " done");
+      }
   }
   progress.done();
-  if (!json)
-    std::cout << "ess bench: one thread, medians over " << channels << " channel(s); dense = LAPACK dgesdd of every"
-              << " block; max dev = max |σ_fast − σ_dense| / σ_1(H_i)\n\n";
-  print_rows(rows, json, std::cout);
+  if (json) {
+    Json results = Json::array();
+    for (const auto& r : rows) results.push_back(to_json(r));
+    print_json(std::cout, {{"results", results}});
+    return 0;
+  }
+  std::cout << "ess bench: one thread, medians over " << o.channels << " channel(s); dense = LAPACK dgesdd of every"
+            << " block; max dev = max |σ_fast − σ_dense| / σ_1(H_i)\n\n";
+  print_rows(rows, std::cout);
   return 0;
 }
 

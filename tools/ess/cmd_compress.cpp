@@ -11,9 +11,16 @@
 namespace ess::cli {
 
 namespace {
+
 std::string fmt_g(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string sci(double v, int digits = 3) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*e", digits, v);
   return buf;
 }
 
@@ -37,16 +44,18 @@ std::vector<int> parse_states(const std::string& s) {
   if (out.empty()) throw UsageError("--state needs at least one student state size");
   return out;
 }
+
 }  // namespace
 
 int run_compress(int argc, char** argv) {
   po::options_description opts("options");
-  std::string input, states_arg, format;
+  std::string input, states_arg;
   double max_error = 1e-2;
+  FormatOption format_option;
   opts.add_options()("results", po::value(&input), "results file with singular values (--keep-sigma)")(
       "state", po::value(&states_arg)->required(), "student state sizes, comma-separated (e.g. 16,32,64)")(
-      "max-error", po::value(&max_error)->default_value(1e-2, "1e-2"), "largest acceptable mean relative tail")(
-      "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
+      "max-error", po::value(&max_error)->default_value(1e-2, "1e-2"), "largest acceptable mean relative tail");
+  format_option.add_to(opts);
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess compress RESULTS.h5 --state 16,32,64 [--max-error 1e-2] [--format text|json|markdown]\n\n"
@@ -58,39 +67,24 @@ int run_compress(int argc, char** argv) {
     return 0;
   const std::vector<int> states = parse_states(states_arg);
   if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
-  check_report_format(format);
+  const Format format = format_option.format();
   const ResultsFile file = read_results(input);
   std::vector<LayerCompressibility> layers;
   for (const auto& R : file.layers) {
     try {
       layers.push_back(compressibility(R, states, max_error));
-    } catch (const InputError& e) {
-      throw InputError(input + ": " + e.what());
+    } catch (Error& e) {
+      e.prepend(input + ": ");
+      throw;
     }
   }
-  if (format == "json") {
-    std::ostringstream j;
-    j << "{\"file\": " << json_escape(input) << ", \"max_error\": " << max_error << ",\n \"layers\": [";
-    for (size_t k = 0; k < layers.size(); ++k) {
-      const auto& l = layers[k];
-      j << (k ? "," : "") << "\n  {\"name\": " << json_escape(l.name) << ", \"layer_index\": " << l.layer_index
-        << ", \"family\": " << json_escape(l.family) << ", \"sigma_k\": " << l.sigma_k << ", \"blocks\": " << l.blocks
-        << ", \"targets\": [";
-      for (size_t t = 0; t < l.targets.size(); ++t) {
-        const auto& x = l.targets[t];
-        char buf[256];
-        std::snprintf(buf, sizeof buf,
-                      "%s{\"state\": %d, \"mean_tail\": %.10g, \"max_tail\": %.10g, \"frac_exceeding\": %.10g}",
-                      t ? ", " : "", x.state, x.mean_tail, x.max_tail, x.frac_exceeding);
-        j << buf;
-      }
-      j << "], \"recommended_state\": " << (l.recommended_state ? std::to_string(*l.recommended_state) : "null") << "}";
-    }
-    j << "\n]}\n";
-    std::cout << j.str();
+  if (format == Format::json) {
+    Json entries = Json::array();
+    for (const auto& l : layers) entries.push_back(to_json(l));
+    print_json(std::cout, {{"file", input}, {"max_error", max_error}, {"layers", entries}});
     return 0;
   }
-  const bool md = format == "markdown";
+  const bool md = format == Format::markdown;
   std::cout << (md ? "## Compressibility: `" : "Compressibility: ") << input << (md ? "`\n\n" : "\n")
             << "relative Eckart–Young tail of H_i for each student state (mean / max over blocks and channels);\n"
             << "exceed = fraction of blocks whose tolerance-ESS is above the state; recommended: smallest state with\n"
@@ -101,17 +95,12 @@ int run_compress(int argc, char** argv) {
               << (l.recommended_state ? std::to_string(*l.recommended_state)
                                       : "none of those given (all mean tails above " + fmt_g(max_error) + ")")
               << "\n";
-    if (md) std::cout << "\n| state | mean tail | max tail | exceed |\n| --: | --: | --: | --: |\n";
-    for (const auto& t : l.targets) {
-      char buf[200];
-      if (md)
-        std::snprintf(buf, sizeof buf, "| %d | %.3e | %.3e | %.1f%% |\n", t.state, t.mean_tail, t.max_tail,
-                      100 * t.frac_exceeding);
-      else
-        std::snprintf(buf, sizeof buf, "  state %5d   mean tail %.3e   max tail %.3e   exceed %5.1f%%\n", t.state,
-                      t.mean_tail, t.max_tail, 100 * t.frac_exceeding);
-      std::cout << buf;
-    }
+    if (md) std::cout << "\n";
+    Table table(
+        {{"state", Table::right}, {"mean tail", Table::right}, {"max tail", Table::right}, {"exceed", Table::right}});
+    for (const auto& t : l.targets)
+      table.add({std::to_string(t.state), sci(t.mean_tail), sci(t.max_tail), fmt(100 * t.frac_exceeding, 1) + "%"});
+    table.print(std::cout, format, md ? "" : "  ");
     std::cout << "\n";
   }
   return 0;

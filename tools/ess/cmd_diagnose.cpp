@@ -1,35 +1,20 @@
 // ess diagnose RESULTS.h5: saturation / collapse per layer and channel.
-#include <cmath>
-#include <cstdio>
 #include <iostream>
-#include <sstream>
 
 #include "analysis/diagnosis.h"
-#include "libess/error.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
 
-namespace {
-std::string number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
-}  // namespace
-
 int run_diagnose(int argc, char** argv) {
   po::options_description opts("options");
-  std::string input, format, metric;
-  DiagnosisOptions o;
-  opts.add_options()("results", po::value(&input), "results file (format ess-results)")(
-      "metric", po::value(&metric)->default_value("tolerance"), "tolerance or entropy")(
-      "saturated", po::value(&o.saturated)->default_value(0.9, "0.9"),
-      "utilization at or above which a channel is saturated")("collapsed",
-                                                              po::value(&o.collapsed)->default_value(0.1, "0.1"),
-                                                              "utilization at or below which a channel is collapsed")(
-      "format,f", po::value(&format)->default_value("text"), "text, json or markdown");
+  std::string input;
+  DiagnosisOptionGroup diagnosis_options;
+  FormatOption format_option;
+  opts.add_options()("results", po::value(&input), "results file (format ess-results)");
+  diagnosis_options.add_to(opts, "utilization at or above which a channel is saturated",
+                           "utilization at or below which a channel is collapsed");
+  format_option.add_to(opts);
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess diagnose RESULTS.h5 [--metric tolerance|entropy] [--saturated 0.9] [--collapsed 0.1]\n"
@@ -42,55 +27,42 @@ int run_diagnose(int argc, char** argv) {
              "channels so), mixed otherwise. See docs/analysis.md.",
              opts, {"results"}, vm))
     return 0;
-  o.metric = parse_metric(metric);
-  std::string why;
-  if (!o.IsValid(&why)) throw UsageError(why);
-  check_report_format(format);
+  const DiagnosisOptions o = diagnosis_options.values();
+  const Format format = format_option.format();
   const ResultsFile file = read_results(input);
   const auto layers = diagnose(file, o);
 
-  if (format == "json") {
-    std::ostringstream j;
-    j << "{\"file\": " << json_escape(input) << ", \"metric\": " << json_escape(to_string(o.metric))
-      << ", \"saturated_threshold\": " << number(o.saturated) << ", \"collapsed_threshold\": " << number(o.collapsed)
-      << ", \"summary\": " << json_escape(model_summary(layers)) << ",\n \"layers\": [";
-    for (size_t k = 0; k < layers.size(); ++k) {
-      const auto& d = layers[k];
-      j << (k ? "," : "") << "\n  {\"name\": " << json_escape(d.name) << ", \"layer_index\": " << d.layer_index
-        << ", \"family\": " << json_escape(d.family) << ", \"channel_kind\": " << json_escape(d.channel_kind)
-        << ", \"tss\": " << d.tss << ", \"utilization\": " << number(d.utilization)
-        << ", \"live_utilization\": " << number(d.live_utilization) << ", \"verdict\": " << json_escape(d.verdict)
-        << ", \"channels\": {\"saturated\": " << d.saturated << ", \"healthy\": " << d.healthy
-        << ", \"collapsed\": " << d.collapsed << ", \"dead\": " << d.dead << "}, \"summary\": " << json_escape(d.advice)
-        << "}";
-    }
-    j << "\n]}\n";
-    std::cout << j.str();
+  if (format == Format::json) {
+    Json entries = Json::array();
+    for (const auto& d : layers) entries.push_back(to_json(d));
+    print_json(std::cout, {{"file", input},
+                           {"metric", to_string(o.metric)},
+                           {"saturated_threshold", o.saturated},
+                           {"collapsed_threshold", o.collapsed},
+                           {"summary", model_summary(layers)},
+                           {"layers", entries}});
     return 0;
   }
-  const bool md = format == "markdown";
+  const bool md = format == Format::markdown;
   std::cout << (md ? "## ESS diagnosis: `" : "ESS diagnosis: ") << input << (md ? "`\n\n" : "\n")
             << "metric: " << to_string(o.metric)
             << "-ESS; utilization = mean of ESS_i / min(TSS_i, i, L−i); saturated ≥ " << fmt(100 * o.saturated, 0)
             << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "%, dead = ESS 0 everywhere\n\n";
-  if (md)
-    std::cout << "| layer | name | family | TSS | utilization | verdict | saturated | healthy | collapsed | dead |\n"
-                 "| --: | :-- | :-- | --: | --: | :-- | --: | --: | --: | --: |\n";
-  else
-    std::cout << "  #  name                     family             TSS   util  verdict       sat  hlth  coll  dead\n";
-  for (const auto& d : layers) {
-    if (md) {
-      std::cout << "| " << d.layer_index << " | " << d.name << " | " << d.family << " | " << d.tss << " | "
-                << fmt(100 * d.utilization, 1) << "% | " << d.verdict << " | " << d.saturated << " | " << d.healthy
-                << " | " << d.collapsed << " | " << d.dead << " |\n";
-    } else {
-      char buf[256];
-      std::snprintf(buf, sizeof buf, "%3d  %-24s %-17s %5d %5.1f%%  %-11s %5d %5d %5d %5d\n", d.layer_index,
-                    d.name.substr(0, 24).c_str(), d.family.substr(0, 17).c_str(), d.tss, 100 * d.utilization,
-                    d.verdict.c_str(), d.saturated, d.healthy, d.collapsed, d.dead);
-      std::cout << buf;
-    }
-  }
+  Table table({{"#", Table::right, "layer"},
+               {"name"},
+               {"family"},
+               {"TSS", Table::right},
+               {"util", Table::right, "utilization"},
+               {"verdict"},
+               {"sat", Table::right, "saturated"},
+               {"hlth", Table::right, "healthy"},
+               {"coll", Table::right, "collapsed"},
+               {"dead", Table::right}});
+  for (const auto& d : layers)
+    table.add({std::to_string(d.layer_index), d.name, d.family, std::to_string(d.tss),
+               fmt(100 * d.utilization, 1) + "%", d.verdict, std::to_string(d.saturated), std::to_string(d.healthy),
+               std::to_string(d.collapsed), std::to_string(d.dead)});
+  table.print(std::cout, format, md ? "" : "  ");
   std::cout << "\n" << (md ? "**Summary.** " : "summary: ") << model_summary(layers) << "\n";
   bool header = false;
   for (const auto& d : layers)

@@ -1,5 +1,6 @@
 // ess inspect FILE: describe an operator file, a results file, any HDF5 file, a safetensors
 // file or a checkpoint directory.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -7,6 +8,7 @@
 #include "libess/error.h"
 #include "libess/hdf5.h"
 #include "libess/tensor.h"
+#include "operators/family.h"
 #include "tools/ess/cli.h"
 #include "tools/ess/inspect_checkpoint.h"
 
@@ -48,21 +50,37 @@ void describe(const h5::Object& obj, const std::string& indent, int depth, std::
   }
 }
 
+// The registered operator families: name, channel kind, whether a realization (structured engine)
+// exists, and a one-line summary.
+int list_families() {
+  Table table({{"family"}, {"kind"}, {"realization"}, {"summary"}});
+  for (const auto& f : families()) {
+    const auto example = f.example(0);
+    table.add({f.name, to_string(example->channel_kind()), example->realization_dim() > 0 ? "yes" : "no", f.summary});
+  }
+  table.print(std::cout, false);
+  return 0;
+}
+
 }  // namespace
 
 int run_inspect(int argc, char** argv) {
   po::options_description opts("options");
   std::string input;
+  bool list = false;
+  const bool listing = std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string(a) == "--families"; });
   opts.add_options()("file", po::value(&input),
-                     "operator/results HDF5 file, .safetensors file or checkpoint directory");
+                     "operator/results HDF5 file, .safetensors file or checkpoint directory")(
+      "families", po::bool_switch(&list), "list the operator families an operator file may hold");
   po::variables_map vm;
   if (!parse(argc, argv,
-             "ess inspect FILE\n\n"
+             "ess inspect FILE | ess inspect --families\n\n"
              "Describes an ess operator or results file (layers, families, datasets and shapes,\n"
              "provenance), any other HDF5 file, a .safetensors file, or a Hugging Face checkpoint\n"
-             "directory (config and tensors).",
-             opts, {"file"}, vm))
+             "directory (config and tensors). --families lists the operator families this ess knows.",
+             opts, listing ? std::vector<std::string>{} : std::vector<std::string>{"file"}, vm))
     return 0;
+  if (list) return list_families();
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_directory(input, ec)) return inspect_checkpoint_dir(input);

@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const ess::Error& e) {
-      std::cerr << "ess " << cmd << ": error: " << e.what() << "\n";
+      std::cerr << "ess " << cmd << ": error: " << e.message(ess::cli::flag_name) << "\n";
       return static_cast<int>(e.code());
     } catch (const std::bad_alloc&) {
       std::cerr << "ess " << cmd << ": error: out of memory (try fewer --threads, --indices, or a smaller input)\n";

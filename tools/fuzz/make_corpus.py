@@ -97,3 +97,30 @@ if len(sys.argv) > 1:
     for name in ["mamba", "softmax_attention"]:
         subprocess.run([sys.argv[1], "compute", os.path.join(ops, "seed-" + name), "-o", os.path.join(res, "seed-" + name),
                         "--keep-sigma", "2", "--quiet"], check=True, stdout=subprocess.DEVNULL)
+
+# tokenizer: first byte even = tokenizer.json, odd = text encoded with data/tokenizers/tiny-sp.
+def byte_level_chars():
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+vocab = {c: i for i, c in enumerate(byte_level_chars())}
+for merged in ["Ġt", "he", "Ġthe"]:
+    vocab[merged] = len(vocab)
+byte_level = {"version": "1.0", "added_tokens": [{"id": len(vocab), "content": "<|endoftext|>", "special": True,
+                                                  "normalized": False, "single_word": False, "lstrip": False,
+                                                  "rstrip": False}],
+              "normalizer": {"type": "NFC"},
+              "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+              "post_processor": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"},
+              "model": {"type": "BPE", "vocab": vocab, "merges": ["Ġ t", "h e", "Ġt he"]}}
+put("tokenizer", "byte_level", bytes([0]) + json.dumps(byte_level).encode())
+put("tokenizer", "tiny_sp", bytes([2]) + open(os.path.join(root, "data/tokenizers/tiny-sp/tokenizer.json"), "rb").read())
+put("tokenizer", "text", bytes([1]) + "Once upon a time, a little girl.\n<|doc|>\nThe end ✓ ünï\r\n".encode())
+put("tokenizer", "text_delimiters", bytes([3]) + b"<|doc|>\n<|doc|>\r\n\n\n<|doc|>")

@@ -1,4 +1,5 @@
-// Synthetic operators for `ess bench`: random but shaped like the layers of real models.
+// Synthetic operators for the engine benchmark (analysis/bench.h): random but shaped like the
+// layers of real models.
 #pragma once
 #include <memory>
 #include <string>
@@ -6,7 +7,7 @@
 
 #include "libess/operator.h"
 
-namespace ess::cli {
+namespace ess {
 
 struct BenchCase {
   std::string name;         // e.g. "mamba"
@@ -20,4 +21,4 @@ std::vector<std::string> bench_case_names();
 // (d_k for attention-like cases). Throws UsageError for an unknown name.
 BenchCase make_bench_case(const std::string& name, int L, int channels, int N, unsigned seed);
 
-}  // namespace ess::cli
+}  // namespace ess

@@ -1,4 +1,4 @@
-#include "tools/ess/bench_cases.h"
+#include "analysis/bench_cases.h"
 
 #include <cmath>
 #include <random>
@@ -8,9 +8,10 @@
 #include "operators/delta_net.h"
 #include "operators/gla.h"
 #include "operators/mamba.h"
+#include "operators/mamba2.h"
 #include "operators/softmax_attention.h"
 
-namespace ess::cli {
+namespace ess {
 
 namespace {
 
@@ -26,7 +27,7 @@ double log_sigmoid(double x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - s
 }  // namespace
 
 std::vector<std::string> bench_case_names() {
-  return {"mamba", "gla", "deltanet", "attn-local", "attn-lowrank", "attn-random", "longconv"};
+  return {"mamba", "mamba2", "gla", "deltanet", "attn-local", "attn-lowrank", "attn-random", "longconv"};
 }
 
 BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned seed) {
@@ -44,6 +45,16 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
     bc.description = "Mamba S6: A = −(n+1), dt ~ logU[1e-3, 1e-1], B, C ~ N(0, 1)";
     bc.op = std::make_unique<MambaOperator>(std::move(dt), std::move(A), normal(rng, {1, L, N}), normal(rng, {1, L, N}),
                                             ctx);
+  } else if (name == "mamba2") {
+    // Mamba2 heads: scalar decay per head, A = −exp(U[log 1, log 16]) and dt log-uniform in
+    // [1e-3, 1e-1] as in Mamba2's init; B, C ~ N(0, 1) shared by every head (one group).
+    Tensor dt({1, C, L}), A({C});
+    std::uniform_real_distribution<double> u(std::log(1e-3), std::log(1e-1)), ua(0.0, std::log(16.0));
+    for (auto& v : dt.data) v = std::exp(u(rng));
+    for (auto& v : A.data) v = -std::exp(ua(rng));
+    bc.description = "Mamba2 heads: scalar decay A = −exp(U[0, log 16]), dt ~ logU[1e-3, 1e-1], B, C ~ N(0, 1)";
+    bc.op = std::make_unique<Mamba2Operator>(std::move(dt), std::move(A), normal(rng, {1, 1, L, N}),
+                                             normal(rng, {1, 1, L, N}), ctx);
   } else if (name == "gla") {
     // fla-style gate: log_decay = logsigmoid(·) / 16.
     Tensor g({1, C, L, N});
@@ -108,4 +119,4 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
   return bc;
 }
 
-}  // namespace ess::cli
+}  // namespace ess

@@ -1,0 +1,259 @@
+#include "analysis/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <thread>
+
+#include "analysis/bench_cases.h"
+#include "libess/checked.h"
+#include "libess/compute.h"
+#include "libess/engine.h"
+#include "libess/lane_kernels.h"
+#include "libess/memory.h"
+#include "libess/metrics.h"
+#include "libess/pipeline.h"
+
+namespace ess {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Spectra : SpectrumSink {
+  std::vector<std::vector<double>> sigma;
+  explicit Spectra(size_t n) : sigma(n) {}
+  void block(int pos, const double* s, int n, double, bool) override { sigma[pos].assign(s, s + n); }
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// One engine on one channel; seconds, materialization / realization included.
+double timed_spectra(const LayerOperator& op, int c, EngineKind engine, const std::vector<int>& idx, double rtol,
+                     DenseWorkspace& ws, Spectra& out) {
+  const auto t0 = Clock::now();
+  channel_spectra(op, 0, c, engine, idx, rtol, ws, out);
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Structured engine on every channel, kLanes at a time as compute_layer runs it (a layer's
+// channels share SIMD lanes); each channel is charged its share of its group's seconds. The first
+// group runs once untimed: a layer runs thousands of channels through buffers that are touched
+// once (fresh pages cost ~14 µs per 4 KiB on our VMs), so warm figures are the representative ones.
+std::vector<Spectra> timed_structured(const LayerOperator& op, const std::vector<int>& idx, std::vector<double>& secs) {
+  std::vector<Spectra> out(op.channels(), Spectra(idx.size()));
+  for (int c0 = -lanes::kLanes; c0 < op.channels(); c0 += lanes::kLanes) {
+    const bool warmup = c0 < 0;
+    if (warmup) c0 = 0;
+    const int n = std::min(lanes::kLanes, op.channels() - c0);
+    const auto t0 = Clock::now();
+    std::vector<std::unique_ptr<Realization>> rs;
+    std::vector<const Realization*> ptrs;
+    std::vector<SpectrumSink*> sinks;
+    for (int c = c0; c < c0 + n; ++c) {
+      rs.push_back(op.realization(0, c));
+      ptrs.push_back(rs.back().get());
+      sinks.push_back(&out[c]);
+    }
+    structured_block_spectra(ptrs, idx, sinks);
+    const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (warmup) {
+      c0 = -lanes::kLanes;
+      continue;
+    }
+    for (int c = 0; c < n; ++c) secs.push_back(t / n);
+  }
+  return out;
+}
+
+}  // namespace
+
+BenchRow bench_case(const std::string& name, const BenchOptions& o, bool with_dense) {
+  {
+    // Memory guard (docs/reliability.md) before the operator is built: the operator (at most one
+    // L×L matrix per channel), the spectra kept for every channel (≈ L²/4 σ each, fast and dense)
+    // and one dense working set.
+    const std::uint64_t L = static_cast<std::uint64_t>(std::max(0, o.seq_len));
+    const std::uint64_t channels = static_cast<std::uint64_t>(std::max(o.channels, lanes::kLanes));
+    const std::uint64_t per_channel = saturating_mul(saturating_mul(L, L), 8 + (with_dense ? 4 : 2));
+    check_memory(saturating_add(saturating_mul(channels, per_channel),
+                                worker_bytes(EngineKind::dense, o.seq_len, o.state, o.seq_len, 1)),
+                 "bench case '" + name + "' (L = " + std::to_string(o.seq_len) + ", " + std::to_string(channels) +
+                     " channel(s))",
+                 std::vector<MessagePart>{"use a smaller ", Option{"L"}, " or fewer ", Option{"channels"}});
+  }
+  BenchCase bc = make_bench_case(name, o.seq_len, o.channels, o.state, o.seed);
+  const std::vector<int> idx = parse_indices("", o.seq_len);
+  const EngineKind fast = choose_engine(*bc.op, EngineKind::automatic, idx);
+  // The structured engine runs a layer's channels kLanes at a time: time full groups (the dense
+  // baseline still runs on the first o.channels of them).
+  if (fast == EngineKind::structured && o.channels < lanes::kLanes)
+    bc = make_bench_case(name, o.seq_len, lanes::kLanes, o.state, o.seed);
+  const LayerOperator& op = *bc.op;
+  BenchRow row;
+  row.name = name;
+  row.description = bc.description;
+  row.seq_len = o.seq_len;
+  row.state = o.state;
+  row.channels = op.channels();
+  row.dense_seconds = std::nan("");
+  row.max_deviation = std::nan("");
+  row.fast_engine = to_string(fast);
+  set_blas_single_threaded();
+  DenseWorkspace ws;
+  std::vector<double> fast_t, dense_t;
+  double dev = 0, ess_sum = 0;
+  std::vector<Spectra> structured;
+  if (fast == EngineKind::structured) structured = timed_structured(op, idx, fast_t);
+  for (int c = 0; c < op.channels(); ++c) {
+    Spectra f(idx.size());
+    if (fast == EngineKind::structured)
+      f = structured[c];
+    else
+      fast_t.push_back(timed_spectra(op, c, fast, idx, o.sweep_rtol, ws, f));
+    for (auto& s : f.sigma) ess_sum += count_above(s.data(), static_cast<int>(s.size()), o.tol);
+    if (!with_dense || c >= o.channels) continue;
+    Spectra d(idx.size());
+    dense_t.push_back(timed_spectra(op, c, EngineKind::dense, idx, o.sweep_rtol, ws, d));
+    for (size_t p = 0; p < idx.size(); ++p) {
+      const auto& a = f.sigma[p];
+      const auto& b = d.sigma[p];
+      const double s1 = b.empty() ? 0.0 : b[0];
+      const size_t n = std::max(a.size(), b.size());
+      double block_dev = 0;
+      for (size_t k = 0; k < n; ++k) {
+        const double x = k < a.size() ? a[k] : 0.0, y = k < b.size() ? b[k] : 0.0;
+        block_dev = std::max(block_dev, std::abs(x - y));
+      }
+      if (s1 > 0) dev = std::max(dev, block_dev / s1);
+      const int ea = count_above(a.data(), static_cast<int>(a.size()), o.tol);
+      const int eb = count_above(b.data(), static_cast<int>(b.size()), o.tol);
+      bool near = false;
+      for (double y : b) near = near || std::abs(y - o.tol) <= 1e-9 * o.tol;
+      ++row.blocks_compared;
+      row.near_threshold += near;
+      row.ess_mismatches += (ea != eb) && !near;
+    }
+  }
+  row.fast_seconds = median(fast_t);
+  row.mean_tolerance_ess = ess_sum / (static_cast<double>(op.channels()) * idx.size());
+  if (with_dense) {
+    row.dense_seconds = median(dense_t);
+    row.max_deviation = dev;
+    row.dense_run = true;
+  }
+  return row;
+}
+
+std::vector<BenchRow> bench_scaling(const std::vector<std::string>& names, const std::vector<int>& lengths,
+                                    const BenchOptions& options, double budget_seconds, bool with_dense,
+                                    const std::function<void(const BenchRow&)>& done) {
+  std::vector<BenchRow> rows;
+  const int channels = options.channels;
+  for (const auto& name : names) {
+    double dense_per_L4 = std::nan("");  // measured dense seconds / L⁴, to predict the next length
+    // Fast engine: predict the next length from the growth exponent of the last two points
+    // (high-rank attention makes the sweep as costly as dense, ~L⁴) and skip past the budget.
+    std::vector<std::pair<int, double>> fast_points;
+    for (int len : lengths) {
+      if (!fast_points.empty()) {
+        const auto [l1, t1] = fast_points.back();
+        double p = 2.0;
+        if (fast_points.size() >= 2) {
+          const auto [l0, t0] = fast_points[fast_points.size() - 2];
+          p = std::clamp(std::log(t1 / t0) / std::log(static_cast<double>(l1) / l0), 1.0, 4.0);
+        }
+        if (t1 * std::pow(static_cast<double>(len) / l1, p) * channels > budget_seconds) {
+          BenchRow skipped;
+          skipped.name = name;
+          skipped.seq_len = len;
+          skipped.state = options.state;
+          skipped.channels = channels;
+          skipped.fast_engine = "skipped";
+          skipped.fast_seconds = skipped.dense_seconds = skipped.max_deviation = std::nan("");
+          rows.push_back(skipped);
+          continue;
+        }
+      }
+      const bool dense =
+          with_dense &&
+          (std::isnan(dense_per_L4) ? len <= 1024 : dense_per_L4 * std::pow(len, 4.0) * channels <= budget_seconds);
+      BenchOptions o = options;
+      o.seq_len = len;
+      BenchRow r = bench_case(name, o, dense);
+      if (r.dense_run) dense_per_L4 = r.dense_seconds / std::pow(len, 4.0);
+      fast_points.emplace_back(len, r.fast_seconds);
+      rows.push_back(r);
+      if (done) done(r);
+    }
+  }
+  return rows;
+}
+
+StackResult bench_stack(int layers, const BenchOptions& options, int threads,
+                        const std::function<void(int, double, const std::string&)>& layer_done) {
+  const auto t0 = Clock::now();
+  EssOptions o;
+  o.threads = threads;
+  o.tol = options.tol;
+  const Pipeline pipeline(o);
+  StackResult out;
+  out.layers = layers;
+  out.channels = options.channels;
+  out.seq_len = options.seq_len;
+  out.state = options.state;
+  out.case_name = options.stack_case;
+  out.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  double total_ess = 0;
+  for (int l = 0; l < layers; ++l) {
+    BenchCase bc =
+        make_bench_case(options.stack_case, options.seq_len, options.channels, options.state, options.seed + 1000 * l);
+    const LayerResult R =
+        pipeline.measure(OperatorLayer{"layers." + std::to_string(l), l, std::move(bc.op)}, l, layers);
+    double s = 0;
+    for (int v : R.tolerance_ess) s += v;
+    total_ess += s / R.tolerance_ess.size();
+    if (layer_done) layer_done(l, R.seconds, R.engine);
+  }
+  out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  out.mean_tolerance_ess = total_ess / layers;
+  out.thread_seconds_per_channel = out.seconds * out.threads / (static_cast<double>(layers) * options.channels);
+  return out;
+}
+
+nlohmann::ordered_json to_json(const BenchRow& r) {
+  return {{"case", r.name},
+          {"L", r.seq_len},
+          {"state", r.state},
+          {"channels", r.channels},
+          {"engine", r.fast_engine},
+          {"fast_seconds_per_channel", r.fast_seconds},
+          {"dense_seconds_per_channel", r.dense_seconds},
+          {"speedup", r.dense_run ? r.dense_seconds / r.fast_seconds : std::nan("")},
+          {"max_sigma_deviation_rel", r.max_deviation},
+          {"tolerance_ess_identical", r.dense_run ? nlohmann::ordered_json(r.ess_mismatches == 0) : nullptr},
+          {"blocks_compared", r.blocks_compared},
+          {"ess_mismatches", r.ess_mismatches},
+          {"near_threshold_blocks", r.near_threshold},
+          {"mean_tolerance_ess", r.mean_tolerance_ess}};
+}
+
+nlohmann::ordered_json to_json(const StackResult& s) {
+  return {{"case", s.case_name},
+          {"layers", s.layers},
+          {"channels", s.channels},
+          {"L", s.seq_len},
+          {"state", s.state},
+          {"threads", s.threads},
+          {"seconds", s.seconds},
+          {"thread_seconds_per_channel", s.thread_seconds_per_channel},
+          {"mean_tolerance_ess", s.mean_tolerance_ess}};
+}
+
+}  // namespace ess

@@ -1,0 +1,669 @@
+// Body of the lane kernels (libess/lane_kernels.h). Included once by each
+// lane_kernels_<isa>.cpp, inside its own namespace, after that file's `#pragma GCC target` and
+// with ESS_LANE_WIDTH set (8 = AVX-512, 4 = AVX2, 2 = SSE2 doubles per register). It includes no
+// library header: every function here is compiled for one instruction set, and an out-of-line copy
+// of a shared inline function (a template from <vector>, <cmath>, Eigen) compiled with AVX-512
+// could be picked by the linker for the whole program. Everything is static.
+//
+// Arithmetic is lane-wise IEEE (+, −, ×, ÷, √, compare/select) with no contracted multiply-add, so
+// every instruction set produces the same bits.
+// NOLINTBEGIN
+#ifndef ESS_LANE_WIDTH
+#error "include from lane_kernels_<isa>.cpp"
+#endif
+
+// V holds W lanes (the native width: 8, 4 or 2); a lane array (stride kLanes) is processed in
+// kLanes / W slices, each starting W lanes further on.
+constexpr int W = ESS_LANE_WIDTH;
+static_assert(kLanes % W == 0, "kLanes must be a multiple of the vector width");
+typedef double V __attribute__((vector_size(8 * W), may_alias));
+typedef long long Mask __attribute__((vector_size(8 * W), may_alias));
+
+// Element k of a lane array, as a vector of W lanes.
+struct Arr {
+  double* p;
+  V& operator[](size_t k) const { return *reinterpret_cast<V*>(p + k * kLanes); }
+  Arr operator+(size_t k) const { return Arr{p + k * kLanes}; }
+  double& lane(size_t k, int l) const { return p[k * kLanes + l]; }
+};
+
+extern "C" void dlasq1_(const int* n, double* d, double* e, double* work, int* info);
+
+namespace {
+
+constexpr double kEps = 1.1102230246251565e-16;  // 2^-53, unit roundoff
+// Squares below kTiny or above kHuge lose accuracy; Givens rotations rescale those lanes.
+constexpr double kTiny = 1e-290, kHuge = 1e290;
+
+inline V splat(double x) { return V{} + x; }
+inline Mask all_true() { return Mask{} - 1; }
+inline V lane_select(Mask m, V a, V b) { return m ? a : b; }
+inline V vabs(V x) { return (V)((Mask)x & (Mask{} + 0x7fffffffffffffffLL)); }
+inline V vmax(V a, V b) { return a > b ? a : b; }
+inline bool any(Mask m) {
+#if ESS_LANE_WIDTH == 8
+  return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0;
+#elif ESS_LANE_WIDTH == 4
+  return _mm256_movemask_pd((__m256d)m) != 0;
+#else
+  return _mm_movemask_pd((__m128d)m) != 0;
+#endif
+}
+
+inline V vsqrt(V x) {
+#if ESS_LANE_WIDTH == 8
+  return (V)_mm512_maskz_sqrt_pd(0xFF, (__m512d)x);  // (the unmasked form trips GCC 12 -Wmaybe-uninitialized)
+#elif ESS_LANE_WIDTH == 4
+  return (V)_mm256_sqrt_pd((__m256d)x);
+#else
+  return (V)_mm_sqrt_pd((__m128d)x);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Square-root factor updates.
+
+// R factor of [U; rᵀ] by Givens rotations; U upper-triangular, r destroyed. A lane whose r(k) is
+// zero is left exactly as it was (c = 1, s = 0). Lanes whose a² + b² under- or overflows get
+// ρ = m·√((a/m)² + (b/m)²), m = max(|a|, |b|).
+void givens_append_slice(int n, Arr U, Arr r) {
+  const V one = splat(1.0), zero = splat(0.0);
+  for (int k = 0; k < n; ++k) {
+    const V a = U[k + k * n], b = r[k];
+    const V rho2 = a * a + b * b;
+    V rho = vsqrt(rho2);
+    const Mask skip = b == zero;
+    const Mask bad = ~skip & ~((rho2 >= splat(kTiny)) & (rho2 <= splat(kHuge)));
+    if (any(bad)) {
+      const V m = lane_select(bad, vmax(vabs(a), vabs(b)), one);
+      const V as = a / m, bs = b / m;
+      rho = lane_select(bad, m * vsqrt(as * as + bs * bs), rho);
+    }
+    const V inv = one / lane_select(skip, one, rho);
+    const V c = lane_select(skip, one, a * inv), s = lane_select(skip, zero, b * inv);
+    U[k + k * n] = lane_select(skip, a, rho);
+    r[k] = zero;
+    for (int j = k + 1; j < n; ++j) {
+      const V u = U[k + j * n], v = r[j];
+      U[k + j * n] = c * u + s * v;
+      r[j] = c * v - s * u;
+    }
+  }
+}
+
+void givens_append(int n, double* U, double* r) {
+  for (int h = 0; h < kLanes; h += W) givens_append_slice(n, Arr{U + h}, Arr{r + h});
+}
+
+void scale_columns(int n, double* U_, const double* a_) {
+  for (int h = 0; h < kLanes; h += W) {
+    const Arr U{U_ + h}, a{const_cast<double*>(a_) + h};
+    for (int c = 0; c < n; ++c) {
+      const V ac = a[c];
+      for (int r = 0; r <= c; ++r) U[r + c * n] *= ac;
+    }
+  }
+}
+
+// P = (W diag(a)) Fᵀ: P(r, c) = Σ_{k ≥ max(r, c)} W(r, k) a(k) F(c, k).
+void upper_product(int n, const double* W_, const double* a_, const double* F_, double* P_) {
+  for (int h = 0; h < kLanes; h += W) {
+    const Arr Wp{const_cast<double*>(W_) + h}, a{const_cast<double*>(a_) + h}, F{const_cast<double*>(F_) + h};
+    const Arr P{P_ + h};
+    for (int i = 0; i < n * n; ++i) P[i] = splat(0.0);
+    for (int k = 0; k < n; ++k) {
+      const Arr wk = Wp + static_cast<size_t>(k) * (k + 1) / 2;  // column k of packed W, rows 0..k
+      for (int c = 0; c <= k; ++c) {
+        const V f = a[k] * F[c + k * n];
+        const Arr pc = P + static_cast<size_t>(c) * n;
+        for (int r = 0; r <= k; ++r) pc[r] += wk[r] * f;
+      }
+    }
+  }
+}
+
+// P = M Fᵀ for a full M and an upper-triangular F: P(r, c) = Σ_{k ≥ c} M(r, k) F(c, k).
+void general_product(int n, const double* M_, const double* F_, double* P_) {
+  for (int h = 0; h < kLanes; h += W) {
+    const Arr M{const_cast<double*>(M_) + h}, F{const_cast<double*>(F_) + h}, P{P_ + h};
+    for (int i = 0; i < n * n; ++i) P[i] = splat(0.0);
+    for (int k = 0; k < n; ++k) {
+      const Arr mk = M + static_cast<size_t>(k) * n;
+      for (int c = 0; c <= k; ++c) {
+        const V f = F[c + k * n];
+        const Arr pc = P + static_cast<size_t>(c) * n;
+        for (int r = 0; r < n; ++r) pc[r] += mk[r] * f;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Singular values.
+
+// Householder reduction of the n×n matrices A (destroyed) to upper bidiagonal form: diagonal d
+// (n), superdiagonal e (n − 1). v: n entries, w: 2n. Entries are assumed scaled to ≲ 1 (no
+// overflow in the squared norms). Step k: the left reflector of column k, then the right
+// reflector of row k. Two sweeps over the trailing matrix per step: w = A u, then the right
+// update fused with the next step's left update, column by column while the column is hot (the
+// same operations in the same order as applying them one after the other).
+void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
+  const V one = splat(1.0), zero = splat(0.0);
+  auto col = [&](int c) { return A + static_cast<size_t>(c) * n; };
+  // Householder vector of x[k0:] (x[k0] = α): I − τ v vᵀ maps it to β e_{k0}; v[k0] = 1.
+  auto reflector = [&](Arr x, int k0, V& beta, V& tau, Arr vout) {
+    V norm2 = zero;
+    for (int r = k0; r < n; ++r) norm2 += x[r] * x[r];
+    const V norm = vsqrt(norm2), alpha = x[k0];
+    const Mask null = norm == zero;
+    beta = lane_select(alpha > zero, -norm, norm);
+    tau = lane_select(null, zero, (beta - alpha) / lane_select(null, one, beta));
+    const V inv = one / lane_select(null, one, alpha - beta);
+    vout[k0] = one;
+    for (int r = k0 + 1; r < n; ++r) vout[r] = x[r] * inv;
+    beta = lane_select(null, zero, beta);
+  };
+  // Left reflector of column 0, applied to columns 1..n−1.
+  V beta, tau_l, tau_r;
+  reflector(col(0), 0, beta, tau_l, v);
+  d[0] = beta;
+  for (int c = 1; c < n; ++c) {
+    const Arr x = col(c);
+    V s = zero;
+    for (int r = 0; r < n; ++r) s += v[r] * x[r];
+    const V ts = tau_l * s;
+    for (int r = 0; r < n; ++r) x[r] -= ts * v[r];
+  }
+  for (int k = 0; k + 1 < n; ++k) {
+    // Right reflector u (kept in v) of row k, columns k+1..n−1.
+    {
+      V norm2 = zero;
+      for (int c = k + 1; c < n; ++c) norm2 += col(c)[k] * col(c)[k];
+      const V norm = vsqrt(norm2), alpha = col(k + 1)[k];
+      const Mask null = norm == zero;
+      const V b = lane_select(alpha > zero, -norm, norm);
+      tau_r = lane_select(null, zero, (b - alpha) / lane_select(null, one, b));
+      const V inv = one / lane_select(null, one, alpha - b);
+      e[k] = lane_select(null, zero, b);
+      v[k + 1] = one;
+      for (int c = k + 2; c < n; ++c) v[c] = col(c)[k] * inv;
+    }
+    // w = A[k+1:, k+1:] u.
+    for (int r = k + 1; r < n; ++r) w[r] = zero;
+    for (int c = k + 1; c < n; ++c) {
+      const Arr x = col(c);
+      const V vc = v[c];
+      for (int r = k + 1; r < n; ++r) w[r] += x[r] * vc;
+    }
+    // Right update of column k+1, then the left reflector of column k+1 (rows k+1..).
+    {
+      const Arr x = col(k + 1);
+      const V tv = tau_r * v[k + 1];
+      for (int r = k + 1; r < n; ++r) x[r] -= w[r] * tv;
+    }
+    const Arr vl = w + n;  // the left reflector's vector (u stays in v): the caller gives w 2n entries
+    reflector(col(k + 1), k + 1, beta, tau_l, vl);
+    d[k + 1] = beta;
+    for (int c = k + 2; c < n; ++c) {
+      const Arr x = col(c);
+      const V tv = tau_r * v[c];
+      for (int r = k + 1; r < n; ++r) x[r] -= w[r] * tv;  // right update (step k)
+      V s = zero;
+      for (int r = k + 1; r < n; ++r) s += vl[r] * x[r];  // left update (step k+1)
+      const V ts = tau_l * s;
+      for (int r = k + 1; r < n; ++r) x[r] -= ts * vl[r];
+    }
+  }
+}
+
+// Laguerre's step from 0 towards the smallest root of a degree-m polynomial whose roots λ_i are
+// all real and positive, given s1 = Σ 1/λ_i and s2 = Σ 1/λ_i²: it lands in (0, λ_min], so it is a
+// safe dqds shift (shrunk by a few ulps against rounding), and converges cubically.
+inline V laguerre_shift(V m, V s1, V s2) {
+  const Mask valid = (s1 > splat(0.0)) & (s1 < splat(1e300)) & (s2 < splat(1e300));
+  const V disc = (m - splat(1.0)) * (m * s2 - s1 * s1);
+  const V root = vsqrt(lane_select(disc > splat(0.0), disc, splat(0.0)));
+  const V tau = m / (s1 + root) * (splat(1.0) - splat(4.0) * (m + splat(8.0)) * splat(kEps));
+  return lane_select(valid, tau, splat(0.0));
+}
+
+// Per-lane gather/scatter of element idx[l] of a lane array (lanes outside m: 0 / untouched).
+inline V gather(Arr a, V idx, Mask m) {
+#if ESS_LANE_WIDTH == 8
+  const __m512i lane_ids = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i at =
+      _mm512_add_epi64(_mm512_mullo_epi64(_mm512_cvttpd_epi64((__m512d)idx), _mm512_set1_epi64(kLanes)), lane_ids);
+  const __mmask8 k = _mm512_test_epi64_mask((__m512i)m, (__m512i)m);
+  return (V)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), k, at, a.p, 8);
+#else
+  alignas(64) double r[W];
+  for (int l = 0; l < W; ++l) r[l] = m[l] ? a.lane(static_cast<size_t>(idx[l]), l) : 0.0;
+  return *reinterpret_cast<const V*>(r);
+#endif
+}
+inline void scatter(Arr a, V idx, V x, Mask m) {
+  for (int l = 0; l < W; ++l)
+    if (m[l]) a.lane(static_cast<size_t>(idx[l]), l) = x[l];
+}
+
+// Eigenvalues of BᵀB for the bidiagonals whose squared entries are q (n) and e (n − 1), by the
+// differential qd algorithm with shifts (dqds; Fernando & Parlett, Numer. Math. 67, 1994), all
+// lanes in lockstep, each with its own window [i0, n0] (the bottom unreduced block), shift and
+// deflation. q receives λ = σ² at the position where it deflated; fallback marks lanes that hit
+// the iteration cap (LAPACK finishes them).
+//  - Shift: a lower bound on λ_min of the array just computed, by Laguerre's step from 0 using
+//    Σ 1/λ and Σ 1/λ², which come out of the transform itself (the new q̂_k are the pivots of
+//    BBᵀ − τ, and their τ-derivatives follow the same recurrence). A bound keeps every transform
+//    positive; one that still fails (rounding) is retried unshifted.
+//  - Deflation at the bottom when e ≤ tol²·(S + q) (relative) or, while unshifted,
+//    e ≤ (tol·max entry)² (absolute: the dropped entry perturbs σ by at most tol·σ_1); splits at
+//    the same absolute threshold when a new block starts; a 2×2 window is solved directly.
+// A transform is a chain of dependent divisions, so two slices run through it together. The
+// common bookkeeping (deflating one or two eigenvalues at the bottom, the next shift) is done in
+// vector form from values the transform tracks; the rest (a new block, a 2×2 window, a third
+// deflation in a row, the iteration cap) goes through prepare()'s per-lane loop.
+struct Dqds {
+  int n = 0;
+  Arr q{}, e{}, qn{}, en{}, cs{}, cs2{};
+  V SPLIT{}, I0{}, N0{}, S{}, TAU{}, ITERS{}, QB{}, EB{};
+  Mask fresh{}, known{}, fallback{}, run{};
+  bool bookkeeping = true;
+  int kmin = 0, kmax = -1;
+
+  static constexpr double tol2() { return 64 * kEps * kEps; }  // tol = 8ε
+  V maxit() const { return splat(30.0 * n + 30.0); }
+
+  void init(int n_, Arr q_, Arr e_, Arr scratch) {
+    n = n_;
+    q = q_;
+    e = e_;
+    qn = scratch;
+    en = qn + n;
+    cs = en + n;
+    cs2 = cs + n;
+    V m = splat(0.0);
+    for (int k = 0; k < n; ++k) m = vmax(m, q[k]);
+    for (int k = 0; k + 1 < n; ++k) m = vmax(m, e[k]);
+    e[n - 1] = splat(0.0);  // read (never used) by the transform
+    SPLIT = splat(tol2()) * m;
+    I0 = S = TAU = ITERS = QB = EB = splat(0.0);
+    N0 = splat(n - 1.0);
+    fresh = all_true();
+    known = fallback = Mask{};
+    bookkeeping = true;
+  }
+
+  // Deflation test for bottom entries qb (diagonal) and eb (the e above it): relative, or
+  // absolute while the block is unshifted.
+  Mask converged(V qb, V eb) const { return (eb <= splat(tol2()) * (S + qb)) | ((S == splat(0.0)) & (eb <= SPLIT)); }
+
+  // Start new blocks, deflate converged bottoms, solve 2×2 windows; then pick the lanes to run.
+  void prepare() {
+    const V zero = splat(0.0), one = splat(1.0);
+    while (bookkeeping) {
+      if (any(fresh)) {
+        for (int l = 0; l < W; ++l) {
+          if (!fresh[l] || N0[l] < 0) continue;
+          int i0 = 0;
+          for (int k = static_cast<int>(N0[l]) - 1; k >= 0; --k)
+            if (e.lane(k, l) <= SPLIT[l]) {
+              e.lane(k, l) = 0;
+              i0 = k + 1;
+              break;
+            }
+          I0[l] = i0;
+        }
+        S = lane_select(fresh, zero, S);
+        TAU = lane_select(fresh, zero, TAU);
+        known &= ~fresh;
+        fresh = Mask{};
+      }
+      const Mask active = (N0 >= zero) & ~fallback;
+      const Mask need = active & ~known;
+      const V qb = any(need) ? lane_select(need, gather(q, N0, need), QB) : QB;
+      const V eb = any(need) ? lane_select(need, gather(e, N0 - one, need & (N0 > I0)), EB) : EB;
+      known = Mask{};
+      const Mask single = active & (N0 == I0);
+      const Mask defl = active & ~single & converged(qb, eb);
+      const Mask two = active & ~single & ~defl & (N0 == I0 + one);
+      if (!any(single | defl | two)) break;
+      scatter(q, N0, qb + S, single | defl);  // a deflated λ = σ² stays in q at its position
+      if (any(two)) {                         // eigenvalues of [[q1, √(q1 e1)], [√(q1 e1), e1 + q2]]
+        const V q1 = gather(q, I0, two), e1 = gather(e, I0, two);
+        const V a = q1 + e1 - qb, disc = a * a + splat(4.0) * qb * e1;
+        const V big = splat(0.5) * (q1 + e1 + qb + vsqrt(lane_select(disc > zero, disc, zero)));
+        const V small = lane_select(big > zero, q1 * qb / lane_select(big > zero, big, one), zero);
+        scatter(q, N0, small + S, two);
+        scatter(q, N0 - one, big + S, two);
+      }
+      N0 = lane_select(two, N0 - splat(2.0), lane_select(single | defl, N0 - one, N0));
+      fresh = single | two;
+      // After a plain deflation the shift comes from the partial sums (the recurrences run top-down).
+      const Mask reshift = defl & (TAU > zero);
+      if (any(reshift))
+        TAU =
+            lane_select(reshift, laguerre_shift(N0 - I0 + one, gather(cs, N0, reshift), gather(cs2, N0, reshift)), TAU);
+    }
+    const Mask active = (N0 >= zero) & ~fallback;
+    fallback |= active & (ITERS >= maxit());
+    run = active & ~fallback;
+    alignas(64) double i0v[W], n0v[W];
+    *reinterpret_cast<V*>(i0v) = lane_select(run, I0, splat(n));
+    *reinterpret_cast<V*>(n0v) = lane_select(run, N0, splat(-1.0));
+    kmin = n;
+    kmax = -1;
+    for (int l = 0; l < W; ++l) {
+      kmin = i0v[l] < kmin ? static_cast<int>(i0v[l]) : kmin;
+      kmax = n0v[l] > kmax ? static_cast<int>(n0v[l]) : kmax;
+    }
+  }
+
+  // State of one transform in flight (pointers copied so stores through them cannot alias them).
+  // At each lane's last step it picks up q̂ at n0 and n0 − 1, ê at n0 − 1 and n0 − 2, and the
+  // partial sums Σ 1/λ, Σ 1/λ² up to n0 − 1 and n0 − 2: what deflating one or two eigenvalues
+  // and shifting again need.
+  struct Step {
+    double *q, *e, *qn, *en, *cs, *cs2;
+    V I0r, N0r, N0m1, tau, Snew, split, d, h, g, s1, s2, qb, eb, qm1, em2, s1m1, s2m1, s1m2, s2m2;
+    Mask bad, run, d1, d2;
+    int kmin, n;
+    int fast_lo, fast_hi;  // steps in [fast_lo, fast_hi) are none of the above for any lane
+  };
+
+  Step begin() const {
+    const V zero = splat(0.0), one = splat(1.0);
+    Step t;
+    t.q = q.p;
+    t.e = e.p;
+    t.qn = qn.p;
+    t.en = en.p;
+    t.cs = cs.p;
+    t.cs2 = cs2.p;
+    t.I0r = lane_select(run, I0, splat(-1.0));
+    t.N0r = lane_select(run, N0, splat(-1.0));
+    t.N0m1 = t.N0r - one;
+    t.tau = TAU;
+    t.Snew = S + TAU;
+    t.split = SPLIT;
+    t.d = (kmax >= 0 ? q[kmin] : zero) - TAU;
+    t.h = one;
+    t.g = t.s1 = t.s2 = t.qb = t.eb = t.qm1 = t.em2 = t.s1m1 = t.s2m1 = t.s1m2 = t.s2m2 = zero;
+    t.bad = t.d1 = t.d2 = Mask{};
+    t.run = run;
+    t.kmin = kmin;
+    t.n = n;
+    alignas(64) double i0v[W], n0v[W];
+    *reinterpret_cast<V*>(i0v) = lane_select(run, I0, splat(-1.0));
+    *reinterpret_cast<V*>(n0v) = lane_select(run, N0, splat(n));
+    int i0max = -1, n0min = n;
+    for (int l = 0; l < W; ++l) {
+      i0max = i0v[l] > i0max ? static_cast<int>(i0v[l]) : i0max;
+      n0min = n0v[l] < n0min ? static_cast<int>(n0v[l]) : n0min;
+    }
+    t.fast_lo = i0max + 1;
+    t.fast_hi = n0min - 2;
+    return t;
+  }
+
+  // Step k of the transform over each running lane's window [i0, n0], in place (the old values
+  // go to qn/en, to restore a lane whose transform fails):
+  //   q̂_k = d + e_k,  ê_k = e_k q_{k+1} / q̂_k,  d ← d q_{k+1} / q̂_k − τ,  q̂_{n0} = d.
+  // d starts at q[i0] − τ and is not masked outside the window (reset at i0, unread after n0).
+  // Σ 1/λ and Σ 1/λ² of the new array come from its pivots q̂_k = D_k and their τ-derivatives
+  // h_k = −D'_k, g_k = D''_k (h_{k+1} = 1 + r_k h_k, g_{k+1} = r_k (g_k − 2 h_k² / D_k),
+  // r_k = ê_k / q̂_k): Σ 1/λ = Σ h_k / D_k, Σ 1/λ² = Σ (h_k / D_k)² − g_k / D_k.
+  // At n0 the bottom is tested for deflation (one or two eigenvalues), which then stay in q as
+  // λ = q̂ + S (the new accumulated shift).
+  __attribute__((always_inline)) static inline void step(Step& t, int k) {
+    const V zero = splat(0.0), one = splat(1.0);
+    const Arr q{t.q}, e{t.e}, qn{t.qn}, en{t.en}, cs{t.cs}, cs2{t.cs2};
+    const V kv = splat(k);
+    const Mask inwin = (kv >= t.I0r) & (kv < t.N0r), endk = kv == t.N0r;
+    const Mask touch = inwin | endk;
+    const V qk = q[k], qk1 = k + 1 < t.n ? q[k + 1] : zero, ek0 = e[k];
+    const V ek = lane_select(endk, zero, ek0);
+    if (k > t.kmin) t.d = lane_select(kv == t.I0r, qk - t.tau, t.d);
+    const V qh = t.d + ek;
+    const V inv = one / qh;  // one division per step: the divider bounds the loop
+    const V dn = (t.d * qk1) * inv - t.tau;
+    const V eh = (ek * qk1) * inv;
+    qn[k] = qk;
+    en[k] = ek0;
+    e[k] = lane_select(inwin, eh, ek0);
+    t.bad |= inwin & ~(qh > zero);
+    const V hk = t.h * inv;
+    t.s1 = lane_select(touch, t.s1 + hk, t.s1);
+    t.s2 = lane_select(touch, t.s2 + (hk * hk - t.g * inv), t.s2);
+    cs[k] = t.s1;
+    cs2[k] = t.s2;
+    V qw = qh;
+    if (any(endk)) {  // a lane's last step: deflate at its bottom, from the entries just written
+      const V T2 = splat(tol2()), S = t.Snew;
+      auto conv = [&](V qb, V eb) { return (eb <= T2 * (S + qb)) | ((S == zero) & (eb <= t.split)); };
+      t.qb = lane_select(endk, qh, t.qb);
+      if (k >= 1) {
+        const V eb = e[k - 1], qm1 = q[k - 1];
+        t.eb = lane_select(endk, eb, t.eb);
+        t.qm1 = lane_select(endk, qm1, t.qm1);
+        t.s1m1 = lane_select(endk, cs[k - 1], t.s1m1);
+        t.s2m1 = lane_select(endk, cs2[k - 1], t.s2m1);
+        const Mask d1 = endk & (t.N0r > t.I0r) & conv(qh, eb);
+        qw = lane_select(d1, qh + S, qh);
+        t.d1 |= d1;
+        if (k >= 2 && any(d1)) {
+          const V em2 = e[k - 2];
+          t.em2 = lane_select(endk, em2, t.em2);
+          t.s1m2 = lane_select(endk, cs[k - 2], t.s1m2);
+          t.s2m2 = lane_select(endk, cs2[k - 2], t.s2m2);
+          const Mask d2 = d1 & (t.N0m1 > t.I0r) & conv(qm1, em2);
+          if (any(d2)) q[k - 1] = lane_select(d2, qm1 + S, qm1);
+          t.d2 |= d2;
+        }
+      }
+    }
+    q[k] = lane_select(touch, qw, qk);
+    const V r = eh * inv;
+    t.g = lane_select(inwin, r * (t.g - (t.h + t.h) * hk), t.g);
+    t.h = lane_select(inwin, one + r * t.h, t.h);
+    t.d = dn;
+  }
+
+  // A step where every running lane is strictly inside its window and none of the tracked
+  // positions: no window masks (lanes not running keep their values).
+  __attribute__((always_inline)) static inline void fast_step(Step& t, int k) {
+    const V one = splat(1.0);
+    const Arr q{t.q}, e{t.e}, qn{t.qn}, en{t.en}, cs{t.cs}, cs2{t.cs2};
+    const V qk = q[k], qk1 = q[k + 1], ek = e[k];
+    const V qh = t.d + ek;
+    const V inv = one / qh;
+    const V dn = (t.d * qk1) * inv - t.tau;
+    const V eh = (ek * qk1) * inv;
+    qn[k] = qk;
+    en[k] = ek;
+    q[k] = lane_select(t.run, qh, qk);
+    e[k] = lane_select(t.run, eh, ek);
+    t.bad |= ~(qh > splat(0.0));
+    const V hk = t.h * inv;
+    t.s1 = t.s1 + hk;
+    t.s2 = t.s2 + (hk * hk - t.g * inv);
+    cs[k] = t.s1;
+    cs2[k] = t.s2;
+    const V r = eh * inv;
+    t.g = r * (t.g - (t.h + t.h) * hk);
+    t.h = one + r * t.h;
+    t.d = dn;
+  }
+
+  __attribute__((always_inline)) static inline void any_step(Step& t, int k) {
+    if (k >= t.fast_lo && k < t.fast_hi)
+      fast_step(t, k);
+    else
+      step(t, k);
+  }
+
+  // Accepted lanes: S += τ; the eigenvalues step() deflated leave the window; the next τ comes
+  // from the matching (partial) sums. Rejected with τ > 0: restored, retried unshifted; rejected
+  // unshifted (impossible for a positive array): LAPACK takes the lane.
+  void finish(const Step& t) {
+    const V zero = splat(0.0), one = splat(1.0);
+    const Mask accept = ~t.bad & (t.qb >= zero) & run;
+    const Mask reject = run & ~accept;
+    if (any(reject))
+      for (int k = kmin; k <= kmax; ++k) {
+        q[k] = lane_select(reject, qn[k], q[k]);
+        e[k] = lane_select(reject, en[k], e[k]);
+      }
+    S = lane_select(accept, t.Snew, S);
+    fallback |= reject & (TAU == zero);
+    ITERS = lane_select(run, ITERS + one, ITERS);
+    const Mask d1 = accept & t.d1, d2 = accept & t.d2;
+    N0 = lane_select(d2, N0 - splat(2.0), lane_select(d1, N0 - one, N0));
+    const V s1 = lane_select(d2, t.s1m2, lane_select(d1, t.s1m1, t.s1));
+    const V s2 = lane_select(d2, t.s2m2, lane_select(d1, t.s2m1, t.s2));
+    TAU = lane_select(accept, laguerre_shift(N0 - I0 + one, s1, s2), zero);
+    QB = lane_select(d1, t.qm1, t.qb);
+    EB = lane_select(d1, t.em2, t.eb);
+    known = accept & ~d2;
+    bookkeeping = any((run & (N0 <= I0 + one)) | d2 | (ITERS >= maxit()));
+  }
+};
+
+// Runs the dqds of `count` slices, two at a time through each transform.
+void dqds_slices(Dqds* sl, int count) {
+  for (int a = 0; a < count; a += 2) {
+    Dqds& x = sl[a];
+    Dqds* y = a + 1 < count ? &sl[a + 1] : nullptr;
+    for (;;) {
+      x.prepare();
+      if (y) y->prepare();
+      const bool rx = x.kmax >= 0, ry = y && y->kmax >= 0;
+      if (!rx && !ry) break;
+#ifdef ESS_LANE_LOOP_STATS
+      ESS_LANE_LOOP_STATS(rx ? x.kmin : y->kmin, rx ? x.kmax : y->kmax);
+#endif
+      if (rx && ry) {
+        Dqds::Step tx = x.begin(), ty = y->begin();
+        const int lo = x.kmin < y->kmin ? x.kmin : y->kmin, hi = x.kmax > y->kmax ? x.kmax : y->kmax;
+        // Both windows span [lo, hi]: a slice outside its own [kmin, kmax] has no lane in window.
+        if (x.kmin != lo) tx.kmin = lo - 1;
+        if (y->kmin != lo) ty.kmin = lo - 1;
+        // The two slices step by step: their division chains overlap.
+        for (int k = lo; k <= hi; ++k) {
+          Dqds::any_step(tx, k);
+          Dqds::any_step(ty, k);
+        }
+        x.finish(tx);
+        y->finish(ty);
+      } else {
+        Dqds& z = rx ? x : *y;
+        Dqds::Step t = z.begin();
+        for (int k = z.kmin; k <= z.kmax; ++k) Dqds::any_step(t, k);
+        z.finish(t);
+      }
+    }
+  }
+}
+
+// Singular values of `slices` slices of W lanes each: slice j is A + j·W (stride kLanes within a
+// batch; slices past kLanes / W continue in the next batch, nn·kLanes further). work: per slice,
+// 14n lane entries.
+void singular_values_slices(int n, double* A_, double* sigma, double* work_, unsigned char* status, int slices) {
+  const size_t nn = static_cast<size_t>(n) * n;
+  constexpr int per_batch = kLanes / W;
+  Dqds dq[2 * per_batch];
+  Arr sv_d[2 * per_batch], sv_saved[2 * per_batch];
+  alignas(64) double unscale[2 * per_batch][W];
+  for (int j = 0; j < slices; ++j) {
+    const int b = j / per_batch, h = (j % per_batch) * W;
+    Arr A{A_ + b * nn * kLanes + h};
+    Arr work{work_ + b * 14 * static_cast<size_t>(n) * kLanes + h};
+    unsigned char* st = status + b * kLanes + h;
+#ifdef ESS_LANE_DUMP_MATRIX
+    ESS_LANE_DUMP_MATRIX(n, A);
+#endif
+    Arr d = work, e = d + n, q = e + n, qe = q + n, scratch = qe + n, v = scratch + 4 * n, w = v + n, saved = w + 2 * n;
+    // Scale each lane by a power of two (exact) so its largest entry is in [0.5, 1).
+    V m = splat(0.0);
+    Mask finite = all_true();
+    for (size_t i = 0; i < nn; ++i) {
+      const V x = vabs(A[i]);
+      finite &= x <= splat(1.7976931348623157e308);
+      m = vmax(m, x);
+    }
+    alignas(64) double scale[W];
+    for (int l = 0; l < W; ++l) {
+      int ex = 0;
+      if (finite[l] && m[l] > 0) __builtin_frexp(m[l], &ex);
+      scale[l] = __builtin_ldexp(1.0, -ex);
+      unscale[j][l] = __builtin_ldexp(1.0, ex);
+      st[l] = finite[l] ? lane_ok : lane_non_finite;
+    }
+    const V sv = *reinterpret_cast<const V*>(scale);
+    for (size_t i = 0; i < nn; ++i) A[i] = lane_select(finite, A[i] * sv, splat(0.0));
+    bidiagonalize(n, A, d, e, v, w);
+#ifdef ESS_LANE_DUMP
+    ESS_LANE_DUMP(n, d, e);
+#endif
+    for (int k = 0; k < n; ++k) {
+      saved[k] = d[k];
+      saved[n + k] = e[k];
+      q[k] = d[k] * d[k];
+      qe[k] = k + 1 < n ? e[k] * e[k] : splat(0.0);
+    }
+    dq[j].init(n, q, qe, scratch);
+    sv_d[j] = d;
+    sv_saved[j] = saved;
+  }
+  dqds_slices(dq, slices);
+  for (int j = 0; j < slices; ++j) {
+    const int b = j / per_batch, h = (j % per_batch) * W;
+    unsigned char* st = status + b * kLanes + h;
+    for (int l = 0; l < W; ++l) {
+      double* s = sigma + (static_cast<size_t>(b) * kLanes + h + l) * n;
+      if (st[l] == lane_non_finite) {
+        for (int k = 0; k < n; ++k) s[k] = __builtin_nan("");
+        continue;
+      }
+      if (dq[j].fallback[l]) {
+        double* dd = dq[j].qn.p;  // scalar scratch: d, e in qn/en, 4n work in cs/cs2
+        double* ee = dq[j].en.p;
+        double* ww = dq[j].cs.p;
+        for (int k = 0; k < n; ++k) {
+          dd[k] = sv_saved[j].lane(k, l);
+          ee[k] = sv_saved[j].lane(n + k, l);
+        }
+        int info = 0;
+        dlasq1_(&n, dd, ee, ww, &info);
+        st[l] = info == 0 ? lane_fallback : lane_failed;
+        for (int k = 0; k < n; ++k) s[k] = dd[k] * unscale[j][l];
+        continue;
+      }
+      for (int k = 0; k < n; ++k) {
+        const double lam = dq[j].q.lane(k, l);
+        s[k] = (lam > 0 ? __builtin_sqrt(lam) : 0.0) * unscale[j][l];
+      }
+      for (int i = 1; i < n; ++i) {  // insertion sort, descending (nearly sorted already)
+        const double x = s[i];
+        int jj = i - 1;
+        while (jj >= 0 && s[jj] < x) {
+          s[jj + 1] = s[jj];
+          --jj;
+        }
+        s[jj + 1] = x;
+      }
+    }
+  }
+  (void)sv_d;
+}
+
+// `batches` (1 or 2) consecutive batches of kLanes matrices.
+void singular_values(int n, double* A, double* sigma, double* work, unsigned char* status, int batches) {
+  singular_values_slices(n, A, sigma, work, status, batches * (kLanes / W));
+}
+
+}  // namespace
+
+extern const Kernels kKernels;
+const Kernels kKernels = {ESS_LANE_ISA_NAME, givens_append,   scale_columns,
+                          upper_product,     general_product, singular_values};
+// NOLINTEND

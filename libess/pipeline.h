@@ -1,0 +1,57 @@
+// The measuring pipeline: EssOptions in, one LayerResult per layer out (returned, or handed to a
+// ResultSink such as a ResultsWriter as soon as each layer is done). Engine choice, threads,
+// progress and error context live here, so every front end (ess compute, ess analyze, ess bench,
+// a notebook binding) measures layers the same way. The library never prints: progress goes
+// through a callback.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "libess/compute.h"
+#include "libess/operator.h"
+#include "libess/results_io.h"
+
+namespace ess {
+
+// Where a measurement stands.
+struct MeasureProgress {
+  int layer = 0;   // position of the layer in the list being measured (0-based)
+  int layers = 1;  // length of that list
+  std::string name;
+  long done = 0, total = 0;  // (batch, channel) pairs finished / in this layer
+};
+// Called from worker threads, one call at a time, after every channel of every layer.
+using ProgressFn = std::function<void(const MeasureProgress&)>;
+
+class Pipeline {
+ public:
+  // Throws UsageError (naming the EssOptions field) when the options are invalid.
+  explicit Pipeline(EssOptions options, ProgressFn progress = {});
+  const EssOptions& options() const { return options_; }
+
+  // One layer; `position` of `count` is what progress reports (a caller streaming layers from a
+  // model knows where it is). Errors (UsageError, InputError, …) keep their type and get the
+  // layer's name in front: "layer 'blocks.3.mixer': …". Refuses (InputError) before allocating
+  // when the layer's measurement would not fit in memory (ess::check_memory: results plus one
+  // worker's working set), and throws NumericalError (exit 4) when no block of the layer is usable
+  // (every block non-finite or its SVD failed) instead of returning a result with nothing in it.
+  LayerResult measure(const OperatorLayer& layer, int position = 0, int count = 1) const;
+
+  // The memory check of every layer (check_layer_memory: shapes only, nothing allocated), so that
+  // a layer that cannot fit is refused, named, before the first is measured. measure_all runs it.
+  void check_memory(const std::vector<OperatorLayer>& layers) const;
+
+  // Every layer in order (each checked against the memory limit first); results returned.
+  std::vector<LayerResult> measure_all(const std::vector<OperatorLayer>& layers) const;
+  // Every layer in order; each result handed to `sink` as soon as it is measured.
+  void measure_all(const std::vector<OperatorLayer>& layers, ResultSink& sink) const;
+  // The same, releasing each layer's operator (its tensors) once the layer is measured.
+  void measure_all(std::vector<OperatorLayer>&& layers, ResultSink& sink) const;
+
+ private:
+  EssOptions options_;
+  ProgressFn progress_;
+};
+
+}  // namespace ess
