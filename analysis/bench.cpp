@@ -7,9 +7,11 @@
 #include <thread>
 
 #include "analysis/bench_cases.h"
+#include "libess/checked.h"
 #include "libess/compute.h"
 #include "libess/engine.h"
 #include "libess/lane_kernels.h"
+#include "libess/memory.h"
 #include "libess/metrics.h"
 #include "libess/pipeline.h"
 
@@ -73,6 +75,19 @@ std::vector<Spectra> timed_structured(const LayerOperator& op, const std::vector
 }  // namespace
 
 BenchRow bench_case(const std::string& name, const BenchOptions& o, bool with_dense) {
+  {
+    // Memory guard (docs/reliability.md) before the operator is built: the operator (at most one
+    // L×L matrix per channel), the spectra kept for every channel (≈ L²/4 σ each, fast and dense)
+    // and one dense working set.
+    const std::uint64_t L = static_cast<std::uint64_t>(std::max(0, o.seq_len));
+    const std::uint64_t channels = static_cast<std::uint64_t>(std::max(o.channels, lanes::kLanes));
+    const std::uint64_t per_channel = saturating_mul(saturating_mul(L, L), 8 + (with_dense ? 4 : 2));
+    check_memory(saturating_add(saturating_mul(channels, per_channel),
+                                worker_bytes(EngineKind::dense, o.seq_len, o.state, o.seq_len, 1)),
+                 "bench case '" + name + "' (L = " + std::to_string(o.seq_len) + ", " + std::to_string(channels) +
+                     " channel(s))",
+                 std::vector<MessagePart>{"use a smaller ", Option{"L"}, " or fewer ", Option{"channels"}});
+  }
   BenchCase bc = make_bench_case(name, o.seq_len, o.channels, o.state, o.seed);
   const std::vector<int> idx = parse_indices("", o.seq_len);
   const EngineKind fast = choose_engine(*bc.op, EngineKind::automatic, idx);

@@ -5,14 +5,15 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
+#include "libess/checked.h"
 #include "libess/error.h"
 #include "libess/lane_kernels.h"
+#include "libess/memory.h"
 #include "libess/work_plan.h"
 
 namespace ess {
@@ -36,18 +37,36 @@ bool EssOptions::IsValid(std::string* error) const {
 
 namespace {
 
-// Bytes of memory currently available (MemAvailable), or 0 when unknown.
+// Bytes this process may still use (ess::memory_limit_bytes), or 0 when unknown.
 std::uint64_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::uint64_t value = 0;
-  std::string unit;
-  while (in >> key >> value >> unit)
-    if (key == "MemAvailable:") return value * 1024;
-  return 0;
+  const std::uint64_t limit = memory_limit_bytes();  // MemAvailable, cgroup, rlimits or --max-memory
+  return limit == kUnlimitedMemory ? 0 : limit;
 }
 
 }  // namespace
+
+std::uint64_t result_bytes(long long batch, long long channels, long long blocks, int keep_sigma) {
+  const auto u = [](long long v) { return static_cast<std::uint64_t>(std::max(0LL, v)); };
+  // Per block: tolerance-ESS 4, entropy-ESS 8, Frobenius 8, error bound 8, status 1 (+ top-K σ
+  // as float and the tail norm); per index: i, TSS_i, attainable bound.
+  const std::uint64_t per_block = 29 + (keep_sigma > 0 ? 8 + 4 * u(keep_sigma) : 0);
+  return saturating_add(saturating_mul(saturating_mul(saturating_mul(u(batch), u(channels)), u(blocks)), per_block),
+                        saturating_mul(12, u(blocks)));
+}
+
+std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels) {
+  const std::uint64_t l = static_cast<std::uint64_t>(std::max(0, L)), n = static_cast<std::uint64_t>(std::max(0, N));
+  if (engine != EngineKind::structured) return saturating_mul(16, saturating_mul(l, l));  // T + block copy / carry
+  // Structured: up to kLanes channels at once, each with its realization (≈ 3 N L doubles), and
+  // per lane the N×N factors of about √I checkpoints plus a few working ones
+  // (libess/engine_structured.cpp).
+  const auto checkpoints = static_cast<std::uint64_t>(std::ceil(std::sqrt(static_cast<double>(std::max(0LL, blocks)))));
+  const auto group = static_cast<std::uint64_t>(std::clamp<long long>(channels, 1, lanes::kLanes));
+  const std::uint64_t realizations = saturating_mul(group, saturating_mul(3 * n, l));
+  const std::uint64_t factors =
+      saturating_mul(lanes::kLanes, saturating_mul(saturating_mul(n, n), 2 * checkpoints + 16));
+  return saturating_mul(8, saturating_add(realizations, factors));
+}
 
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices) {
   if (requested != EngineKind::automatic) return requested;
@@ -142,6 +161,49 @@ void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, c
     dense_block_spectra(ws.T, indices, ws, sink);
 }
 
+namespace {
+
+// Refuses (ess::check_memory) when the result arrays plus one worker's working set for `engine`
+// (`automatic`: the cheapest the family has) exceed the memory limit. The message names the work
+// and the options that shrink it, not the layer (Pipeline adds that).
+void guard_layer_memory(const LayerOperator& op, const EssOptions& options, EngineKind engine,
+                        const std::string& engine_name) {
+  const int L = op.seq_len(), B = op.batch(), C = op.channels(), N = op.realization_dim();
+  const long long I_count = count_indices(options.indices, L);
+  const long long channels = static_cast<long long>(B) * C;
+  const std::uint64_t blocks =
+      saturating_mul(static_cast<std::uint64_t>(channels), static_cast<std::uint64_t>(I_count));
+  const std::uint64_t dense = worker_bytes(EngineKind::dense, L, N, I_count, channels);
+  std::uint64_t per_worker = 0;
+  bool structured = false;
+  if (engine == EngineKind::automatic) {
+    const std::uint64_t least =
+        N > 0 ? std::min(dense, worker_bytes(EngineKind::structured, L, N, I_count, channels)) : dense;
+    per_worker = least;
+    structured = least != dense;
+  } else {
+    if (engine == EngineKind::structured && N == 0) return;  // refused as a usage error instead
+    per_worker = worker_bytes(engine, L, N, I_count, channels);
+    structured = engine == EngineKind::structured;
+  }
+  std::ostringstream what;
+  what << "measuring it (" << op.family() << ", L = " << L << ", " << blocks << " block(s) over " << B << " × " << C
+       << " channel(s), " << engine_name << " engine)";
+  std::vector<MessagePart> hint = {"measure fewer blocks with ", Option{"indices"}};
+  if (!structured && N > 0) {
+    hint.emplace_back(" or set ");
+    hint.emplace_back(Option{"engine"});
+    hint.emplace_back(" to structured");
+  }
+  check_memory(saturating_add(result_bytes(B, C, I_count, options.keep_sigma), per_worker), what.str(), hint);
+}
+
+}  // namespace
+
+void check_layer_memory(const LayerOperator& op, const EssOptions& options) {
+  guard_layer_memory(op, options, options.engine, to_string(options.engine));
+}
+
 LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options, const ChannelProgressFn& progress) {
   options.validate();
   const auto t_start = std::chrono::steady_clock::now();
@@ -159,6 +221,15 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   R.tol = options.tol;
   R.tol_mode = options.tol_mode;
   R.sweep_rtol = options.sweep_rtol;
+  // Memory guard (docs/reliability.md), before allocating anything sized by L or the block count:
+  // first with the cheapest engine the family has (before the block list exists), again once the
+  // engine is chosen; the number of threads is then reduced to what fits.
+  check_layer_memory(op, options);
+  const long long I_count = count_indices(options.indices, L);
+  const int N = op.realization_dim();
+  const long long total_channels = static_cast<long long>(B) * C;
+  const std::uint64_t blocks = saturating_mul(saturating_mul(B, C), static_cast<std::uint64_t>(I_count));
+  const std::uint64_t results = result_bytes(B, C, I_count, options.keep_sigma);
   R.indices = parse_indices(options.indices, L);
   const EngineKind engine = choose_engine(op, options.engine, R.indices);
   if (engine == EngineKind::structured && op.realization_dim() == 0)
@@ -166,13 +237,15 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
         {"family " + op.family() + " has no state-space realization (the structured engine needs one); set ",
          Option{"engine"}, " to sweep, dense or auto"});
   R.engine = to_string(engine);
+  const std::uint64_t per_thread = worker_bytes(engine, L, N, I_count, total_channels);
+  guard_layer_memory(op, options, engine, R.engine);
 
   const int I = R.num_indices();
   for (int i : R.indices) {
     R.tss.push_back(op.tss(i));
     R.attainable.push_back(attainable_bound(R.tss.back(), i, L));
   }
-  const size_t n = static_cast<size_t>(B) * C * I;
+  const size_t n = static_cast<size_t>(blocks);
   R.tolerance_ess.assign(n, 0);
   R.entropy_ess.assign(n, 0.0);
   R.frobenius.assign(n, 0.0);
@@ -185,25 +258,14 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
     R.sigma_tail.assign(n, 0.0);
   }
 
-  // Threads: all cores by default, fewer when dense L×L buffers would not fit in memory.
+  // Threads: all cores by default, fewer when the working sets would not fit in memory.
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, threads);
   const int requested_threads = threads;
-  if (engine != EngineKind::structured) {
-    const double per_thread = 8.0 * L * L * 1.8;  // T + block copy / carry
-    const std::uint64_t avail = available_memory_bytes();
-    if (avail > 0) {
-      const int fit = static_cast<int>(0.8 * static_cast<double>(avail) / per_thread);
-      if (fit < 1) {
-        std::ostringstream m;
-        m << "family " << op.family() << ", L = " << L << ": the " << R.engine << " engine needs about "
-          << per_thread / 1e9 << " GB for one dense L×L operator but only " << static_cast<double>(avail) / 1e9
-          << " GB is available";
-        if (op.realization_dim() > 0) throw InputError({m.str() + "; set ", Option{"engine"}, " to structured"});
-        throw InputError(m.str() + "; use a shorter sequence");
-      }
-      threads = std::min(threads, fit);
-    }
+  const std::uint64_t avail = available_memory_bytes();
+  if (avail > 0) {
+    const std::uint64_t room = avail > results ? avail - results : 0;
+    threads = static_cast<int>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(threads, room / per_thread)));
   }
 
   const bool layer_mode = options.tol_mode == TolMode::layer;

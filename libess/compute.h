@@ -68,9 +68,24 @@ void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, c
 using ChannelProgressFn = std::function<void(long done, long total)>;
 
 // Computes ESS for every (batch, channel) of one layer, threads over channels. Throws UsageError
-// for invalid options or an engine the family does not support, InputError when a dense L×L
-// operator does not fit in memory. Messages do not name the layer; Pipeline::measure adds that.
+// for invalid options or an engine the family does not support, InputError when the result arrays
+// and one worker's working set do not fit in memory (ess::check_memory, before anything sized by
+// the layer is allocated; the message names the options indices / engine that shrink the work);
+// the number of threads is reduced to what fits. Messages do not name the layer;
+// Pipeline::measure adds that.
 LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
                           const ChannelProgressFn& progress = {});
+
+// The first memory check compute_layer makes (with the requested engine; `auto`: the cheapest the
+// family has): InputError when the result arrays and one worker's working set exceed the limit.
+// Cheap (shapes only): Pipeline::measure_all runs it on every layer before measuring the first.
+void check_layer_memory(const LayerOperator& op, const EssOptions& options);
+
+// Memory estimates behind that guard (bytes, saturating): the result arrays of `blocks` blocks
+// over batch × channels, and one worker's working set for an engine (not `automatic`) on a layer
+// of length L and state size N with `channels` (batch × channels) in all (dense/sweep: 2 L²
+// doubles; structured: the realizations of up to kLanes channels and N×N factors per lane).
+std::uint64_t result_bytes(long long batch, long long channels, long long blocks, int keep_sigma);
+std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels);
 
 }  // namespace ess

@@ -2,6 +2,8 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "libess/engine.h"
 #include "libess/error.h"
@@ -38,6 +40,13 @@ void set_blas_threads(int n) { openblas_set_num_threads(n > 1 ? n : 1); }
 bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork) {
   if (m == 0 || n == 0) return true;
   const int mn = std::min(m, n);
+  // A non-finite entry makes LAPACK fail (or return garbage): report NaN singular values, which
+  // callers record as a non-finite block (docs/reliability.md), not as a failed SVD.
+  for (size_t k = 0, total = static_cast<size_t>(m) * n; k < total; ++k)
+    if (!std::isfinite(a[k])) {
+      std::fill(s, s + mn, std::numeric_limits<double>::quiet_NaN());
+      return true;
+    }
   if (iwork.size() < static_cast<size_t>(8 * mn)) iwork.resize(8 * mn);
   double query = 0;
   lapack_int info =

@@ -57,6 +57,12 @@ struct InputError : Error {
   explicit InputError(std::vector<MessagePart> parts) : Error(ExitCode::bad_input, std::move(parts)) {}
 };
 
+// A computation that gave no usable number (e.g. every block of a layer non-finite).
+struct NumericalError : Error {
+  explicit NumericalError(const std::string& m) : Error(ExitCode::numerical, m) {}
+  explicit NumericalError(std::vector<MessagePart> parts) : Error(ExitCode::numerical, std::move(parts)) {}
+};
+
 inline std::vector<std::string> Error::options() const {
   std::vector<std::string> out;
   for (const auto& p : parts_)

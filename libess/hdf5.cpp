@@ -1,17 +1,25 @@
 #include "libess/hdf5.h"
 
 #include <hdf5.h>
+
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
+#include <limits>
+#include <thread>
 
+#include "libess/checked.h"
 #include "libess/error.h"
+#include "libess/files.h"
+#include "libess/memory.h"
 #include "libess/output_path.h"
+#include "libess/tensor.h"
 
 namespace ess::h5 {
 namespace {
@@ -36,6 +44,70 @@ std::string hdf5_reason() {
   return reason;
 }
 
+// --- guard against HDF5 failing inside its own code --------------------------------------------
+// HDF5 1.10 loops forever on some corrupt global heaps and B-trees, and can fault on others (found
+// by fuzzing tools/fuzz/fuzz_operators.cpp). Calls that read a file run inside a Guard; with a
+// handler installed (install_failure_guard), a watchdog thread ends a call that runs past its time
+// budget and a fault inside HDF5 is reported, both through the handler, naming the file.
+std::atomic<int> g_depth{0};                 // guards alive (HDF5 is called from one thread)
+std::atomic<std::int64_t> g_deadline_ns{0};  // steady-clock deadline of the outermost guard
+std::atomic<FailureHandler> g_handler{nullptr};
+double g_budget_seconds = 60;
+char g_file[1024];  // the file the outermost guard reads, for the handler's message
+struct sigaction g_previous[NSIG];
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Message for the handler, built without allocating (the fault path runs in a signal handler).
+void fail_with(const char* what) {
+  static char message[1400];
+  const char* parts[] = {g_file[0] ? g_file : "(an HDF5 file)", ": the HDF5 library ", what,
+                         " while reading it (the file is corrupt)"};
+  std::size_t n = 0;
+  for (const char* part : parts)
+    for (const char* c = part; *c && n + 1 < sizeof message; ++c) message[n++] = *c;
+  message[n] = '\0';
+  if (FailureHandler h = g_handler.load()) h(message);
+  ::_exit(3);
+}
+
+extern "C" void ess_hdf5_fault(int sig, siginfo_t* info, void* context) {
+  if (g_depth.load() > 0)
+    fail_with(sig == SIGSEGV || sig == SIGBUS ? "crashed (memory fault)" : "crashed (fatal signal)");
+  // Not ours: give the signal back to whoever handled it before (the default, or a sanitizer).
+  ::sigaction(sig, &g_previous[sig], nullptr);
+  (void)info;
+  (void)context;
+}
+
+void watchdog() {
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const std::int64_t deadline = g_deadline_ns.load();
+    if (g_depth.load() > 0 && deadline > 0 && now_ns() > deadline)
+      fail_with("stalled (no result within its time budget, ESS_HDF5_TIMEOUT)");
+  }
+}
+
+class Guard {
+ public:
+  explicit Guard(const std::string& file, double extra_seconds = 0) {
+    if (g_depth.fetch_add(1) > 0) return;  // the outermost guard sets the budget
+    const std::size_t n = std::min(file.size(), sizeof g_file - 1);
+    std::memcpy(g_file, file.data(), n);
+    g_file[n] = '\0';
+    g_deadline_ns.store(now_ns() + static_cast<std::int64_t>((g_budget_seconds + extra_seconds) * 1e9));
+  }
+  ~Guard() {
+    if (g_depth.fetch_sub(1) == 1) g_deadline_ns.store(0);
+  }
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+};
+
 [[noreturn]] void fail(const std::string& what) {
   std::string reason = hdf5_reason();
   throw InputError(reason.empty() ? what : what + " (HDF5: " + reason + ")");
@@ -52,6 +124,7 @@ void check_status(herr_t status, const std::string& what) {
 
 void close_id(hid id) {
   if (id < 0) return;
+  const Guard guard("");
   switch (H5Iget_type(id)) {
     case H5I_FILE:
       H5Fclose(id);
@@ -79,18 +152,41 @@ void close_id(hid id) {
   }
 }
 
-std::vector<std::int64_t> space_shape(hid space) {
-  int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 0) return {};
+// Dimensions of a dataspace; InputError naming `where` when a dimension (or the element count)
+// does not fit in int64 (a corrupt or hostile file can declare up to 2^64 − 1 per axis).
+std::vector<std::int64_t> space_shape(hid space, const std::string& where) {
+  const int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0) fail(where + ": cannot read the dataspace");
   std::vector<hsize_t> dims(rank);
-  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-  return std::vector<std::int64_t>(dims.begin(), dims.end());
+  if (rank > 0 && H5Sget_simple_extent_dims(space, dims.data(), nullptr) < 0)
+    fail(where + ": cannot read the dataspace");
+  std::vector<std::int64_t> shape;
+  std::string text = "[";
+  for (size_t k = 0; k < dims.size(); ++k) text += (k ? ", " : "") + std::to_string(dims[k]);
+  text += "]";
+  for (hsize_t d : dims) {
+    if (d > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max()))
+      throw InputError(where + ": dimensions " + text + " are beyond 2^63");
+    shape.push_back(static_cast<std::int64_t>(d));
+  }
+  if (!ess::element_count(shape))
+    throw InputError(where + ": dimensions " + text + " multiply to more than 2^63 elements");
+  return shape;
 }
 
-std::int64_t element_count(const std::vector<std::int64_t>& shape) {
-  std::int64_t n = 1;
-  for (auto d : shape) n *= d;
-  return n;
+std::uint64_t elements_of(const std::vector<std::int64_t>& shape) { return *ess::element_count(shape); }
+
+// Elements of an attribute's dataspace, refused above kMaxAttributeElements (attributes are
+// metadata; a corrupt header must not make us allocate gigabytes).
+constexpr hssize_t kMaxAttributeElements = 1 << 20;
+std::size_t attribute_elements(hid attr, const std::string& where) {
+  Handle space(H5Aget_space(attr));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  if (n < 0) fail(where + ": cannot read the attribute's dataspace");
+  if (n > kMaxAttributeElements)
+    throw InputError(where + ": attribute has " + std::to_string(n) + " elements (more than " +
+                     std::to_string(kMaxAttributeElements) + " accepted)");
+  return static_cast<std::size_t>(n);
 }
 
 }  // namespace
@@ -113,6 +209,7 @@ std::string Object::where(const std::string& child) const {
 }
 
 bool Object::has(const std::string& name) const {
+  const Guard guard(file_);
   // Check each component so that "a/b" does not fail when "a" is missing.
   std::string prefix;
   size_t start = 0;
@@ -129,9 +226,13 @@ bool Object::has(const std::string& name) const {
   }
 }
 
-bool Object::has_attr(const std::string& name) const { return H5Aexists(id(), name.c_str()) > 0; }
+bool Object::has_attr(const std::string& name) const {
+  const Guard guard(file_);
+  return H5Aexists(id(), name.c_str()) > 0;
+}
 
 std::vector<std::string> Object::children() const {
+  const Guard guard(file_);
   std::vector<std::string> names;
   auto cb = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
     static_cast<std::vector<std::string>*>(data)->push_back(name);
@@ -142,6 +243,7 @@ std::vector<std::string> Object::children() const {
 }
 
 bool Object::is_group(const std::string& name) const {
+  const Guard guard(file_);
   H5O_info_t info;
   if (H5Oget_info_by_name2(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -150,7 +252,31 @@ bool Object::is_group(const std::string& name) const {
   return info.type == H5O_TYPE_GROUP;
 }
 
+std::string Object::object_identity(const std::string& name) const {
+  const Guard guard(file_);
+#if H5_VERSION_GE(1, 12, 0)
+  H5O_info2_t info;
+  if (H5Oget_info_by_name3(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return "";
+  }
+  char* token = nullptr;
+  if (H5Otoken_to_str(id(), &info.token, &token) < 0) return "";
+  std::string out = std::to_string(info.fileno) + ":" + token;
+  H5free_memory(token);
+  return out;
+#else
+  H5O_info_t info;
+  if (H5Oget_info_by_name2(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return "";
+  }
+  return std::to_string(info.fileno) + ":" + std::to_string(info.addr);
+#endif
+}
+
 std::vector<std::string> Object::attr_names() const {
+  const Guard guard(file_);
   std::vector<std::string> names;
   auto cb = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
     static_cast<std::vector<std::string>*>(data)->push_back(name);
@@ -162,6 +288,7 @@ std::vector<std::string> Object::attr_names() const {
 }
 
 std::string Object::attr_as_text(const std::string& name) const {
+  const Guard guard(file_);
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
@@ -173,9 +300,8 @@ std::string Object::attr_as_text(const std::string& name) const {
     return v.size() == 1 ? s : s + "]";
   }
   if (cls == H5T_FLOAT) {
-    Handle space(H5Aget_space(a.id()));
-    std::vector<double> d(H5Sget_simple_extent_npoints(space.id()));
-    check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
+    std::vector<double> d(attribute_elements(a.id(), where() + " @" + name));
+    if (!d.empty()) check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
     std::string s = d.size() == 1 ? "" : "[";
     for (size_t k = 0; k < d.size(); ++k) {
       char buf[32];
@@ -188,6 +314,7 @@ std::string Object::attr_as_text(const std::string& name) const {
 }
 
 Object Object::group(const std::string& name) const {
+  const Guard guard(file_);
   if (!has(name)) throw InputError(where(name) + ": missing group '" + name + "'");
   Handle g(check(H5Gopen2(id(), name.c_str(), H5P_DEFAULT), "cannot open group " + where(name)));
   return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name);
@@ -202,6 +329,7 @@ Object Object::create_group(const std::string& name) const {
 }
 
 std::string Object::attr_string(const std::string& name) const {
+  const Guard guard(file_);
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
@@ -219,7 +347,10 @@ std::string Object::attr_string(const std::string& name) const {
     H5free_memory(s);
     return out;
   }
-  size_t n = H5Tget_size(type.id());
+  const size_t n = H5Tget_size(type.id());
+  if (n == 0 || n > (1u << 20))
+    throw InputError(where() + ": attribute '" + name + "' is a string of " + std::to_string(n) +
+                     " bytes (1 to 1048576 accepted)");
   std::string buf(n, '\0');
   check_status(H5Aread(a.id(), type.id(), buf.data()), "cannot read attribute " + name + " of " + where());
   buf.resize(std::strlen(buf.c_str()));
@@ -227,22 +358,37 @@ std::string Object::attr_string(const std::string& name) const {
 }
 
 std::vector<long long> Object::attr_ints(const std::string& name) const {
+  const Guard guard(file_);
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw InputError(where() + ": attribute '" + name + "' is not numeric");
-  Handle space(H5Aget_space(a.id()));
-  std::vector<long long> v(H5Sget_simple_extent_npoints(space.id()));
+  std::vector<long long> v(attribute_elements(a.id(), where() + " @" + name));
+  if (v.empty()) return v;
   if (cls == H5T_FLOAT) {
     std::vector<double> d(v.size());
     check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, d.data()), "cannot read attribute " + name);
     for (size_t k = 0; k < v.size(); ++k) {
-      if (d[k] != std::floor(d[k])) throw InputError(where() + ": attribute '" + name + "' is not an integer");
+      // Integral and exactly representable as long long (|d| < 2^63); NaN fails the first test.
+      if (!(d[k] == std::floor(d[k])) || !(std::fabs(d[k]) < 9223372036854775808.0))
+        throw InputError(where() + ": attribute '" + name + "' is not an integer (found " + std::to_string(d[k]) + ")");
       v[k] = static_cast<long long>(d[k]);
     }
   } else {
-    check_status(H5Aread(a.id(), H5T_NATIVE_LLONG, v.data()), "cannot read attribute " + name);
+    // Read as unsigned when the file's type is unsigned 64-bit, so 2^63..2^64−1 are refused, not wrapped.
+    Handle type2(H5Aget_type(a.id()));
+    if (H5Tget_sign(type2.id()) == H5T_SGN_NONE && H5Tget_size(type2.id()) >= 8) {
+      std::vector<unsigned long long> u(v.size());
+      check_status(H5Aread(a.id(), H5T_NATIVE_ULLONG, u.data()), "cannot read attribute " + name);
+      for (size_t k = 0; k < v.size(); ++k) {
+        if (u[k] > static_cast<unsigned long long>(std::numeric_limits<long long>::max()))
+          throw InputError(where() + ": attribute '" + name + "' = " + std::to_string(u[k]) + " is beyond 2^63");
+        v[k] = static_cast<long long>(u[k]);
+      }
+    } else {
+      check_status(H5Aread(a.id(), H5T_NATIVE_LLONG, v.data()), "cannot read attribute " + name);
+    }
   }
   return v;
 }
@@ -253,14 +399,22 @@ long long Object::attr_int(const std::string& name) const {
   return v[0];
 }
 
+long long Object::attr_int_in_range(const std::string& name, long long lo, long long hi) const {
+  const long long v = attr_int(name);
+  if (v < lo || v > hi)
+    throw InputError(where() + ": attribute '" + name + "' = " + std::to_string(v) + " is out of range [" +
+                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return v;
+}
+
 double Object::attr_double(const std::string& name) const {
+  const Guard guard(file_);
   if (!has_attr(name)) throw InputError(where() + ": missing attribute '" + name + "'");
   Handle a(check(H5Aopen(id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name + " of " + where()));
   Handle type(H5Aget_type(a.id()));
   auto cls = H5Tget_class(type.id());
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw InputError(where() + ": attribute '" + name + "' is not numeric");
-  Handle space(H5Aget_space(a.id()));
-  if (H5Sget_simple_extent_npoints(space.id()) != 1)
+  if (attribute_elements(a.id(), where() + " @" + name) != 1)
     throw InputError(where() + ": attribute '" + name + "' must be a single number");
   double d = 0;
   check_status(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &d), "cannot read attribute " + name);
@@ -311,13 +465,15 @@ void Object::set_attr(const std::string& name, const std::vector<long long>& val
 }
 
 std::vector<std::int64_t> Object::shape(const std::string& dataset) const {
+  const Guard guard(file_);
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle space(H5Dget_space(d.id()));
-  return space_shape(space.id());
+  return space_shape(space.id(), where(dataset));
 }
 
 DType Object::dtype(const std::string& dataset) const {
+  const Guard guard(file_);
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle type(H5Dget_type(d.id()));
@@ -335,14 +491,21 @@ DType Object::dtype(const std::string& dataset) const {
 
 template <class T>
 std::vector<T> Object::read_as(const std::string& dataset, hid mem_type, std::vector<std::int64_t>* shape_out) const {
+  const Guard guard(file_);
   if (!has(dataset)) throw InputError(where(dataset) + ": missing dataset '" + dataset + "'");
   Handle d(check(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), "cannot open dataset " + where(dataset)));
   Handle space(H5Dget_space(d.id()));
-  auto shape = space_shape(space.id());
+  auto shape = space_shape(space.id(), where(dataset));
   Handle type(H5Dget_type(d.id()));
   auto cls = H5Tget_class(type.id());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER) throw InputError(where(dataset) + ": dataset is not numeric");
-  std::vector<T> out(static_cast<size_t>(element_count(shape)));
+  // Checked against the memory limit before allocating: a small file can declare a huge dataset.
+  const std::uint64_t count = elements_of(shape);
+  const auto bytes = checked_mul<std::uint64_t>(count, sizeof(T));
+  check_memory(bytes ? *bytes : kUnlimitedMemory, where(dataset) + " " + shape_string(shape),
+               "the file declares a dataset larger than this process may use");
+  std::vector<T> out(static_cast<size_t>(count));
+  const Guard data_guard(file_, static_cast<double>(*bytes) / 10e6);  // time budget grows with the data (10 MB/s)
   if (!out.empty())
     check_status(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
                  "cannot read dataset " + where(dataset) + " (file truncated or corrupt?)");
@@ -366,7 +529,7 @@ void Object::write_raw(const std::string& dataset, const std::vector<std::int64_
   Handle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                      "bad shape for dataset " + where(dataset)));
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
-  const std::int64_t n = element_count(shape);
+  const std::int64_t n = static_cast<std::int64_t>(elements_of(shape));
   if (n > 16384 && !dims.empty()) {
     // Chunks of whole trailing rows, about 256 K elements each, deflate level 4.
     std::vector<hsize_t> chunk(dims);
@@ -404,14 +567,10 @@ void Object::write(const std::string& ds, const std::vector<std::int64_t>& shape
 }
 
 Object open_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw InputError(path + ": no such file");
-  if (fs::is_directory(path, ec)) throw InputError(path + ": is a directory, expected an HDF5 file");
-  {
-    std::ifstream probe(path, std::ios::binary);
-    if (!probe) throw InputError(path + ": cannot be opened for reading");
-  }
+  // A regular file, checked without blocking before HDF5 opens it by name (HDF5's open would
+  // wait forever on a FIFO).
+  check_input_file(path, "HDF5 file");
+  const Guard guard(path);
   htri_t is = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
   if (is <= 0) throw InputError(path + ": not an HDF5 file (or truncated/corrupt)");
@@ -421,40 +580,56 @@ Object open_file(const std::string& path) {
 }
 
 OutputFile::OutputFile(const std::string& path) : path_(path) {
-  namespace fs = std::filesystem;
   check_output_path(path);
-  const fs::path p(path);
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  tmp_ = (dir / ("." + p.filename().string() + ".tmp" + std::to_string(::getpid()))).string();
+  // The file is built in memory (core driver without a backing store) and commit() writes it to
+  // disk with one checked write (write_file_atomically). A full disk or `ulimit -f` is then our
+  // error to report, never an HDF5 file that cannot be flushed (HDF5 1.10 crashes at exit closing
+  // such a file), and nothing is on disk until commit().
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);
-  hid f = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
-  if (f < 0) {
-    hdf5_reason();
-    throw InputError(path + ": cannot write output file (permission denied or read-only location?)");
-  }
+  check_status(H5Pset_fapl_core(fapl.id(), 1 << 20, 0), path + ": cannot set up the in-memory HDF5 file");
+  hid f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
+  if (f < 0) fail(path + ": cannot create the output file in memory");
   root_ = new Object(Handle(f), path, "/");
 }
 
 void OutputFile::commit() {
   check_status(H5Fflush(root_->id(), H5F_SCOPE_GLOBAL), "cannot flush " + path_);
-  delete root_;  // closes the file (strong close degree)
+  const ssize_t size = H5Fget_file_image(root_->id(), nullptr, 0);
+  if (size < 0) fail(path_ + ": cannot get the HDF5 file image");
+  check_memory(static_cast<std::uint64_t>(size), path_ + ": copying the " + std::to_string(size) + "-byte file image");
+  std::vector<char> image(static_cast<size_t>(size));
+  if (H5Fget_file_image(root_->id(), image.data(), image.size()) != size)
+    fail(path_ + ": cannot copy the HDF5 file image");
+  delete root_;  // closes the in-memory file (strong close degree)
   root_ = nullptr;
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) {
-    std::filesystem::remove(tmp_, ec);
-    throw InputError(path_ + ": cannot move output into place: " + ec.message());
-  }
+  write_file_atomically(path_, image.data(), image.size());
   committed_ = true;
 }
 
-OutputFile::~OutputFile() {
-  delete root_;
-  if (!committed_) {
-    std::error_code ec;
-    std::filesystem::remove(tmp_, ec);
+OutputFile::~OutputFile() { delete root_; }
+
+void install_failure_guard(FailureHandler handler, double seconds) {
+  g_budget_seconds = seconds;
+  if (g_handler.exchange(handler) != nullptr) return;  // already installed
+  // Faults inside HDF5 run the handler on an alternate stack (a runaway recursion has none left),
+  // unless one is set up already (sanitizers have their own).
+  stack_t current{};
+  if (::sigaltstack(nullptr, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+    static std::vector<char> alt(1 << 18);
+    stack_t ss{};
+    ss.ss_sp = alt.data();
+    ss.ss_size = alt.size();
+    ::sigaltstack(&ss, nullptr);
   }
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) {
+    struct sigaction sa {};
+    sa.sa_sigaction = ess_hdf5_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, &g_previous[sig]);
+  }
+  std::thread(watchdog).detach();
 }
 
 std::string iso8601_now() {

@@ -43,6 +43,9 @@ class Object {
   bool has_attr(const std::string& name) const;
   std::vector<std::string> children() const;  // names of links in name order
   bool is_group(const std::string& name) const;
+  // Identity of the object a child link points to (file and address): two links to one group
+  // (a hard-link cycle) have the same identity. "" when it cannot be read.
+  std::string object_identity(const std::string& name) const;
   std::vector<std::string> attr_names() const;
   std::string attr_as_text(const std::string& name) const;  // any attribute, printed
 
@@ -52,6 +55,8 @@ class Object {
   // Attributes.
   std::string attr_string(const std::string& name) const;
   long long attr_int(const std::string& name) const;
+  // attr_int, refused (InputError naming the value and the range) outside [lo, hi].
+  long long attr_int_in_range(const std::string& name, long long lo, long long hi) const;
   double attr_double(const std::string& name) const;
   std::vector<long long> attr_ints(const std::string& name) const;
   void set_attr(const std::string& name, const std::string& value) const;
@@ -82,12 +87,13 @@ class Object {
   std::string file_, path_;
 };
 
-// Opens an existing file read-only. Throws InputError naming the file if it is missing,
-// truncated or not HDF5.
+// Opens an existing file read-only. Throws InputError naming the file if it is missing, not a
+// regular file (checked without blocking: a FIFO is refused, not waited on), truncated or not
+// HDF5. Datasets are checked against the memory limit (ess::check_memory) before they are read.
 Object open_file(const std::string& path);
 
-// Creates `path` through a temporary sibling file that is renamed into place by commit();
-// if the object is destroyed without commit() the temporary is removed (no half-written output).
+// Builds `path` in memory; commit() writes it through a temporary sibling file renamed into place
+// (ess::write_file_atomically). Without commit() nothing is written (no half-written output).
 class OutputFile {
  public:
   explicit OutputFile(const std::string& path);
@@ -98,10 +104,20 @@ class OutputFile {
   void commit();
 
  private:
-  std::string path_, tmp_;
+  std::string path_;
   Object* root_ = nullptr;
   bool committed_ = false;
 };
+
+// HDF5 1.10 can loop forever or fault inside its own code on a corrupt file (fuzzing found both).
+// Every call that reads a file runs under a guard. Once this is called (the CLI does, at start), a
+// call that takes longer than `seconds` (plus 0.1 s per MB of data it reads), or a fault (SIGSEGV,
+// SIGBUS, SIGFPE, SIGILL) while inside HDF5, calls `handler` with "<file>: stalled|memory fault
+// inside the HDF5 library while reading it (the file is corrupt)"; the handler must not return
+// (the CLI prints, removes temporary files and exits 3; it may run in a signal handler or on a
+// watchdog thread). Faults outside HDF5 go to the previous handler (default, or a sanitizer's).
+using FailureHandler = void (*)(const char* message);
+void install_failure_guard(FailureHandler handler, double seconds = 60);
 
 // Writes the root provenance attributes every ess file carries (DESIGN §5).
 void write_provenance(const Object& root, const std::string& format, int major, int minor,

@@ -1,5 +1,6 @@
 #include "libess/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -81,13 +82,19 @@ bool parse_int(const std::string& s, long long* out) {
 }
 }  // namespace
 
-std::vector<int> parse_indices(const std::string& spec, int L) {
-  std::vector<int> out;
+namespace {
+
+// start:stop:step of a spec resolved against L (start ≥ 1, stop ≤ L, step ≥ 1).
+struct IndexRange {
+  long long start = 1, stop = 0, step = 1;
+  long long count() const { return stop > start ? (stop - start - 1) / step + 1 : 0; }
+};
+
+IndexRange parse_range(const std::string& spec, int L) {
   if (L < 2) throw UsageError("sequence length " + std::to_string(L) + " has no blocks (need L ≥ 2)");
-  if (spec.empty()) {
-    for (int i = 1; i < L; ++i) out.push_back(i);
-    return out;
-  }
+  IndexRange r;
+  r.stop = L;
+  if (spec.empty()) return r;
   std::vector<std::string> parts;
   std::string cur;
   for (char ch : spec) {
@@ -102,29 +109,39 @@ std::vector<int> parse_indices(const std::string& spec, int L) {
   const std::vector<MessagePart> bad = {"bad ", Option{"indices"},
                                         " '" + spec + "' (expected start:stop:step, e.g. 1:1024:8)"};
   if (parts.size() > 3) throw UsageError(bad);
-  long long start = 1, stop = L, step = 1;
   auto value = [&](size_t k, long long dflt) {
     if (k >= parts.size() || parts[k].empty()) return dflt;
     long long v;
     if (!parse_int(parts[k], &v)) throw UsageError(bad);
-    return v < 0 ? v + L : v;
+    return v < 0 ? std::max<long long>(v, -static_cast<long long>(L)) + L : std::min<long long>(v, L);
   };
-  start = value(0, 1);
-  stop = parts.size() >= 2 ? value(1, L) : start + 1;  // a single number selects one block
+  r.start = value(0, 1);
+  r.stop = parts.size() >= 2 ? value(1, L) : r.start + 1;  // a single number selects one block
   if (parts.size() >= 3 && !parts[2].empty()) {
-    if (!parse_int(parts[2], &step)) throw UsageError(bad);
-    if (step <= 0) {
+    if (!parse_int(parts[2], &r.step)) throw UsageError(bad);
+    if (r.step <= 0) {
       auto m = bad;
       m.emplace_back(": step must be positive");
       throw UsageError(m);
     }
   }
-  if (start < 1) start = 1;
-  if (stop > L) stop = L;
-  for (long long i = start; i < stop; i += step) out.push_back(static_cast<int>(i));
-  if (out.empty())
+  if (r.start < 1) r.start = 1;
+  if (r.stop > L) r.stop = L;
+  if (r.count() == 0)
     throw UsageError({Option{"indices"}, " '" + spec + "' selects no block for L = " + std::to_string(L) +
                                              " (valid i: 1.." + std::to_string(L - 1) + ")"});
+  return r;
+}
+
+}  // namespace
+
+long long count_indices(const std::string& spec, int L) { return parse_range(spec, L).count(); }
+
+std::vector<int> parse_indices(const std::string& spec, int L) {
+  const IndexRange r = parse_range(spec, L);
+  std::vector<int> out;
+  out.reserve(static_cast<size_t>(r.count()));
+  for (long long k = 0, n = r.count(); k < n; ++k) out.push_back(static_cast<int>(r.start + k * r.step));
   return out;
 }
 

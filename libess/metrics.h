@@ -22,5 +22,7 @@ double frobenius_from_sigma(const double* sigma, int n);
 // The i values (1 ≤ i ≤ L−1) of the blocks to measure, from "start:stop:step" (Python-style,
 // every part optional, stop exclusive, negatives count from L). Empty spec = all.
 std::vector<int> parse_indices(const std::string& spec, int seq_len);
+// How many blocks parse_indices would select (same errors), without building the list.
+long long count_indices(const std::string& spec, int seq_len);
 
 }  // namespace ess

@@ -1,11 +1,30 @@
 #include "libess/pipeline.h"
 
+#include <cstdint>
 #include <stdexcept>
 #include <utility>
 
 #include "libess/error.h"
 
 namespace ess {
+
+namespace {
+
+// NumericalError unless at least one block of the layer is usable (status ok).
+void check_usable(const LayerResult& R) {
+  std::size_t non_finite = 0, not_converged = 0;
+  for (std::uint8_t s : R.status) {
+    if (s == block_ok) return;
+    non_finite += s == block_non_finite;
+    not_converged += s == block_not_converged;
+  }
+  if (R.status.empty()) return;
+  throw NumericalError("no usable block: " + std::to_string(non_finite) + " of " + std::to_string(R.status.size()) +
+                       " block(s) have non-finite singular values (the operator overflows or holds NaN/infinity) and " +
+                       std::to_string(not_converged) + " did not converge (the SVD failed)");
+}
+
+}  // namespace
 
 Pipeline::Pipeline(EssOptions options, ProgressFn progress)
     : options_(std::move(options)), progress_(std::move(progress)) {
@@ -21,7 +40,9 @@ LayerResult Pipeline::measure(const OperatorLayer& layer, int position, int coun
   }
   try {
     if (!layer.op) throw std::invalid_argument("no operator");
-    return compute_layer(layer, options_, channel_progress);
+    LayerResult R = compute_layer(layer, options_, channel_progress);
+    check_usable(R);
+    return R;
   } catch (Error& e) {
     e.prepend("layer '" + layer.name + "': ");
     throw;
@@ -30,7 +51,20 @@ LayerResult Pipeline::measure(const OperatorLayer& layer, int position, int coun
   }
 }
 
+void Pipeline::check_memory(const std::vector<OperatorLayer>& layers) const {
+  for (const auto& layer : layers) {
+    if (!layer.op) continue;
+    try {
+      check_layer_memory(*layer.op, options_);
+    } catch (Error& e) {
+      e.prepend("layer '" + layer.name + "': ");
+      throw;
+    }
+  }
+}
+
 std::vector<LayerResult> Pipeline::measure_all(const std::vector<OperatorLayer>& layers) const {
+  check_memory(layers);
   std::vector<LayerResult> out;
   const int n = static_cast<int>(layers.size());
   for (int k = 0; k < n; ++k) out.push_back(measure(layers[k], k, n));
@@ -38,11 +72,13 @@ std::vector<LayerResult> Pipeline::measure_all(const std::vector<OperatorLayer>&
 }
 
 void Pipeline::measure_all(const std::vector<OperatorLayer>& layers, ResultSink& sink) const {
+  check_memory(layers);
   const int n = static_cast<int>(layers.size());
   for (int k = 0; k < n; ++k) sink.add(measure(layers[k], k, n));
 }
 
 void Pipeline::measure_all(std::vector<OperatorLayer>&& layers, ResultSink& sink) const {
+  check_memory(layers);
   const int n = static_cast<int>(layers.size());
   for (int k = 0; k < n; ++k) {
     LayerResult R = measure(layers[k], k, n);

@@ -32,10 +32,17 @@ class Pipeline {
 
   // One layer; `position` of `count` is what progress reports (a caller streaming layers from a
   // model knows where it is). Errors (UsageError, InputError, …) keep their type and get the
-  // layer's name in front: "layer 'blocks.3.mixer': …".
+  // layer's name in front: "layer 'blocks.3.mixer': …". Refuses (InputError) before allocating
+  // when the layer's measurement would not fit in memory (ess::check_memory: results plus one
+  // worker's working set), and throws NumericalError (exit 4) when no block of the layer is usable
+  // (every block non-finite or its SVD failed) instead of returning a result with nothing in it.
   LayerResult measure(const OperatorLayer& layer, int position = 0, int count = 1) const;
 
-  // Every layer in order; results returned.
+  // The memory check of every layer (check_layer_memory: shapes only, nothing allocated), so that
+  // a layer that cannot fit is refused, named, before the first is measured. measure_all runs it.
+  void check_memory(const std::vector<OperatorLayer>& layers) const;
+
+  // Every layer in order (each checked against the memory limit first); results returned.
   std::vector<LayerResult> measure_all(const std::vector<OperatorLayer>& layers) const;
   // Every layer in order; each result handed to `sink` as soon as it is measured.
   void measure_all(const std::vector<OperatorLayer>& layers, ResultSink& sink) const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "libess/error.h"
@@ -69,7 +70,7 @@ ResultsWriter::ResultsWriter(const std::string& path, const std::string& command
   out_->root().create_group("layers");
 }
 
-ResultsWriter::~ResultsWriter() = default;  // h5::OutputFile removes the temporary unless committed
+ResultsWriter::~ResultsWriter() = default;  // h5::OutputFile (built in memory) writes nothing unless committed
 
 void ResultsWriter::write(const LayerResult& result) {
   if (!out_) throw std::logic_error("results writer: " + path_ + " is already committed");
@@ -108,12 +109,12 @@ LayerResult read_layer(const h5::Object& g) {
   LayerResult R;
   R.name = g.has_attr("name") ? g.attr_string("name") : g.path().substr(g.path().rfind('/') + 1);
   R.family = g.attr_string("family");
-  R.layer_index = static_cast<int>(g.attr_int("layer_index"));
+  R.layer_index = static_cast<int>(g.attr_int_in_range("layer_index", 0, std::numeric_limits<int>::max()));
   const std::string kind = g.attr_string("channel_kind");
   if (kind != "head" && kind != "channel")
     throw InputError(g.where() + ": channel_kind '" + kind + "' (expected head or channel)");
   R.channel_kind = kind == "head" ? ChannelKind::head : ChannelKind::channel;
-  R.seq_len = static_cast<int>(g.attr_int("seq_len"));
+  R.seq_len = static_cast<int>(g.attr_int_in_range("seq_len", 2, std::numeric_limits<int>::max()));
   R.engine = g.attr_string("engine");
   R.tol = g.attr_double("tol");
   try {
@@ -129,6 +130,9 @@ LayerResult read_layer(const h5::Object& g) {
   if (shape.size() != 3)
     throw InputError(g.where("tolerance_ess") + ": expected 3 dimensions [B, C, I], got " + shape_string(shape));
   const std::int64_t B = shape[0], C = shape[1], I = shape[2];
+  if (B > std::numeric_limits<int>::max() || C > std::numeric_limits<int>::max() || I >= R.seq_len)
+    throw InputError(g.where("tolerance_ess") + ": shape " + shape_string(shape) +
+                     " is out of range (batch and channels ≤ 2^31 − 1, fewer blocks than seq_len)");
   R.batch = static_cast<int>(B);
   R.channels = static_cast<int>(C);
   R.entropy_ess = g.read_double("entropy_ess", &shape);
@@ -166,7 +170,7 @@ LayerResult read_layer(const h5::Object& g) {
   }
   if (g.has("sigma")) {
     auto sigma = g.read_double("sigma", &shape);
-    if (shape.size() != 4 || shape[0] != B || shape[1] != C || shape[2] != I)
+    if (shape.size() != 4 || shape[0] != B || shape[1] != C || shape[2] != I || shape[3] > (1 << 20))
       throw InputError(g.where("sigma") + ": shape " + shape_string(shape) + ", expected [" + std::to_string(B) + ", " +
                        std::to_string(C) + ", " + std::to_string(I) + ", K]");
     R.sigma_k = static_cast<int>(shape[3]);

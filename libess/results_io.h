@@ -36,10 +36,12 @@ namespace h5 {
 class OutputFile;
 }
 
-// Streams a results file: created under a temporary name beside `path`, each layer written to
-// /layers/<name> when it is added (so the caller may free it), and renamed into place by commit().
-// Destroyed without commit() (an error, an interruption), it removes the temporary file: there is
-// never a half-written results file at `path`. Throws InputError when the file cannot be created.
+// Streams a results file: built in memory (h5::OutputFile), each layer written to /layers/<name>
+// when it is added (so the caller may free the LayerResult), and put in place by commit() through
+// a temporary sibling file renamed over `path` (ess::write_file_atomically: never over an input,
+// removed on failure or SIGINT/SIGTERM/SIGHUP). Destroyed without commit() (an error, an
+// interruption) it writes nothing: there is never a half-written results file at `path`. Throws
+// InputError when the file cannot be created or written (disk full: exit 3).
 class ResultsWriter final : public ResultSink {
  public:
   ResultsWriter(const std::string& path, const std::string& command_line);

@@ -1,18 +1,14 @@
 // SHA-256 through OpenSSL's EVP interface, used to record the identity of source files in results.
 #include "libess/sha256.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include "libess/error.h"
+#include "libess/files.h"
 
 namespace ess {
 namespace {
@@ -40,29 +36,16 @@ struct DigestContext {
   }
 };
 
-struct FileDescriptor {
-  int fd;
-  ~FileDescriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 }  // namespace
 
 std::string sha256_file(const std::string& path) {
-  // O_NONBLOCK: a FIFO or device given by mistake must not block the open.
-  FileDescriptor f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
-  if (f.fd < 0) throw InputError(path + ": cannot read (" + std::strerror(errno) + ")");
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0 || !S_ISREG(st.st_mode)) throw InputError(path + ": not a regular file");
+  const InputFile file(path);  // regular files only, opened without blocking
   DigestContext digest;
   std::vector<char> buffer(1 << 20);
   for (;;) {
-    const ssize_t n = ::read(f.fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw InputError(path + ": read error (" + std::strerror(errno) + ")");
-    if (n == 0) break;
-    digest.update(buffer.data(), static_cast<size_t>(n));
+    const std::size_t n = file.read_some(buffer.data(), buffer.size());
+    digest.update(buffer.data(), n);
+    if (n < buffer.size()) break;
   }
   return digest.hex();
 }

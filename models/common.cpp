@@ -2,9 +2,12 @@
 // blocks the architectures share.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
+#include "libess/checked.h"
 #include "libess/error.h"
 #include "models/models.h"
 
@@ -12,20 +15,93 @@ namespace ess::models {
 
 // --- Config -----------------------------------------------------------------------------------
 
-int Config::integer(const std::string& k) const {
+int Config::integer(const std::string& k, IntRange range) const {
   if (!has(k)) throw InputError(path_ + ": missing field '" + k + "'");
   const auto& v = j_[k];
-  if (!v.is_number_integer() && !(v.is_number() && std::floor(v.get<double>()) == v.get<double>()))
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(range.hi))
+      throw InputError(path_ + ": field '" + k + "' = " + v.dump() + " is out of range [" + std::to_string(range.lo) +
+                       ", " + std::to_string(range.hi) + "]");
+    return integer_in(static_cast<long long>(u), k, range);
+  }
+  if (v.is_number_integer()) return integer_in(v.get<long long>(), k, range);
+  // A float that is a whole number (Python writes 4.0 for some configs); NaN/±inf are not.
+  if (!v.is_number_float() || !std::isfinite(v.get<double>()) || std::floor(v.get<double>()) != v.get<double>())
     throw InputError(path_ + ": field '" + k + "' must be an integer, found " + v.dump());
   const double d = v.get<double>();
-  if (d < 0 || d > 1e9) throw InputError(path_ + ": field '" + k + "' = " + v.dump() + " is out of range");
+  if (d < static_cast<double>(range.lo) || d > static_cast<double>(range.hi))
+    throw InputError(path_ + ": field '" + k + "' = " + v.dump() + " is out of range [" + std::to_string(range.lo) +
+                     ", " + std::to_string(range.hi) + "]");
   return static_cast<int>(d);
 }
 
-double Config::number(const std::string& k) const {
+int Config::integer_in(long long v, const std::string& k, IntRange range) const {
+  if (v < range.lo || v > range.hi)
+    throw InputError(path_ + ": field '" + k + "' = " + std::to_string(v) + " is out of range [" +
+                     std::to_string(range.lo) + ", " + std::to_string(range.hi) + "]");
+  return static_cast<int>(v);
+}
+
+namespace {
+std::string number_text(double v) {
+  std::ostringstream s;
+  s.precision(17);
+  s << v;
+  return s.str();
+}
+}  // namespace
+
+double Config::check_number(double d, const std::string& k, NumberRange range) const {
+  // NaN fails both comparisons; ±infinity passes only an infinite bound.
+  if (!(d >= range.lo && d <= range.hi))
+    throw InputError(path_ + ": field '" + k + "' = " + number_text(d) + " is " +
+                     (std::isnan(d)   ? std::string("not a number")
+                      : std::isinf(d) ? "infinite"
+                                      : "out of range") +
+                     " (expected a number in [" + number_text(range.lo) + ", " + number_text(range.hi) + "])");
+  return d;
+}
+
+double Config::number(const std::string& k, NumberRange range) const {
   if (!has(k)) throw InputError(path_ + ": missing field '" + k + "'");
   if (!j_[k].is_number()) throw InputError(path_ + ": field '" + k + "' must be a number, found " + j_[k].dump());
-  return j_[k].get<double>();
+  return check_number(j_[k].get<double>(), k, range);
+}
+
+std::vector<double> Config::numbers(const std::string& k, std::size_t count, NumberRange range) const {
+  if (!has(k)) throw InputError(path_ + ": missing field '" + k + "'");
+  const auto& v = j_[k];
+  if (!v.is_array() || v.size() != count)
+    throw InputError(path_ + ": field '" + k + "' must be an array of " + std::to_string(count) + " numbers");
+  std::vector<double> out;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!v[i].is_number())
+      throw InputError(path_ + ": field '" + k + "' must be an array of " + std::to_string(count) + " numbers");
+    out.push_back(check_number(v[i].get<double>(), k + "[" + std::to_string(i) + "]", range));
+  }
+  return out;
+}
+
+int Config::scaled(const std::string& k, double fallback, int base) const {
+  const double factor = number(k, fallback, kPositiveNumber);
+  const double value = std::floor(factor * base);
+  if (!(value >= 1 && value <= static_cast<double>(kMaxInt)))
+    throw InputError(path_ + ": field '" + k + "' = " + number_text(factor) + " times " + std::to_string(base) +
+                     " gives " + number_text(value) + ", outside [1, " + std::to_string(kMaxInt) + "]");
+  return static_cast<int>(value);
+}
+
+int Config::product(std::initializer_list<long long> factors, const std::string& what) const {
+  std::optional<std::uint64_t> p = 1;
+  for (long long f : factors)
+    p = f < 0 || !p ? std::nullopt : checked_mul<std::uint64_t>(*p, static_cast<std::uint64_t>(f));
+  if (!p || *p < 1 || *p > static_cast<std::uint64_t>(kMaxInt)) {
+    std::string text;
+    for (long long f : factors) text += (text.empty() ? "" : " × ") + std::to_string(f);
+    throw InputError(path_ + ": " + what + " = " + text + " is outside [1, " + std::to_string(kMaxInt) + "]");
+  }
+  return static_cast<int>(*p);
 }
 
 bool Config::boolean(const std::string& k, bool fallback) const {

@@ -32,9 +32,9 @@ class Gla final : public CausalLM {
     D_ = c.integer("hidden_size");
     H_ = c.integer("num_heads", 4);
     Hkv_ = c.integer("num_kv_heads", H_);
-    Kd_ = static_cast<int>(D_ * c.number("expand_k", 0.5));
-    Vd_ = static_cast<int>(D_ * c.number("expand_v", 1.0));
-    eps_ = c.number("norm_eps", 1e-6);
+    Kd_ = c.scaled("expand_k", 0.5, D_);
+    Vd_ = c.scaled("expand_v", 1.0, D_);
+    eps_ = c.number("norm_eps", 1e-6, Config::kNonNegativeNumber);
     if (c.has("clamp_min")) clamp_min_ = c.number("clamp_min");
     if (H_ < 1 || Hkv_ < 1 || H_ % Hkv_ || Kd_ % H_ || Vd_ % H_)
       throw InputError(c.path() + ": key/value dimensions must split evenly over num_heads and num_kv_heads");
@@ -52,8 +52,17 @@ class Gla final : public CausalLM {
     dk_ = Kd_ / H_;
     dv_ = Vd_ / H_;
     // GatedMLP width: intermediate_size, else 256·⌈int(D·hidden_ratio·2/3) / 256⌉ (fla's default).
-    int I = static_cast<int>(D_ * c.number("hidden_ratio", 4) * 2 / 3);
-    I = c.integer("intermediate_size", 256 * ((I + 255) / 256));
+    int I = 0;
+    if (c.has("intermediate_size")) {
+      I = c.integer("intermediate_size");
+    } else {
+      const double ratio = c.number("hidden_ratio", 4.0, Config::kPositiveNumber);
+      const double width = std::floor(D_ * ratio * 2 / 3);
+      if (!(width >= 1 && width <= static_cast<double>(Config::kMaxInt)))
+        throw InputError(c.path() + ": hidden_size × hidden_ratio × 2/3 is outside [1, " +
+                         std::to_string(Config::kMaxInt) + "] (set intermediate_size)");
+      I = 256 * ((static_cast<int>(width) + 255) / 256);
+    }
     const bool affine = c.boolean("elementwise_affine", true);
     const int rep = H_ / Hkv_;
     const std::int64_t V = vocab_, D = D_, Kd = Kd_, Vd = Vd_, Kg = Kd_ / rep, Vg = Vd_ / rep, r = kGateLowRank;

@@ -135,7 +135,7 @@ std::unique_ptr<CausalLM> make_llama(const std::string& dir, const Config& c) {
 
 std::unique_ptr<CausalLM> make_mistral(const std::string& dir, const Config& c) {
   LlamaSpec s = read_llama_config(c, "MistralForCausalLM");
-  s.window = c.integer("sliding_window", 0);  // null: no window
+  s.window = c.integer("sliding_window", 0, Config::kNonNegative);  // null: no window
   return make_llama_decoder(dir, s);
 }
 
@@ -151,10 +151,12 @@ LlamaSpec read_llama_config(const Config& c, const std::string& architecture) {
   s.heads = c.integer("num_attention_heads");
   s.kv_heads = c.integer("num_key_value_heads", s.heads);
   s.head_dim = c.has("head_dim") ? c.integer("head_dim") : s.hidden / std::max(s.heads, 1);
+  c.product({s.heads, s.head_dim}, "num_attention_heads × head_dim");
+  c.product({s.kv_heads, s.head_dim}, "num_key_value_heads × head_dim");
   if (s.heads < 1 || s.kv_heads < 1 || s.heads % s.kv_heads != 0)
     throw InputError(c.path() + ": num_attention_heads must be a multiple of num_key_value_heads");
   if (s.head_dim % 2) throw InputError(c.path() + ": head_dim must be even for rotary embeddings");
-  s.rms_eps = c.number("rms_norm_eps", 1e-6);
+  s.rms_eps = c.number("rms_norm_eps", 1e-6, Config::kNonNegativeNumber);
   s.qkv_bias = s.o_bias = c.boolean("attention_bias", false);
   s.mlp_bias = c.boolean("mlp_bias", false);
   s.tied = c.boolean("tie_word_embeddings", false);
@@ -162,11 +164,12 @@ LlamaSpec read_llama_config(const Config& c, const std::string& architecture) {
   // Rotary inverse frequencies, with the config's scaling: legacy `rope_theta` + `rope_scaling`,
   // or transformers v5's `rope_parameters` {rope_theta, rope_type, factor, …}.
   nlohmann::json rope = c.has("rope_scaling") ? c.json()["rope_scaling"] : nlohmann::json::object();
-  double theta = c.number("rope_theta", 10000.0);
+  double theta = c.number("rope_theta", 10000.0, Config::kPositiveNumber);
   if (c.has("rope_parameters")) {
     if (!c.json()["rope_parameters"].is_object()) throw InputError(c.path() + ": rope_parameters must be an object");
     rope = c.json()["rope_parameters"];
-    if (rope.contains("rope_theta")) theta = Config(rope, c.path() + " rope_parameters").number("rope_theta");
+    if (rope.contains("rope_theta"))
+      theta = Config(rope, c.path() + " rope_parameters").number("rope_theta", Config::kPositiveNumber);
   }
   const int hd = s.head_dim;
   s.inv_freq = rope_inv_freq(theta, hd);
@@ -174,8 +177,10 @@ LlamaSpec read_llama_config(const Config& c, const std::string& architecture) {
   const Config sc(rope, c.path() + " rope scaling");
   const std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
   if (type == "llama3") {
-    const double f = sc.number("factor"), lo = sc.number("low_freq_factor"), hi = sc.number("high_freq_factor"),
-                 orig = sc.number("original_max_position_embeddings");
+    const auto positive = Config::kPositiveNumber;
+    const double f = sc.number("factor", positive), lo = sc.number("low_freq_factor", positive),
+                 hi = sc.number("high_freq_factor", positive),
+                 orig = sc.number("original_max_position_embeddings", positive);
     const double lo_wl = orig / lo, hi_wl = orig / hi;
     for (int k = 0; k < hd / 2; ++k) {
       const double inv = s.inv_freq(k), wl = 2 * M_PI / inv;
@@ -188,7 +193,7 @@ LlamaSpec read_llama_config(const Config& c, const std::string& architecture) {
       }
     }
   } else if (type == "linear") {
-    s.inv_freq /= sc.number("factor");
+    s.inv_freq /= sc.number("factor", Config::kPositiveNumber);
   } else if (type != "default") {
     throw InputError(c.path() + ": rope type '" + type + "' is not supported (default, linear, llama3)");
   }

@@ -22,7 +22,7 @@ class Mamba final : public CausalLM {
     D_ = c.integer("hidden_size");
     N_ = c.integer("state_size");
     K_ = c.integer("conv_kernel", 4);
-    E_ = c.has("intermediate_size") ? c.integer("intermediate_size") : static_cast<int>(c.number("expand", 2) * D_);
+    E_ = c.has("intermediate_size") ? c.integer("intermediate_size") : c.scaled("expand", 2, D_);
     if (c.has("time_step_rank") && c.json()["time_step_rank"].is_string()) {
       if (c.json()["time_step_rank"] != "auto")
         throw InputError(c.path() + ": time_step_rank must be an integer or \"auto\"");
@@ -30,8 +30,8 @@ class Mamba final : public CausalLM {
     } else {
       R_ = c.integer("time_step_rank", (D_ + 15) / 16);
     }
-    eps_ = c.number("layer_norm_epsilon", 1e-5);
-    mixer_eps_ = c.number("mixer_rms_eps", 1e-6);
+    eps_ = c.number("layer_norm_epsilon", 1e-5, Config::kNonNegativeNumber);
+    mixer_eps_ = c.number("mixer_rms_eps", 1e-6, Config::kNonNegativeNumber);
     const bool bias = c.boolean("use_bias", false), conv_bias = c.boolean("use_conv_bias", true);
     const std::int64_t V = vocab_, D = D_, E = E_, N = N_, R = R_;
     WeightDecls w(layers_);

@@ -27,19 +27,21 @@ class Mamba2 final : public CausalLM {
     G_ = c.integer("n_groups", 1);
     H_ = c.integer("num_heads");
     P_ = c.integer("head_dim");
-    E_ = static_cast<int>(c.number("expand", 2) * D_);
-    if (H_ * P_ != E_)
+    E_ = c.scaled("expand", 2, D_);
+    if (c.product({H_, P_}, "num_heads × head_dim") != E_)
       throw InputError(c.path() + ": num_heads × head_dim = " + std::to_string(H_ * P_) +
                        " but expand × hidden_size = " + std::to_string(E_));
+    c.product({2, G_, N_}, "2 × n_groups × state_size");
     if (G_ < 1 || H_ % G_ != 0) throw InputError(c.path() + ": num_heads must be divisible by n_groups");
-    eps_ = c.number("layer_norm_epsilon", 1e-5);
+    eps_ = c.number("layer_norm_epsilon", 1e-5, Config::kNonNegativeNumber);
     const bool bias = c.boolean("use_bias", false), conv_bias = c.boolean("use_conv_bias", true);
     if (c.has("time_step_limit")) {
-      const auto& lim = c.json()["time_step_limit"];
-      if (!lim.is_array() || lim.size() != 2 || !lim[0].is_number() || !lim[1].is_number())
-        throw InputError(c.path() + ": time_step_limit must be [min, max]");
-      dt_min_ = lim[0].get<double>();
-      dt_max_ = lim[1].get<double>();
+      // [min, max] step sizes; max may be Infinity (the transformers default).
+      const auto lim = c.numbers("time_step_limit", 2, {0.0, std::numeric_limits<double>::infinity()});
+      dt_min_ = lim[0];
+      dt_max_ = lim[1];
+      if (std::isinf(dt_min_) || dt_min_ > dt_max_)
+        throw InputError(c.path() + ": time_step_limit must be [min, max] with 0 ≤ min ≤ max and min finite");
     }
     conv_dim_ = E_ + 2 * G_ * N_;
     const std::int64_t V = vocab_, D = D_, E = E_, H = H_, conv = conv_dim_, proj = E_ + conv_dim_ + H_;

@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,20 +26,50 @@ namespace ess::models {
 
 // --- config.json ------------------------------------------------------------------------------
 
-// config.json access with messages naming the file and field.
+// config.json access with messages naming the file and field. Every number is validated here
+// (docs/reliability.md): integers are integral and within a range (default [1, kMaxInt]: sizes and
+// counts, so num_hidden_layers = 0 is refused), numbers are finite (NaN never, ±infinity only when
+// the range's bound is infinite) and within a range, and sizes formed from several fields go
+// through scaled() / product(), which refuse results beyond kMaxInt. kMaxInt = 2^28 keeps sums of
+// up to 8 such values within int.
 class Config {
  public:
+  static constexpr long long kMaxInt = 1LL << 28;
+  struct IntRange {
+    long long lo, hi;
+  };
+  struct NumberRange {
+    double lo, hi;  // inclusive
+  };
+  static constexpr IntRange kPositive{1, kMaxInt}, kNonNegative{0, kMaxInt};
+  static constexpr NumberRange kFinite{-std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
+  static constexpr NumberRange kNonNegativeNumber{0.0, std::numeric_limits<double>::max()};
+  static constexpr NumberRange kPositiveNumber{std::numeric_limits<double>::min(), std::numeric_limits<double>::max()};
+
   Config(nlohmann::json j, std::string path) : j_(std::move(j)), path_(std::move(path)) {}
   bool has(const std::string& k) const { return j_.contains(k) && !j_[k].is_null(); }
-  int integer(const std::string& k) const;
-  int integer(const std::string& k, int fallback) const { return has(k) ? integer(k) : fallback; }
-  double number(const std::string& k) const;
-  double number(const std::string& k, double fallback) const { return has(k) ? number(k) : fallback; }
+  int integer(const std::string& k, IntRange range = kPositive) const;
+  int integer(const std::string& k, int fallback, IntRange range = kPositive) const {
+    return has(k) ? integer(k, range) : fallback;
+  }
+  double number(const std::string& k, NumberRange range = kFinite) const;
+  double number(const std::string& k, double fallback, NumberRange range = kFinite) const {
+    return has(k) ? number(k, range) : fallback;
+  }
+  // An array of `count` numbers, each checked like number().
+  std::vector<double> numbers(const std::string& k, std::size_t count, NumberRange range = kFinite) const;
+  // ⌊factor · base⌋ with factor = field k (or `fallback`), finite and > 0 (Mamba's `expand` ×
+  // hidden_size); the result must lie in [1, kMaxInt].
+  int scaled(const std::string& k, double fallback, int base) const;
+  // The product of config values, refused (InputError naming `what`) outside [1, kMaxInt].
+  int product(std::initializer_list<long long> factors, const std::string& what) const;
   bool boolean(const std::string& k, bool fallback) const;
   const nlohmann::json& json() const { return j_; }
   const std::string& path() const { return path_; }
 
  private:
+  int integer_in(long long v, const std::string& k, IntRange range) const;
+  double check_number(double d, const std::string& k, NumberRange range) const;
   nlohmann::json j_;
   std::string path_;
 };
@@ -189,6 +221,16 @@ class CausalLM {
  private:
   std::string architecture_;
 };
+
+// Memory guard of the forward pass (docs/reliability.md): a lower bound on what a forward pass
+// over batch × seq_len tokens allocates, from the declared weight shapes (activations of the
+// residual stream and the widest projection, one sequence's logits or all of them when kept, one
+// layer's weights and the embedding as float64). CausalLM::stream checks it (ess::check_memory,
+// InputError naming the size and the limit) before anything is computed.
+std::uint64_t forward_bytes_lower_bound(const WeightDecls& decls, int vocab, long long batch, long long seq_len,
+                                        bool keep_logits);
+void check_forward_memory(const WeightDecls& decls, const std::string& architecture, int vocab, long long batch,
+                          long long seq_len, bool keep_logits);
 
 // Names of the registered architectures (config.json `architectures[0]`), sorted.
 std::vector<std::string> supported_architectures();

@@ -1,10 +1,14 @@
 // The architecture registry (filled by ESS_REGISTER_ARCHITECTURE in each models/<arch>.cpp) and
 // what every model shares: choosing the architecture from config.json, token checks, run().
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
 
+#include "libess/checked.h"
 #include "libess/error.h"
+#include "libess/memory.h"
 #include "models/models.h"
 
 namespace ess::models {
@@ -22,6 +26,42 @@ std::map<std::string, Entry>& registry() {
 }
 
 }  // namespace
+
+std::uint64_t forward_bytes_lower_bound(const WeightDecls& decls, int vocab, long long batch, long long seq_len,
+                                        bool keep_logits) {
+  const auto u = [](long long v) { return static_cast<std::uint64_t>(std::max(0LL, v)); };
+  std::uint64_t hidden = 0, widest = 0, layer_weights = 0, embedding = 0;
+  for (const auto& d : decls.list()) {
+    if (!d.active) continue;
+    std::uint64_t elements = 1;
+    for (std::int64_t n : d.shape) elements = saturating_mul(elements, u(n));
+    elements = saturating_mul(elements, u(d.items));
+    if (d.per_layer) {
+      layer_weights = saturating_add(layer_weights, elements);
+      for (std::int64_t n : d.shape) widest = std::max(widest, u(n));
+    } else if (d.role == "embed" && d.shape.size() == 2) {
+      hidden = u(d.shape[1]);
+      embedding = elements;
+    }
+  }
+  if (hidden == 0) hidden = widest;
+  const std::uint64_t tokens = saturating_mul(u(batch), u(seq_len));
+  // The residual stream and its normed copy (2 × hidden) and the widest projection's output per
+  // token; one sequence's L × V logits (every sequence's when they are kept); one layer's weights
+  // and the embedding as float64.
+  const std::uint64_t activations = saturating_mul(tokens, saturating_add(2 * hidden, widest));
+  const std::uint64_t logits = saturating_mul(saturating_mul(keep_logits ? u(batch) : 1, u(seq_len)), u(vocab));
+  return saturating_mul(8,
+                        saturating_add(saturating_add(activations, logits), saturating_add(layer_weights, embedding)));
+}
+
+void check_forward_memory(const WeightDecls& decls, const std::string& architecture, int vocab, long long batch,
+                          long long seq_len, bool keep_logits) {
+  ess::check_memory(
+      forward_bytes_lower_bound(decls, vocab, batch, seq_len, keep_logits),
+      architecture + ": the forward pass over " + std::to_string(batch) + " × " + std::to_string(seq_len) + " tokens",
+      "use fewer or shorter sequences");
+}
 
 bool register_architecture(const std::string& name, ArchitectureFactory factory, std::vector<std::string> aliases) {
   if (!registry().emplace(name, Entry{factory, std::move(aliases)}).second)
@@ -81,6 +121,8 @@ ModelRun CausalLM::stream(const Tokens& tokens, const LayerCallback& on_layer, b
                          std::to_string(b) + ", position " + std::to_string(t) + " is outside the vocabulary [0, " +
                          std::to_string(vocab_) + ")");
   }
+  check_forward_memory(W_.declarations(), architecture_, vocab_, static_cast<long long>(tokens.size()),
+                       static_cast<long long>(tokens[0].size()), keep_logits);
   ModelRun out;
   forward(tokens, on_layer, keep_logits, out);
   return out;

@@ -1,21 +1,17 @@
 #include "models/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <limits>
-#include <set>
-#include <sstream>
 
 #include "libess/error.h"
+#include "libess/files.h"
+#include "libess/json.h"
+#include "libess/memory.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors data is little-endian; big-endian hosts unsupported");
@@ -26,6 +22,8 @@ namespace {
 
 // Same cap as the reference reader (safetensors MAX_HEADER_SIZE).
 constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
+// config.json: a few KB in practice (id2label maps make some larger).
+constexpr std::uint64_t kMaxConfigBytes = 16ULL << 20;
 
 // Bytes per element of the byte-sized safetensors dtypes; 0 for an unknown name.
 std::size_t dtype_size(const std::string& dtype) {
@@ -62,21 +60,13 @@ double bfloat16_to_double(std::uint16_t b) {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw InputError(path + ": not a regular file");
-  }
-  size_ = static_cast<std::size_t>(st.st_size);
-  if (size_ < 8) {
-    ::close(fd);
+  // Regular files only, opened without blocking (a FIFO given as weights must not hang).
+  const InputFile file(path, "safetensors file");
+  size_ = static_cast<std::size_t>(file.size());
+  if (size_ < 8)
     throw InputError(path + ": file is " + std::to_string(size_) +
                      " bytes, too short for a safetensors header (8 bytes)");
-  }
-  void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
+  void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, file.fd(), 0);
   if (m == MAP_FAILED) throw InputError(path + ": cannot memory-map (" + std::string(std::strerror(errno)) + ")");
   map_ = static_cast<const unsigned char*>(m);
   try {
@@ -94,17 +84,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (text.empty() || text[0] != '{')
       throw InputError(path + ": header does not start with '{' (expected a JSON object, found " +
                        (text.empty() ? std::string("an empty header") : "byte " + std::to_string(map_[8])) + ")");
-    nlohmann::json header;
-    std::set<std::string> seen;  // top-level keys, to refuse duplicate tensor names
-    try {
-      header = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& v) {
-        if (depth == 1 && event == nlohmann::json::parse_event_t::key && !seen.insert(v.get<std::string>()).second)
-          throw InputError(path + ": header lists tensor " + quoted(v.get<std::string>()) + " more than once");
-        return true;
-      });
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(path + ": header is not valid JSON (" + e.what() + ")");
-    }
+    // Bounded parse: no deep nesting, no repeated key (a tensor listed twice), no NUL padding
+    // (the format allows trailing spaces only).
+    JsonLimits limits;
+    limits.max_bytes = kMaxHeaderSize;
+    limits.unique_keys = true;
+    const nlohmann::json header = parse_json(text, path + ": header", limits);
     if (!header.is_object()) throw InputError(path + ": header is not a JSON object");
     const std::uint64_t buffer_size = size_ - buffer_start_;
     for (auto it = header.begin(); it != header.end(); ++it) {
@@ -227,6 +212,7 @@ Tensor SafetensorsFile::read(const std::string& name) const {
   out.shape = t.shape;
   const std::size_t width = dtype_size(t.dtype);
   const std::size_t n = (t.end - t.begin) / width;
+  check_memory(n * sizeof(double), path_ + ": tensor '" + name + "' converted to float64");
   out.data.resize(n);
   const unsigned char* p = map_ + buffer_start_ + t.begin;
   // Little-endian on disk; we only build for little-endian hosts.
@@ -237,7 +223,7 @@ Tensor SafetensorsFile::read(const std::string& name) const {
       out.data[k] = f;
     }
   } else if (t.dtype == "F64") {
-    std::memcpy(out.data.data(), p, 8 * n);
+    if (n > 0) std::memcpy(out.data.data(), p, 8 * n);  // an empty vector's data() may be null
   } else if (t.dtype == "F16" || t.dtype == "BF16") {
     const bool bf = t.dtype == "BF16";
     for (std::size_t k = 0; k < n; ++k) {
@@ -295,16 +281,9 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
     for (const auto& n : files_.back()->names()) where_[n] = files_.back().get();
   } else if (fs::exists(index, ec)) {
     const std::string ipath = index.string();
-    nlohmann::json j;
-    {
-      std::ifstream in(index);
-      if (!in) throw InputError(ipath + ": cannot be read");
-      try {
-        j = nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception& e) {
-        throw InputError(ipath + ": not valid JSON (" + e.what() + ")");
-      }
-    }
+    JsonLimits limits;
+    limits.unique_keys = true;  // a tensor assigned to two shards is ambiguous
+    const nlohmann::json j = read_json_file(ipath, limits);
     if (!j.is_object()) throw InputError(ipath + ": expected a JSON object, found " + j.type_name());
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw InputError(ipath + ": expected a 'weight_map' object (tensor name → shard file), found " +
@@ -377,80 +356,16 @@ std::vector<std::string> Checkpoint::files() const {
 }
 
 nlohmann::json parse_config_json(const std::string& text, const std::string& path) {
-  // Replace the bare literals Infinity, -Infinity, NaN (outside strings) by unique string tokens,
-  // parse, then turn those strings back into doubles.
-  // The tokens must not occur in the text itself (they cannot, unless someone wrote them on purpose).
-  std::string tag = "__ess_literal_";
-  while (text.find(tag) != std::string::npos) tag += "_";
-  const std::string kPosInf = tag + "+Infinity__", kNegInf = tag + "-Infinity__", kNaN = tag + "NaN__";
-  std::string out;
-  out.reserve(text.size());
-  bool in_string = false;
-  for (std::size_t k = 0; k < text.size(); ++k) {
-    const char c = text[k];
-    if (in_string) {
-      out += c;
-      if (c == '\\' && k + 1 < text.size())
-        out += text[++k];
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-      out += c;
-    } else if (text.compare(k, 9, "-Infinity") == 0) {
-      out += std::string("\"") + kNegInf + "\"";
-      k += 8;
-    } else if (text.compare(k, 8, "Infinity") == 0) {
-      out += std::string("\"") + kPosInf + "\"";
-      k += 7;
-    } else if (text.compare(k, 3, "NaN") == 0) {
-      out += std::string("\"") + kNaN + "\"";
-      k += 2;
-    } else {
-      out += c;
-    }
-  }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(out);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  }
+  JsonLimits limits;
+  limits.max_bytes = kMaxConfigBytes;
+  limits.python_literals = true;
+  nlohmann::json j = parse_json(text, path, limits);
   if (!j.is_object()) throw InputError(path + ": expected a JSON object, found " + std::string(j.type_name()));
-  std::function<void(nlohmann::json&)> restore = [&](nlohmann::json& v) {
-    if (v.is_string()) {
-      const auto& s = v.get_ref<const std::string&>();
-      if (s == kPosInf)
-        v = std::numeric_limits<double>::infinity();
-      else if (s == kNegInf)
-        v = -std::numeric_limits<double>::infinity();
-      else if (s == kNaN)
-        v = std::numeric_limits<double>::quiet_NaN();
-    } else if (v.is_object()) {
-      for (auto it = v.begin(); it != v.end(); ++it) {
-        if (it.key() == kPosInf || it.key() == kNegInf || it.key() == kNaN)
-          throw InputError(path + ": not valid JSON (bare Infinity/NaN used as an object key)");
-        restore(it.value());
-      }
-    } else if (v.is_array()) {
-      for (auto& x : v) restore(x);
-    }
-  };
-  restore(j);
   return j;
 }
 
 nlohmann::json read_config_json(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw InputError(path + ": file does not exist");
-  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": expected a JSON file, found a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot be read (" + std::strerror(errno) + ")");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config_json(ss.str(), path);
+  return parse_config_json(read_input_file(path, kMaxConfigBytes, "config file"), path);
 }
 
 }  // namespace ess::st

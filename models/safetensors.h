@@ -2,7 +2,9 @@
 // Format: 8-byte little-endian header size N, N bytes of JSON header (name → {dtype, shape,
 // data_offsets [begin, end)} relative to the byte buffer, optional "__metadata__" string map),
 // then the buffer. Everything is validated when the file is opened, as the reference reader does:
-// header within the file (and ≤ 100 MB), a JSON object starting with '{', no duplicate names,
+// a regular file (opened without blocking), header within the file (and ≤ 100 MB), a JSON object
+// starting with '{' parsed with ess::parse_json's limits (nesting ≤ 64, no NUL byte: padding may
+// only be whitespace), no duplicate names (nor keys),
 // each entry with dtype/shape/data_offsets of the right types, offsets in bounds, contiguous,
 // non-overlapping and covering the buffer exactly, byte counts equal to dtype size × elements
 // (shape [] is one element). Every failure is an ess::InputError naming the file, the tensor
@@ -72,9 +74,9 @@ class Checkpoint {
   InputError missing(const std::string& name) const;
 };
 
-// Parses config.json (must be a JSON object), accepting the bare Infinity, -Infinity and NaN
-// literals Python's json writes; they become ±infinity / quiet NaN doubles. Inside strings they
-// stay strings.
+// Parses config.json (must be a JSON object of at most 16 MiB, nesting ≤ 64; a regular file),
+// accepting the bare Infinity, -Infinity and NaN literals Python's json writes; they become
+// ±infinity / quiet NaN doubles. Inside strings they stay strings.
 nlohmann::json read_config_json(const std::string& path);
 // Same for a string (path is used in messages).
 nlohmann::json parse_config_json(const std::string& text, const std::string& path);

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "libess/error.h"
+#include "libess/files.h"
 #include "models/safetensors.h"
 
 namespace ess {
@@ -186,14 +186,12 @@ models::Tokenizer load_checkpoint_tokenizer(const std::string& checkpoint_dir) {
   return models::Tokenizer::from_file(p.string());
 }
 
+std::string read_text_bytes(const std::string& path) { return read_input_file(path, kMaxTextBytes, "text file"); }
+
 TokenBatch read_text_file(const std::string& path, const std::string& checkpoint_dir, int vocab,
                           const TextOptions& options) {
   if (options.max_len < 0 || options.max_len == 1) throw UsageError("--max-len must be 0 (one row) or ≥ 2");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot read the text file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  const std::string text = read_text_bytes(path);
   if (const size_t bad = models::invalid_utf8_offset(text); bad != std::string::npos) {
     const size_t line = 1 + std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n');
     throw InputError(path + ": not valid UTF-8: byte " + std::to_string(bad) + " (line " + std::to_string(line) +

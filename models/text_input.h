@@ -2,6 +2,7 @@
 // checkpoint's tokenizer.json and laid out as the same TokenBatch read_tokens_file gives
 // (docs/checkpoints.md, "Text input", is the specification).
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,12 @@ std::vector<int> encode_documents(const models::Tokenizer& tokenizer, const Spec
 // Per-document encodings with their specials and no separators (`ess tokenize --documents`).
 std::vector<std::vector<int>> encode_each_document(const models::Tokenizer& tokenizer, const SpecialTokenRules& rules,
                                                    const std::vector<std::string_view>& documents);
+
+// Largest text file read (a regular file, never waited on: docs/reliability.md).
+inline constexpr std::uint64_t kMaxTextBytes = 64ULL << 20;
+
+// The bytes of a text file: a regular file of at most kMaxTextBytes (InputError otherwise).
+std::string read_text_bytes(const std::string& path);
 
 // Reads `path` (UTF-8; InputError naming the byte offset of invalid bytes), tokenizes it with
 // `checkpoint_dir`/tokenizer.json and lays the token stream out as rows; every id must be below

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <mutex>
 #include <queue>
@@ -29,6 +28,7 @@
 #include <unicode/unistr.h>
 
 #include "libess/error.h"
+#include "libess/json.h"
 
 namespace ess::models {
 
@@ -973,21 +973,25 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
+namespace {
+// tokenizer.json through the bounded parser (docs/reliability.md): real files are up to ~35 MB
+// and nest < 10 deep.
+JsonLimits tokenizer_json_limits() {
+  JsonLimits limits;
+  limits.max_bytes = 128ULL << 20;
+  return limits;
+}
+}  // namespace
+
 Tokenizer Tokenizer::from_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot read the tokenizer file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return from_json_text(ss.str(), path);
+  return from_json(read_json_file(path, tokenizer_json_limits()), path);
 }
 
 Tokenizer Tokenizer::from_json_text(const std::string& text, const std::string& file) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw InputError(file + ": not valid JSON: " + e.what());
-  }
+  return from_json(parse_json(text, file, tokenizer_json_limits()), file);
+}
+
+Tokenizer Tokenizer::from_json(const json& j, const std::string& file) {
   if (!j.is_object()) throw InputError(file + ": not a tokenizer.json (expected a JSON object)");
   auto impl = std::make_unique<Impl>();
   impl->file = file;

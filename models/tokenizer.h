@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace ess::models {
 
 class Tokenizer {
@@ -17,6 +19,8 @@ class Tokenizer {
   // unknown model type, normalizer, pre-tokenizer or post-processor, a merge outside the vocabulary).
   static Tokenizer from_file(const std::string& tokenizer_json);
   static Tokenizer from_json_text(const std::string& json_text, const std::string& name);
+  // From a parsed tokenizer.json (`name` in messages).
+  static Tokenizer from_json(const nlohmann::json& j, const std::string& name);
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();

@@ -1,47 +1,91 @@
 #include "models/tokens.h"
 
 #include <algorithm>
-#include <fstream>
+#include <cctype>
+#include <cstdint>
+#include <limits>
 #include <random>
 #include <sstream>
 
 #include "libess/error.h"
+#include "libess/files.h"
 
 namespace ess {
 
+namespace {
+
+// A word for a message: long ones shortened.
+std::string quoted_word(const std::string& w) { return "'" + (w.size() > 40 ? w.substr(0, 37) + "..." : w) + "'"; }
+
+}  // namespace
+
 TokenBatch read_tokens_file(const std::string& path, int vocab) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read the tokens file");
+  // A regular file (never blocks on a FIFO; /dev/zero is refused), read in chunks, each line
+  // bounded before it is stored.
+  const InputFile file(path, "tokens file");
   TokenBatch batch;
-  std::string line;
+  std::uint64_t total = 0;
   int lineno = 0;
-  while (std::getline(in, line)) {
+  const auto parse_line = [&](const std::string& line) {
     ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::istringstream ss(line);
     std::vector<int> seq;
-    std::string word;
-    while (ss >> word) {
+    std::size_t k = 0;
+    while (k < line.size()) {
+      while (k < line.size() && std::isspace(static_cast<unsigned char>(line[k]))) ++k;
+      if (k == line.size()) break;
+      std::size_t end = k;
+      while (end < line.size() && !std::isspace(static_cast<unsigned char>(line[end]))) ++end;
+      const std::string word = line.substr(k, end - k);
+      k = end;
       long long v = 0;
       size_t used = 0;
-      try {
-        v = std::stoll(word, &used);
-      } catch (...) {
-        used = 0;
+      if (word.size() <= 20) {
+        try {
+          v = std::stoll(word, &used);
+        } catch (...) {
+          used = 0;
+        }
       }
-      if (used != word.size())
-        throw InputError(path + ":" + std::to_string(lineno) + ": '" + word + "' is not a token id");
+      if (used != word.size() || word.size() > 20)
+        throw InputError(path + ":" + std::to_string(lineno) + ": " + quoted_word(word) + " is not a token id");
       if (v < 0 || v >= vocab)
         throw InputError(path + ":" + std::to_string(lineno) + ": token " + word + " at position " +
                          std::to_string(seq.size()) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
       seq.push_back(static_cast<int>(v));
     }
+    if (seq.empty()) return;  // blank line
     if (!batch.tokens.empty() && seq.size() != batch.tokens[0].size())
       throw InputError(path + ":" + std::to_string(lineno) + ": " + std::to_string(seq.size()) +
                        " tokens, but the first sequence has " + std::to_string(batch.tokens[0].size()) +
                        " (all lines must have the same length)");
+    if (batch.tokens.size() >= kMaxTokenSequences)
+      throw InputError(path + ":" + std::to_string(lineno) + ": more than " + std::to_string(kMaxTokenSequences) +
+                       " sequences");
+    total += seq.size();
+    if (total > kMaxTokens)
+      throw InputError(path + ":" + std::to_string(lineno) + ": more than " + std::to_string(kMaxTokens) +
+                       " tokens in all");
     batch.tokens.push_back(std::move(seq));
+  };
+  std::string line;
+  std::vector<char> chunk(1 << 16);
+  for (;;) {
+    const std::size_t n = file.read_some(chunk.data(), chunk.size());
+    for (std::size_t k = 0; k < n; ++k) {
+      if (chunk[k] == '\n') {
+        parse_line(line);
+        line.clear();
+        continue;
+      }
+      if (line.size() >= kMaxTokenLineBytes)
+        throw InputError(path + ":" + std::to_string(lineno + 1) + ": line is longer than " +
+                         std::to_string(kMaxTokenLineBytes) +
+                         " bytes (a tokens file holds one sequence of whitespace-separated ids per line)");
+      line += chunk[k];
+    }
+    if (n < chunk.size()) break;
   }
+  if (!line.empty()) parse_line(line);
   if (batch.tokens.empty()) throw InputError(path + ": no token sequences");
   if (batch.tokens[0].size() < 2) throw InputError(path + ": sequences need at least 2 tokens");
   batch.target.assign(batch.tokens.size(), std::vector<int>(batch.tokens[0].size(), -1));
@@ -67,6 +111,9 @@ MqarSpec parse_mqar(const std::string& spec) {
       used = 0;
     }
     if (used != v.size() || v.empty()) throw UsageError("--mqar: '" + v + "' is not an integer (in '" + item + "')");
+    if (value < 0 || value > std::numeric_limits<int>::max())
+      throw UsageError("--mqar: " + k + "=" + v + " is out of range [0, " +
+                       std::to_string(std::numeric_limits<int>::max()) + "]");
     if (k == "kv")
       m.kv = static_cast<int>(value);
     else if (k == "len")
@@ -81,7 +128,11 @@ MqarSpec parse_mqar(const std::string& spec) {
       throw UsageError("--mqar: unknown key '" + k + "' (known: kv, len, n, seed, vocab)");
   }
   if (m.kv < 1 || m.n < 1) throw UsageError("--mqar: kv and n must be ≥ 1");
-  if (m.len < 2 * m.kv + 2) throw UsageError("--mqar: len must be ≥ 2·kv + 2 (context plus at least one query)");
+  if (m.len < 2 * static_cast<long long>(m.kv) + 2)
+    throw UsageError("--mqar: len must be ≥ 2·kv + 2 (context plus at least one query)");
+  if (static_cast<std::uint64_t>(m.n) * static_cast<std::uint64_t>(m.len) > kMaxTokens)
+    throw UsageError("--mqar: n × len = " + std::to_string(static_cast<std::uint64_t>(m.n) * m.len) +
+                     " tokens, more than the " + std::to_string(kMaxTokens) + " accepted");
   return m;
 }
 

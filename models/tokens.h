@@ -1,5 +1,7 @@
 // Model inputs for `ess analyze`: a tokens file or the built-in MQAR batch generator.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,8 +17,14 @@ struct TokenBatch {
   std::string description;               // recorded as the results' `input`
 };
 
+// Bounds on a tokens file, checked while it is read (before storing more).
+constexpr std::size_t kMaxTokenLineBytes = 16u << 20;  // one line (sequence) as text
+constexpr std::size_t kMaxTokenSequences = 1u << 20;   // lines with tokens
+constexpr std::uint64_t kMaxTokens = 1u << 28;         // tokens in all
+
 // One sequence per line, whitespace-separated non-negative ids, every line the same length, ids
-// below `vocab`. InputError naming the file, line and position otherwise.
+// below `vocab`; a regular file (a FIFO or device is refused, not waited on) within the bounds
+// above. InputError naming the file, line and position otherwise.
 TokenBatch read_tokens_file(const std::string& path, int vocab);
 
 // Multi-query associative recall (Arora et al., "Zoology", 2023). Each sequence: kv key–value pairs

@@ -1,9 +1,13 @@
 #include "operators/common.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
+#include "libess/checked.h"
 #include "libess/error.h"
+#include "libess/memory.h"
 
 namespace ess::ops {
 
@@ -70,6 +74,37 @@ void check_at_least(const std::string& context, const std::string& name, const T
 
 std::string context_of(const h5::Object& group) { return group.where(); }
 
+void check_declared_memory(const h5::Object& layers) {
+  std::uint64_t total = 0;
+  std::uint64_t largest = 0;
+  std::string largest_name;
+  for (const std::string& name : layers.children()) {
+    if (!layers.is_group(name)) continue;  // reported by the reader
+    const h5::Object g = layers.group(name);
+    for (const std::string& ds : g.children()) {
+      if (g.is_group(ds)) continue;
+      const auto shape = g.shape(ds);
+      // In memory: uint8 masks as bytes, everything else as float64.
+      const std::uint64_t width = g.dtype(ds) == h5::DType::uint8 ? 1 : sizeof(double);
+      const auto count = element_count(shape);
+      const auto bytes = count ? checked_mul<std::uint64_t>(*count, width) : std::nullopt;
+      const auto sum = bytes ? checked_add<std::uint64_t>(total, *bytes) : std::nullopt;
+      total = sum ? *sum : kUnlimitedMemory;
+      if (!bytes || *bytes > largest) {
+        largest = bytes ? *bytes : kUnlimitedMemory;
+        largest_name = g.where(ds) + " " + shape_string(shape);
+      }
+      if (!sum) break;
+    }
+    if (total == kUnlimitedMemory) break;
+  }
+  check_memory(total,
+               layers.file() + ": reading the operator file (largest dataset " + largest_name + ": " +
+                   format_bytes(largest) + ")",
+               "datasets are read as float64 before any block is measured; export fewer layers, a smaller "
+               "batch or a shorter sequence");
+}
+
 Tensor read_tensor(const h5::Object& group, const std::string& name) {
   const std::string context = context_of(group);
   if (!group.has(name)) throw InputError(context + ": missing dataset '" + name + "'");
@@ -77,6 +112,12 @@ Tensor read_tensor(const h5::Object& group, const std::string& name) {
   const auto dtype = group.dtype(name);
   if (dtype != h5::DType::float32 && dtype != h5::DType::float64)
     throw InputError(context + ": dataset '" + name + "' must be float32 or float64");
+  // Every axis is used as an int (batch, channel, position, feature): checked before reading.
+  const auto shape = group.shape(name);
+  for (size_t k = 0; k < shape.size(); ++k)
+    if (shape[k] > std::numeric_limits<int>::max())
+      throw InputError(context + ": dataset '" + name + "' has shape " + shape_string(shape) + ": axis " +
+                       std::to_string(k) + " is longer than " + std::to_string(std::numeric_limits<int>::max()));
   Tensor t;
   t.data = group.read_double(name, &t.shape);
   return t;
@@ -88,11 +129,8 @@ Tensor read_optional(const h5::Object& group, const std::string& name) {
 
 int read_int_attr(const h5::Object& group, const std::string& name, int fallback, long long lo, long long hi) {
   if (!group.has_attr(name)) return fallback;
-  const long long v = group.attr_int(name);
-  if (v < lo || v > hi)
-    throw InputError(context_of(group) + ": attribute '" + name + "' = " + std::to_string(v) + " is out of range [" +
-                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return static_cast<int>(v);
+  return static_cast<int>(group.attr_int_in_range(name, std::max<long long>(lo, std::numeric_limits<int>::min()),
+                                                  std::min<long long>(hi, std::numeric_limits<int>::max())));
 }
 
 Tensor random_normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale) {

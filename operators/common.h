@@ -38,7 +38,8 @@ void check_at_least(const std::string& context, const std::string& name, const T
 // "batch 0, head 1, position 3" (or "[0, 1, 3]" without axis names) for a flat row-major index.
 std::string index_string(const std::vector<std::int64_t>& shape, std::int64_t flat, const Axes& axes = {});
 
-// Reads a float32/float64 dataset of a layer group (any other dtype → InputError naming it).
+// Reads a float32/float64 dataset of a layer group (any other dtype → InputError naming it; an
+// axis longer than INT_MAX is refused before reading).
 // Finiteness and shape are checked by the family's constructor, which knows the axes.
 Tensor read_tensor(const h5::Object& group, const std::string& name);
 // Reads an optional dataset; a default (rank-0, no data) Tensor when absent.
@@ -51,6 +52,10 @@ constexpr long long kMaxSeqLen = 1LL << 30;
 int read_int_attr(const h5::Object& group, const std::string& name, int fallback, long long lo, long long hi);
 // "file.h5:/layers/name" for messages.
 std::string context_of(const h5::Object& group);
+// Sums the in-memory size of every layer's datasets from their declared shapes (no data read) and
+// refuses (InputError, ess::check_memory) a file whose datasets would not fit: a few-KB file can
+// declare terabytes.
+void check_declared_memory(const h5::Object& layers);
 
 // Random tensors for the families' example operators (the same draws for the same generator state).
 Tensor random_normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0);

@@ -1,6 +1,7 @@
 #include "operators/registry.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "libess/error.h"
 #include "operators/common.h"
@@ -23,6 +24,7 @@ std::vector<OperatorLayer> read_operator_file(const std::string& path, const Ope
   if (opts.default_seq_len == 0) opts.default_seq_len = ops::read_int_attr(root, "seq_len", 0, 2, ops::kMaxSeqLen);
   if (!root.has("layers") || !root.is_group("layers")) throw InputError(path + ": no /layers group");
   const h5::Object layers = root.group("layers");
+  ops::check_declared_memory(layers);  // before reading any data
   std::vector<OperatorLayer> out;
   for (const std::string& name : layers.children()) {
     if (!layers.is_group(name)) throw InputError(layers.where(name) + ": expected a layer group, found a dataset");
@@ -30,7 +32,7 @@ std::vector<OperatorLayer> read_operator_file(const std::string& path, const Ope
     OperatorLayer layer;
     layer.name = name;
     if (!g.has_attr("layer_index")) throw InputError(g.where() + ": layer has no 'layer_index' attribute");
-    layer.layer_index = static_cast<int>(g.attr_int("layer_index"));
+    layer.layer_index = ops::read_int_attr(g, "layer_index", 0, 0, std::numeric_limits<int>::max());
     layer.op = read_layer_operator(g, opts);
     if (layer.op->seq_len() < 2)
       throw InputError(g.where() + ": sequence length " + std::to_string(layer.op->seq_len()) +

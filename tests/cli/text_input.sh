@@ -45,7 +45,9 @@ assert sum(rows, []) == one[0][:8 * len(rows)]
 desc = h5py.File(sys.argv[3]).attrs["input"]
 assert desc.startswith("text ") and "2 document(s)" in desc and "</s> (2)" in desc, desc
 PYEOF
-"$ESS" inspect "$ck" | grep -c "tokenizer.json: BPE, 80 tokens" >/dev/null && echo "ok: inspect names the tokenizer" || { echo "FAIL: inspect"; fail=1; }
+# (to a file first: `| grep -q` may close the pipe before ess has written everything: SIGPIPE)
+"$ESS" inspect "$ck" > "$tmp/inspect_ck" && grep -q "tokenizer.json: BPE, 80 tokens" "$tmp/inspect_ck" \
+  && echo "ok: inspect names the tokenizer" || { echo "FAIL: inspect"; fail=1; }
 
 bad() {  # bad NAME EXPECTED_RC PATTERN CKPT ARGS...
   local name=$1 want=$2 pattern=$3 dir=$4
@@ -61,7 +63,9 @@ bad() {  # bad NAME EXPECTED_RC PATTERN CKPT ARGS...
 }
 printf 'ok\n\xc3\x28 broken' > "$tmp/bad.txt"
 bad "invalid UTF-8" 3 "bad.txt: not valid UTF-8: byte 3" "$ck" --text "$tmp/bad.txt"
-bad "empty text" 3 "no text" "$ck" --text /dev/null
+: > "$tmp/empty.txt"
+bad "empty text" 3 "no text" "$ck" --text "$tmp/empty.txt"
+bad "text from a device" 3 "text file is not a regular file (it is a character device)" "$ck" --text /dev/zero
 bad "--max-len without --text" 2 "goes with --text" "$ck" --tokens "$tmp/ids.txt" --max-len 4
 bad "--max-len above the token count" 3 "fewer than --max-len" "$ck" --text "$tmp/text.txt" --max-len 100000
 bad "two inputs" 2 "exactly one input" "$ck" --text "$tmp/text.txt" --tokens "$tmp/ids.txt"

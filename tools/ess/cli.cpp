@@ -10,6 +10,7 @@
 
 #include "analysis/diagnosis.h"
 #include "libess/error.h"
+#include "libess/memory.h"
 
 namespace ess::cli {
 
@@ -230,6 +231,16 @@ void Table::print(std::ostream& out, bool markdown, const std::string& indent) c
 
 void print_json(std::ostream& out, const Json& document) {
   out << document.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+}
+
+void MemoryOption::add_to(po::options_description& opts) {
+  opts.add_options()("max-memory", po::value(&value_),
+                     "memory this run may use, e.g. 8G or 500MB (default: the smallest of MemAvailable, the "
+                     "cgroup limit and RLIMIT_AS)");
+}
+
+void MemoryOption::apply() const {
+  if (!value_.empty()) set_memory_limit_override(parse_memory_size(value_, "--max-memory"));
 }
 
 std::string fmt(double v, int precision) {

@@ -40,7 +40,8 @@ class OutputOption {
  public:
   void add_to(po::options_description& opts, const char* what);
   const std::string& path() const { return path_; }
-  void check() const { check_output_path(path_); }
+  // Also refuses an output that is one of `inputs` or a file this process opened as an input.
+  void check(const std::vector<std::string>& inputs = {}) const { check_output_path(path_, inputs); }
 
  private:
   std::string path_;
@@ -90,6 +91,19 @@ class DiagnosisOptionGroup {
   // Defaults: DiagnosisOptions' (set by add_to).
   std::string metric_, basis_;
   double saturated_ = 0, collapsed_ = 0;
+};
+
+// --max-memory SIZE (docs/reliability.md): replaces the detected memory limit (MemAvailable, the
+// cgroup limit, rlimits) that inputs and work are checked against (ess::check_memory). apply()
+// parses the value (UsageError on a bad size) and sets ess::set_memory_limit_override; without
+// the option the limit is left alone.
+class MemoryOption {
+ public:
+  void add_to(po::options_description& opts);
+  void apply() const;
+
+ private:
+  std::string value_;
 };
 
 // --- progress ------------------------------------------------------------------------------------

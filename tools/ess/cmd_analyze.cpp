@@ -1,6 +1,7 @@
 // ess analyze CKPT -o RESULTS.h5: run a Hugging Face checkpoint in C++ on input tokens, take every
 // sequence mixer's operator for that input and compute its ESS.
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 
 #include "libess/error.h"
@@ -21,6 +22,7 @@ int run_analyze(int argc, char** argv) {
   OutputOption output;
   QuietOption quiet;
   EssOptionGroup ess_options;
+  MemoryOption memory;
   opts.add_options()("checkpoint", po::value(&dir), "Hugging Face checkpoint directory");
   output.add_to(opts, "results file to write");
   opts.add_options()("tokens", po::value(&tokens_file),
@@ -32,13 +34,15 @@ int run_analyze(int argc, char** argv) {
       "with --text: rows of exactly N tokens (tail dropped); default one row");
   quiet.add_to(opts);
   ess_options.add_to(opts);
+  memory.add_to(opts);
   po::variables_map vm;
   std::string archs;
   for (const auto& a : models::supported_architectures()) archs += (archs.empty() ? "" : ", ") + a;
   if (!parse(argc, argv,
              "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --text FILE [--max-len N] | --mqar "
              "kv=16,len=256,n=8,seed=0)\n"
-             "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n\n"
+             "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n"
+             "            [--max-memory SIZE]\n\n"
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"
              "With --mqar also reports the model's multi-query associative recall accuracy.\n"
@@ -51,8 +55,11 @@ int run_analyze(int argc, char** argv) {
   if (vm.count("max-len") && !vm.count("text")) throw UsageError("--max-len goes with --text");
   Progress progress(quiet.quiet());
   const Pipeline pipeline(ess_options.values(), progress.layers());
+  memory.apply();
   const MqarSpec spec = vm.count("mqar") ? parse_mqar(mqar) : MqarSpec{};
-  output.check();
+  const std::string config = (std::filesystem::path(dir) / "config.json").string();
+  const std::string tokenizer = (std::filesystem::path(dir) / "tokenizer.json").string();
+  output.check({tokens_file, text_file, config, tokenizer});
 
   const auto t0 = std::chrono::steady_clock::now();
   progress.update("loading " + dir);

@@ -98,6 +98,8 @@ int run_bench(int argc, char** argv) {
       "stack-channels", po::value(&stack_channels)->default_value(1536), "channels per layer for --stack")(
       "threads", po::value(&threads)->default_value(0), "threads for --stack (0 = all cores)")(
       "json", po::bool_switch(&json), "machine-readable output");
+  MemoryOption memory;
+  memory.add_to(opts);
   po::variables_map vm;
   if (!parse(
           argc, argv,
@@ -115,6 +117,7 @@ int run_bench(int argc, char** argv) {
               }(),
           opts, {}, vm))
     return 0;
+  memory.apply();
   if (o.seq_len < 4) throw UsageError("--L must be ≥ 4");
   if (o.channels < 1 || o.state < 1) throw UsageError("--channels and --state must be ≥ 1");
   const std::vector<std::string> names = cases.empty() ? bench_case_names() : split(cases);

@@ -17,6 +17,7 @@ int run_compute(int argc, char** argv) {
   OutputOption output;
   QuietOption quiet;
   EssOptionGroup ess_options;
+  MemoryOption memory;
   opts.add_options()("operators", po::value(&input), "operator file (format ess-operators)");
   output.add_to(opts, "results file to write (format ess-results)");
   opts.add_options()("seq-len", po::value(&read_options.default_seq_len)->default_value(0),
@@ -24,11 +25,12 @@ int run_compute(int argc, char** argv) {
                      "attribute");
   quiet.add_to(opts);
   ess_options.add_to(opts);
+  memory.add_to(opts);
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess compute OPS.h5 -o RESULTS.h5 [--tol 1e-3] [--tol-mode absolute|block|layer]\n"
              "            [--engine auto|dense|structured|sweep] [--indices start:stop:step]\n"
-             "            [--keep-sigma K] [--threads N] [--seq-len L] [--quiet]\n\n"
+             "            [--keep-sigma K] [--threads N] [--seq-len L] [--max-memory SIZE] [--quiet]\n\n"
              "Computes tolerance-ESS and entropy-ESS of every block H_i = T[i:, :i] of every\n"
              "channel/head of every layer in an operator file and writes a results file.",
              opts, {"operators"}, vm))
@@ -36,7 +38,8 @@ int run_compute(int argc, char** argv) {
   if (read_options.default_seq_len < 0) throw UsageError("--seq-len must be ≥ 0");
   Progress progress(quiet.quiet());
   const Pipeline pipeline(ess_options.values(), progress.layers());
-  output.check();
+  memory.apply();
+  output.check({input});
 
   std::vector<OperatorLayer> layers = read_operator_file(input, read_options);
   Provenance prov;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "libess/error.h"
 #include "libess/hdf5.h"
@@ -32,12 +33,16 @@ const char* dtype_name(h5::DType t) {
   }
 }
 
-void describe(const h5::Object& obj, const std::string& indent, int depth) {
+// Each group is described once: hard links can make a group its own descendant, and a few links
+// per level would otherwise multiply the output without bound.
+void describe(const h5::Object& obj, const std::string& indent, int depth, std::set<std::string>& seen) {
   for (const auto& a : obj.attr_names()) std::cout << indent << "@" << a << " = " << obj.attr_as_text(a) << "\n";
   for (const auto& child : obj.children()) {
     if (obj.is_group(child)) {
-      std::cout << indent << child << "/\n";
-      if (depth < 8) describe(obj.group(child), indent + "  ", depth + 1);
+      const std::string id = obj.object_identity(child);
+      const bool again = !id.empty() && !seen.insert(id).second;
+      std::cout << indent << child << "/" << (again ? "  (already shown: a hard link)" : "") << "\n";
+      if (depth < 8 && !again) describe(obj.group(child), indent + "  ", depth + 1, seen);
     } else {
       std::cout << indent << child << "  " << dtype_name(obj.dtype(child)) << " " << shape_string(obj.shape(child))
                 << "\n";
@@ -88,7 +93,8 @@ int run_inspect(int argc, char** argv) {
     std::cout << input << ": ess results file\n";
   else
     std::cout << input << ": HDF5 file" << (format.empty() ? "" : " (format '" + format + "')") << "\n";
-  describe(root, "  ", 0);
+  std::set<std::string> seen{root.object_identity(".")};
+  describe(root, "  ", 0, seen);
   return 0;
 }
 

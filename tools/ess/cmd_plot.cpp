@@ -7,6 +7,7 @@
 
 #include "analysis/figures.h"
 #include "libess/error.h"
+#include "libess/files.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
@@ -45,7 +46,7 @@ int run_plot(int argc, char** argv) {
     return 0;
   const DiagnosisOptions o = diagnosis_options.values();
   if (input.empty()) throw UsageError("missing RESULTS.h5 (see ess plot --help)");
-  output.check();
+  output.check({input});
   const ResultsFile file = read_results(input);
   std::vector<const LayerResult*> layers;
   const auto wanted = split_names(layer_list);

@@ -1,7 +1,6 @@
 // ess tokenize CKPT --text FILE: the token ids `ess analyze CKPT --text FILE` would run the model
 // on, in the --tokens file format (one row per line), so they can be checked or reused.
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -45,11 +44,7 @@ int run_tokenize(int argc, char** argv) {
     return 0;
   }
 
-  std::ifstream in(text_file, std::ios::binary);
-  if (!in) throw InputError(text_file + ": cannot read the text file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  const std::string text = read_text_bytes(text_file);
   if (const size_t bad = models::invalid_utf8_offset(text); bad != std::string::npos)
     throw InputError(text_file + ": not valid UTF-8: byte " + std::to_string(bad));
   const auto documents = split_documents(text);

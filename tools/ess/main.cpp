@@ -9,6 +9,8 @@
 #include <new>
 
 #include "libess/error.h"
+#include "libess/files.h"
+#include "libess/hdf5.h"
 #include "tools/ess/cli.h"
 
 namespace {
@@ -46,9 +48,32 @@ void keep_freed_memory() {
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+// HDF5 stalled or faulted inside its own code on a corrupt file (libess/hdf5.h): report, clean up
+// and exit 3. Async-signal-safe (it may run in a signal handler).
+extern "C" void hdf5_failed(const char* message) {
+  const auto say = [](const char* s) {
+    if (::write(2, s, std::strlen(s)) < 0) return;
+  };
+  say("ess: error: ");
+  say(message);
+  say("\n");
+  ess::unlink_temp_files();
+  ::_exit(3);
+}
+
+// ESS_HDF5_TIMEOUT: seconds an HDF5 call may take before it counts as stalled (default 60).
+double hdf5_timeout() {
+  const char* v = std::getenv("ESS_HDF5_TIMEOUT");
+  const double s = v ? std::atof(v) : 0;
+  return s > 0 ? s : 60;
+}
+
 int main(int argc, char** argv) {
   ensure_single_threaded_blas(argv);
   keep_freed_memory();
+  ess::install_signal_cleanup();  // temporary outputs removed on SIGINT/SIGTERM/SIGHUP; SIGXFSZ → EFBIG
+  ess::set_input_tracking(true);  // no output may replace a file this command read
+  ess::h5::install_failure_guard(hdf5_failed, hdf5_timeout());
   ess::cli::set_command_line(argc, argv);
   if (argc < 2) {
     print_usage(std::cerr);
