@@ -2,6 +2,7 @@
 // blocks the architectures share.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <stdexcept>
 
@@ -298,7 +299,12 @@ Matrix causal_depthwise_conv(const Matrix& X, const Eigen::Ref<const RowMatrix>&
 
 void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out) {
   const Index L = X.rows(), V = head.rows();
+  const size_t b = out.argmax.size();
+  if (!out.inputs || b >= out.inputs->size() || static_cast<Index>((*out.inputs)[b].size()) != L)
+    throw std::logic_error("finish_logits: the hidden states do not match the tokens being run");
+  const std::vector<int>& ids = (*out.inputs)[b];
   std::vector<int> best(L);
+  std::vector<double> logprob(L, std::numeric_limits<double>::quiet_NaN());
   Matrix all;
   if (keep) all.resize(L, V);
   const Index chunk = 64;
@@ -307,12 +313,18 @@ void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, boo
     const Matrix part = X.middleRows(r0, n) * head.transpose();
     for (Index r = 0; r < n; ++r) {
       Index k;
-      part.row(r).maxCoeff(&k);
+      const double top = part.row(r).maxCoeff(&k);
       best[r0 + r] = static_cast<int>(k);
+      const Index t = r0 + r;
+      if (t + 1 < L) {  // log p(next) = logit(next) − (max + log Σ exp(logit − max))
+        const double log_z = top + std::log((part.row(r).array() - top).exp().sum());
+        logprob[t] = part(r, ids[t + 1]) - log_z;
+      }
     }
     if (keep) all.middleRows(r0, n) = part;
   }
   out.argmax.push_back(std::move(best));
+  out.logprobs.push_back(std::move(logprob));
   if (keep) out.logits.push_back(std::move(all));
 }
 

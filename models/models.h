@@ -46,7 +46,11 @@ Matrix silu(const Matrix& X);
 double softplus(double x);
 // Causal depthwise conv: X [L, C], weight [C, K] (row-major), bias [C] (may be empty).
 Matrix causal_depthwise_conv(const Matrix& X, const Eigen::Ref<const RowMatrix>& weight, const Vector& bias);
-// logits = X headᵀ in row chunks (an L × V matrix is large): appends argmax and, if asked, logits.
+// logits = X headᵀ in row chunks (an L × V matrix is large) for the next sequence of the batch
+// (b = out.argmax.size()): appends its argmax, its next-token log-probabilities (log-softmax in
+// float64, shifted by the row maximum; the next tokens from out.inputs) and, if asked, its logits.
+// Every architecture ends here (a head that transforms logits, e.g. soft-capping, must do so
+// inside it), so predictions come out the same way for all.
 void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out);
 // The end of most models: final RMSNorm (global role `norm_role`) then the LM head ("lm_head", or
 // "embed" when tied) for each sequence's hidden states; reads those weights when called.

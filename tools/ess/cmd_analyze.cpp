@@ -14,6 +14,26 @@
 
 namespace ess::cli {
 
+namespace {
+
+// The model's predictions as stored in /model: argmax and next-token log-probabilities per
+// position (computed by the forward pass, models::finish_logits), loss and perplexity.
+Predictions to_predictions(const models::Tokens& tokens, const models::ModelRun& run, int vocab) {
+  Predictions p;
+  p.batch = static_cast<int>(tokens.size());
+  p.seq_len = static_cast<int>(tokens[0].size());
+  p.vocab_size = vocab;
+  for (int b = 0; b < p.batch; ++b) {
+    p.input_ids.insert(p.input_ids.end(), tokens[b].begin(), tokens[b].end());
+    p.argmax.insert(p.argmax.end(), run.argmax[b].begin(), run.argmax[b].end());
+    p.logprobs.insert(p.logprobs.end(), run.logprobs[b].begin(), run.logprobs[b].end());
+  }
+  set_loss(p);
+  return p;
+}
+
+}  // namespace
+
 int run_analyze(int argc, char** argv) {
   po::options_description opts("options");
   std::string dir, tokens_file, mqar, text_file;
@@ -41,7 +61,8 @@ int run_analyze(int argc, char** argv) {
              "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n\n"
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"
-             "With --mqar also reports the model's multi-query associative recall accuracy.\n"
+             "Stores the model's predictions (next-token log-probabilities, argmax) in /model and prints\n"
+             "its loss and perplexity on the input; with --mqar also its multi-query associative recall accuracy.\n"
              "Supported architectures: " +
                  archs,
              opts, {"checkpoint"}, vm))
@@ -71,8 +92,11 @@ int run_analyze(int argc, char** argv) {
   prov.input = batch.description;
   prov.architecture = model->architecture();
   if (vm.count("mqar")) prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
+  const Predictions predictions = to_predictions(batch.tokens, run, model->vocab_size());
+  run.argmax.clear(), run.logprobs.clear();
 
   ResultsWriter writer(output.path(), command_line());
+  writer.write_predictions(predictions);
   SummarizingSink results(writer);
   pipeline.measure_all(std::move(run.layers), results);  // frees each operator once measured
   progress.done();
@@ -81,6 +105,8 @@ int run_analyze(int argc, char** argv) {
 
   std::cout << "wrote " << output.path() << ": " << model->architecture() << ", " << results.entries().size()
             << " mixer layer(s), input " << batch.description << "\n";
+  std::cout << "predictions: loss " << fmt(predictions.loss, 4) << " nats/token, perplexity "
+            << fmt(predictions.perplexity, 3) << " over " << predictions.scored() << " next tokens\n";
   if (prov.mqar_accuracy >= 0) std::cout << "MQAR accuracy: " << fmt(100 * prov.mqar_accuracy, 1) << "%\n";
   for (const auto& entry : results.entries()) {
     const LayerSummary& S = entry.summary;
