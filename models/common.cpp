@@ -316,10 +316,9 @@ void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, boo
       const double top = part.row(r).maxCoeff(&k);
       best[r0 + r] = static_cast<int>(k);
       const Index t = r0 + r;
-      if (t + 1 < L) {  // log p(next) = logit(next) − (max + log Σ exp(logit − max))
-        const double log_z = top + std::log((part.row(r).array() - top).exp().sum());
-        logprob[t] = part(r, ids[t + 1]) - log_z;
-      }
+      if (t + 1 < L)  // log p(next) = (logit(next) − max) − log Σ exp(logit − max): no overflow, and
+                      // no cancellation against a large max
+        logprob[t] = (part(r, ids[t + 1]) - top) - std::log((part.row(r).array() - top).exp().sum());
     }
     if (keep) all.middleRows(r0, n) = part;
   }

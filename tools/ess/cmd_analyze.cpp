@@ -1,6 +1,7 @@
 // ess analyze CKPT -o RESULTS.h5: run a Hugging Face checkpoint in C++ on input tokens, take every
 // sequence mixer's operator for that input and compute its ESS.
 #include <chrono>
+#include <cmath>
 #include <iostream>
 
 #include "libess/error.h"
@@ -27,6 +28,10 @@ Predictions to_predictions(const models::Tokens& tokens, const models::ModelRun&
     p.input_ids.insert(p.input_ids.end(), tokens[b].begin(), tokens[b].end());
     p.argmax.insert(p.argmax.end(), run.argmax[b].begin(), run.argmax[b].end());
     p.logprobs.insert(p.logprobs.end(), run.logprobs[b].begin(), run.logprobs[b].end());
+    for (int t = 0; t + 1 < p.seq_len; ++t)
+      if (std::isnan(run.logprobs[b][t]))
+        throw Error(ExitCode::numerical, "the model's logits are not finite at sequence " + std::to_string(b) +
+                                             ", position " + std::to_string(t) + ": no prediction");
   }
   set_loss(p);
   return p;
