@@ -193,8 +193,8 @@ PredictionSummary summarize_predictions(const ResultsFile& file) {
 
 nlohmann::ordered_json to_json(const PredictionSummary& p) {
   if (!p.present) return nullptr;
-  nlohmann::ordered_json j{{"batch", p.batch},     {"seq_len", p.seq_len},         {"scored_tokens", p.scored},
-                           {"loss", p.loss},       {"perplexity", p.perplexity},   {"next_token_accuracy", p.accuracy}};
+  nlohmann::ordered_json j{{"batch", p.batch}, {"seq_len", p.seq_len},       {"scored_tokens", p.scored},
+                           {"loss", p.loss},   {"perplexity", p.perplexity}, {"next_token_accuracy", p.accuracy}};
   if (p.mqar_accuracy >= 0) j["mqar_accuracy"] = p.mqar_accuracy;
   return j;
 }

@@ -53,10 +53,10 @@ nlohmann::ordered_json to_json(const LayerSummary& s);
 struct PredictionSummary {
   bool present = false;  // false: the file has no /model group (ess compute, or an ess before 1.1)
   int batch = 0, seq_len = 0;
-  long scored = 0;                // B·(L−1) predicted next tokens
+  long scored = 0;                  // B·(L−1) predicted next tokens
   double loss = 0, perplexity = 0;  // nats/token over every scored position; exp(loss)
-  double accuracy = 0;            // fraction of scored positions whose argmax is the next input token
-  double mqar_accuracy = -1;      // analyze --mqar (provenance); < 0 = not measured
+  double accuracy = 0;              // fraction of scored positions whose argmax is the next input token
+  double mqar_accuracy = -1;        // analyze --mqar (provenance); < 0 = not measured
 };
 PredictionSummary summarize_predictions(const ResultsFile& file);
 // `ess report --format json`'s "predictions" entry; null when there are none.
@@ -67,8 +67,8 @@ nlohmann::ordered_json to_json(const PredictionSummary& p);
 // the state the model carries into that prediction (docs/analysis.md, "Per-position ESS and loss").
 struct PositionRow {
   int i = 0;
-  double loss = 0;      // −mean over the batch of log p(token_i | tokens < i); NaN without /model
-  double accuracy = 0;  // fraction of the batch whose argmax at position i−1 is token i; NaN without /model
+  double loss = 0;          // −mean over the batch of log p(token_i | tokens < i); NaN without /model
+  double accuracy = 0;      // fraction of the batch whose argmax at position i−1 is token i; NaN without /model
   std::vector<double> ess;  // per layer: mean ESS_i over batch and channels; NaN where i was not measured
 };
 struct PerPosition {

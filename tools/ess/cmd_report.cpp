@@ -33,15 +33,15 @@ void print_header(std::ostream& out, const std::string& input, const ResultsFile
     out << "## ESS report: `" << input << "`\n\n";
   else
     out << "ESS report: " << input << "\n";
-  out << (md ? "Source: `" : "source: ") << file.provenance.source << (md ? "`" : "") << "  ("
-      << file.provenance.input << ")\n";
+  out << (md ? "Source: `" : "source: ") << file.provenance.source << (md ? "`" : "") << "  (" << file.provenance.input
+      << ")\n";
   if (first)
-    out << (md ? "Threshold: " : "threshold: ") << first->tol_mode << " τ = " << first->tol << "; L = " << first->seq_len
-        << ", " << first->blocks << " block(s) per channel\n";
+    out << (md ? "Threshold: " : "threshold: ") << first->tol_mode << " τ = " << first->tol
+        << "; L = " << first->seq_len << ", " << first->blocks << " block(s) per channel\n";
 }
 
-int print_per_position(const std::string& input, const ResultsFile& file, const ResultsSummary& summary,
-                       Metric metric, Format format) {
+int print_per_position(const std::string& input, const ResultsFile& file, const ResultsSummary& summary, Metric metric,
+                       Format format) {
   const PerPosition pp = per_position(file, metric);
   const PredictionSummary pred = summarize_predictions(file);
   if (format == Format::json) {
@@ -100,7 +100,8 @@ int run_report(int argc, char** argv) {
     return 0;
   const Format format = format_option.format();
   const bool by_position = vm["per-position"].as<bool>();
-  if (vm.count("metric") && !by_position) throw UsageError(std::vector<MessagePart>{Option{"metric"}, " goes with ", Option{"per_position"}});
+  if (vm.count("metric") && !by_position)
+    throw UsageError(std::vector<MessagePart>{Option{"metric"}, " goes with ", Option{"per_position"}});
   const Metric metric = parse_metric(metric_name);
   const ResultsFile file = read_results(input);
   const ResultsSummary summary = summarize(file);
