@@ -216,6 +216,14 @@ void print_json(std::ostream& out, const Json& document) {
   out << document.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
 }
 
+std::string fmt_sig(double v, int significant) {
+  if (std::isnan(v)) return "nan";
+  std::ostringstream o;
+  o.precision(significant);
+  o << v;
+  return o.str();
+}
+
 std::string fmt(double v, int precision) {
   if (std::isnan(v)) return "nan";
   std::ostringstream o;

@@ -80,38 +80,51 @@ int run_analyze(int argc, char** argv) {
   const MqarSpec spec = vm.count("mqar") ? parse_mqar(mqar) : MqarSpec{};
   output.check();
 
-  const auto t0 = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto seconds = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
+  const auto t0 = Clock::now();
   progress.update("loading " + dir);
   auto model = models::load_causal_lm(dir);
+  const double load_s = seconds(t0);
   const TokenBatch batch = vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size())
                            : vm.count("text") ? read_text_file(text_file, dir, model->vocab_size(), text_opts)
                                               : make_mqar(spec, model->vocab_size());
   progress.update("running " + model->architecture() + " on " + std::to_string(batch.tokens.size()) + " × " +
                   std::to_string(batch.tokens[0].size()) + " tokens");
-  models::ModelRun run = model->run(batch.tokens);
-  const double forward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // Each mixer's operator is measured as soon as the forward pass has computed its output through
+  // it, written, and freed: peak memory holds one layer's weights and one layer's operator.
+  ResultsWriter writer(output.path(), command_line());
+  SummarizingSink results(writer);
+  double ess_s = 0;
+  int position = 0;
+  const auto t_run = Clock::now();
+  models::ModelRun run = model->stream(batch.tokens, [&](OperatorLayer&& handed) {
+    const OperatorLayer layer = std::move(handed);  // freed when this call returns
+    const auto t = Clock::now();
+    results.add(pipeline.measure(layer, position++, model->num_layers()));
+    ess_s += seconds(t);
+  });
+  const double forward_s = seconds(t_run) - ess_s;
+  progress.done();
 
   Provenance prov;
   prov.source = dir;
+  const auto t_hash = Clock::now();
   prov.source_sha256 = models::checkpoint_sha256(dir);
+  const double hash_s = seconds(t_hash);
   prov.input = batch.description;
   prov.architecture = model->architecture();
   if (vm.count("mqar")) prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
   const Predictions predictions = to_predictions(batch.tokens, run, model->vocab_size());
-  run.argmax.clear(), run.logprobs.clear();
-
-  ResultsWriter writer(output.path(), command_line());
   writer.write_predictions(predictions);
-  SummarizingSink results(writer);
-  pipeline.measure_all(std::move(run.layers), results);  // frees each operator once measured
-  progress.done();
   writer.commit(prov);
-  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double total_s = seconds(t0);
 
   std::cout << "wrote " << output.path() << ": " << model->architecture() << ", " << results.entries().size()
             << " mixer layer(s), input " << batch.description << "\n";
   std::cout << "predictions: loss " << fmt(predictions.loss, 4) << " nats/token, perplexity "
-            << fmt(predictions.perplexity, 3) << " over " << predictions.scored() << " next tokens\n";
+            << fmt_sig(predictions.perplexity) << " over " << predictions.scored() << " next tokens\n";
   if (prov.mqar_accuracy >= 0) std::cout << "MQAR accuracy: " << fmt(100 * prov.mqar_accuracy, 1) << "%\n";
   for (const auto& entry : results.entries()) {
     const LayerSummary& S = entry.summary;
@@ -119,7 +132,8 @@ int run_analyze(int argc, char** argv) {
               << fmt(S.mean_tolerance_ess) << " / TSS " << fmt(S.mean_tss, 1) << "  mean entropy-ESS "
               << fmt(S.mean_entropy_ess) << "\n";
   }
-  std::cout << "time: forward " << fmt(forward_s, 2) << " s, total " << fmt(total_s, 2) << " s\n";
+  std::cout << "time: load " << fmt(load_s, 2) << " s, forward " << fmt(forward_s, 2) << " s (reading weights included), ESS "
+            << fmt(ess_s, 2) << " s, checkpoint hash " << fmt(hash_s, 2) << " s, total " << fmt(total_s, 2) << " s\n";
   return 0;
 }
 

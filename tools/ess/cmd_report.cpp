@@ -20,7 +20,7 @@ void print_predictions(std::ostream& out, const PredictionSummary& p, bool md) {
            "older than results format 1.1)\n";
   } else {
     out << (md ? "**Predictions**" : "predictions") << ": loss " << fmt(p.loss, 4) << " nats/token, perplexity "
-        << fmt(p.perplexity, 3) << ", next-token accuracy " << fmt(100 * p.accuracy, 1) << "% over " << p.scored
+        << fmt_sig(p.perplexity) << ", next-token accuracy " << fmt(100 * p.accuracy, 1) << "% over " << p.scored
         << " next tokens (" << p.batch << " × " << p.seq_len - 1 << ")\n";
   }
   if (p.mqar_accuracy >= 0)
