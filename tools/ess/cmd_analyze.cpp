@@ -132,8 +132,9 @@ int run_analyze(int argc, char** argv) {
               << fmt(S.mean_tolerance_ess) << " / TSS " << fmt(S.mean_tss, 1) << "  mean entropy-ESS "
               << fmt(S.mean_entropy_ess) << "\n";
   }
-  std::cout << "time: load " << fmt(load_s, 2) << " s, forward " << fmt(forward_s, 2) << " s (reading weights included), ESS "
-            << fmt(ess_s, 2) << " s, checkpoint hash " << fmt(hash_s, 2) << " s, total " << fmt(total_s, 2) << " s\n";
+  std::cout << "time: load " << fmt(load_s, 2) << " s, forward " << fmt(forward_s, 2)
+            << " s (reading weights included), ESS " << fmt(ess_s, 2) << " s, checkpoint hash " << fmt(hash_s, 2)
+            << " s, total " << fmt(total_s, 2) << " s\n";
   return 0;
 }
 

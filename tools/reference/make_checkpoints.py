@@ -4,7 +4,7 @@
     make_checkpoints.py OUTDIR --arch mamba|falcon_mamba|mamba2|llama|mistral|gla [--seed S]
         [--size tiny|mamba130m] [--dtype F32|F16|BF16|F64] [--sharded [--shards N]]
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
-    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b [--seed S]
+    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b [--seed S] [--header-only]
 
 Writes OUTDIR/config.json and OUTDIR/model.safetensors (or model-0000k-of-0000N.safetensors plus
 model.safetensors.index.json with --sharded). Tensor names and config.json fields are those of
@@ -200,6 +200,8 @@ def main(argv=None):
     ap.add_argument("--published", choices=sorted(PUBLISHED),
                     help="the exact config.json and weight-file layout of a published model, random weights "
                          "(streamed; published_shapes.py); the other options do not apply")
+    ap.add_argument("--header-only", action="store_true",
+                    help="with --published: real headers, data left as a sparse hole of zeros (for inspect)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", default="tiny", choices=["tiny", "mamba130m"])
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16", "F64"])
@@ -212,7 +214,7 @@ def main(argv=None):
     ap.add_argument("--llama-rope", default="llama3", choices=["default", "linear", "llama3"])
     args = ap.parse_args(argv)
     if args.published:
-        params = write_published(args.outdir, args.published, args.seed)
+        params = write_published(args.outdir, args.published, args.seed, args.header_only)
         print(f"{args.outdir}: {args.published}, {params:,} parameters")
         return 0
     if not args.arch:

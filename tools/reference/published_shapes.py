@@ -119,8 +119,10 @@ PUBLISHED = {
 }
 
 
-def write_streaming(path, tensors, dtype, seed, rows_per_block=4096):
-    """safetensors file of the Lazy tensors (sorted by name), generated block by block."""
+def write_streaming(path, tensors, dtype, seed, rows_per_block=4096, header_only=False):
+    """safetensors file of the Lazy tensors (sorted by name), generated block by block; with
+    header_only the data buffer is left as a hole (a sparse file of zeros: headers, shapes and
+    layout are real, for `ess inspect`, in no time and no disk space)."""
     header, offset = {}, 0
     item = DTYPES[dtype].itemsize
     for name in sorted(tensors):
@@ -134,7 +136,12 @@ def write_streaming(path, tensors, dtype, seed, rows_per_block=4096):
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(h)))
         f.write(h)
-        for name in sorted(tensors):
+        if header_only:
+            f.truncate(8 + len(h) + offset)
+            names = []
+        else:
+            names = sorted(tensors)
+        for name in names:
             lz = tensors[name]
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             for r0 in range(0, lz.shape[0], rows_per_block):
@@ -143,7 +150,7 @@ def write_streaming(path, tensors, dtype, seed, rows_per_block=4096):
     return offset
 
 
-def write_published(outdir, name, seed):
+def write_published(outdir, name, seed, header_only=False):
     cfg, make, dtype, shards = PUBLISHED[name]
     tensors = make(cfg)
     os.makedirs(outdir, exist_ok=True)
@@ -155,12 +162,13 @@ def write_published(outdir, name, seed):
         f.write("\n")
     names = sorted(tensors)
     if not shards:
-        write_streaming(os.path.join(outdir, "model.safetensors"), tensors, dtype, seed)
+        write_streaming(os.path.join(outdir, "model.safetensors"), tensors, dtype, seed, header_only=header_only)
     else:
         parts = np.array_split(np.array(names, dtype=object), len(shards))
         wm, total = {}, 0
         for fn, part in zip(shards, parts):
-            total += write_streaming(os.path.join(outdir, fn), {x: tensors[x] for x in part}, dtype, seed)
+            total += write_streaming(os.path.join(outdir, fn), {x: tensors[x] for x in part}, dtype, seed,
+                                     header_only=header_only)
             wm.update({x: fn for x in part})
         with open(os.path.join(outdir, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": wm}, f, indent=2)
