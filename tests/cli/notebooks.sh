@@ -70,14 +70,14 @@ ESS_RESULTS="$tmp/nosigma.h5" run "$tmp/nosigma" 03_compressibility.ipynb
 grep -q "no sigma in the file" "$tmp/nosigma/executed/03_compressibility.ipynb" \
   || { echo "FAIL: 03_compressibility did not report the missing sigma"; exit 1; }
 png_ok "$tmp/nosigma/figures/compressibility.png" || { echo "FAIL: compressibility.png missing"; exit 1; }
-grep -q "no /model group in the file" "$tmp/main/executed/04_loss_vs_ess.ipynb" \
-  || { echo "FAIL: 04_loss_vs_ess did not say the demo file has no predictions"; exit 1; }
+grep -q "no /model group in the file" "$tmp/main/executed/08_loss_vs_ess.ipynb" \
+  || { echo "FAIL: 08_loss_vs_ess did not say the demo file has no predictions"; exit 1; }
 
 # Per-position loss beside ESS on a file `ess analyze` wrote (the MQAR-trained model on a fresh batch).
 "$ESS" analyze "$root/data/checkpoints/mqar-llama" --mqar kv=8,len=64,n=2,seed=3 -o "$tmp/analyzed.h5" --quiet >/dev/null
-ESS_RESULTS="$tmp/analyzed.h5" run "$tmp/analyzed" 04_loss_vs_ess.ipynb
-grep -q "nats/token, perplexity" "$tmp/analyzed/executed/04_loss_vs_ess.ipynb" && grep -q "spearman" "$tmp/analyzed/executed/04_loss_vs_ess.ipynb" \
-  || { echo "FAIL: 04_loss_vs_ess printed no loss or correlation for an analyze results file"; exit 1; }
+ESS_RESULTS="$tmp/analyzed.h5" run "$tmp/analyzed" 08_loss_vs_ess.ipynb
+grep -q "nats/token, perplexity" "$tmp/analyzed/executed/08_loss_vs_ess.ipynb" && grep -q "spearman" "$tmp/analyzed/executed/08_loss_vs_ess.ipynb" \
+  || { echo "FAIL: 08_loss_vs_ess printed no loss or correlation for an analyze results file"; exit 1; }
 png_ok "$tmp/analyzed/figures/loss_vs_ess.png" || { echo "FAIL: loss_vs_ess.png missing"; exit 1; }
 echo "notebooks: all executed headless, figures written"
 
