@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -384,7 +385,12 @@ void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, boo
                    const HeadOptions& options) {
   const Index L = X.rows(), V = head.rows();
   const double cap = options.softcap;
+  const size_t b = out.argmax.size();
+  if (!out.inputs || b >= out.inputs->size() || static_cast<Index>((*out.inputs)[b].size()) != L)
+    throw std::logic_error("finish_logits: the hidden states do not match the tokens being run");
+  const std::vector<int>& ids = (*out.inputs)[b];
   std::vector<int> best(L);
+  std::vector<double> logprob(L, std::numeric_limits<double>::quiet_NaN());
   Matrix all;
   if (keep) all.resize(L, V);
   const Index chunk = 64;
@@ -395,12 +401,17 @@ void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, boo
     if (cap > 0) part = part.unaryExpr([cap](double v) { return cap * std::tanh(v / cap); });
     for (Index r = 0; r < n; ++r) {
       Index k;
-      part.row(r).maxCoeff(&k);
+      const double top = part.row(r).maxCoeff(&k);
       best[r0 + r] = static_cast<int>(k);
+      const Index t = r0 + r;
+      if (t + 1 < L)  // log p(next) = (logit(next) − max) − log Σ exp(logit − max): no overflow, and
+                      // no cancellation against a large max
+        logprob[t] = (part(r, ids[t + 1]) - top) - std::log((part.row(r).array() - top).exp().sum());
     }
     if (keep) all.middleRows(r0, n) = part;
   }
   out.argmax.push_back(std::move(best));
+  out.logprobs.push_back(std::move(logprob));
   if (keep) out.logits.push_back(std::move(all));
 }
 

@@ -46,7 +46,11 @@ Matrix silu(const Matrix& X);
 double softplus(double x);
 // Causal depthwise conv: X [L, C], weight [C, K] (row-major), bias [C] (may be empty).
 Matrix causal_depthwise_conv(const Matrix& X, const Eigen::Ref<const RowMatrix>& weight, const Vector& bias);
-// logits = X headᵀ in row chunks (an L × V matrix is large): appends argmax and, if asked, logits.
+// logits = X headᵀ in row chunks (an L × V matrix is large) for the next sequence of the batch
+// (b = out.argmax.size()): appends its argmax, its next-token log-probabilities (log-softmax in
+// float64, shifted by the row maximum; the next tokens from out.inputs) and, if asked, its logits.
+// Every architecture ends here (a head that transforms logits, e.g. soft-capping, must do so
+// inside it), so predictions come out the same way for all.
 void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out);
 // What some heads add to X headᵀ: a bias (Phi's lm_head; empty = none) and final logit soft-capping
 // c·tanh(logit / c) (Gemma-2; 0 = none). The argmax is taken of the final logits.

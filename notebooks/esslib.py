@@ -131,3 +131,45 @@ def recommended_state(rows, max_error=1e-2):
     """Smallest state whose mean tail is at most max_error (None if none)."""
     ok = [r["state"] for r in rows if r["mean_tail"] <= max_error]
     return min(ok) if ok else None
+
+
+def load_predictions(path):
+    """The model's own predictions stored by `ess analyze` (/model, docs/results-format.md), or None
+    when the file has none (`ess compute`, or results format 1.0): dict with input_ids, argmax
+    [B, L] int, logprobs [B, L] float64 (log p(token t+1 | tokens ≤ t), NaN at t = L−1), loss and
+    perplexity."""
+    with h5py.File(path, "r") as f:
+        if "model" not in f:
+            return None
+        g = f["model"]
+        d = {k: g[k][...] for k in ("input_ids", "argmax", "logprobs")}
+        d.update({k: float(g.attrs[k]) for k in ("loss", "perplexity")})
+    return d
+
+
+def per_position(path, metric="tolerance"):
+    """ESS_i beside the loss of predicting token i from tokens < i (`ess report --per-position`).
+
+    Block H_i = T[i:, :i] has exactly tokens 0..i−1 as columns, so ESS_i is the state the model
+    carries into predicting token i. Returns dict: i [n] (every block index measured in some layer),
+    loss [n] (−mean over the batch of logprobs[:, i−1]), accuracy [n] (argmax right), layers [names],
+    ess [n_layers, n] (mean over batch and channels, NaN where a layer did not measure i); loss and
+    accuracy are NaN without /model."""
+    layers = load_layers(path)
+    idx = sorted({int(i) for d in layers for i in d["indices"]})
+    pos = {i: k for k, i in enumerate(idx)}
+    E = np.full((len(layers), len(idx)), np.nan)
+    for l, d in enumerate(layers):
+        with np.errstate(invalid="ignore"):
+            prof = np.nanmean(ess(d, metric), axis=(0, 1))
+        for k, i in enumerate(d["indices"]):
+            E[l, pos[int(i)]] = prof[k]
+    i = np.array(idx, dtype=int)
+    loss = np.full(len(idx), np.nan)
+    acc = np.full(len(idx), np.nan)
+    p = load_predictions(path)
+    if p is not None:
+        ok = i < p["logprobs"].shape[1]
+        loss[ok] = -p["logprobs"][:, i[ok] - 1].mean(axis=0)
+        acc[ok] = (p["argmax"][:, i[ok] - 1] == p["input_ids"][:, i[ok]]).mean(axis=0)
+    return dict(i=i, loss=loss, accuracy=acc, layers=[d["name"] for d in layers], ess=E)

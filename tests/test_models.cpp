@@ -4,6 +4,7 @@
 // weights (validation, loading by role, what inspect shows); bad checkpoints and token inputs.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -55,6 +56,24 @@ TEST_CASE("every architecture matches the PyTorch reference: logits 1e-4, operat
           max_diff = std::max(max_diff, std::abs(run.logits[b](t, v) - r));
         }
     CHECK(max_diff <= 1e-4 * max_ref);
+    // Predictions: argmax and next-token log-probabilities from the reference's logits
+    // (log-softmax written out here in long double), NaN at the last position.
+    REQUIRE(run.logprobs.size() == static_cast<size_t>(B));
+    double lp_diff = 0;
+    for (std::int64_t b = 0; b < B; ++b) {
+      REQUIRE(run.logprobs[b].size() == static_cast<size_t>(L));
+      CHECK(std::isnan(run.logprobs[b][L - 1]));
+      for (std::int64_t t = 0; t < L; ++t) {
+        const double* row = &logits[(b * L + t) * V];
+        CHECK(run.argmax[b][t] == std::max_element(row, row + V) - row);
+        if (t + 1 == L) continue;
+        long double z = 0;
+        for (std::int64_t v = 0; v < V; ++v) z += std::exp(static_cast<long double>(row[v]));
+        const double want = static_cast<double>(row[batch.tokens[b][t + 1]] - std::log(z));
+        lp_diff = std::max(lp_diff, std::abs(run.logprobs[b][t] - want));
+      }
+    }
+    CHECK(lp_diff <= 1e-9);
     // Operators: same layers, same T.
     const auto expected = read_operator_file(dir + "/expected.h5");
     REQUIRE(expected.size() == run.layers.size());
@@ -74,6 +93,38 @@ TEST_CASE("every architecture matches the PyTorch reference: logits 1e-4, operat
       for (int i = 1; i < a.seq_len(); ++i) CHECK(a.tss(i) == e.tss(i));
     }
   }
+}
+
+TEST_CASE("next-token log-probabilities: stable log-softmax for logits far beyond exp's range") {
+  // Hidden states of one dimension, head rows = the logits per unit of x: at x = 1 the logits are
+  // (s, s, 0), at x = −1 (−s, −s, 0); exp(±s) overflows a double for s ≥ 710.
+  for (double s : {1.0, 800.0, 1e5, 1e300}) {
+    CAPTURE(s);
+    RowMatrix head(3, 1);
+    head << s, s, 0;
+    Matrix X(4, 1);
+    X << 1, 1, -1, 1;
+    const models::Tokens tokens{{2, 1, 0, 2}};
+    models::ModelRun out;
+    out.inputs = &tokens;
+    models::finish_logits(X, head, true, out);
+    REQUIRE(out.logprobs.size() == 1);
+    const auto& lp = out.logprobs[0];
+    const double log2 = std::log(2.0);
+    // t = 0: logits (s, s, 0), next token 1 → −log(2 + e^−s).
+    CHECK(lp[0] == doctest::Approx(-log2 - std::log1p(std::exp(-s) / 2)).epsilon(1e-15));
+    // t = 1: logits (s, s, 0), next token 0 (x = −1 at t = 2 does not matter: causal).
+    CHECK(lp[1] == doctest::Approx(-log2 - std::log1p(std::exp(-s) / 2)).epsilon(1e-15));
+    // t = 2: logits (−s, −s, 0), next token 2 → −log(1 + 2e^−s).
+    CHECK(lp[2] == doctest::Approx(-std::log1p(2 * std::exp(-s))).epsilon(1e-15));
+    CHECK(std::isnan(lp[3]));
+    CHECK(out.argmax[0] == std::vector<int>{0, 0, 2, 0});
+    for (int t = 0; t < 3; ++t) CHECK(std::isfinite(lp[t]));
+  }
+  // The hidden states must belong to the tokens being run.
+  models::ModelRun out;
+  RowMatrix head = RowMatrix::Ones(3, 1);
+  CHECK_THROWS_AS(models::finish_logits(Matrix::Ones(2, 1), head, false, out), std::logic_error);
 }
 
 TEST_CASE("every registered architecture has a fixture with expected outputs") {
@@ -108,6 +159,11 @@ TEST_CASE("streaming: each layer is handed over once, in order, and the result e
     REQUIRE(got.size() == all.layers.size());
     CHECK(static_cast<int>(got.size()) == model->num_layers());
     CHECK(streamed.argmax == all.argmax);
+    REQUIRE(streamed.logprobs.size() == all.logprobs.size());
+    for (size_t b = 0; b < all.logprobs.size(); ++b)
+      for (size_t t = 0; t < all.logprobs[b].size(); ++t)
+        CHECK((streamed.logprobs[b][t] == all.logprobs[b][t] ||
+               (std::isnan(streamed.logprobs[b][t]) && std::isnan(all.logprobs[b][t]))));
     REQUIRE(streamed.logits.size() == all.logits.size());
     for (size_t b = 0; b < all.logits.size(); ++b) CHECK(streamed.logits[b] == all.logits[b]);
     for (size_t k = 0; k < got.size(); ++k) {

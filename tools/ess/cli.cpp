@@ -243,6 +243,14 @@ void MemoryOption::apply() const {
   if (!value_.empty()) set_memory_limit_override(parse_memory_size(value_, "--max-memory"));
 }
 
+std::string fmt_sig(double v, int significant) {
+  if (std::isnan(v)) return "nan";
+  std::ostringstream o;
+  o.precision(significant);
+  o << v;
+  return o.str();
+}
+
 std::string fmt(double v, int precision) {
   if (std::isnan(v)) return "nan";
   std::ostringstream o;

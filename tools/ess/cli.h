@@ -190,5 +190,8 @@ struct CommandRegistrar {
 
 // Fixed-point text of v ("nan" for NaN), for tables and messages.
 std::string fmt(double v, int precision = 2);
+// v with `significant` digits, switching to exponent notation for large or small values (%g):
+// perplexities of random-weight models reach 1e200.
+std::string fmt_sig(double v, int significant = 6);
 
 }  // namespace ess::cli

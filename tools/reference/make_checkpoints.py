@@ -6,6 +6,7 @@
         [--size tiny|mamba130m] [--dtype F32|F16|BF16|F64] [--sharded [--shards N]]
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
         [--gpt2-names gpt2lmhead|gpt2model] [--vocab N]
+    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b [--seed S] [--header-only]
 
 Writes OUTDIR/config.json and OUTDIR/model.safetensors (or model-0000k-of-0000N.safetensors plus
 model.safetensors.index.json with --sharded). Tensor names and config.json fields are those of
@@ -26,6 +27,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from published_shapes import PUBLISHED, write_published  # noqa: E402
 from st_io import TORCH_DTYPE_NAME, write_safetensors  # noqa: E402
 
 
@@ -378,8 +380,13 @@ def make_gemma2(g, big, tie):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outdir")
-    ap.add_argument("--arch", required=True, choices=["mamba", "falcon_mamba", "mamba2", "llama", "mistral", "gla", "gpt2", "gpt_neox",
-                                             "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2"])
+    ap.add_argument("--arch", choices=["mamba", "falcon_mamba", "mamba2", "llama", "mistral", "gla", "gpt2", "gpt_neox",
+                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2"])
+    ap.add_argument("--published", choices=sorted(PUBLISHED),
+                    help="the exact config.json and weight-file layout of a published model, random weights "
+                         "(streamed; published_shapes.py); the other options do not apply")
+    ap.add_argument("--header-only", action="store_true",
+                    help="with --published: real headers, data left as a sparse hole of zeros (for inspect)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", default="tiny", choices=["tiny", "mamba130m"])
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16", "F64"])
@@ -397,6 +404,12 @@ def main(argv=None):
                     help="gpt2: tensor names as GPT2LMHeadModel saves them ('transformer.' prefix) or as "
                          "GPT2Model does (no prefix, e.g. openai-community/gpt2's model.safetensors)")
     args = ap.parse_args(argv)
+    if args.published:
+        params = write_published(args.outdir, args.published, args.seed, args.header_only)
+        print(f"{args.outdir}: {args.published}, {params:,} parameters")
+        return 0
+    if not args.arch:
+        ap.error("give --arch or --published")
 
     tie = {"yes": True, "no": False}.get(args.tie, args.arch in ("mamba", "gpt2", "gemma2"))
     big = args.size == "mamba130m"
