@@ -145,8 +145,7 @@ LayerPlan plan_layer(const LayerResult& R, const PlanOptions& o) {
 
   // Recurrent states from the stored singular values (Eckart–Young tails).
   if (R.sigma_k <= 0 || R.sigma.empty()) {
-    lp.notes.push_back(
-        "no singular values in the file (compute with --keep-sigma K): recurrent states not considered");
+    lp.notes.push_back("no singular values in the file (compute with --keep-sigma K): recurrent states not considered");
   } else {
     const int K = R.sigma_k;
     const int max_rank = R.attainable.empty() ? 0 : *std::max_element(R.attainable.begin(), R.attainable.end());

@@ -18,13 +18,13 @@ WindowError parse_window_error(const std::string& s);  // masked|renormalized; t
 const char* to_string(WindowError e);
 
 struct PlanOptions {
-  double max_error = 1e-2;    // a candidate qualifies when its mean block error is at most this
-  std::vector<int> states;    // recurrent state sizes to consider; empty: 1, 2, 4, … (powers of two)
+  double max_error = 1e-2;  // a candidate qualifies when its mean block error is at most this
+  std::vector<int> states;  // recurrent state sizes to consider; empty: 1, 2, 4, … (powers of two)
   WindowError window_error = WindowError::masked;
-  double state_weight = 4;    // a state dimension counts this many d_head numbers when ranking (see docs)
-  int d_head = 64;            // numbers per key / value vector of a head (results files do not record it)
-  double length_factor = 4;   // the summary's second length: this × the measured L
-  void validate() const;      // throws UsageError naming the field
+  double state_weight = 4;   // a state dimension counts this many d_head numbers when ranking (see docs)
+  int d_head = 64;           // numbers per key / value vector of a head (results files do not record it)
+  double length_factor = 4;  // the summary's second length: this × the measured L
+  void validate() const;     // throws UsageError naming the field
 };
 
 enum class PlanKind { full, window, state };
@@ -34,7 +34,7 @@ struct PlanCandidate {
   PlanKind kind = PlanKind::full;
   int size = 0;   // full: cache length at the measured L (or the layer's own state); window: w; state: N
   int sinks = 0;  // window: sink tokens kept besides the window
-  double error = 0, max_error = 0;  // mean / max over usable blocks of the plan's error for this kind
+  double error = 0, max_error = 0;                  // mean / max over usable blocks of the plan's error for this kind
   double masked_error = 0, renormalized_error = 0;  // windows: mean block errors of both students
   bool qualifies = false;
   // Memory of one sequence, per head (channel), in numbers: at the measured L and at length_factor × L;
@@ -47,8 +47,8 @@ struct LayerPlan {
   std::string name, family;
   int layer_index = 0, channels = 0, seq_len = 0;
   std::string channel_kind;
-  bool cache_based = false;  // attention-like (a KV cache): full = the cache, windows make sense
-  long blocks = 0;           // usable blocks averaged over (batch × channels × indices, status ok)
+  bool cache_based = false;               // attention-like (a KV cache): full = the cache, windows make sense
+  long blocks = 0;                        // usable blocks averaged over (batch × channels × indices, status ok)
   std::vector<PlanCandidate> candidates;  // full, windows (ascending), states (ascending)
   PlanCandidate recommended;
   std::vector<std::string> notes;  // what was not considered and why
@@ -56,7 +56,7 @@ struct LayerPlan {
 
 struct PlanSummary {
   int layers = 0, full = 0, window = 0, state = 0;
-  int seq_len = 0;            // the longest measured L
+  int seq_len = 0;  // the longest measured L
   double long_factor = 4;
   // Memory of one sequence summed over layers and heads, in numbers: every layer kept as it is
   // ("original") and as planned, at the measured L and at long_factor × L.

@@ -115,8 +115,14 @@ StudentOptions parse_student_options(const std::string& spec) {
     } else if (key == "topk") {
       o.topk = parse_ints(key, value);
     } else if (key == "ess") {
-      if (value != "0" && value != "1") throw bad_spec("ess must be 0 or 1");
-      o.ess = value == "1";
+      if (value == "auto")
+        o.ess = StudentOptions::Ess::cheap;
+      else if (value == "all" || value == "1")
+        o.ess = StudentOptions::Ess::all;
+      else if (value == "none" || value == "0")
+        o.ess = StudentOptions::Ess::none;
+      else
+        throw bad_spec("ess must be auto, all or none");
     } else if (key == "families") {
       o.families.clear();
       std::stringstream f(value);
@@ -136,8 +142,11 @@ std::string to_string(const StudentOptions& o) {
   if (!o.enabled) return "off";
   std::string fam;
   for (size_t k = 0; k < o.families.size(); ++k) fam += (k ? "," : "") + o.families[k];
-  return "window=" + join(o.windows) + ";sinks=" + join(o.sinks) + ";topk=" + join(o.topk) +
-         ";ess=" + (o.ess ? "1" : "0") + ";families=" + fam;
+  return "window=" + join(o.windows) + ";sinks=" + join(o.sinks) + ";topk=" + join(o.topk) + ";ess=" +
+         (o.ess == StudentOptions::Ess::all    ? "all"
+          : o.ess == StudentOptions::Ess::none ? "none"
+                                               : "auto") +
+         ";families=" + fam;
 }
 
 namespace {
@@ -224,10 +233,34 @@ void pattern_row(const StudentPattern& p, const Matrix& T, int r, std::vector<ch
   for (int j = 0; j <= r; ++j) keep[j] = (p.window == 0 || r - j < p.window) || j < p.sinks;
 }
 
+// Singular values of the blocks of a window (+ sinks) student M from its nonzero part only: block i
+// has entries in columns j < s (every row) and i − w < j < i (rows r ≤ j + w − 1 ≤ i + w − 2).
+void window_block_spectra(const Matrix& M, const StudentPattern& p, const std::vector<int>& indices, DenseWorkspace& ws,
+                          SpectrumSink& sink) {
+  const int L = static_cast<int>(M.rows());
+  std::vector<int> cols;
+  for (size_t pos = 0; pos < indices.size(); ++pos) {
+    const int i = indices[pos];
+    cols.clear();
+    const int sink_end = std::min(p.sinks, i);
+    for (int j = 0; j < sink_end; ++j) cols.push_back(j);
+    for (int j = std::max(sink_end, i - p.window + 1); j < i; ++j) cols.push_back(j);
+    const int row_end = sink_end > 0 ? L : std::min(L, i + p.window - 1);
+    const int m = std::max(0, row_end - i), n = static_cast<int>(cols.size());
+    const int mn = std::min(m, n);
+    if (ws.block.size() < static_cast<size_t>(m) * n) ws.block.resize(static_cast<size_t>(m) * n);
+    if (ws.s.size() < static_cast<size_t>(std::max(mn, 1))) ws.s.resize(std::max(mn, 1));
+    for (int q = 0; q < n; ++q)
+      for (int r = 0; r < m; ++r) ws.block[static_cast<size_t>(q) * m + r] = M(i + r, cols[q]);
+    const bool ok = singular_values(m, n, ws.block.data(), ws.s.data(), ws.work, ws.iwork);
+    sink.block(static_cast<int>(pos), ws.s.data(), mn, 0.0, ok);
+  }
+}
+
 }  // namespace
 
-StudentResults measure_students(const LayerOperator& op, const std::vector<int>& indices,
-                                const StudentOptions& options, const StudentEssSettings& ess, int threads) {
+StudentResults measure_students(const LayerOperator& op, const std::vector<int>& indices, const StudentOptions& options,
+                                const StudentEssSettings& ess, int threads) {
   const auto t_start = std::chrono::steady_clock::now();
   options.validate();
   const int L = op.seq_len(), B = op.batch(), C = op.channels();
@@ -235,7 +268,7 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
   S.patterns = options.patterns(L);
   S.batch = B;
   S.channels = C;
-  S.has_ess = options.ess;
+  for (const auto& p : S.patterns) S.has_ess = S.has_ess || options.measures_ess(p);
   const int P = static_cast<int>(S.patterns.size()), I = static_cast<int>(indices.size());
   if (P == 0) return S;
   const size_t n_block = static_cast<size_t>(P) * B * C * I, n_op = static_cast<size_t>(P) * B * C;
@@ -244,8 +277,8 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
   S.operator_masked_error.assign(n_op, 0.0);
   S.operator_renormalized_error.assign(n_op, 0.0);
   if (S.has_ess) {
-    S.tolerance_ess.assign(n_block, 0);
-    S.entropy_ess.assign(n_block, 0.0);
+    S.tolerance_ess.assign(n_block, -2);
+    S.entropy_ess.assign(n_block, std::nan(""));
   }
   // The sweep steps through every i between the first and last block; for a sparse index set the
   // SVDs of just the requested blocks are cheaper (the rule compute's `auto` uses for dense T).
@@ -259,8 +292,9 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
     const int fit = static_cast<int>(0.8 * static_cast<double>(avail) / per_thread);
     if (fit < 1) {
       std::ostringstream m;
-      m << "sparse students at L = " << L << " need about " << per_thread / 1e9 << " GB for dense L×L operators but only "
-        << static_cast<double>(avail) / 1e9 << " GB is available; turn them off with ";
+      m << "sparse students at L = " << L << " need about " << per_thread / 1e9
+        << " GB for dense L×L operators but only " << static_cast<double>(avail) / 1e9
+        << " GB is available; turn them off with ";
       throw InputError({m.str(), Option{"students"}, " off"});
     }
     threads = std::min(threads, fit);
@@ -315,10 +349,12 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
             S.masked_error[S.at(p, b, c, pos, I)] = relative(mb[i], norm_blocks[i]);
             S.renormalized_error[S.at(p, b, c, pos, I)] = relative(rb[i], norm_blocks[i]);
           }
-          if (S.has_ess) {
+          if (options.measures_ess(S.patterns[p])) {
             const double layer_max = b < static_cast<int>(ess.layer_sigma_max.size()) ? ess.layer_sigma_max[b] : 0.0;
             RestrictedEssSink sink(S, S.at(p, b, c, 0, I), ess.tol, ess.tol_mode, layer_max);
-            if (use_sweep)
+            if (S.patterns[p].topk == 0)
+              window_block_spectra(M, S.patterns[p], indices, ws, sink);
+            else if (use_sweep)
               sweep_block_spectra(M, indices, ess.sweep_rtol, sink);
             else
               dense_block_spectra(M, indices, ws, sink);
@@ -390,7 +426,8 @@ StudentResults read_students(const h5::Object& layer_group, int batch, int chann
   if (P < 0) throw InputError(g.where("window") + ": expected 1 dimension [P], got " + shape_string(shape));
   const std::int64_t B = batch, C = channels, I = indices;
   auto expect = [&](const std::string& ds, const std::vector<std::int64_t>& want) {
-    if (shape != want) throw InputError(g.where(ds) + ": shape " + shape_string(shape) + ", expected " + shape_string(want));
+    if (shape != want)
+      throw InputError(g.where(ds) + ": shape " + shape_string(shape) + ", expected " + shape_string(want));
   };
   const auto sinks = g.read_int32("sinks", &shape);
   expect("sinks", {P});

@@ -34,9 +34,7 @@ class Object;
 // or — when topk > 0 — the topk keys of largest |T_rj| (ties: the more recent key first).
 struct StudentPattern {
   int window = 0, sinks = 0, topk = 0;
-  bool operator==(const StudentPattern& o) const {
-    return window == o.window && sinks == o.sinks && topk == o.topk;
-  }
+  bool operator==(const StudentPattern& o) const { return window == o.window && sinks == o.sinks && topk == o.topk; }
 };
 std::string to_string(const StudentPattern& p);  // "window=64", "window=64+sinks=4", "topk=16"
 
@@ -46,7 +44,13 @@ struct StudentOptions {
   std::vector<int> windows{16, 64, 256, 1024};
   std::vector<int> sinks{4};  // each window is measured alone and with each of these sink counts
   std::vector<int> topk{16, 64};
-  bool ess = true;                                         // also the ESS of the restricted blocks
+  // ESS of the restricted blocks: "auto" (windows with w + s ≤ kCheapEssWidth, whose blocks reduce
+  // to at most that many columns; no top-k), "all" or "none".
+  enum class Ess { none, cheap, all } ess = Ess::cheap;
+  static constexpr int kCheapEssWidth = 64;
+  bool measures_ess(const StudentPattern& p) const {
+    return ess == Ess::all || (ess == Ess::cheap && p.topk == 0 && p.window + p.sinks <= kCheapEssWidth);
+  }
   std::vector<std::string> families{"softmax_attention"};  // "all": every family
   void validate() const;                                   // throws UsageError naming `students`
   bool applies_to(const std::string& family) const;
@@ -55,20 +59,21 @@ struct StudentOptions {
   std::vector<StudentPattern> patterns(int seq_len) const;
 };
 // "default", "off", or ';'-separated settings that replace the defaults they name:
-// "window=16,64;sinks=4;topk=16;ess=0;families=all" (families: names, comma-separated, or "all").
+// "window=16,64;sinks=4;topk=16;ess=auto;families=all" (ess: auto|all|none, also 1 = all and
+// 0 = none; families: names, comma-separated, or "all").
 // An empty list ("topk=") turns that kind off. Throws UsageError naming `students`.
 StudentOptions parse_student_options(const std::string& spec);
 std::string to_string(const StudentOptions& o);  // the spec that parses back to o
 
 // The students of one layer. Arrays are row-major, pattern first.
 struct StudentResults {
-  std::vector<StudentPattern> patterns;    // [P]
-  int batch = 0, channels = 0;             // B, C of the layer; I = the layer's indices
-  std::vector<double> masked_error;        // [P, B, C, I]
-  std::vector<double> renormalized_error;  // [P, B, C, I]
+  std::vector<StudentPattern> patterns;                                    // [P]
+  int batch = 0, channels = 0;                                             // B, C of the layer; I = the layer's indices
+  std::vector<double> masked_error;                                        // [P, B, C, I]
+  std::vector<double> renormalized_error;                                  // [P, B, C, I]
   std::vector<double> operator_masked_error, operator_renormalized_error;  // [P, B, C]
-  bool has_ess = false;
-  std::vector<std::int32_t> tolerance_ess;  // [P, B, C, I] (−1: SVD failed)
+  bool has_ess = false;                                                    // some pattern's ESS was measured
+  std::vector<std::int32_t> tolerance_ess;  // [P, B, C, I] (−1: SVD failed, −2: not measured)
   std::vector<double> entropy_ess;          // [P, B, C, I]
   double seconds = 0;
 
@@ -93,8 +98,8 @@ struct StudentEssSettings {
 
 // Measures every pattern of `options` on every (batch, channel) of `op` at the blocks `indices`
 // (threads over channels; 0 = all cores). Throws InputError when a dense L×L does not fit.
-StudentResults measure_students(const LayerOperator& op, const std::vector<int>& indices,
-                                const StudentOptions& options, const StudentEssSettings& ess, int threads);
+StudentResults measure_students(const LayerOperator& op, const std::vector<int>& indices, const StudentOptions& options,
+                                const StudentEssSettings& ess, int threads);
 
 // Results-file group /layers/<name>/students (docs/results-format.md). read_students validates
 // every shape against the layer's B, C, I (InputError naming the dataset).

@@ -40,8 +40,10 @@ with OperatorFileWriter(sys.argv[1]) as w:
 PYEOF
 
 spec='window=4,16;sinks=2;topk=8'
-"$ESS" compute "$tmp/attn.h5" -o "$tmp/all.h5" --students "$spec" --quiet >/dev/null
-"$ESS" compute "$tmp/attn.h5" -o "$tmp/sparse.h5" --students "$spec" --indices 1:47:5 --quiet >/dev/null
+# ess=all: the top-k ESS through the sweep (every block) and dense SVDs (a sparse index set);
+# default ess=auto in the layer-mode run: windows only, top-k marked −2 (not measured).
+"$ESS" compute "$tmp/attn.h5" -o "$tmp/all.h5" --students "$spec;ess=all" --quiet >/dev/null
+"$ESS" compute "$tmp/attn.h5" -o "$tmp/sparse.h5" --students "$spec;ess=all" --indices 1:47:5 --quiet >/dev/null
 "$ESS" compute "$tmp/attn.h5" -o "$tmp/layer.h5" --students "$spec" --tol-mode layer --tol 1e-2 --quiet >/dev/null
 
 $PY - "$tmp/attn.h5" "$tmp/all.h5" "$tmp/sparse.h5" "$tmp/layer.h5" <<'PYEOF'
@@ -127,6 +129,10 @@ for path in files:
                                                    (re_[p, b, c, pos], rel(H, HS), "renormalized")):
                                 check(np.isclose(got, ref, rtol=1e-8, atol=1e-12),
                                       f"{path}:{name} {pats[p]} b{b} c{c} i{i}: {what} {got} vs {ref}")
+                            if tess[p, b, c, pos] == -2:
+                                check(k > 0 and path.endswith("layer.h5") and np.isnan(eess[p, b, c, pos]),
+                                      f"{path}:{name} {pats[p]}: ESS not measured")
+                                continue
                             sv = np.linalg.svd(HM, compute_uv=False)
                             thr = {"absolute": tol, "block": tol * (sv[0] if sv.size else 0),
                                    "layer": tol * lmax[b]}[mode]
@@ -318,6 +324,29 @@ print("plan without students or sigma: full everywhere, notes given")
 PYEOF
 "$ESS" report "$tmp/heads_res.h5" >/dev/null
 "$ESS" compress "$tmp/heads_res.h5" --state 2,8 >/dev/null
+# compress reports the stored students (no --state needed when there are some)
+"$ESS" compress "$tmp/heads_res.h5" --format json >"$tmp/compress.json"
+$PY - "$tmp/compress.json" "$tmp/heads_res.h5" <<'PYEOF'
+import json, sys
+import h5py
+import numpy as np
+c = json.load(open(sys.argv[1]))
+with h5py.File(sys.argv[2]) as f:
+    for l in c["layers"]:
+        s = f["layers"][l["name"]]["students"]
+        assert [t["pattern"] for t in l["students"]][:2] == ["window=8", "window=8+sinks=4"], l["students"]
+        assert l["students"][-1]["pattern"] == "topk=16"
+        for p, t in enumerate(l["students"]):
+            assert np.isclose(t["mean_masked_error"], s["masked_error"][p].mean(), rtol=1e-12), t
+            assert np.isclose(t["max_renormalized_error"], s["renormalized_error"][p].max(), rtol=1e-12), t
+            assert np.isclose(t["operator_masked_error"], s["operator_masked_error"][p].mean(), rtol=1e-12), t
+            te = s["tolerance_ess"][p]
+            if t["topk"] > 0 or t["window"] + t["sinks"] > 64:  # ess=auto: not measured (−2) → null
+                assert (te == -2).all() and t["mean_tolerance_ess"] is None, t
+            else:
+                assert (te >= 0).all() and np.isclose(t["mean_tolerance_ess"], te.mean(), rtol=1e-12), t
+print("compress students ok")
+PYEOF
 
 expect() {  # expect CODE command...
   local want=$1
@@ -337,6 +366,7 @@ expect 2 "$ESS" plan "$tmp/heads_res.h5" --window-error foo
 expect 2 "$ESS" plan "$tmp/heads_res.h5" --states 0,4
 expect 2 "$ESS" plan "$tmp/heads_res.h5" --state-weight 0
 expect 3 "$ESS" plan "$tmp/missing.h5"
+expect 2 "$ESS" compress "$tmp/nostudents.h5"
 expect 2 "$ESS" compute "$tmp/heads.h5" -o "$tmp/x.h5" --students 'window=x'
 expect 2 "$ESS" compute "$tmp/heads.h5" -o "$tmp/x.h5" --students 'colour=4'
 [ ! -e "$tmp/x.h5" ] || { echo "FAIL: a failed compute left $tmp/x.h5"; exit 1; }

@@ -97,7 +97,7 @@ void EssOptionGroup::add_to(po::options_description& opts) {
       "sweep engine: drop σ below this fraction of the running largest σ")(
       "students", po::value(&students_)->default_value(students_),
       "sparse students of attention heads (stored per layer): default (window=16,64,256,1024;sinks=4;"
-      "topk=16,64), off, or settings such as 'window=16,64;sinks=4;topk=16;ess=0;families=all'");
+      "topk=16,64;ess=auto), off, or settings such as 'window=16,64;sinks=4;topk=16;ess=all;families=all'");
   opts.add(group);
 }
 

@@ -105,11 +105,12 @@ int run_compress(int argc, char** argv) {
     return 0;
   }
   const bool md = format == Format::markdown;
-  std::cout << (md ? "## Compressibility: `" : "Compressibility: ") << input << (md ? "`\n\n" : "\n")
-            << "relative Eckart–Young tail of H_i for each student state (mean / max over blocks and channels);\n"
-            << "exceed = fraction of blocks whose tolerance-ESS is above the state; entropy-ESS after truncation to\n"
-            << "the state and its loss against the layer's own (relative); recommended: smallest state with\n"
-            << "mean tail ≤ " << max_error << "\n\n";
+  std::cout << (md ? "## Compressibility: `" : "Compressibility: ") << input << (md ? "`\n\n" : "\n");
+  if (!states.empty())
+    std::cout << "relative Eckart–Young tail of H_i for each student state (mean / max over blocks and channels);\n"
+              << "exceed = fraction of blocks whose tolerance-ESS is above the state; entropy-ESS after truncation to\n"
+              << "the state and its loss against the layer's own (relative); recommended: smallest state with\n"
+              << "mean tail ≤ " << max_error << "\n\n";
   for (size_t k = 0; k < layers.size(); ++k) {
     const LayerCompressibility& l = layers[k];
     if (states.empty()) {

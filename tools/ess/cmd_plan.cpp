@@ -68,8 +68,8 @@ int run_plan(int argc, char** argv) {
       "how many d_head numbers a state dimension counts when ranking against KV caches")(
       "d-head", po::value(&o.d_head)->default_value(o.d_head), "numbers per key / value vector of a head")(
       "length-factor", po::value(&o.length_factor)->default_value(o.length_factor, "4"),
-      "the summary's longer sequence: this × the measured L")(
-      "candidates", po::bool_switch(&show_candidates), "list every candidate of every layer (text, markdown)");
+      "the summary's longer sequence: this × the measured L")("candidates", po::bool_switch(&show_candidates),
+                                                              "list every candidate of every layer (text, markdown)");
   format_option.add_to(opts);
   po::variables_map vm;
   if (!parse(argc, argv,
@@ -102,9 +102,10 @@ int run_plan(int argc, char** argv) {
   }
   const bool md = format == Format::markdown;
   std::cout << (md ? "## Replacement plan: `" : "Replacement plan: ") << input << (md ? "`\n\n" : "\n")
-            << "cheapest replacement per layer with mean block error ≤ " << o.max_error << " (windows: "
-            << to_string(o.window_error) << " students; states: Eckart–Young tails, ranked at " << o.state_weight
-            << "× their memory); memory per head and sequence in numbers (d_head = " << o.d_head << ")\n\n";
+            << "cheapest replacement per layer with mean block error ≤ " << o.max_error
+            << " (windows: " << to_string(o.window_error) << " students; states: Eckart–Young tails, ranked at "
+            << o.state_weight << "× their memory); memory per head and sequence in numbers (d_head = " << o.d_head
+            << ")\n\n";
   const PlanSummary& s = plan.summary;
   const std::string long_label = "at " + std::to_string(std::lround(s.long_factor * s.seq_len));
   Table table({{"layer", Table::right},
@@ -148,8 +149,9 @@ int run_plan(int argc, char** argv) {
                {""}});
       for (const auto& k : l.candidates) {
         const bool w = k.kind == PlanKind::window;
-        c.add({describe(k, l), sci(k.error), sci(k.max_error), w ? sci(k.masked_error) : "", w ? sci(k.renormalized_error) : "",
-               human(k.memory_at_L), fmt(k.memory_per_token, 1), human(k.cost), k.qualifies ? "ok" : ""});
+        c.add({describe(k, l), sci(k.error), sci(k.max_error), w ? sci(k.masked_error) : "",
+               w ? sci(k.renormalized_error) : "", human(k.memory_at_L), fmt(k.memory_per_token, 1), human(k.cost),
+               k.qualifies ? "ok" : ""});
       }
       c.print(std::cout, format, md ? "" : "  ");
     }
