@@ -55,6 +55,8 @@ bool better(const PlanCandidate& a, const PlanCandidate& b) {
   return a.sinks < b.sinks;
 }
 
+}  // namespace
+
 LayerPlan plan_layer(const LayerResult& R, const PlanOptions& o) {
   LayerPlan lp;
   lp.name = R.name;
@@ -191,6 +193,8 @@ LayerPlan plan_layer(const LayerResult& R, const PlanOptions& o) {
     if (c.qualifies && better(c, lp.recommended)) lp.recommended = c;
   return lp;
 }
+
+namespace {
 
 nlohmann::ordered_json candidate_json(const PlanCandidate& c) {
   nlohmann::ordered_json j;

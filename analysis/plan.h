@@ -70,6 +70,9 @@ struct ModelPlan {
   PlanSummary summary;
 };
 
+// One layer's candidates and recommendation (options already validated).
+LayerPlan plan_layer(const LayerResult& R, const PlanOptions& options);
+
 // Throws UsageError for invalid options; InputError (naming the layer) only for inconsistent data.
 ModelPlan make_plan(const ResultsFile& file, const PlanOptions& options);
 
