@@ -61,6 +61,7 @@ void write_layer(const h5::Object& layers_group, const LayerResult& R) {
     g.write("sigma", {B, C, I, R.sigma_k}, R.sigma.data());
     g.write("sigma_tail", {B, C, I}, R.sigma_tail.data());
   }
+  write_students(g, R.students, static_cast<int>(I));  // /students, when measured
 }
 
 }  // namespace
@@ -205,6 +206,7 @@ LayerResult read_layer(const h5::Object& g) {
     for (float v : R.sigma)
       if (!std::isfinite(v) || v < 0) throw InputError(g.where("sigma") + ": contains negative or non-finite values");
   }
+  R.students = read_students(g, R.batch, R.channels, static_cast<int>(I));  // empty when absent
   return R;
 }
 

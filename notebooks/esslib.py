@@ -28,7 +28,8 @@ def _str(v):
 def load_layers(path):
     """List of dicts, one per layer, sorted by layer_index: the layer's attributes plus every
     dataset as a numpy array (tolerance_ess [B, C, I], entropy_ess, tss [I], indices [I],
-    attainable [I], optional sigma [B, C, I, K], sigma_tail, frobenius_norm, status)."""
+    attainable [I], optional sigma [B, C, I, K], sigma_tail, frobenius_norm, status; the optional
+    "students" group as a dict of its datasets, docs/results-format.md)."""
     layers = []
     with h5py.File(path, "r") as f:
         if _str(f.attrs.get("format", "")) != "ess-results":
@@ -40,7 +41,10 @@ def load_layers(path):
             d = {k: _str(v) if isinstance(v, (bytes, str)) else v for k, v in g.attrs.items()}
             d.setdefault("name", name)
             for k in g.keys():
-                d[k] = g[k][...]
+                if isinstance(g[k], h5py.Group):  # e.g. "students": a dict of its datasets
+                    d[k] = {kk: g[k][kk][...] for kk in g[k].keys()}
+                else:
+                    d[k] = g[k][...]
             if "attainable" not in d:
                 i, L = d["indices"], int(d["seq_len"])
                 d["attainable"] = np.minimum(d["tss"], np.minimum(i, L - i))
