@@ -316,13 +316,13 @@ def main():
         print(f"worker trained {done} model(s) in {time.time() - t0:.0f} s wall")
         return 0
     if a.cmd == "train":
-        todo = zoo_entries() if (a.all or a.missing) else find(a.names)
+        selected = zoo_entries() if (a.all or a.missing) else find(a.names)
         if a.missing:
-            todo = [e for e in todo if not os.path.exists(os.path.join(a.out, e["name"], "train.json"))]
+            selected = [e for e in selected if not os.path.exists(os.path.join(a.out, e["name"], "train.json"))]
         k, n = (int(x) for x in a.shard.split("/"))
-        todo = todo[k::n]
+        selected = selected[k::n]
         t0 = time.time()
-        for e in todo:
+        for e in selected:
             if a.lr:
                 e["lr"] = a.lr
             if a.steps:
@@ -330,7 +330,7 @@ def main():
             train(e, a.out)
             if n == 1:
                 write_manifest(a.out)
-        print(f"trained {len(todo)} model(s) in {time.time() - t0:.0f} s wall")
+        print(f"trained {len(selected)} model(s) in {time.time() - t0:.0f} s wall")
         return 0
     if a.cmd == "measure":
         man = write_manifest(a.out)
