@@ -37,15 +37,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) : path(ess::test::temp_dir("rel_" + name)) {}
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
-};
+using ess::test::TempDir;
 
 std::string write(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary);

@@ -15,28 +15,16 @@
 
 #include "libess/error.h"
 #include "models/safetensors.h"
+#include "test_helpers.h"
 
 using namespace ess;
 using namespace ess::st;
 
 namespace {
 
-namespace fs = std::filesystem;
+using ess::test::TempDir;
 
-// A per-test directory under the system temp dir, removed when the test ends (pass or fail).
-struct TempDir {
-  std::string path;
-  explicit TempDir(const std::string& name) {
-    path = (fs::temp_directory_path() / ("ess_test_st_" + name + "_" + std::to_string(::getpid()))).string();
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
+namespace fs = std::filesystem;
 
 std::string bytes(std::initializer_list<unsigned> b) {
   std::string s;

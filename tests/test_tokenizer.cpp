@@ -11,6 +11,7 @@
 #include "libess/error.h"
 #include "models/text_input.h"
 #include "models/tokenizer.h"
+#include "test_helpers.h"
 
 using namespace ess;
 using models::Tokenizer;
@@ -18,24 +19,9 @@ using json = nlohmann::json;
 
 namespace {
 
-namespace fs = std::filesystem;
+using ess::test::TempDir;
 
-struct TempDir {
-  std::string path;
-  explicit TempDir(const std::string& name) {
-    path = (fs::temp_directory_path() / ("ess_test_tok_" + name + "_" + std::to_string(::getpid()))).string();
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path + "/" + name, std::ios::binary) << text;
-  }
-};
+namespace fs = std::filesystem;
 
 const std::string SP = "\xe2\x96\x81";  // ▁
 
