@@ -9,21 +9,7 @@
 # Skipped (77) without torch, when npm / the package cannot be had, or while `ess analyze` writes
 # no /model group.
 set -uo pipefail
-ESS=$1
-PY=/usr/bin/python3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-spec=$root/data/real/stories15M.json
-if ! $PY -c "import torch, h5py, numpy" 2>/dev/null; then
-  echo "SKIP: python3-torch not installed"
-  exit 77
-fi
-ckpt=$(bash "$root/tools/setup_real_checkpoints.sh")
-rc=$?
-if [ $rc -eq 77 ]; then echo "SKIP: the real checkpoint could not be fetched (npm)"; exit 77; fi
-[ $rc -eq 0 ] || { echo "FAIL: tools/setup_real_checkpoints.sh exited $rc"; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
+source "$(dirname "$0")/real_checkpoint_setup.bash" "$1"
 for sample in bos dog; do
   $PY "$root/tools/reference/check_real_checkpoint.py" tokens "$spec" "$ckpt" "$sample" -o "$tmp/$sample.tokens" || { fail=1; continue; }
   "$ESS" analyze "$ckpt" --tokens "$tmp/$sample.tokens" -o "$tmp/$sample.h5" --quiet >/dev/null \

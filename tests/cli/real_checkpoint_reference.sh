@@ -6,21 +6,7 @@
 # reference's operators; the /model checker of tests/cli/real_checkpoint.sh is itself checked.
 # Skipped (77) without torch, or when npm / the package cannot be had.
 set -uo pipefail
-ESS=$1
-PY=/usr/bin/python3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-spec=$root/data/real/stories15M.json
-if ! $PY -c "import torch, h5py, numpy" 2>/dev/null; then
-  echo "SKIP: python3-torch not installed"
-  exit 77
-fi
-ckpt=$(bash "$root/tools/setup_real_checkpoints.sh")
-rc=$?
-if [ $rc -eq 77 ]; then echo "SKIP: the real checkpoint could not be fetched (npm)"; exit 77; fi
-[ $rc -eq 0 ] || { echo "FAIL: tools/setup_real_checkpoints.sh exited $rc"; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
+source "$(dirname "$0")/real_checkpoint_setup.bash" "$1"
 $PY "$root/tools/reference/check_real_checkpoint.py" reference "$spec" "$ckpt" --control || fail=1
 
 # ESS of the real model: ess analyze against the reference's operators (tests/cli/compare_results.py rules).
