@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "libess/error.h"
+#include "libess/metrics.h"
 
 namespace ess {
 
@@ -21,6 +22,12 @@ double eckart_young_tail(const float* sigma, int K, int state, double rest, doub
   return std::min(1.0, std::sqrt(tail2) / norm);
 }
 
+double truncated_entropy_ess(const float* sigma, int K, int state) {
+  const int n = std::min(std::max(state, 0), K);
+  std::vector<double> s(sigma, sigma + n);
+  return entropy_ess(s.data(), n);
+}
+
 LayerCompressibility compressibility(const LayerResult& R, const std::vector<int>& states, double max_error) {
   if (states.empty()) throw UsageError("compressibility needs at least one student state size");
   for (int state : states)
@@ -36,7 +43,10 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
     throw InputError("layer '" + R.name + "': 'sigma' has " + std::to_string(R.sigma.size()) + " values, expected " +
                      std::to_string(blocks * K) + " (B × C × I × K)");
   const int largest = *std::max_element(states.begin(), states.end());
-  if (largest > K)
+  // rank(H_i) ≤ min(TSS_i, i, L−i): when K reaches that bound every nonzero σ is stored and any larger
+  // student state is exact (tail 0).
+  const int max_rank = R.attainable.empty() ? 0 : *std::max_element(R.attainable.begin(), R.attainable.end());
+  if (largest > K && K < max_rank)
     throw InputError({"layer '" + R.name + "': the file keeps only K = " + std::to_string(K) +
                           " singular values per block, fewer than the student state " + std::to_string(largest) +
                           "; measure again with ",
@@ -46,10 +56,13 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
   out.family = R.family;
   out.layer_index = R.layer_index;
   out.sigma_k = K;
+  out.layer_state = R.tss.empty() ? 0 : *std::max_element(R.tss.begin(), R.tss.end());
   for (int state : states) {
     CompressTarget t;
     t.state = state;
+    t.exceeds_layer_state = state > out.layer_state;
     long n = 0, exceeding = 0;
+    double ent_full = 0;
     for (size_t k = 0; k < blocks; ++k) {
       if (!R.status.empty() && R.status[k] != block_ok) continue;
       const double rest = R.sigma_tail.empty() ? 0.0 : R.sigma_tail[k];
@@ -57,6 +70,10 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
       const double tail = eckart_young_tail(R.sigma.data() + k * K, K, state, rest, fro);
       t.mean_tail += tail;
       t.max_tail = std::max(t.max_tail, tail);
+      const double ent_trunc = truncated_entropy_ess(R.sigma.data() + k * K, K, state);
+      t.truncated_entropy_ess += ent_trunc;
+      ent_full += R.entropy_ess[k];
+      t.entropy_ess_loss += std::max(0.0, R.entropy_ess[k] - ent_trunc);
       exceeding += R.tolerance_ess[k] > state;
       ++n;
     }
@@ -64,6 +81,9 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
     if (n > 0) {
       t.mean_tail /= n;
       t.frac_exceeding = static_cast<double>(exceeding) / n;
+      t.truncated_entropy_ess /= n;
+      t.entropy_ess_loss /= n;
+      t.relative_entropy_ess_loss = ent_full > 0 ? t.entropy_ess_loss / (ent_full / n) : 0.0;
     }
     out.targets.push_back(t);
   }
@@ -74,6 +94,13 @@ LayerCompressibility compressibility(const LayerResult& R, const std::vector<int
       out.recommended_state = t.state;
       break;
     }
+  if (out.recommended_state && *out.recommended_state > out.layer_state) {
+    out.recommended_exceeds_layer_state = true;
+    out.note = "the recommended state " + std::to_string(*out.recommended_state) + " exceeds the layer's own state (" +
+               std::to_string(out.layer_state) +
+               "): the layer is already smaller than any requested student that meets the error, so there is "
+               "nothing to compress at these sizes";
+  }
   return out;
 }
 
@@ -83,14 +110,21 @@ nlohmann::ordered_json to_json(const LayerCompressibility& l) {
     targets.push_back({{"state", t.state},
                        {"mean_tail", t.mean_tail},
                        {"max_tail", t.max_tail},
-                       {"frac_exceeding", t.frac_exceeding}});
+                       {"frac_exceeding", t.frac_exceeding},
+                       {"exceeds_layer_state", t.exceeds_layer_state},
+                       {"truncated_entropy_ess", t.truncated_entropy_ess},
+                       {"entropy_ess_loss", t.entropy_ess_loss},
+                       {"relative_entropy_ess_loss", t.relative_entropy_ess_loss}});
   return {{"name", l.name},
           {"layer_index", l.layer_index},
           {"family", l.family},
           {"sigma_k", l.sigma_k},
           {"blocks", l.blocks},
+          {"layer_state", l.layer_state},
           {"targets", targets},
-          {"recommended_state", l.recommended_state ? nlohmann::ordered_json(*l.recommended_state) : nullptr}};
+          {"recommended_state", l.recommended_state ? nlohmann::ordered_json(*l.recommended_state) : nullptr},
+          {"recommended_exceeds_layer_state", l.recommended_exceeds_layer_state},
+          {"note", l.note}};
 }
 
 }  // namespace ess

@@ -22,6 +22,14 @@ const char* to_string(ChannelClass c) {
   return "?";
 }
 
+const char* to_string(UtilizationBasis b) { return b == UtilizationBasis::state ? "state" : "attainable"; }
+
+UtilizationBasis parse_utilization_basis(const std::string& s) {
+  if (s == "state") return UtilizationBasis::state;
+  if (s == "attainable") return UtilizationBasis::attainable;
+  throw UsageError({"unknown ", Option{"utilization"}, " basis '" + s + "' (expected state or attainable)"});
+}
+
 void DiagnosisOptions::validate() const {
   if (!(saturated >= 0 && saturated <= 1)) throw UsageError({Option{"saturated"}, " must be in [0, 1]"});
   if (!(collapsed >= 0 && collapsed <= 1)) throw UsageError({Option{"collapsed"}, " must be in [0, 1]"});
@@ -39,6 +47,25 @@ bool DiagnosisOptions::IsValid(std::string* error) const {
 }
 
 namespace {
+
+// Per channel: mean over (b, i) of ESS_i / TSS_i, blocks with TSS_i = 0 or a bad status skipped.
+std::vector<double> state_utilization(const LayerResult& R, Metric m) {
+  std::vector<double> out(R.channels, std::nan(""));
+  for (int c = 0; c < R.channels; ++c) {
+    double sum = 0;
+    long n = 0;
+    for (int b = 0; b < R.batch; ++b)
+      for (int p = 0; p < R.num_indices(); ++p) {
+        if (R.tss[p] <= 0) continue;
+        const double v = block_ess(R, m, b, c, p);
+        if (std::isnan(v)) continue;
+        sum += v / R.tss[p];
+        ++n;
+      }
+    if (n) out[c] = sum / n;
+  }
+  return out;
+}
 
 std::string percent(double x) {
   std::ostringstream o;
@@ -64,9 +91,11 @@ Capacity capacity_of(const LayerResult& R) {
 std::string saturated_advice(Capacity c) {
   switch (c) {
     case Capacity::state:
-      return "The state is too small for this input: a larger state, or attention, would help.";
+      return "The state is full on this input: if the model falls short on it, a larger state (or attention) is "
+             "where to look first.";
     case Capacity::window:
-      return "The window is too short for this input: a wider window, or full attention, would help.";
+      return "The window is full on this input: if the model falls short on it, a wider window (or full attention) "
+             "is where to look first.";
     case Capacity::kv_cache:
       return "The layer needs its whole KV cache for this input (a full-rank operator): a fixed-size recurrent state "
              "would lose information here.";
@@ -87,8 +116,14 @@ std::string collapsed_advice(Capacity c) {
     case Capacity::filter:
       return "A much shorter filter or a small state-space realization would do (see `ess compress`).";
     default:
-      return "Capacity is wasted: the layer could be distilled into a much smaller state (see `ess compress`).";
+      return "Capacity is unused on this input: the layer could be distilled into a much smaller state (see "
+             "`ess compress`).";
   }
+}
+
+std::string basis_text(const DiagnosisOptions& o) {
+  return o.basis == UtilizationBasis::state ? "of their state (ESS_i / TSS_i)"
+                                            : "of the attainable state min(TSS_i, i, L−i)";
 }
 
 std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capacity cap) {
@@ -110,12 +145,13 @@ std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capac
   }
   if (d.verdict == "saturated")
     a << who << " is saturated: " << percent(static_cast<double>(d.saturated) / live) << of_channels << " use ≥ "
-      << percent(o.saturated) << " of the attainable state min(TSS_i, i, L−i) (mean utilization "
-      << percent(d.live_utilization) << "). " << saturated_advice(cap);
+      << percent(o.saturated) << " " << basis_text(o) << " (mean utilization " << percent(d.live_utilization) << "). "
+      << saturated_advice(cap);
   else if (d.verdict == "collapsed")
     a << who << " has collapsed: " << percent(static_cast<double>(d.collapsed) / live) << of_channels << " use ≤ "
-      << percent(o.collapsed) << " of the attainable state (mean utilization " << percent(d.live_utilization) << "). "
-      << collapsed_advice(cap);
+      << percent(o.collapsed) << " " << basis_text(o) << " (mean utilization " << percent(d.live_utilization)
+      << "; mean " << to_string(o.metric) << "-ESS " << std::lround(d.mean_ess * 10) / 10.0 << " of TSS " << d.tss
+      << "). " << collapsed_advice(cap);
   else if (d.verdict == "healthy")
     a << who << " is healthy: " << d.healthy << " of " << live << " live " << kind
       << "s between the thresholds (mean utilization " << percent(d.live_utilization) << "). No action needed.";
@@ -126,6 +162,9 @@ std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capac
   if (d.dead > 0)
     a << " " << d.dead << " of " << d.channels << " " << kind << "s " << (d.dead == 1 ? "is" : "are")
       << " dead (ESS 0 at every block) and can be pruned.";
+  if (d.input_limited && cap == Capacity::state)
+    a << " Note: this input (L = " << d.seq_len << ") is too short to fill the state (TSS " << d.tss
+      << " > min(i, L−i) at every block); judge the state on longer inputs.";
   return a.str();
 }
 
@@ -140,7 +179,25 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
   d.layer_index = R.layer_index;
   d.channels = R.channels;
   d.tss = R.tss.empty() ? 0 : *std::max_element(R.tss.begin(), R.tss.end());
-  d.channel_utilization = channel_utilization(R, o.metric);
+  d.seq_len = R.seq_len;
+  d.input_limited = R.num_indices() > 0;
+  for (int p = 0; p < R.num_indices(); ++p)
+    if (R.tss[p] <= std::min(R.indices[p], R.seq_len - R.indices[p])) d.input_limited = false;
+  {
+    double sum = 0;
+    long n = 0;
+    for (int b = 0; b < R.batch; ++b)
+      for (int c = 0; c < R.channels; ++c)
+        for (int p = 0; p < R.num_indices(); ++p) {
+          const double v = block_ess(R, o.metric, b, c, p);
+          if (std::isnan(v)) continue;
+          sum += v;
+          ++n;
+        }
+    d.mean_ess = n ? sum / n : 0.0;
+  }
+  d.channel_utilization =
+      o.basis == UtilizationBasis::state ? state_utilization(R, o.metric) : channel_utilization(R, o.metric);
   double sum_all = 0, sum_live = 0;
   long n_all = 0;
   for (int c = 0; c < R.channels; ++c) {
@@ -220,7 +277,9 @@ std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
   std::ostringstream o;
   o << layers.size() << " layer(s). ";
   if (sat.empty() && col.empty() && dead.empty() && mixed.empty()) o << "Every layer is healthy. ";
-  if (!sat.empty()) o << "Saturated layers: " << join(sat) << " (give these more state first). ";
+  if (!sat.empty())
+    o << "Saturated layers: " << join(sat) << " (their state is full on this input: if the model falls short, give "
+      << "these more state first). ";
   if (!col.empty()) o << "Collapsed layers: " << join(col) << " (candidates for a smaller state; see `ess compress`). ";
   if (!mixed.empty()) o << "Mixed layers: " << join(mixed) << ". ";
   if (!dead.empty()) o << "Dead or mostly dead layers: " << join(dead) << ". ";
@@ -241,6 +300,8 @@ nlohmann::ordered_json to_json(const LayerDiagnosis& d) {
       {"tss", d.tss},
       {"utilization", d.utilization},
       {"live_utilization", d.live_utilization},
+      {"mean_ess", d.mean_ess},
+      {"input_limited", d.input_limited},
       {"verdict", d.verdict},
       {"channels", {{"saturated", d.saturated}, {"healthy", d.healthy}, {"collapsed", d.collapsed}, {"dead", d.dead}}},
       {"summary", d.advice}};

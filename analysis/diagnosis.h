@@ -14,8 +14,17 @@ namespace ess {
 enum class ChannelClass { healthy, saturated, collapsed, dead };
 const char* to_string(ChannelClass c);
 
+// What a channel's utilization is measured against, per block i:
+//   state       ESS_i / TSS_i: the share of the layer's own state the input uses (blocks with
+//               TSS_i = 0 skipped). A state the input cannot fill (TSS_i > min(i, L−i)) reads low.
+//   attainable  ESS_i / min(TSS_i, i, L−i): the share of the largest rank the block could have.
+enum class UtilizationBasis { state, attainable };
+const char* to_string(UtilizationBasis b);
+UtilizationBasis parse_utilization_basis(const std::string& s);  // UsageError for anything else
+
 struct DiagnosisOptions {
   Metric metric = Metric::tolerance;
+  UtilizationBasis basis = UtilizationBasis::attainable;
   double saturated = 0.9;  // utilization ≥ this → saturated
   double collapsed = 0.1;  // utilization ≤ this → collapsed
   // Both in [0, 1] and collapsed < saturated; validate() throws UsageError naming the field.
@@ -27,13 +36,15 @@ struct LayerDiagnosis {
   std::string name, family, channel_kind;
   int layer_index = 0;
   int tss = 0;  // max over i of TSS_i
-  int channels = 0;
+  int channels = 0, seq_len = 0;
+  double mean_ess = 0;          // mean over batch, channels and usable blocks of the metric's ESS_i
+  bool input_limited = false;   // TSS_i > min(i, L−i) at every block: the input cannot fill the state
   double utilization = 0;       // mean over channels of their utilization (dead channels count 0), as `ess report`
   double live_utilization = 0;  // the same over live (non-dead) channels; 0 when every channel is dead
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;
   std::string verdict;                      // dead | partly dead | saturated | collapsed | healthy | mixed
   std::string advice;                       // one or two sentences: what the verdict means and what to do
-  std::vector<double> channel_utilization;  // [C]; NaN for a channel without any usable block
+  std::vector<double> channel_utilization;  // [C] on options.basis; NaN for a channel without any usable block
   std::vector<ChannelClass> channel_class;  // [C]
 };
 

@@ -2,11 +2,15 @@
 // Block: h ← h + o_proj(rmsnorm_h(o) ⊙ w ⊙ swish(g_proj(x))), x = rmsnorm(h) (attn_norm), with
 // per head o_t = (q_t / √d_k)ᵀ S_t, S_t = diag(exp(gk_t)) S_{t−1} + k_t v_tᵀ,
 // gk = logsigmoid(gk_proj.1(gk_proj.0(x))) / 16; then the GatedMLP down(swish(gate(x)) ⊙ up(x)) on
-// mlp_norm. Short convolutions and feature maps are not supported (clear error).
+// mlp_norm. With use_short_conv, q, k and v pass through fla's ShortConvolution (causal depthwise
+// conv of conv_size taps, bias only with conv_bias, then SiLU) before the heads are formed. Feature
+// maps are not supported (clear error).
 // Captured operator per layer: family "gla" with q (scale folded in), k, log_decay [B, H, L, d_k];
 // o is computed through that operator (GlaOperator::multiply).
 #include <cmath>
 #include <limits>
+#include <string>
+#include <utility>
 
 #include "libess/error.h"
 #include "models/models.h"
@@ -34,8 +38,10 @@ class Gla final : public CausalLM {
     if (c.has("clamp_min")) clamp_min_ = c.number("clamp_min");
     if (H_ < 1 || Hkv_ < 1 || H_ % Hkv_ || Kd_ % H_ || Vd_ % H_)
       throw InputError(c.path() + ": key/value dimensions must split evenly over num_heads and num_kv_heads");
-    if (c.boolean("use_short_conv", false))
-      throw InputError(c.path() + ": GLA with use_short_conv is not supported yet");
+    short_conv_ = c.boolean("use_short_conv", false);
+    conv_size_ = c.integer("conv_size", 4);
+    const bool conv_bias = c.boolean("conv_bias", false);
+    if (short_conv_ && conv_size_ < 1) throw InputError(c.path() + ": conv_size must be ≥ 1");
     if (c.has("feature_map")) throw InputError(c.path() + ": GLA with a feature_map is not supported yet");
     if (!c.boolean("use_output_gate", true))
       throw InputError(c.path() + ": GLA without the output gate is not supported yet");
@@ -71,6 +77,13 @@ class Gla final : public CausalLM {
     w.layer("gk_proj1", "model.layers.{l}.attn.gk_proj.1.weight", {Kg, r});
     w.layer("gk_bias", "model.layers.{l}.attn.gk_proj.1.bias", {Kg});
     w.layer("o_proj", "model.layers.{l}.attn.o_proj.weight", {D, Vd});
+    const std::int64_t K = conv_size_;
+    for (const auto& [n, dim] : {std::pair<std::string, std::int64_t>{"q", Kd}, {"k", Kg}, {"v", Vg}}) {
+      w.layer(n + "_conv", "model.layers.{l}.attn." + n + "_conv1d.weight", {dim, 1, K})
+          .when(short_conv_, "use_short_conv");
+      w.layer(n + "_conv_bias", "model.layers.{l}.attn." + n + "_conv1d.bias", {dim})
+          .when(short_conv_ && conv_bias, "conv_bias");
+    }
     w.layer("g_norm", "model.layers.{l}.attn.g_norm_swish_gate.weight", {dv_})
         .or_named("model.layers.{l}.attn.g_norm.weight")
         .when(affine, "elementwise_affine");
@@ -95,8 +108,18 @@ class Gla final : public CausalLM {
       std::vector<Matrix> X(B), values(B);
       for (int b = 0; b < B; ++b) {
         X[b] = rms_norm(Hs[b], w.vector("attn_norm"), eps_);
-        const Matrix Q = X[b] * w.matrix("q_proj").transpose() * scale, K = X[b] * w.matrix("k_proj").transpose();
+        Matrix Q = X[b] * w.matrix("q_proj").transpose(), K = X[b] * w.matrix("k_proj").transpose();
         values[b] = X[b] * w.matrix("v_proj").transpose();
+        if (short_conv_) {
+          auto conv = [&](const Matrix& Y, const std::string& n) {
+            const Vector bias = w.has(n + "_conv_bias") ? Vector(w.vector(n + "_conv_bias")) : Vector();
+            return silu(causal_depthwise_conv(Y, w.matrix(n + "_conv"), bias));
+          };
+          Q = conv(Q, "q");
+          K = conv(K, "k");
+          values[b] = conv(values[b], "v");
+        }
+        Q *= scale;
         Matrix Gk = (X[b] * w.matrix("gk_proj0").transpose()) * w.matrix("gk_proj1").transpose();
         Gk.rowwise() += w.vector("gk_bias").transpose();
         const double lo = clamp_min_;  // fla clamps the normalized log-gate from below when configured
@@ -134,6 +157,8 @@ class Gla final : public CausalLM {
   int D_, H_, Hkv_, Kd_, Vd_, dk_, dv_;
   double eps_;
   double clamp_min_ = -std::numeric_limits<double>::infinity();
+  bool short_conv_ = false;
+  int conv_size_ = 4;
 };
 
 std::unique_ptr<CausalLM> make_gla(const std::string& dir, const Config& c) { return std::make_unique<Gla>(dir, c); }

@@ -19,7 +19,7 @@ $PY -c "import h5py, matplotlib, numpy, ipykernel" \
   || { echo "FAIL: nbconvert is installed but h5py / matplotlib / numpy / ipykernel are missing"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-export MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
+export MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1 ESS_BIN="$ESS"
 
 run() {  # run OUTDIR NOTEBOOK...: execute notebooks, figures to OUTDIR/figures
   local out=$1
@@ -52,6 +52,12 @@ fi
 run "$tmp/main" "${notebooks[@]}"
 for fig in ess_profiles ess_heatmaps saturation_overview channel_classes compressibility; do
   png_ok "$tmp/main/figures/$fig.png" || { echo "FAIL: figure $fig.png missing or not a PNG"; exit 1; }
+done
+# The findings notebooks (04–07) read data/findings/*.json; each saves its figure.
+for fig in zoo_predictors distillation state_modulation diagnosis_calibration; do
+  if ls "$root/notebooks/"0[4-7]_*.ipynb >/dev/null 2>&1; then
+    png_ok "$tmp/main/figures/$fig.png" || { echo "FAIL: figure $fig.png missing or not a PNG"; exit 1; }
+  fi
 done
 echo "ok: every figure written"
 # No notebook printed an error or a traceback.

@@ -107,16 +107,32 @@ EssOptions EssOptionGroup::values() const {
   return o;
 }
 
+namespace {
+std::string shortest(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+}  // namespace
+
 void DiagnosisOptionGroup::add_to(po::options_description& opts, const char* saturated_help,
                                   const char* collapsed_help) {
+  const DiagnosisOptions defaults;
+  metric_ = to_string(defaults.metric);
+  basis_ = to_string(defaults.basis);
+  saturated_ = defaults.saturated;
+  collapsed_ = defaults.collapsed;
   opts.add_options()("metric", po::value(&metric_)->default_value(metric_), "tolerance or entropy")(
-      "saturated", po::value(&saturated_)->default_value(saturated_, "0.9"), saturated_help)(
-      "collapsed", po::value(&collapsed_)->default_value(collapsed_, "0.1"), collapsed_help);
+      "utilization", po::value(&basis_)->default_value(basis_),
+      "state (ESS_i / TSS_i) or attainable (ESS_i / min(TSS_i, i, L−i))")(
+      "saturated", po::value(&saturated_)->default_value(saturated_, shortest(saturated_)), saturated_help)(
+      "collapsed", po::value(&collapsed_)->default_value(collapsed_, shortest(collapsed_)), collapsed_help);
 }
 
 DiagnosisOptions DiagnosisOptionGroup::values() const {
   DiagnosisOptions o;
   o.metric = parse_metric(metric_);
+  o.basis = parse_utilization_basis(basis_);
   o.saturated = saturated_;
   o.collapsed = collapsed_;
   o.validate();

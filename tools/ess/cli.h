@@ -88,8 +88,9 @@ class DiagnosisOptionGroup {
   DiagnosisOptions values() const;  // validated
 
  private:
-  std::string metric_ = "tolerance";
-  double saturated_ = 0.9, collapsed_ = 0.1;
+  // Defaults: DiagnosisOptions' (set by add_to).
+  std::string metric_, basis_;
+  double saturated_ = 0, collapsed_ = 0;
 };
 
 // --max-memory SIZE (docs/reliability.md): replaces the detected memory limit (MemAvailable, the

@@ -87,19 +87,28 @@ int run_compress(int argc, char** argv) {
   const bool md = format == Format::markdown;
   std::cout << (md ? "## Compressibility: `" : "Compressibility: ") << input << (md ? "`\n\n" : "\n")
             << "relative Eckart–Young tail of H_i for each student state (mean / max over blocks and channels);\n"
-            << "exceed = fraction of blocks whose tolerance-ESS is above the state; recommended: smallest state with\n"
+            << "exceed = fraction of blocks whose tolerance-ESS is above the state; entropy-ESS after truncation to\n"
+            << "the state and its loss against the layer's own (relative); recommended: smallest state with\n"
             << "mean tail ≤ " << max_error << "\n\n";
   for (const auto& l : layers) {
     std::cout << (md ? "### " : "") << "layer " << l.layer_index << " " << l.name << " (" << l.family
               << "): recommended state "
               << (l.recommended_state ? std::to_string(*l.recommended_state)
                                       : "none of those given (all mean tails above " + fmt_g(max_error) + ")")
-              << "\n";
+              << " (the layer's own state: " << l.layer_state << ")\n";
+    if (!l.note.empty()) std::cout << (md ? "\n**Note:** " : "  note: ") << l.note << "\n";
     if (md) std::cout << "\n";
-    Table table(
-        {{"state", Table::right}, {"mean tail", Table::right}, {"max tail", Table::right}, {"exceed", Table::right}});
+    Table table({{"state", Table::right},
+                 {"mean tail", Table::right},
+                 {"max tail", Table::right},
+                 {"exceed", Table::right},
+                 {"entropy-ESS truncated", Table::right},
+                 {"loss", Table::right},
+                 {""}});
     for (const auto& t : l.targets)
-      table.add({std::to_string(t.state), sci(t.mean_tail), sci(t.max_tail), fmt(100 * t.frac_exceeding, 1) + "%"});
+      table.add({std::to_string(t.state), sci(t.mean_tail), sci(t.max_tail), fmt(100 * t.frac_exceeding, 1) + "%",
+                 fmt(t.truncated_entropy_ess, 2), fmt(100 * t.relative_entropy_ess_loss, 1) + "%",
+                 t.exceeds_layer_state ? "> layer state" : ""});
     table.print(std::cout, format, md ? "" : "  ");
     std::cout << "\n";
   }

@@ -37,6 +37,7 @@ int run_diagnose(int argc, char** argv) {
     for (const auto& d : layers) entries.push_back(to_json(d));
     print_json(std::cout, {{"file", input},
                            {"metric", to_string(o.metric)},
+                           {"utilization_basis", to_string(o.basis)},
                            {"saturated_threshold", o.saturated},
                            {"collapsed_threshold", o.collapsed},
                            {"summary", model_summary(layers)},
@@ -45,9 +46,10 @@ int run_diagnose(int argc, char** argv) {
   }
   const bool md = format == Format::markdown;
   std::cout << (md ? "## ESS diagnosis: `" : "ESS diagnosis: ") << input << (md ? "`\n\n" : "\n")
-            << "metric: " << to_string(o.metric)
-            << "-ESS; utilization = mean of ESS_i / min(TSS_i, i, L−i); saturated ≥ " << fmt(100 * o.saturated, 0)
-            << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0) << "%, dead = ESS 0 everywhere\n\n";
+            << "metric: " << to_string(o.metric) << "-ESS; utilization = mean of ESS_i / "
+            << (o.basis == UtilizationBasis::state ? "TSS_i" : "min(TSS_i, i, L−i)") << "; saturated ≥ "
+            << fmt(100 * o.saturated, 0) << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0)
+            << "%, dead = ESS 0 everywhere\n\n";
   Table table({{"#", Table::right, "layer"},
                {"name"},
                {"family"},

@@ -323,7 +323,9 @@ def gla_forward(cfg, W, tokens, rec):
     rank, normalizer = 16, 16  # GatedLinearAttention defaults (not config fields)
     clamp_min = cfg.get("clamp_min")
     need(cfg.get("hidden_act", "swish") in ("swish", "silu"), f"hidden_act {cfg.get('hidden_act')} not supported")
-    need(not cfg.get("use_short_conv", False), "GLA with use_short_conv not supported by the reference")
+    conv = bool(cfg.get("use_short_conv", False))
+    K = int(cfg.get("conv_size", 4))
+    conv_bias = bool(cfg.get("conv_bias", False))
     need(cfg.get("attn") is None, "hybrid GLA models (config.attn) not supported")
     need(cfg.get("feature_map") in FEATURE_MAPS, f"feature_map {cfg.get('feature_map')} not supported")
     fmap = FEATURE_MAPS[cfg.get("feature_map")]
@@ -335,9 +337,14 @@ def gla_forward(cfg, W, tokens, rec):
         a = p + "attn."
         res = h
         x = rms(h, W(p + "attn_norm.weight", [D]), eps)
-        q = heads(x @ W(a + "q_proj.weight", [dk, D]).T, hk)
-        k = heads(x @ W(a + "k_proj.weight", [dk // grp, D]).T, hk)
-        v = heads(x @ W(a + "v_proj.weight", [dv // grp, D]).T, hv)
+        q = x @ W(a + "q_proj.weight", [dk, D]).T
+        k = x @ W(a + "k_proj.weight", [dk // grp, D]).T
+        v = x @ W(a + "v_proj.weight", [dv // grp, D]).T
+        if conv:  # fla ShortConvolution on each projection: causal depthwise conv (bias if conv_bias), SiLU
+            q, k, v = (silu(causal_depthwise_conv(t, W(a + f"{n}_conv1d.weight", [t.shape[-1], 1, K]),
+                                                  W(a + f"{n}_conv1d.bias", [t.shape[-1]]) if conv_bias else None))
+                       for n, t in (("q", q), ("k", k), ("v", v)))
+        q, k, v = heads(q, hk), heads(k, hk), heads(v, hv)
         gk = linear(x @ W(a + "gk_proj.0.weight", [rank, D]).T, W(a + "gk_proj.1.weight", [dk // grp, rank]),
                     W(a + "gk_proj.1.bias", [dk // grp]))
         gk = heads(gk, hk)
