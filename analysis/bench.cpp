@@ -202,6 +202,7 @@ StackResult bench_stack(int layers, const BenchOptions& options, int threads,
   EssOptions o;
   o.threads = threads;
   o.tol = options.tol;
+  o.students.enabled = false;  // the stack times the ESS engines alone
   const Pipeline pipeline(o);
   StackResult out;
   out.layers = layers;

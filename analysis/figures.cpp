@@ -7,6 +7,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "analysis/plan.h"
 #include "analysis/svg.h"
 
 namespace ess {
@@ -357,6 +358,81 @@ void layer_row(svg::Document& doc, double top, const LayerResult& R, const Layer
   doc.end_group();
 }
 
+// (d) Replacement trade-off (ess plan): per layer the mean block error of each sliding-window
+// student (solid; with sinks dotted) and of each recurrent state (Eckart–Young tail, dashed) against
+// its size, on log axes, with the plan's choice at the default options marked. Only for layers
+// with students or kept singular values.
+constexpr double kPlanPanelHeight = 230, kPlanFloor = -6;  // log10 of the smallest error drawn
+
+bool has_plan_data(const LayerResult& R) { return !R.students.empty() || R.sigma_k > 0; }
+
+double plan_height(const std::vector<const LayerResult*>& layers) {
+  int n = 0;
+  for (const auto* R : layers) n += has_plan_data(*R);
+  return n == 0 ? 0 : 30 + kPlanPanelHeight + 60 + 16 * ((n + 2) / 3);
+}
+
+void plan_panel(svg::Document& doc, double top, const std::vector<const LayerResult*>& layers) {
+  static const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  const PlanOptions o;  // the defaults of `ess plan`
+  std::vector<std::pair<const LayerResult*, LayerPlan>> plans;
+  int max_size = 2;
+  for (const auto* R : layers) {
+    if (!has_plan_data(*R)) continue;
+    plans.emplace_back(R, plan_layer(*R, o));
+    for (const auto& c : plans.back().second.candidates)
+      if (c.kind != PlanKind::full) max_size = std::max(max_size, c.size + c.sinks);
+  }
+  const double xmax = std::ceil(std::log2(max_size));
+  svg::Axes ax(doc, kMargin, top + 30, kWidth - 2 * kMargin - 70, kPlanPanelHeight, 0, xmax, kPlanFloor, 0.3);
+  char err[32];
+  std::snprintf(err, sizeof err, "%g", o.max_error);
+  ax.frame(std::string("Replacement trade-off (ess plan): mean block error against size — window w (solid; + sinks "
+                       "dotted), state N (Eckart–Young, dashed); ● the plan at max error ") +
+               err,
+           "size: window length w (+ sinks) or state N", "log10 relative error", false);
+  std::vector<double> at;
+  std::vector<std::string> labels;
+  for (int k = 0; k <= static_cast<int>(xmax); ++k) {
+    at.push_back(k);
+    labels.push_back(std::to_string(1L << k));
+  }
+  ax.custom_xticks(at, labels);
+  const double ylim = std::log10(o.max_error);
+  doc.line(ax.x0(), ax.py(ylim), ax.x0() + ax.width(), ax.py(ylim), "#777", 1, "stroke-dasharray=\"6 4\"");
+  doc.text(ax.x0() + ax.width() + 5, ax.py(ylim) + 4, std::string("max error ") + err, 10, "start", "fill=\"#555\"");
+  auto ly = [&](double e) { return ax.py(std::max(kPlanFloor, e > 0 ? std::log10(e) : kPlanFloor)); };
+  for (size_t k = 0; k < plans.size(); ++k) {
+    const auto& [R, lp] = plans[k];
+    const std::string colour = palette[k % 10];
+    doc.begin_group(R->name + ": " + describe(lp.recommended, lp));
+    for (int kind = 0; kind < 3; ++kind) {  // window, window + sinks, state
+      std::vector<double> X, Y;
+      for (const auto& c : lp.candidates) {
+        const bool match = kind == 0   ? c.kind == PlanKind::window && c.sinks == 0
+                           : kind == 1 ? c.kind == PlanKind::window && c.sinks > 0
+                                       : c.kind == PlanKind::state;
+        if (!match) continue;
+        X.push_back(ax.px(std::log2(c.size + c.sinks)));
+        Y.push_back(ly(c.error));
+        doc.circle(X.back(), Y.back(), 2.2, colour);
+      }
+      const char* dash[] = {"", "stroke-dasharray=\"2 3\"", "stroke-dasharray=\"7 4\""};
+      if (X.size() > 1) doc.polyline(X, Y, colour, 1.6, dash[kind]);
+    }
+    const PlanCandidate& r = lp.recommended;
+    if (r.kind != PlanKind::full)
+      doc.circle(ax.px(std::log2(r.size + r.sinks)), ly(r.error), 5.5, colour, "stroke=\"#000\" stroke-width=\"1.5\"");
+    doc.end_group();
+    // legend: three entries per line under the axis
+    const double lx = kMargin + (k % 3) * (kWidth - 2 * kMargin) / 3,
+                 lyy = top + 30 + kPlanPanelHeight + 50 + 16 * (k / 3);
+    doc.line(lx, lyy - 4, lx + 18, lyy - 4, colour, 2.5);
+    doc.text(lx + 24, lyy, R->name + " → " + describe(r, lp), 11);
+  }
+}
+
 }  // namespace
 
 std::string ess_figure_svg(const std::vector<const LayerResult*>& layers, const DiagnosisOptions& o,
@@ -364,8 +440,8 @@ std::string ess_figure_svg(const std::vector<const LayerResult*>& layers, const 
   if (layers.empty()) throw std::invalid_argument("ess_figure_svg: no layers");
   std::vector<LayerDiagnosis> diag;
   for (const auto* R : layers) diag.push_back(diagnose_layer(*R, o));
-  const double overview_h = overview_height(layers.size()) + 30;
-  svg::Document doc(kWidth, 60 + overview_h + kRowHeight * layers.size());
+  const double overview_h = overview_height(layers.size()) + 30, plan_h = plan_height(layers);
+  svg::Document doc(kWidth, 60 + overview_h + plan_h + kRowHeight * layers.size());
   doc.text(kWidth / 2, 26, title, 17, "middle", "font-weight=\"bold\"");
   char tol[32];
   std::snprintf(tol, sizeof tol, "%g", layers[0]->tol);
@@ -374,8 +450,9 @@ std::string ess_figure_svg(const std::vector<const LayerResult*>& layers, const 
                std::to_string(layers.size()) + " layer(s); hover a layer for its diagnosis",
            11, "middle", "fill=\"#555\"");
   overview(doc, 60, layers, diag, o.metric, o);
+  if (plan_h > 0) plan_panel(doc, 60 + overview_h, layers);
   for (size_t k = 0; k < layers.size(); ++k)
-    layer_row(doc, 60 + overview_h + k * kRowHeight, *layers[k], diag[k], o.metric);
+    layer_row(doc, 60 + overview_h + plan_h + k * kRowHeight, *layers[k], diag[k], o.metric);
   return doc.str();
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
 
 #include "libess/error.h"
 
@@ -169,6 +171,74 @@ nlohmann::ordered_json to_json(const LayerSummary& s) {
           {"utilization", s.utilization},
           {"entropy_utilization", s.entropy_utilization},
           {"bad_blocks", s.bad_blocks}};
+}
+
+PredictionSummary summarize_predictions(const ResultsFile& file) {
+  PredictionSummary S;
+  S.mqar_accuracy = file.provenance.mqar_accuracy;
+  const Predictions& p = file.predictions;
+  if (!p.present()) return S;
+  S.present = true;
+  S.batch = p.batch;
+  S.seq_len = p.seq_len;
+  S.scored = p.scored();
+  S.loss = p.loss;
+  S.perplexity = p.perplexity;
+  long right = 0;
+  for (int b = 0; b < p.batch; ++b)
+    for (int t = 0; t + 1 < p.seq_len; ++t) right += p.argmax[p.at(b, t)] == p.input_ids[p.at(b, t + 1)];
+  S.accuracy = S.scored ? static_cast<double>(right) / S.scored : std::nan("");
+  return S;
+}
+
+nlohmann::ordered_json to_json(const PredictionSummary& p) {
+  if (!p.present) return nullptr;
+  nlohmann::ordered_json j{{"batch", p.batch}, {"seq_len", p.seq_len},       {"scored_tokens", p.scored},
+                           {"loss", p.loss},   {"perplexity", p.perplexity}, {"next_token_accuracy", p.accuracy}};
+  if (p.mqar_accuracy >= 0) j["mqar_accuracy"] = p.mqar_accuracy;
+  return j;
+}
+
+PerPosition per_position(const ResultsFile& file, Metric m) {
+  PerPosition out;
+  out.metric = m;
+  std::map<int, PositionRow> rows;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const size_t n_layers = file.layers.size();
+  for (size_t l = 0; l < n_layers; ++l) {
+    const LayerResult& R = file.layers[l];
+    out.layers.push_back(R.name);
+    const std::vector<double> profile = mean_profile(R, m);
+    for (int k = 0; k < R.num_indices(); ++k) {
+      PositionRow& row = rows[R.indices[k]];
+      if (row.ess.empty()) row.ess.assign(n_layers, nan);
+      row.ess[l] = profile[k];
+    }
+  }
+  const Predictions& p = file.predictions;
+  for (auto& [i, row] : rows) {
+    row.i = i;
+    row.loss = row.accuracy = nan;
+    if (p.present() && i >= 1 && i < p.seq_len) {
+      double sum = 0;
+      long right = 0;
+      for (int b = 0; b < p.batch; ++b) {
+        sum += p.logprobs[p.at(b, i - 1)];
+        right += p.argmax[p.at(b, i - 1)] == p.input_ids[p.at(b, i)];
+      }
+      row.loss = -sum / p.batch;
+      row.accuracy = static_cast<double>(right) / p.batch;
+    }
+    out.rows.push_back(std::move(row));
+  }
+  return out;
+}
+
+nlohmann::ordered_json to_json(const PerPosition& p) {
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (const PositionRow& r : p.rows)
+    rows.push_back({{"i", r.i}, {"loss", r.loss}, {"next_token_accuracy", r.accuracy}, {"ess", r.ess}});
+  return {{"metric", to_string(p.metric)}, {"layers", p.layers}, {"positions", rows}};
 }
 
 }  // namespace ess

@@ -48,4 +48,35 @@ ResultsSummary summarize(const ResultsFile& file);
 // The `ess report --format json` entry of a layer (keys in docs/analysis.md).
 nlohmann::ordered_json to_json(const LayerSummary& s);
 
+// --- the model's predictions (/model, written by `ess analyze`) ---------------------------------
+
+struct PredictionSummary {
+  bool present = false;  // false: the file has no /model group (ess compute, or an ess before 1.1)
+  int batch = 0, seq_len = 0;
+  long scored = 0;                  // B·(L−1) predicted next tokens
+  double loss = 0, perplexity = 0;  // nats/token over every scored position; exp(loss)
+  double accuracy = 0;              // fraction of scored positions whose argmax is the next input token
+  double mqar_accuracy = -1;        // analyze --mqar (provenance); < 0 = not measured
+};
+PredictionSummary summarize_predictions(const ResultsFile& file);
+// `ess report --format json`'s "predictions" entry; null when there are none.
+nlohmann::ordered_json to_json(const PredictionSummary& p);
+
+// Per-position ESS beside per-position loss. Block index i pairs with the prediction of input token
+// i from tokens 0..i−1: H_i = T[i:, :i] has exactly those tokens as its columns, so ESS_i measures
+// the state the model carries into that prediction (docs/analysis.md, "Per-position ESS and loss").
+struct PositionRow {
+  int i = 0;
+  double loss = 0;          // −mean over the batch of log p(token_i | tokens < i); NaN without /model
+  double accuracy = 0;      // fraction of the batch whose argmax at position i−1 is token i; NaN without /model
+  std::vector<double> ess;  // per layer: mean ESS_i over batch and channels; NaN where i was not measured
+};
+struct PerPosition {
+  Metric metric = Metric::tolerance;
+  std::vector<std::string> layers;  // layer names, the order of PositionRow::ess
+  std::vector<PositionRow> rows;    // every block index measured in some layer, ascending
+};
+PerPosition per_position(const ResultsFile& file, Metric m);
+nlohmann::ordered_json to_json(const PerPosition& p);
+
 }  // namespace ess

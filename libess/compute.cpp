@@ -23,6 +23,7 @@ void EssOptions::validate() const {
   if (keep_sigma < 0) throw UsageError({Option{"keep_sigma"}, " must be ≥ 0"});
   if (threads < 0) throw UsageError({Option{"threads"}, " must be ≥ 0 (0 = all cores)"});
   if (!(sweep_rtol >= 0) || sweep_rtol >= 1) throw UsageError({Option{"sweep_rtol"}, " must be in [0, 1)"});
+  students.validate();
 }
 
 bool EssOptions::IsValid(std::string* error) const {

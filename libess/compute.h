@@ -8,6 +8,7 @@
 #include "libess/engine.h"
 #include "libess/metrics.h"
 #include "libess/operator.h"
+#include "libess/students.h"
 
 namespace ess {
 
@@ -19,6 +20,7 @@ struct EssOptions {
   int keep_sigma = 0;         // store the top-K singular values per block (0 = none)
   int threads = 0;            // 0 = all hardware threads
   double sweep_rtol = 1e-12;  // sweep truncation, relative to the running largest σ
+  StudentOptions students;    // sparse students measured after each layer (Pipeline::measure)
 
   // Throws UsageError naming the offending field (as an Option) when a setting is out of range.
   void validate() const;
@@ -51,6 +53,7 @@ struct LayerResult {
   std::vector<float> sigma;                 // [B, C, I, K]  top-K σ, zero-padded
   std::vector<double> sigma_tail;           // [B, C, I]  sqrt(Σ_{k>K} σ_k²)
   double seconds = 0;                       // wall time of compute_layer
+  StudentResults students;                  // sparse students (empty when not measured)
 
   size_t at(int b, int c, int pos) const { return (static_cast<size_t>(b) * channels + c) * indices.size() + pos; }
   int num_indices() const { return static_cast<int>(indices.size()); }

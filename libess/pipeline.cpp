@@ -42,6 +42,9 @@ LayerResult Pipeline::measure(const OperatorLayer& layer, int position, int coun
     if (!layer.op) throw std::invalid_argument("no operator");
     LayerResult R = compute_layer(layer, options_, channel_progress);
     check_usable(R);
+    if (options_.students.applies_to(R.family))  // sparse students (libess/students.h)
+      R.students = measure_students(*layer.op, R.indices, options_.students,
+                                    {R.tol, R.tol_mode, R.sweep_rtol, R.layer_sigma_max}, options_.threads);
     return R;
   } catch (Error& e) {
     e.prepend("layer '" + layer.name + "': ");

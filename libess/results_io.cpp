@@ -61,6 +61,7 @@ void write_layer(const h5::Object& layers_group, const LayerResult& R) {
     g.write("sigma", {B, C, I, R.sigma_k}, R.sigma.data());
     g.write("sigma_tail", {B, C, I}, R.sigma_tail.data());
   }
+  write_students(g, R.students, static_cast<int>(I));  // /students, when measured
 }
 
 }  // namespace
@@ -76,6 +77,33 @@ void ResultsWriter::write(const LayerResult& result) {
   if (!out_) throw std::logic_error("results writer: " + path_ + " is already committed");
   write_layer(out_->root().group("layers"), result);
   ++layers_;
+}
+
+void set_loss(Predictions& p) {
+  double sum = 0;
+  for (int b = 0; b < p.batch; ++b)
+    for (int t = 0; t + 1 < p.seq_len; ++t) sum += p.logprobs[p.at(b, t)];
+  const long n = p.scored();
+  p.loss = n > 0 ? -sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+  p.perplexity = std::exp(p.loss);
+}
+
+void ResultsWriter::write_predictions(const Predictions& p) {
+  if (!out_) throw std::logic_error("results writer: " + path_ + " is already committed");
+  const size_t n = static_cast<size_t>(p.batch) * static_cast<size_t>(p.seq_len);
+  if (p.batch <= 0 || p.seq_len <= 0 || p.input_ids.size() != n || p.argmax.size() != n || p.logprobs.size() != n)
+    throw std::invalid_argument("results writer: predictions of " + std::to_string(p.input_ids.size()) + "/" +
+                                std::to_string(p.argmax.size()) + "/" + std::to_string(p.logprobs.size()) +
+                                " values for B = " + std::to_string(p.batch) + ", L = " + std::to_string(p.seq_len));
+  const h5::Object g = out_->root().create_group("model");
+  const std::vector<std::int64_t> shape{p.batch, p.seq_len};
+  g.write("input_ids", shape, p.input_ids.data());
+  g.write("argmax", shape, p.argmax.data());
+  g.write("logprobs", shape, p.logprobs.data());
+  g.set_attr("vocab_size", p.vocab_size);
+  g.set_attr("loss", p.loss);
+  g.set_attr("perplexity", p.perplexity);
+  g.set_attr("scored_tokens", static_cast<long long>(p.scored()));
 }
 
 void ResultsWriter::commit(const Provenance& provenance) {
@@ -178,7 +206,40 @@ LayerResult read_layer(const h5::Object& g) {
     for (float v : R.sigma)
       if (!std::isfinite(v) || v < 0) throw InputError(g.where("sigma") + ": contains negative or non-finite values");
   }
+  R.students = read_students(g, R.batch, R.channels, static_cast<int>(I));  // empty when absent
   return R;
+}
+
+Predictions read_predictions(const h5::Object& g) {
+  Predictions p;
+  std::vector<std::int64_t> shape;
+  p.input_ids = g.read_int32("input_ids", &shape);
+  if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1)
+    throw InputError(g.where("input_ids") + ": shape " + shape_string(shape) + ", expected [B, L]");
+  const std::int64_t B = shape[0], L = shape[1];
+  p.batch = static_cast<int>(B);
+  p.seq_len = static_cast<int>(L);
+  p.argmax = g.read_int32("argmax", &shape);
+  expect_shape(g, "argmax", shape, {B, L});
+  p.logprobs = g.read_double("logprobs", &shape);
+  expect_shape(g, "logprobs", shape, {B, L});
+  p.vocab_size = g.has_attr("vocab_size") ? static_cast<int>(g.attr_int("vocab_size")) : 0;
+  for (size_t k = 0; k < p.input_ids.size(); ++k) {
+    const int lim = p.vocab_size > 0 ? p.vocab_size : std::numeric_limits<int>::max();
+    if (p.input_ids[k] < 0 || p.input_ids[k] >= lim || p.argmax[k] < 0 || p.argmax[k] >= lim)
+      throw InputError(g.where(p.input_ids[k] < 0 || p.input_ids[k] >= lim ? "input_ids" : "argmax") +
+                       ": token id outside [0, " + std::to_string(lim) + ") at [" + std::to_string(k / L) + ", " +
+                       std::to_string(k % L) + "]");
+  }
+  for (int b = 0; b < p.batch; ++b)
+    for (int t = 0; t + 1 < p.seq_len; ++t) {
+      const double v = p.logprobs[p.at(b, t)];
+      if (!(v <= 1e-12))  // a log-probability: ≤ 0 (tiny positive rounding allowed), not NaN
+        throw InputError(g.where("logprobs") + ": value " + std::to_string(v) + " at [" + std::to_string(b) + ", " +
+                         std::to_string(t) + "] is not a log-probability");
+    }
+  set_loss(p);  // recomputed from the data rather than trusted from the attributes
+  return p;
 }
 
 }  // namespace
@@ -200,6 +261,7 @@ ResultsFile read_results(const std::string& path) {
   const h5::Object layers = root.group("layers");
   for (const std::string& name : layers.children()) f.layers.push_back(read_layer(layers.group(name)));
   if (f.layers.empty()) throw InputError(path + ": /layers is empty");
+  if (root.has("model")) f.predictions = read_predictions(root.group("model"));
   std::stable_sort(f.layers.begin(), f.layers.end(),
                    [](const LayerResult& a, const LayerResult& b) { return a.layer_index < b.layer_index; });
   return f;

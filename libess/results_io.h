@@ -1,5 +1,7 @@
 // Results file (format "ess-results", DESIGN §5): writer and validating reader.
 #pragma once
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,7 +11,7 @@
 namespace ess {
 
 constexpr int kResultsFormatMajor = 1;
-constexpr int kResultsFormatMinor = 0;
+constexpr int kResultsFormatMinor = 1;  // 1.1: optional /model group (predictions)
 
 struct Provenance {
   std::string source;         // operator file or checkpoint directory
@@ -19,10 +21,30 @@ struct Provenance {
   double mqar_accuracy = -1;  // MQAR input: fraction of queries answered right; < 0 = not measured
 };
 
+// The model's own predictions on the input its operators were measured on (`ess analyze`; the
+// /model group, docs/results-format.md). All arrays are [B, L] row-major.
+struct Predictions {
+  int batch = 0, seq_len = 0;           // B, L; batch 0 = no predictions (no /model group)
+  int vocab_size = 0;                   // V (argmax < V)
+  std::vector<std::int32_t> input_ids;  // the tokens the model was run on
+  std::vector<std::int32_t> argmax;     // most likely next token at each position
+  std::vector<double> logprobs;         // log p(input_ids[b][t+1] | input_ids[b][0..t]); NaN at t = L−1
+  double loss = std::numeric_limits<double>::quiet_NaN();        // −mean(logprobs[:, :L−1]), nats/token
+  double perplexity = std::numeric_limits<double>::quiet_NaN();  // exp(loss)
+  bool present() const { return batch > 0; }
+  size_t at(int b, int t) const { return static_cast<size_t>(b) * seq_len + t; }
+  // Number of scored positions, B·(L−1).
+  long scored() const { return static_cast<long>(batch) * (seq_len > 0 ? seq_len - 1 : 0); }
+};
+
+// loss = −mean over b and t < L−1 of logprobs[b][t], perplexity = exp(loss) (NaN when L = 1).
+void set_loss(Predictions& p);
+
 struct ResultsFile {
   std::string path, creator, created, command_line;
   Provenance provenance;
   std::vector<LayerResult> layers;
+  Predictions predictions;  // present() only when the file has a /model group (format ≥ 1.1, analyze)
 };
 
 // Receives each layer's result as soon as it is measured (Pipeline::measure_all).
@@ -51,6 +73,9 @@ class ResultsWriter final : public ResultSink {
   void add(LayerResult&& result) override { write(result); }
   // Writes one layer (throws std::invalid_argument when its arrays have inconsistent sizes).
   void write(const LayerResult& result);
+  // The /model group (the model's predictions; once, before commit). std::invalid_argument when
+  // the arrays' sizes disagree with batch × seq_len.
+  void write_predictions(const Predictions& predictions);
   // Root attributes (format, creator, created, command line, provenance), then rename into place.
   void commit(const Provenance& provenance);
   int layers_written() const { return layers_; }
@@ -67,7 +92,8 @@ void write_results(const std::string& path, const std::vector<LayerResult>& laye
                    const std::string& command_line);
 
 // Reads and validates a results file; optional datasets absent from the file are left empty
-// (frobenius, error_bound, status, sigma, sigma_tail). Throws InputError naming file and layer.
+// (frobenius, error_bound, status, sigma, sigma_tail; predictions when there is no /model group).
+// Throws InputError naming file and layer (or dataset of /model).
 ResultsFile read_results(const std::string& path);
 
 }  // namespace ess

@@ -2,6 +2,7 @@
 // blocks the architectures share.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -322,7 +323,11 @@ Eigen::Map<const Vector> LoadedWeights::vector(const std::string& role, int item
 }
 
 void declare_lm_head(WeightDecls& decls, int vocab, int dim, bool tied) {
-  auto& d = decls.global("lm_head", "lm_head.weight", {vocab, dim});
+  declare_lm_head(decls, vocab, dim, tied, "lm_head.weight");
+}
+
+void declare_lm_head(WeightDecls& decls, int vocab, int dim, bool tied, const std::string& name) {
+  auto& d = decls.global("lm_head", name, {vocab, dim});
   if (tied)
     d.optional("tie_word_embeddings: the embedding is the head");
   else
@@ -373,22 +378,40 @@ Matrix causal_depthwise_conv(const Matrix& X, const Eigen::Ref<const RowMatrix>&
 }
 
 void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out) {
+  finish_logits(X, head, keep, out, HeadOptions{});
+}
+
+void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, bool keep, ModelRun& out,
+                   const HeadOptions& options) {
   const Index L = X.rows(), V = head.rows();
+  const double cap = options.softcap;
+  const size_t b = out.argmax.size();
+  if (!out.inputs || b >= out.inputs->size() || static_cast<Index>((*out.inputs)[b].size()) != L)
+    throw std::logic_error("finish_logits: the hidden states do not match the tokens being run");
+  const std::vector<int>& ids = (*out.inputs)[b];
   std::vector<int> best(L);
+  std::vector<double> logprob(L, std::numeric_limits<double>::quiet_NaN());
   Matrix all;
   if (keep) all.resize(L, V);
   const Index chunk = 64;
   for (Index r0 = 0; r0 < L; r0 += chunk) {
     const Index n = std::min(chunk, L - r0);
-    const Matrix part = X.middleRows(r0, n) * head.transpose();
+    Matrix part = X.middleRows(r0, n) * head.transpose();
+    if (options.bias.size()) part.rowwise() += options.bias.transpose();
+    if (cap > 0) part = part.unaryExpr([cap](double v) { return cap * std::tanh(v / cap); });
     for (Index r = 0; r < n; ++r) {
       Index k;
-      part.row(r).maxCoeff(&k);
+      const double top = part.row(r).maxCoeff(&k);
       best[r0 + r] = static_cast<int>(k);
+      const Index t = r0 + r;
+      if (t + 1 < L)  // log p(next) = (logit(next) − max) − log Σ exp(logit − max): no overflow, and
+                      // no cancellation against a large max
+        logprob[t] = (part(r, ids[t + 1]) - top) - std::log((part.row(r).array() - top).exp().sum());
     }
     if (keep) all.middleRows(r0, n) = part;
   }
   out.argmax.push_back(std::move(best));
+  out.logprobs.push_back(std::move(logprob));
   if (keep) out.logits.push_back(std::move(all));
 }
 

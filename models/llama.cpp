@@ -20,8 +20,10 @@ class LlamaDecoder final : public CausalLM {
   LlamaDecoder(const std::string& dir, const LlamaSpec& s) : CausalLM(dir, s.architecture), s_(s) {
     vocab_ = s.vocab;
     layers_ = s.layers;
+    if (!s.layer_windows.empty() && static_cast<int>(s.layer_windows.size()) != s.layers)
+      throw std::logic_error("LlamaSpec: layer_windows must have one entry per layer");
     const std::int64_t V = s.vocab, D = s.hidden, I = s.intermediate, q = s.heads * s.head_dim,
-                       kv = s.kv_heads * s.head_dim;
+                       kv = s.kv_heads * s.head_dim, hd = s.head_dim;
     WeightDecls w(s.layers);
     w.global("embed", "model.embed_tokens.weight", {V, D});
     w.layer("input_norm", "model.layers.{l}.input_layernorm.weight", {D});
@@ -31,9 +33,15 @@ class LlamaDecoder final : public CausalLM {
     w.layer("k_bias", "model.layers.{l}.self_attn.k_proj.bias", {kv}).when(s.qkv_bias, "q/k/v biases");
     w.layer("v_proj", "model.layers.{l}.self_attn.v_proj.weight", {kv, D});
     w.layer("v_bias", "model.layers.{l}.self_attn.v_proj.bias", {kv}).when(s.qkv_bias, "q/k/v biases");
+    w.layer("q_norm", "model.layers.{l}.self_attn.q_norm.weight", {hd}).when(s.qk_norm, "per-head q/k RMSNorm");
+    w.layer("k_norm", "model.layers.{l}.self_attn.k_norm.weight", {hd}).when(s.qk_norm, "per-head q/k RMSNorm");
     w.layer("o_proj", "model.layers.{l}.self_attn.o_proj.weight", {D, q});
     w.layer("o_bias", "model.layers.{l}.self_attn.o_proj.bias", {D}).when(s.o_bias, "o_proj bias");
     w.layer("post_norm", "model.layers.{l}.post_attention_layernorm.weight", {D});
+    w.layer("pre_ff_norm", "model.layers.{l}.pre_feedforward_layernorm.weight", {D})
+        .when(s.sandwich_norms, "norms before and after the MLP");
+    w.layer("post_ff_norm", "model.layers.{l}.post_feedforward_layernorm.weight", {D})
+        .when(s.sandwich_norms, "norms before and after the MLP");
     w.layer("gate_proj", "model.layers.{l}.mlp.gate_proj.weight", {I, D});
     w.layer("gate_bias", "model.layers.{l}.mlp.gate_proj.bias", {I}).when(s.mlp_bias, "mlp_bias");
     w.layer("up_proj", "model.layers.{l}.mlp.up_proj.weight", {I, D});
@@ -48,61 +56,73 @@ class LlamaDecoder final : public CausalLM {
  protected:
   void forward(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits, ModelRun& out) const override {
     const int B = static_cast<int>(tokens.size()), L = static_cast<int>(tokens[0].size());
-    const int H = s_.heads, Hkv = s_.kv_heads, hd = s_.head_dim, half = hd / 2, rep = H / Hkv;
-    const int window = s_.window > 0 && s_.window < L ? s_.window : 0;
-    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-    Matrix cosm(L, half), sinm(L, half);
-    for (int t = 0; t < L; ++t)
-      for (int k = 0; k < half; ++k) {
-        cosm(t, k) = std::cos(t * s_.inv_freq(k));
-        sinm(t, k) = std::sin(t * s_.inv_freq(k));
-      }
-    // x ← x cos + rotate_half(x) sin, rotate_half(x) = (−x2, x1).
-    auto rope = [&](Eigen::Ref<Matrix> X) {  // X [L, hd]
-      for (int t = 0; t < L; ++t)
-        for (int k = 0; k < half; ++k) {
-          const double a = X(t, k), b = X(t, k + half);
-          X(t, k) = a * cosm(t, k) - b * sinm(t, k);
-          X(t, k + half) = b * cosm(t, k) + a * sinm(t, k);
-        }
-    };
+    const int H = s_.heads, Hkv = s_.kv_heads, hd = s_.head_dim;
+    const Rotary rope(s_.inv_freq, L);
     auto linear = [](const Matrix& X, const LoadedWeights& w, const char* weight, const char* bias) {
       Matrix Y = X * w.matrix(weight).transpose();
       if (w.has(bias)) Y.rowwise() += w.vector(bias).transpose();
       return Y;
     };
+    // RMSNorm with the weight w, or (1 + w) (Gemma).
+    auto norm = [&](const Matrix& X, const Eigen::Ref<const Vector>& w) {
+      if (!s_.norm_plus_one) return rms_norm(X, w, s_.rms_eps);
+      const Vector w1 = w.array() + 1.0;
+      return rms_norm(X, w1, s_.rms_eps);
+    };
     std::vector<Matrix> Hs = embed(W_, tokens);
+    if (s_.embed_scale > 0)
+      for (Matrix& h : Hs) h *= s_.embed_scale;
     for (int l = 0; l < layers_; ++l) {
       const LoadedWeights w = W_.load_layer(l);
       // The operator's inputs for every sequence, then the attention output through the operator.
-      Tensor q_t({B, H, L, hd}), k_t({B, H, L, hd});
-      std::vector<Matrix> values(B);
+      std::vector<Matrix> Qs(B), Ks(B), Vs(B), Os;
       for (int b = 0; b < B; ++b) {
-        const Matrix X = rms_norm(Hs[b], w.vector("input_norm"), s_.rms_eps);
-        Matrix Q = linear(X, w, "q_proj", "q_bias"), K = linear(X, w, "k_proj", "k_bias");
-        values[b] = linear(X, w, "v_proj", "v_bias");
-        for (int h = 0; h < H; ++h) rope(Q.middleCols(h * hd, hd));
-        for (int h = 0; h < Hkv; ++h) rope(K.middleCols(h * hd, hd));
+        const Matrix X = norm(Hs[b], w.vector("input_norm"));
+        Qs[b] = linear(X, w, "q_proj", "q_bias");
+        Ks[b] = linear(X, w, "k_proj", "k_bias");
+        Vs[b] = linear(X, w, "v_proj", "v_bias");
         for (int h = 0; h < H; ++h) {
-          put_head(q_t, b, h, Q.middleCols(h * hd, hd));
-          put_head(k_t, b, h, K.middleCols(h / rep * hd, hd));
+          if (s_.qk_norm)
+            Qs[b].middleCols(h * hd, hd) = rms_norm(Qs[b].middleCols(h * hd, hd), w.vector("q_norm"), s_.rms_eps);
+          rope.apply(Qs[b].middleCols(h * hd, hd));
+        }
+        for (int h = 0; h < Hkv; ++h) {
+          if (s_.qk_norm)
+            Ks[b].middleCols(h * hd, hd) = rms_norm(Ks[b].middleCols(h * hd, hd), w.vector("k_norm"), s_.rms_eps);
+          rope.apply(Ks[b].middleCols(h * hd, hd));
         }
       }
       const std::string name = "model.layers." + std::to_string(l) + ".self_attn";
-      auto op = std::make_unique<SoftmaxAttentionOperator>(std::move(q_t), std::move(k_t), std::vector<std::uint8_t>{},
-                                                           scale, window, W_.dir() + ":" + name);
+      AttentionSpec a;
+      a.heads = H;
+      a.kv_heads = Hkv;
+      a.head_dim = hd;
+      a.scale = s_.attn_scale;
+      a.window = s_.layer_windows.empty() ? s_.window : s_.layer_windows[l];
+      a.softcap = s_.attn_softcap;
+      auto op = softmax_attention(std::move(Qs), std::move(Ks), Vs, a, W_.dir() + ":" + name, Os);
+      Vs.clear();
       for (int b = 0; b < B; ++b) {
-        Matrix O(L, H * hd);
-        for (int h = 0; h < H; ++h)
-          op->multiply(b, h, values[b].middleCols(h / rep * hd, hd), O.middleCols(h * hd, hd));
-        Hs[b] += linear(O, w, "o_proj", "o_bias");
-        const Matrix X2 = rms_norm(Hs[b], w.vector("post_norm"), s_.rms_eps);
-        const Matrix gate = silu(linear(X2, w, "gate_proj", "gate_bias"));
-        Hs[b] += linear(gate.cwiseProduct(linear(X2, w, "up_proj", "up_bias")), w, "down_proj", "down_bias");
+        Matrix attn = linear(Os[b], w, "o_proj", "o_bias");
+        if (s_.sandwich_norms) attn = norm(attn, w.vector("post_norm"));
+        Hs[b] += attn;
+        const Matrix X2 = norm(Hs[b], w.vector(s_.sandwich_norms ? "pre_ff_norm" : "post_norm"));
+        const Matrix gate = activate(linear(X2, w, "gate_proj", "gate_bias"), s_.act);
+        Matrix mlp = linear(gate.cwiseProduct(linear(X2, w, "up_proj", "up_bias")), w, "down_proj", "down_bias");
+        if (s_.sandwich_norms) mlp = norm(mlp, w.vector("post_ff_norm"));
+        Hs[b] += mlp;
       }
       on_layer({name, l, std::move(op)});
     }
-    final_norm_and_head(W_, "norm", s_.rms_eps, Hs, keep_logits, out);
+    if (!s_.norm_plus_one && s_.final_softcap == 0) {
+      final_norm_and_head(W_, "norm", s_.rms_eps, Hs, keep_logits, out);
+      return;
+    }
+    const std::string head = W_.has("lm_head") ? "lm_head" : "embed";
+    const LoadedWeights g = W_.load_global({"norm", head});
+    HeadOptions o;
+    o.softcap = s_.final_softcap;
+    for (const Matrix& h : Hs) finish_logits(norm(h, g.vector("norm")), g.matrix(head), keep_logits, out, o);
   }
 
  private:
@@ -140,8 +160,7 @@ LlamaSpec read_llama_config(const Config& c, const std::string& architecture) {
   s.qkv_bias = s.o_bias = c.boolean("attention_bias", false);
   s.mlp_bias = c.boolean("mlp_bias", false);
   s.tied = c.boolean("tie_word_embeddings", false);
-  if (c.has("hidden_act") && c.json()["hidden_act"] != "silu")
-    throw InputError(c.path() + ": hidden_act " + c.json()["hidden_act"].dump() + " is not supported (silu only)");
+  s.act = read_activation(c, "hidden_act", "silu");
   // Rotary inverse frequencies, with the config's scaling: legacy `rope_theta` + `rope_scaling`,
   // or transformers v5's `rope_parameters` {rope_theta, rope_type, factor, …}.
   nlohmann::json rope = c.has("rope_scaling") ? c.json()["rope_scaling"] : nlohmann::json::object();
@@ -153,8 +172,7 @@ LlamaSpec read_llama_config(const Config& c, const std::string& architecture) {
       theta = Config(rope, c.path() + " rope_parameters").number("rope_theta", Config::kPositiveNumber);
   }
   const int hd = s.head_dim;
-  s.inv_freq.resize(hd / 2);
-  for (int k = 0; k < hd / 2; ++k) s.inv_freq(k) = 1.0 / std::pow(theta, 2.0 * k / hd);
+  s.inv_freq = rope_inv_freq(theta, hd);
   if (!rope.is_object()) throw InputError(c.path() + ": rope_scaling must be an object");
   const Config sc(rope, c.path() + " rope scaling");
   const std::string type = rope.value("rope_type", rope.value("type", std::string("default")));

@@ -185,7 +185,12 @@ class ModelWeights {
 struct ModelRun {
   std::vector<OperatorLayer> layers;     // one per mixer, in order (empty when streamed)
   std::vector<std::vector<int>> argmax;  // [B][L] most likely next token at each position
-  std::vector<Matrix> logits;            // per batch element, L × V (only when asked for: large)
+  // [B][L] log p(tokens[b][t+1] | tokens[b][0..t]): the log-softmax (float64, max-shifted) of the
+  // logits at t taken at the next input token; NaN at t = L−1 (no next token in the input).
+  std::vector<std::vector<double>> logprobs;
+  std::vector<Matrix> logits;  // per batch element, L × V (only when asked for: large)
+  // The tokens being run, while stream() runs (finish_logits reads the next tokens); null after.
+  const Tokens* inputs = nullptr;
 };
 
 // Receives each mixer's operator as soon as the forward pass has used it (the model keeps no
@@ -204,6 +209,7 @@ class CausalLM {
   // Runs the model on [B][L] token ids in [0, vocab_size()) (InputError otherwise), handing each
   // mixer's operator to on_layer as soon as its output has been computed through it. Peak memory:
   // one layer's float64 weights (or the embedding) + one layer's operator + the activations.
+  // Returns the model's predictions on the input: argmax and next-token log-probabilities.
   ModelRun stream(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits = false) const;
   // The same, collecting every layer's operator into ModelRun::layers.
   ModelRun run(const Tokens& tokens, bool keep_logits = false) const;
@@ -212,7 +218,9 @@ class CausalLM {
   // Architectures read config.json in their constructor, set vocab_ and layers_, and
   // W_.declare() their weights. load_causal_lm validates them afterwards.
   CausalLM(const std::string& dir, std::string architecture) : W_(dir), architecture_(std::move(architecture)) {}
-  // The forward pass: appends argmax (and logits) to `out`, hands operators to on_layer.
+  // The forward pass: appends argmax, logprobs (and logits) of each sequence to `out` — through
+  // finish_logits, which computes all three from the final hidden states — and hands operators to
+  // on_layer. stream() checks that every sequence got its predictions.
   virtual void forward(const Tokens& tokens, const LayerCallback& on_layer, bool keep_logits, ModelRun& out) const = 0;
 
   ModelWeights W_;

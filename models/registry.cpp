@@ -124,7 +124,13 @@ ModelRun CausalLM::stream(const Tokens& tokens, const LayerCallback& on_layer, b
   check_forward_memory(W_.declarations(), architecture_, vocab_, static_cast<long long>(tokens.size()),
                        static_cast<long long>(tokens[0].size()), keep_logits);
   ModelRun out;
+  out.inputs = &tokens;
   forward(tokens, on_layer, keep_logits, out);
+  out.inputs = nullptr;
+  if (out.argmax.size() != tokens.size() || out.logprobs.size() != tokens.size())
+    throw std::logic_error(architecture_ + ": the forward pass gave predictions for " +
+                           std::to_string(out.logprobs.size()) + " of " + std::to_string(tokens.size()) +
+                           " sequences (it must end in finish_logits)");
   return out;
 }
 

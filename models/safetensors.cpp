@@ -1,6 +1,7 @@
 #include "models/safetensors.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -235,6 +236,13 @@ Tensor SafetensorsFile::read(const std::string& name) const {
     throw InputError(path_ + ": tensor '" + name + "' has unsupported dtype " + t.dtype +
                      " (supported: F32, F16, BF16, F64)");
   }
+  // The float64 copy is what the caller keeps: drop the tensor's mapped file pages from this
+  // process's resident memory (they are re-read from the file if the tensor is read again), so a
+  // forward pass over a large checkpoint does not hold the whole file in RSS.
+  const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+  const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(p) + (t.end - t.begin)) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
   return out;
 }
 

@@ -28,7 +28,8 @@ def _str(v):
 def load_layers(path):
     """List of dicts, one per layer, sorted by layer_index: the layer's attributes plus every
     dataset as a numpy array (tolerance_ess [B, C, I], entropy_ess, tss [I], indices [I],
-    attainable [I], optional sigma [B, C, I, K], sigma_tail, frobenius_norm, status)."""
+    attainable [I], optional sigma [B, C, I, K], sigma_tail, frobenius_norm, status; the optional
+    "students" group as a dict of its datasets, docs/results-format.md)."""
     layers = []
     with h5py.File(path, "r") as f:
         if _str(f.attrs.get("format", "")) != "ess-results":
@@ -40,7 +41,10 @@ def load_layers(path):
             d = {k: _str(v) if isinstance(v, (bytes, str)) else v for k, v in g.attrs.items()}
             d.setdefault("name", name)
             for k in g.keys():
-                d[k] = g[k][...]
+                if isinstance(g[k], h5py.Group):  # e.g. "students": a dict of its datasets
+                    d[k] = {kk: g[k][kk][...] for kk in g[k].keys()}
+                else:
+                    d[k] = g[k][...]
             if "attainable" not in d:
                 i, L = d["indices"], int(d["seq_len"])
                 d["attainable"] = np.minimum(d["tss"], np.minimum(i, L - i))
@@ -131,3 +135,45 @@ def recommended_state(rows, max_error=1e-2):
     """Smallest state whose mean tail is at most max_error (None if none)."""
     ok = [r["state"] for r in rows if r["mean_tail"] <= max_error]
     return min(ok) if ok else None
+
+
+def load_predictions(path):
+    """The model's own predictions stored by `ess analyze` (/model, docs/results-format.md), or None
+    when the file has none (`ess compute`, or results format 1.0): dict with input_ids, argmax
+    [B, L] int, logprobs [B, L] float64 (log p(token t+1 | tokens ≤ t), NaN at t = L−1), loss and
+    perplexity."""
+    with h5py.File(path, "r") as f:
+        if "model" not in f:
+            return None
+        g = f["model"]
+        d = {k: g[k][...] for k in ("input_ids", "argmax", "logprobs")}
+        d.update({k: float(g.attrs[k]) for k in ("loss", "perplexity")})
+    return d
+
+
+def per_position(path, metric="tolerance"):
+    """ESS_i beside the loss of predicting token i from tokens < i (`ess report --per-position`).
+
+    Block H_i = T[i:, :i] has exactly tokens 0..i−1 as columns, so ESS_i is the state the model
+    carries into predicting token i. Returns dict: i [n] (every block index measured in some layer),
+    loss [n] (−mean over the batch of logprobs[:, i−1]), accuracy [n] (argmax right), layers [names],
+    ess [n_layers, n] (mean over batch and channels, NaN where a layer did not measure i); loss and
+    accuracy are NaN without /model."""
+    layers = load_layers(path)
+    idx = sorted({int(i) for d in layers for i in d["indices"]})
+    pos = {i: k for k, i in enumerate(idx)}
+    E = np.full((len(layers), len(idx)), np.nan)
+    for l, d in enumerate(layers):
+        with np.errstate(invalid="ignore"):
+            prof = np.nanmean(ess(d, metric), axis=(0, 1))
+        for k, i in enumerate(d["indices"]):
+            E[l, pos[int(i)]] = prof[k]
+    i = np.array(idx, dtype=int)
+    loss = np.full(len(idx), np.nan)
+    acc = np.full(len(idx), np.nan)
+    p = load_predictions(path)
+    if p is not None:
+        ok = i < p["logprobs"].shape[1]
+        loss[ok] = -p["logprobs"][:, i[ok] - 1].mean(axis=0)
+        acc[ok] = (p["argmax"][:, i[ok] - 1] == p["input_ids"][:, i[ok]]).mean(axis=0)
+    return dict(i=i, loss=loss, accuracy=acc, layers=[d["name"] for d in layers], ess=E)

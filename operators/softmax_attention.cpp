@@ -11,8 +11,8 @@
 namespace ess {
 
 SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vector<std::uint8_t> mask, double scale,
-                                                   int window, const std::string& context)
-    : q_(std::move(q)), k_(std::move(k)), mask_(std::move(mask)), scale_(scale), window_(window) {
+                                                   int window, const std::string& context, double softcap)
+    : q_(std::move(q)), k_(std::move(k)), mask_(std::move(mask)), scale_(scale), window_(window), softcap_(softcap) {
   ops::expect_shape(context, "q", q_, {-1, -1, -1, -1});
   ops::expect_shape(context, "k", k_, q_.shape);
   ops::expect_nonempty(context, "q", q_);
@@ -22,6 +22,8 @@ SoftmaxAttentionOperator::SoftmaxAttentionOperator(Tensor q, Tensor k, std::vect
   if (scale_ <= 0) scale_ = 1.0 / std::sqrt(static_cast<double>(q_.dim(3)));
   if (!std::isfinite(scale_)) throw InputError(context + ": attribute 'scale' is not finite");
   if (window_ < 0) throw InputError(context + ": attribute 'window' must be ≥ 0 (0 = no window)");
+  if (!(softcap_ >= 0) || !std::isfinite(softcap_))
+    throw InputError(context + ": attribute 'softcap' must be a finite number ≥ 0 (0 = no soft-capping)");
   if (!mask_.empty()) {
     if (mask_.size() != static_cast<size_t>(L) * L)
       throw InputError(context + ": dataset 'mask' must be [L, L] = [" + std::to_string(L) + ", " + std::to_string(L) +
@@ -72,7 +74,15 @@ std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& 
       throw InputError(ctx + ": attribute 'scale' must be a finite number > 0, found " + std::to_string(scale));
   }
   const int window = ops::read_int_attr(group, "window", 0, 0, std::numeric_limits<int>::max());
-  return std::make_unique<SoftmaxAttentionOperator>(std::move(q), std::move(k), std::move(mask), scale, window, ctx);
+  double softcap = 0.0;  // 0 = none
+  if (group.has_attr("softcap")) {
+    softcap = group.attr_double("softcap");
+    if (!(softcap >= 0) || !std::isfinite(softcap))
+      throw InputError(ctx + ": attribute 'softcap' must be a finite number ≥ 0 (0 = none), found " +
+                       std::to_string(softcap));
+  }
+  return std::make_unique<SoftmaxAttentionOperator>(std::move(q), std::move(k), std::move(mask), scale, window, ctx,
+                                                    softcap);
 }
 
 void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) const {
@@ -80,6 +90,7 @@ void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) c
   auto Q = q_.matrix({b, c});
   auto K = k_.matrix({b, c});
   Matrix S = (Q * K.transpose()) * scale_;  // S(i, j) = q_i·k_j·scale
+  if (softcap_ > 0) S = S.unaryExpr([this](double s) { return logit(s); });
   T.setZero();
   for (int i = 0; i < L; ++i) {
     double m = -std::numeric_limits<double>::infinity();
@@ -101,6 +112,7 @@ void SoftmaxAttentionOperator::multiply(int b, int c, const Eigen::Ref<const Mat
     const int n = std::min(kRowTile, L - i0), i1 = i0 + n;
     const int j0 = window_ > 0 ? std::max(0, i0 - window_ + 1) : 0;            // first key any row of the tile sees
     P = Q.middleRows(i0, n) * K.middleRows(j0, i1 - j0).transpose() * scale_;  // P(r, j − j0) = q_i·k_j·scale
+    if (softcap_ > 0) P = P.unaryExpr([this](double s) { return logit(s); });
     for (int r = 0; r < n; ++r) {
       const int i = i0 + r;
       double m = -std::numeric_limits<double>::infinity();
@@ -121,7 +133,7 @@ void SoftmaxAttentionOperator::multiply(int b, int c, const Eigen::Ref<const Mat
 }
 
 Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
-  // Row by row from the definition: y_i = Σ_j softmax_j(q_i·k_j·scale) x_j over allowed j.
+  // Row by row from the definition: y_i = Σ_j softmax_j(s_ij) x_j over allowed j.
   const int L = seq_len(), d = static_cast<int>(q_.dim(3));
   auto Q = q_.matrix({b, c});
   auto K = k_.matrix({b, c});
@@ -132,7 +144,7 @@ Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
       if (!allowed(i, j)) continue;
       double dot = 0;
       for (int n = 0; n < d; ++n) dot += Q(i, n) * K(j, n);
-      s(j) = dot * scale_;
+      s(j) = logit(dot * scale_);
       m = std::max(m, s(j));
     }
     double num = 0, den = 0;
@@ -155,7 +167,7 @@ std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::example(unsigned seed) 
 }
 
 ESS_REGISTER_FAMILY(softmax_attention,
-                    "softmax(q_i·k_j·scale) per head, causal, optional window or mask (no realization)",
+                    "softmax(q_i·k_j·scale) per head, causal, optional window, mask or logit soft-cap (no realization)",
                     SoftmaxAttentionOperator::read, SoftmaxAttentionOperator::example);
 
 }  // namespace ess

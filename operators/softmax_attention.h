@@ -1,7 +1,9 @@
-// softmax_attention: T_ij = softmax over allowed j of (q_i·k_j)·scale, causal, with an optional
-// sliding window w (allowed: i − w < j ≤ i) and an optional explicit mask (block-sparse, strided,
-// global tokens, …). Dense: no state-space realization.
+// softmax_attention: T_ij = softmax over allowed j of s_ij, s_ij = (q_i·k_j)·scale, or with logit
+// soft-capping c > 0 (Gemma-2) s_ij = c·tanh((q_i·k_j)·scale / c); causal, with an optional sliding
+// window w (allowed: i − w < j ≤ i) and an optional explicit mask (block-sparse, strided, global
+// tokens, …). Dense: no state-space realization.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -15,9 +17,9 @@ namespace ess {
 class SoftmaxAttentionOperator final : public LayerOperator {
  public:
   // q, k: [B, H, L, d]; mask: empty or L×L row-major (1 = may attend; must be causal);
-  // scale ≤ 0 means 1/sqrt(d); window 0 = none.
+  // scale ≤ 0 means 1/sqrt(d); window 0 = none; softcap 0 = none (else c > 0: scores c·tanh(s/c)).
   SoftmaxAttentionOperator(Tensor q, Tensor k, std::vector<std::uint8_t> mask, double scale, int window,
-                           const std::string& context);
+                           const std::string& context, double softcap = 0.0);
   static std::unique_ptr<LayerOperator> read(const h5::Object& group, const OperatorReadOptions& options);
   // Generic random inputs for the conformance tests (operators/family.h).
   static std::unique_ptr<LayerOperator> example(unsigned seed);
@@ -37,6 +39,7 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   static constexpr int kRowTile = 64;
   double scale() const { return scale_; }
   int window() const { return window_; }
+  double softcap() const { return softcap_; }
 
  private:
   bool allowed(int i, int j) const {
@@ -44,10 +47,15 @@ class SoftmaxAttentionOperator final : public LayerOperator {
     if (window_ > 0 && i - j >= window_) return false;
     return mask_.empty() || mask_[static_cast<size_t>(i) * seq_len() + j] != 0;
   }
+  // The attention logit of a scaled dot product q_i·k_j·scale: itself, or c·tanh(·/c) when capped.
+  double logit(double scaled_dot) const {
+    return softcap_ > 0 ? softcap_ * std::tanh(scaled_dot / softcap_) : scaled_dot;
+  }
   Tensor q_, k_;
   std::vector<std::uint8_t> mask_;
   double scale_;
   int window_;
+  double softcap_;
   std::vector<int> tss_;
 };
 

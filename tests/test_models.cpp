@@ -4,6 +4,7 @@
 // weights (validation, loading by role, what inspect shows); bad checkpoints and token inputs.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "models/models.h"
 #include "models/tokens.h"
 #include "operators/registry.h"
+#include "operators/softmax_attention.h"
 #include "test_helpers.h"
 
 using namespace ess;
@@ -54,6 +56,24 @@ TEST_CASE("every architecture matches the PyTorch reference: logits 1e-4, operat
           max_diff = std::max(max_diff, std::abs(run.logits[b](t, v) - r));
         }
     CHECK(max_diff <= 1e-4 * max_ref);
+    // Predictions: argmax and next-token log-probabilities from the reference's logits
+    // (log-softmax written out here in long double), NaN at the last position.
+    REQUIRE(run.logprobs.size() == static_cast<size_t>(B));
+    double lp_diff = 0;
+    for (std::int64_t b = 0; b < B; ++b) {
+      REQUIRE(run.logprobs[b].size() == static_cast<size_t>(L));
+      CHECK(std::isnan(run.logprobs[b][L - 1]));
+      for (std::int64_t t = 0; t < L; ++t) {
+        const double* row = &logits[(b * L + t) * V];
+        CHECK(run.argmax[b][t] == std::max_element(row, row + V) - row);
+        if (t + 1 == L) continue;
+        long double z = 0;
+        for (std::int64_t v = 0; v < V; ++v) z += std::exp(static_cast<long double>(row[v]));
+        const double want = static_cast<double>(row[batch.tokens[b][t + 1]] - std::log(z));
+        lp_diff = std::max(lp_diff, std::abs(run.logprobs[b][t] - want));
+      }
+    }
+    CHECK(lp_diff <= 1e-9);
     // Operators: same layers, same T.
     const auto expected = read_operator_file(dir + "/expected.h5");
     REQUIRE(expected.size() == run.layers.size());
@@ -73,6 +93,38 @@ TEST_CASE("every architecture matches the PyTorch reference: logits 1e-4, operat
       for (int i = 1; i < a.seq_len(); ++i) CHECK(a.tss(i) == e.tss(i));
     }
   }
+}
+
+TEST_CASE("next-token log-probabilities: stable log-softmax for logits far beyond exp's range") {
+  // Hidden states of one dimension, head rows = the logits per unit of x: at x = 1 the logits are
+  // (s, s, 0), at x = −1 (−s, −s, 0); exp(±s) overflows a double for s ≥ 710.
+  for (double s : {1.0, 800.0, 1e5, 1e300}) {
+    CAPTURE(s);
+    RowMatrix head(3, 1);
+    head << s, s, 0;
+    Matrix X(4, 1);
+    X << 1, 1, -1, 1;
+    const models::Tokens tokens{{2, 1, 0, 2}};
+    models::ModelRun out;
+    out.inputs = &tokens;
+    models::finish_logits(X, head, true, out);
+    REQUIRE(out.logprobs.size() == 1);
+    const auto& lp = out.logprobs[0];
+    const double log2 = std::log(2.0);
+    // t = 0: logits (s, s, 0), next token 1 → −log(2 + e^−s).
+    CHECK(lp[0] == doctest::Approx(-log2 - std::log1p(std::exp(-s) / 2)).epsilon(1e-15));
+    // t = 1: logits (s, s, 0), next token 0 (x = −1 at t = 2 does not matter: causal).
+    CHECK(lp[1] == doctest::Approx(-log2 - std::log1p(std::exp(-s) / 2)).epsilon(1e-15));
+    // t = 2: logits (−s, −s, 0), next token 2 → −log(1 + 2e^−s).
+    CHECK(lp[2] == doctest::Approx(-std::log1p(2 * std::exp(-s))).epsilon(1e-15));
+    CHECK(std::isnan(lp[3]));
+    CHECK(out.argmax[0] == std::vector<int>{0, 0, 2, 0});
+    for (int t = 0; t < 3; ++t) CHECK(std::isfinite(lp[t]));
+  }
+  // The hidden states must belong to the tokens being run.
+  models::ModelRun out;
+  RowMatrix head = RowMatrix::Ones(3, 1);
+  CHECK_THROWS_AS(models::finish_logits(Matrix::Ones(2, 1), head, false, out), std::logic_error);
 }
 
 TEST_CASE("every registered architecture has a fixture with expected outputs") {
@@ -107,6 +159,11 @@ TEST_CASE("streaming: each layer is handed over once, in order, and the result e
     REQUIRE(got.size() == all.layers.size());
     CHECK(static_cast<int>(got.size()) == model->num_layers());
     CHECK(streamed.argmax == all.argmax);
+    REQUIRE(streamed.logprobs.size() == all.logprobs.size());
+    for (size_t b = 0; b < all.logprobs.size(); ++b)
+      for (size_t t = 0; t < all.logprobs[b].size(); ++t)
+        CHECK((streamed.logprobs[b][t] == all.logprobs[b][t] ||
+               (std::isnan(streamed.logprobs[b][t]) && std::isnan(all.logprobs[b][t]))));
     REQUIRE(streamed.logits.size() == all.logits.size());
     for (size_t b = 0; b < all.logits.size(); ++b) CHECK(streamed.logits[b] == all.logits[b]);
     for (size_t k = 0; k < got.size(); ++k) {
@@ -245,7 +302,7 @@ TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
   }
   {
     const auto d = copy_fixture("arch");
-    std::ofstream(d + "/config.json") << R"({"architectures": ["GPT2LMHeadModel"]})";
+    std::ofstream(d + "/config.json") << R"({"architectures": ["BertForMaskedLM"]})";
     CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains("MambaForCausalLM"), InputError);
   }
   {
@@ -282,6 +339,85 @@ TEST_CASE("bad checkpoints and token inputs name the file and tensor") {
                          InputError);
     std::ofstream(d + "/words.txt") << "1 two 3\n";
     CHECK_THROWS_AS(read_tokens_file(d + "/words.txt", model->vocab_size()), InputError);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("attention architectures: unsupported config options and inputs are refused, naming file and option") {
+  const std::string dir = ess::test::temp_dir("models_refused");
+  // A copy of fixture `name` with config.json fields changed.
+  auto variant = [&](const std::string& name, const nlohmann::json& changes) {
+    const std::string src = std::string(ESS_SOURCE_DIR) + "/data/checkpoints/" + name;
+    const std::string d = dir + "/" + name + std::to_string(std::hash<std::string>()(changes.dump()));
+    fs::create_directories(d);
+    for (const auto& e : fs::directory_iterator(src)) fs::copy_file(e.path(), d + "/" + e.path().filename().string());
+    nlohmann::json cfg = st::read_config_json(d + "/config.json");
+    for (const auto& [k, v] : changes.items()) cfg[k] = v;
+    std::ofstream(d + "/config.json") << cfg.dump(2);
+    return d;
+  };
+  struct Case {
+    std::string fixture;
+    nlohmann::json changes;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"tiny-gpt2",
+       {{"scale_attn_by_inverse_layer_idx", true}},
+       "scale_attn_by_inverse_layer_idx true is not supported"},
+      {"tiny-gpt2", {{"add_cross_attention", true}}, "add_cross_attention"},
+      {"tiny-gpt2", {{"activation_function", "quick_gelu"}}, "activation_function 'quick_gelu' is not supported"},
+      {"tiny-gpt-neox", {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}}, "rope scaling is not supported"},
+      {"tiny-phi", {{"qk_layernorm", true}}, "qk_layernorm true is not supported"},
+      {"tiny-phi", {{"partial_rotary_factor", 0.2}}, "3 rotary features"},  // int(16 · 0.2) = 3: odd
+      {"tiny-qwen2", {{"use_sliding_window", true}}, "use_sliding_window true is not supported"},
+      {"tiny-qwen3", {{"use_sliding_window", true}}, "use_sliding_window true is not supported"},
+      {"tiny-gemma2", {{"layer_types", {"sliding_attention"}}}, "layer_types must list one type per layer"},
+      {"tiny-gemma2", {{"layer_types", {"sliding_attention", "chunked_attention"}}}, "chunked_attention"},
+      {"tiny-gemma2", {{"query_pre_attn_scalar", 0}}, "query_pre_attn_scalar"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.fixture);
+    CAPTURE(c.changes.dump());
+    const std::string d = variant(c.fixture, c.changes);
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains(c.message.c_str()), InputError);
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains((d + "/config.json").c_str()), InputError);
+  }
+  {
+    // GPT-2's learned positions end at n_positions (32 in the fixture).
+    auto model = models::load_causal_lm(std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-gpt2");
+    CHECK_THROWS_WITH_AS(model->run({models::Tokens::value_type(33, 1)}), doctest::Contains("exceeds n_positions 32"),
+                         InputError);
+    CHECK_NOTHROW(model->run({models::Tokens::value_type(32, 1)}));
+  }
+  {
+    // Variants the fixtures do not cover but the config allows: they load and run.
+    for (const auto& [fixture, changes] : std::vector<std::pair<std::string, nlohmann::json>>{
+             {"tiny-gpt2", {{"tie_word_embeddings", false}}},  // then lm_head.weight is required
+             {"tiny-gemma2", {{"layer_types", {"full_attention", "sliding_attention"}}}},
+             {"tiny-gemma2", {{"attn_logit_softcapping", nullptr}, {"final_logit_softcapping", nullptr}}},
+         }) {
+      CAPTURE(changes.dump());
+      const std::string d = variant(fixture, changes);
+      if (fixture == "tiny-gpt2") {
+        CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains("lm_head.weight"), InputError);
+        continue;
+      }
+      auto model = models::load_causal_lm(d);
+      const models::ModelRun run = model->run({{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}});
+      REQUIRE(run.layers.size() == 2);
+      const auto& l0 = dynamic_cast<const SoftmaxAttentionOperator&>(*run.layers[0].op);
+      const auto& l1 = dynamic_cast<const SoftmaxAttentionOperator&>(*run.layers[1].op);
+      if (changes.contains("layer_types")) {  // swapped: layer 1 slides (window 6 < L = 10), layer 0 does not
+        CHECK(l0.window() == 0);
+        CHECK(l1.window() == 6);
+        CHECK(l0.softcap() == 2.0);
+      } else {  // absent field: upstream defaults 50 / 30; present but null: none
+        CHECK(l0.window() == 6);
+        CHECK(l1.window() == 0);
+        CHECK(l0.softcap() == 0.0);
+      }
+    }
   }
   fs::remove_all(dir);
 }

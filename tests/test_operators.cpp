@@ -159,6 +159,10 @@ std::vector<Case> all_cases(std::mt19937& rng) {
                std::make_unique<ConvOperator>(randn(rng, {2, 4}), randn(rng, {kB, 2, kL}), Tensor(), 0, ctx), 3, true});
   v.push_back(
       {"conv_long", std::make_unique<ConvOperator>(randn(rng, {2, kL}), Tensor(), Tensor(), kL, ctx), -1, true});
+  v.push_back({"softmax_softcap_window5",  // Gemma-2: capped logits 1.2·tanh(s / 1.2), sliding window
+               std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                          std::vector<std::uint8_t>{}, 0.9, 5, ctx, 1.2),
+               4, false});
   return v;
 }
 
@@ -215,7 +219,7 @@ TEST_CASE("operators: every family's multi-column multiply equals materialize() 
   }
 }
 
-TEST_CASE("operators: softmax attention multiply over several row tiles (plain, window, mask, long window)") {
+TEST_CASE("operators: softmax attention multiply over several row tiles (plain, window, mask, long window, softcap)") {
   std::mt19937 rng(48);
   const int L = 2 * SoftmaxAttentionOperator::kRowTile + 37;
   std::vector<std::uint8_t> mask(static_cast<size_t>(L) * L, 0);
@@ -224,12 +228,15 @@ TEST_CASE("operators: softmax attention multiply over several row tiles (plain, 
   struct Variant {
     std::vector<std::uint8_t> mask;
     int window;
+    double softcap;
   };
-  for (const auto& v : {Variant{{}, 0}, Variant{{}, 9}, Variant{mask, 0}, Variant{{}, L - 3}, Variant{mask, 70}}) {
+  for (const auto& v : {Variant{{}, 0, 0.0}, Variant{{}, 9, 0.0}, Variant{mask, 0, 0.0}, Variant{{}, L - 3, 0.0},
+                        Variant{mask, 70, 0.0}, Variant{{}, 0, 1.5}, Variant{{}, 9, 3.0}}) {
     CAPTURE(v.window);
     CAPTURE(v.mask.size());
+    CAPTURE(v.softcap);
     SoftmaxAttentionOperator op(randn(rng, {1, 2, L, 4}, 2.0), randn(rng, {1, 2, L, 4}, 2.0), v.mask, 0.0, v.window,
-                                "t");
+                                "t", v.softcap);
     for (int h = 0; h < 2; ++h) {
       const Matrix X = ess::test::random_matrix(rng, L, 5);
       Matrix Y(L, 5);
@@ -346,6 +353,27 @@ TEST_CASE("operators: hand-checked small cases") {
     const Matrix T = op.dense_matrix(0, 0);
     CHECK(T(1, 0) == doctest::Approx(0.25));
     CHECK(T(1, 1) == doctest::Approx(0.75));
+  }
+  SUBCASE("softmax with soft-capping c: scores 0 and c·atanh(log 3 / c) are capped to 0 and log 3") {
+    const double c = 2.0, s = c * std::atanh(std::log(3.0) / c);  // s ≈ 1.23 > log 3 ≈ 1.10
+    Tensor q({1, 1, 2, 1}, {0, 1}), k({1, 1, 2, 1}, {0, s});
+    SoftmaxAttentionOperator op(q, k, {}, 1.0, 0, "t", c);
+    CHECK(op.softcap() == c);
+    const Matrix T = op.dense_matrix(0, 0);
+    CHECK(T(1, 0) == doctest::Approx(0.25).epsilon(1e-14));
+    CHECK(T(1, 1) == doctest::Approx(0.75).epsilon(1e-14));
+    Vector x(2), y;
+    x << 4.0, 8.0;
+    y = op.apply(0, 0, x);
+    CHECK(y(1) == doctest::Approx(7.0).epsilon(1e-14));
+    // Without the cap the same scores give other weights; a huge cap is no cap.
+    SoftmaxAttentionOperator plain(q, k, {}, 1.0, 0, "t");
+    CHECK(plain.dense_matrix(0, 0)(1, 1) == doctest::Approx(std::exp(s) / (1 + std::exp(s))).epsilon(1e-14));
+    CHECK(plain.dense_matrix(0, 0)(1, 1) > 0.77);
+    SoftmaxAttentionOperator loose(q, k, {}, 1.0, 0, "t", 1e9);
+    CHECK((loose.dense_matrix(0, 0) - plain.dense_matrix(0, 0)).cwiseAbs().maxCoeff() < 1e-12);
+    CHECK_THROWS_WITH_AS(SoftmaxAttentionOperator(q, k, {}, 1.0, 0, "t", -1.0), doctest::Contains("softcap"),
+                         InputError);
   }
   SUBCASE("softmax: TSS of a strided mask counts the past positions still attended to") {
     // Row i attends to j when i − j is even: row 2 → {0, 2}, row 3 → {1, 3}.
@@ -608,6 +636,7 @@ TEST_CASE("operators: operator file round trip for every family reader") {
       g.set_attr("layer_index", index[k]);
       g.set_attr("window", 3);
       g.set_attr("scale", 0.5);
+      g.set_attr("softcap", 7.5);
       g.write("q", q.shape, q.data.data());
       g.write("k", q.shape, q.data.data());
     }
@@ -620,6 +649,7 @@ TEST_CASE("operators: operator file round trip for every family reader") {
     const auto& sa = dynamic_cast<const SoftmaxAttentionOperator&>(*layers[0].op);
     CHECK(sa.window() == 3);
     CHECK(sa.scale() == 0.5);
+    CHECK(sa.softcap() == 7.5);
     CHECK(sa.tss(5) == 2);
   }
   std::filesystem::remove_all(dir);

@@ -4,7 +4,9 @@
 // attribute, and an uncommitted writer leaves nothing behind.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "libess/error.h"
 #include "libess/hdf5.h"
@@ -183,5 +185,66 @@ TEST_CASE("results writer: streamed layers give the same file as write_results; 
   size_t files = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) files += entry.is_regular_file();
   CHECK(files == 2);  // whole.h5 and streamed.h5: no temporary left behind
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("results writer: the /model group (predictions) round-trips; files without it read as before") {
+  std::mt19937 rng(5);
+  const auto layers = random_layers(rng);
+  const Pipeline pipeline{EssOptions{}};
+  const auto results = pipeline.measure_all(layers);
+  const std::string dir = ess::test::temp_dir("results_predictions");
+  const Provenance prov{"ckpt", "abc", "tokens t.txt (2 × 3)", "LlamaForCausalLM", -1};
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Predictions p;
+  p.batch = 2, p.seq_len = 3, p.vocab_size = 10;
+  p.input_ids = {1, 2, 3, 4, 5, 6};
+  p.argmax = {2, 0, 9, 5, 6, 7};
+  p.logprobs = {std::log(0.5), std::log(0.25), nan, std::log(0.125), 0.0, nan};
+  set_loss(p);
+  CHECK(p.loss == doctest::Approx(-(std::log(0.5) + std::log(0.25) + std::log(0.125)) / 4).epsilon(1e-15));
+  CHECK(p.perplexity == doctest::Approx(std::exp(p.loss)).epsilon(1e-15));
+  auto write = [&](const std::string& path, const Predictions* pred) {
+    ResultsWriter writer(path, "test");
+    for (const auto& R : results) writer.write(R);
+    if (pred) writer.write_predictions(*pred);
+    writer.commit(prov);
+  };
+  write(dir + "/with.h5", &p);
+  write(dir + "/without.h5", nullptr);
+  const ResultsFile with = read_results(dir + "/with.h5"), without = read_results(dir + "/without.h5");
+  REQUIRE(with.predictions.present());
+  CHECK(with.predictions.input_ids == p.input_ids);
+  CHECK(with.predictions.argmax == p.argmax);
+  CHECK(with.predictions.vocab_size == 10);
+  CHECK(with.predictions.logprobs[1] == p.logprobs[1]);
+  CHECK(std::isnan(with.predictions.logprobs[2]));
+  CHECK(with.predictions.loss == p.loss);
+  CHECK(!without.predictions.present());
+  CHECK(without.layers.size() == with.layers.size());
+  const h5::Object root = h5::open_file(dir + "/with.h5");
+  CHECK(root.group("model").attr_double("perplexity") == p.perplexity);
+  CHECK(root.group("model").attr_int("scored_tokens") == 4);
+
+  // Inconsistent sizes are a programming error; bad stored values are bad input naming /model.
+  {
+    Predictions short_p = p;
+    short_p.argmax.pop_back();
+    ResultsWriter writer(dir + "/bad.h5", "test");
+    CHECK_THROWS_AS(writer.write_predictions(short_p), std::invalid_argument);
+  }
+  auto bad = [&](Predictions q, const char* what) {
+    write(dir + "/bad.h5", &q);
+    CHECK_THROWS_WITH_AS(read_results(dir + "/bad.h5"), doctest::Contains(what), InputError);
+  };
+  Predictions q = p;
+  q.logprobs[0] = 0.5;  // not a log-probability
+  bad(q, "/model/logprobs");
+  q = p;
+  q.logprobs[3] = nan;  // NaN before the last position
+  bad(q, "/model/logprobs");
+  q = p;
+  q.argmax[4] = 10;  // outside the vocabulary
+  bad(q, "/model/argmax");
   std::filesystem::remove_all(dir);
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # ess analyze on the shipped tiny checkpoints: per-layer ESS equals the ESS of the independent
-# PyTorch reference's operators (tolerance-ESS identical away from ties, entropy within 1e-6);
+# PyTorch reference's operators (tolerance-ESS identical away from ties, entropy within 1e-6); the
+# stored predictions (/model) equal the reference's log-softmax, argmax, loss and perplexity, and
+# `report` shows them (also per position, and says so for files without /model);
 # bad checkpoints and tokens give exit code 3 and no output.
 set -uo pipefail
 ESS=$1
@@ -28,8 +30,72 @@ for n in r["layers"]:
     assert np.array_equal(ga["tss"][...], gr["tss"][...]), n
 print(sys.argv[1].split("/")[-1], "matches the reference")
 PYEOF
+  # Predictions (/model) against the PyTorch reference's logits (expected.h5, float64): log-softmax
+  # at the next token, argmax, loss = −mean over every scored position, perplexity = exp(loss).
+  $PY - "$tmp/$name.h5" "$d/expected.h5" <<'PYEOF' || { echo "FAIL: $name predictions differ from the reference"; fail=1; }
+import math, sys, h5py, numpy as np
+a, e = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+g, ids, logits = a["model"], e["tokens"][...], e["logits"][...]
+B, L = ids.shape
+m = logits.max(-1, keepdims=True)
+lsm = (logits - m) - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+ref = np.take_along_axis(lsm[:, :-1, :], ids[:, 1:, None], 2)[..., 0]
+lp = g["logprobs"][...]
+assert g["input_ids"].dtype == np.int32 and g["argmax"].dtype == np.int32 and lp.dtype == np.float64
+assert np.array_equal(g["input_ids"][...], ids)
+assert np.array_equal(g["argmax"][...], lsm.argmax(-1)), "argmax"
+assert np.isnan(lp[:, -1]).all(), "last position must be NaN"
+err = np.abs(lp[:, :-1] - ref).max()
+assert err <= 1e-9, f"logprobs differ by {err}"
+loss = -ref.mean()
+assert abs(g.attrs["loss"] - loss) <= 1e-12 * loss, (g.attrs["loss"], loss)
+assert abs(g.attrs["perplexity"] - math.exp(loss)) <= 1e-12 * math.exp(loss)
+assert g.attrs["scored_tokens"] == B * (L - 1) and g.attrs["vocab_size"] == logits.shape[-1]
+print(sys.argv[1].split("/")[-1], f"predictions match the reference (logprobs to {err:.1e}, loss {loss:.4f})")
+PYEOF
+  grep -q "^predictions: loss [0-9.]* nats/token, perplexity" "$tmp/$name.out" || { echo "FAIL: $name: analyze prints no loss"; fail=1; }
 done
 grep -q "MambaForCausalLM" "$tmp/tiny-mamba.out" || { echo "FAIL: summary"; fail=1; }
+
+# report: the loss and perplexity the file holds (text, markdown, json); --per-position pairs block
+# index i with −log p(token i | tokens < i) and each layer's mean ESS_i.
+r=$tmp/tiny-llama.h5
+"$ESS" report "$r" > "$tmp/report.txt" && grep -q "^predictions: loss [0-9.]* nats/token, perplexity [0-9.]*, next-token accuracy" "$tmp/report.txt" \
+  && "$ESS" report "$r" -f markdown | grep -q '^\*\*Predictions\*\*: loss' \
+  && "$ESS" report "$r" --per-position > "$tmp/pp.txt" && grep -q "#1 = model.layers.1.self_attn" "$tmp/pp.txt" \
+  && "$ESS" report "$r" -f json > "$tmp/report.json" && "$ESS" report "$r" --per-position --metric entropy -f json > "$tmp/pp.json" \
+  && $PY - "$r" "$tmp/report.json" "$tmp/pp.json" <<'PYEOF' && echo "ok: report shows the predictions and per-position loss" || { echo "FAIL: report predictions"; fail=1; }
+import json, math, sys, h5py, numpy as np
+f = h5py.File(sys.argv[1]); g = f["model"]
+rep, pp = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+lp, ids, am = g["logprobs"][...], g["input_ids"][...], g["argmax"][...]
+p = rep["predictions"]
+assert math.isclose(p["loss"], g.attrs["loss"], rel_tol=1e-15) and math.isclose(p["perplexity"], g.attrs["perplexity"], rel_tol=1e-15)
+assert p["scored_tokens"] == lp.shape[0] * (lp.shape[1] - 1)
+assert math.isclose(p["next_token_accuracy"], (am[:, :-1] == ids[:, 1:]).mean(), rel_tol=1e-15)
+assert pp["predictions"] == p and pp["metric"] == "entropy"
+names = pp["layers"]
+assert names == sorted(f["layers"], key=lambda n: f["layers"][n].attrs["layer_index"])
+rows = pp["positions"]
+idx = f["layers"][names[0]]["indices"][...]
+assert [r["i"] for r in rows] == list(idx)
+for r in rows:
+    i = r["i"]
+    assert math.isclose(r["loss"], -lp[:, i - 1].mean(), rel_tol=1e-13), (i, r["loss"])
+    assert math.isclose(r["next_token_accuracy"], (am[:, i - 1] == ids[:, i]).mean())
+    for n, v in zip(names, r["ess"]):
+        lg = f["layers"][n]
+        k = list(lg["indices"][...]).index(i)
+        assert math.isclose(v, lg["entropy_ess"][:, :, k].mean(), rel_tol=1e-13), (n, i)
+PYEOF
+# A results file without /model (ess compute, or written before results format 1.1) still reads:
+# report says there are no predictions; --per-position gives ESS with null loss.
+$PY -c "import h5py,sys; f=h5py.File(sys.argv[1],'a'); del f['model']; f.attrs['format_version']=[1,0]" "$r"
+"$ESS" report "$r" > "$tmp/old.txt" && grep -q "^predictions: none (no /model group" "$tmp/old.txt" \
+  && "$ESS" report "$r" -f json | $PY -c "import json,sys; assert json.load(sys.stdin)['predictions'] is None" \
+  && "$ESS" report "$r" --per-position -f json | $PY -c "import json,sys; d=json.load(sys.stdin); assert d['predictions'] is None and all(r['loss'] is None and len(r['ess']) == 2 for r in d['positions'])" \
+  && echo "ok: results without /model: report says so" || { echo "FAIL: results without /model"; cat "$tmp/old.txt"; fail=1; }
+"$ESS" report "$r" --metric entropy >/dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: --metric without --per-position must be a usage error"; fail=1; }
 
 # MQAR: accuracy reported and stored.
 "$ESS" analyze "$root/data/checkpoints/tiny-mamba2" --mqar kv=4,len=32,n=2,seed=1 -o "$tmp/mqar.h5" --quiet > "$tmp/mqar.out" \

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """esslib_matches_diagnose.py ESS RESULTS.h5...: the notebooks' helpers (notebooks/esslib.py) give the
 same per-layer verdict, utilization and channel counts as `ess diagnose --format json`, and the same
-tails and recommended state as `ess compress --format json`, for both metrics. Exit 1 on any
+tails and recommended state as `ess compress --format json`, and the same per-position ESS and loss
+as `ess report --per-position --format json`, for both metrics. Exit 1 on any
 difference."""
 import json
 import os
@@ -51,5 +52,18 @@ for path in files:
                 print(f"FAIL {path} compress {d['name']}: recommended state {esslib.recommended_state(rows, 0.01)} "
                       f"vs ess {rr['recommended_state']}")
                 bad += 1
-    print(f"{path}: esslib {'matches' if not bad else 'DIFFERS from'} ess diagnose/compress")
+    for metric in ("tolerance", "entropy"):  # per-position ESS and loss: esslib vs ess report --per-position
+        out = subprocess.run([ess, "report", path, "--per-position", "--metric", metric, "--format", "json"],
+                             check=True, capture_output=True, text=True).stdout
+        rep, pp = json.loads(out), esslib.per_position(path, metric)
+        nan = float("nan")
+        got = np.array([[r["loss"] if r["loss"] is not None else nan] +
+                        [e if e is not None else nan for e in r["ess"]] for r in rep["positions"]])
+        want = np.column_stack([pp["loss"], pp["ess"].T])
+        ok = (rep["layers"] == pp["layers"] and [r["i"] for r in rep["positions"]] == list(pp["i"])
+              and got.shape == want.shape and np.allclose(got, want, rtol=1e-12, atol=0, equal_nan=True))
+        if not ok:
+            print(f"FAIL {path} report --per-position --metric {metric}: esslib differs")
+        bad += not ok
+    print(f"{path}: esslib {'matches' if not bad else 'DIFFERS from'} ess diagnose/compress/report --per-position")
 sys.exit(1 if bad else 0)

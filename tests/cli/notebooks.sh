@@ -2,7 +2,8 @@
 # Executes every notebook in notebooks/ headless (nbconvert --execute) on the shipped results
 # file data/demo/results.h5 (or, when it is absent, on results computed from data/demo/ops.h5),
 # and checks that each one ran without error and saved its PNG figures. Then runs the
-# compressibility notebook on a file without singular values, through $ESS_RESULTS.
+# compressibility notebook on a file without singular values, through $ESS_RESULTS, and the
+# per-position loss notebook on a file `ess analyze` wrote (with /model).
 set -euo pipefail
 ESS=$(realpath "$1")
 PY=/usr/bin/python3
@@ -42,7 +43,7 @@ png_ok() {  # png_ok FILE: exists, is a PNG, and is not trivially small
 
 cd "$root/notebooks"
 notebooks=(*.ipynb)
-[ "${#notebooks[@]}" -ge 3 ] || { echo "FAIL: expected the three notebooks in notebooks/"; exit 1; }
+[ "${#notebooks[@]}" -ge 4 ] || { echo "FAIL: expected the four notebooks in notebooks/"; exit 1; }
 if [ -f "$root/data/demo/results.h5" ]; then
   unset ESS_RESULTS  # the notebooks' own default: ../data/demo/results.h5
 else
@@ -50,7 +51,7 @@ else
   export ESS_RESULTS="$tmp/results.h5"
 fi
 run "$tmp/main" "${notebooks[@]}"
-for fig in ess_profiles ess_heatmaps saturation_overview channel_classes compressibility; do
+for fig in ess_profiles ess_heatmaps saturation_overview channel_classes compressibility loss_vs_ess; do
   png_ok "$tmp/main/figures/$fig.png" || { echo "FAIL: figure $fig.png missing or not a PNG"; exit 1; }
 done
 # The findings notebooks (04–07) read data/findings/*.json; each saves its figure.
@@ -69,7 +70,16 @@ ESS_RESULTS="$tmp/nosigma.h5" run "$tmp/nosigma" 03_compressibility.ipynb
 grep -q "no sigma in the file" "$tmp/nosigma/executed/03_compressibility.ipynb" \
   || { echo "FAIL: 03_compressibility did not report the missing sigma"; exit 1; }
 png_ok "$tmp/nosigma/figures/compressibility.png" || { echo "FAIL: compressibility.png missing"; exit 1; }
+grep -q "no /model group in the file" "$tmp/main/executed/08_loss_vs_ess.ipynb" \
+  || { echo "FAIL: 08_loss_vs_ess did not say the demo file has no predictions"; exit 1; }
+
+# Per-position loss beside ESS on a file `ess analyze` wrote (the MQAR-trained model on a fresh batch).
+"$ESS" analyze "$root/data/checkpoints/mqar-llama" --mqar kv=8,len=64,n=2,seed=3 -o "$tmp/analyzed.h5" --quiet >/dev/null
+ESS_RESULTS="$tmp/analyzed.h5" run "$tmp/analyzed" 08_loss_vs_ess.ipynb
+grep -q "nats/token, perplexity" "$tmp/analyzed/executed/08_loss_vs_ess.ipynb" && grep -q "spearman" "$tmp/analyzed/executed/08_loss_vs_ess.ipynb" \
+  || { echo "FAIL: 08_loss_vs_ess printed no loss or correlation for an analyze results file"; exit 1; }
+png_ok "$tmp/analyzed/figures/loss_vs_ess.png" || { echo "FAIL: loss_vs_ess.png missing"; exit 1; }
 echo "notebooks: all executed headless, figures written"
 
 # The notebooks' helpers agree with the tool they illustrate (verdicts, utilization, tails).
-$PY "$root/tests/cli/esslib_matches_diagnose.py" "$ESS" "$root/data/demo/results.h5" "$tmp/nosigma.h5"
+$PY "$root/tests/cli/esslib_matches_diagnose.py" "$ESS" "$root/data/demo/results.h5" "$tmp/nosigma.h5" "$tmp/analyzed.h5"

@@ -95,7 +95,10 @@ void EssOptionGroup::add_to(po::options_description& opts) {
       "keep-sigma", po::value(&o_.keep_sigma)->default_value(0), "store the top-K singular values per block")(
       "threads", po::value(&o_.threads)->default_value(0), "worker threads (0 = all cores)")(
       "sweep-rtol", po::value(&o_.sweep_rtol)->default_value(o_.sweep_rtol),
-      "sweep engine: drop σ below this fraction of the running largest σ");
+      "sweep engine: drop σ below this fraction of the running largest σ")(
+      "students", po::value(&students_)->default_value(students_),
+      "sparse students of attention heads (stored per layer): default (window=16,64,256,1024;sinks=4;"
+      "topk=16,64;ess=auto), off, or settings such as 'window=16,64;sinks=4;topk=16;ess=all;families=all'");
   opts.add(group);
 }
 
@@ -103,6 +106,7 @@ EssOptions EssOptionGroup::values() const {
   EssOptions o = o_;
   o.tol_mode = parse_tol_mode(tol_mode_);
   o.engine = parse_engine(engine_);
+  o.students = parse_student_options(students_);
   o.validate();
   return o;
 }
@@ -241,6 +245,14 @@ void MemoryOption::add_to(po::options_description& opts) {
 
 void MemoryOption::apply() const {
   if (!value_.empty()) set_memory_limit_override(parse_memory_size(value_, "--max-memory"));
+}
+
+std::string fmt_sig(double v, int significant) {
+  if (std::isnan(v)) return "nan";
+  std::ostringstream o;
+  o.precision(significant);
+  o << v;
+  return o.str();
 }
 
 std::string fmt(double v, int precision) {

@@ -70,7 +70,7 @@ class FormatOption {
 };
 
 // The ESS options of compute and analyze: --tol, --tol-mode, --engine, --indices, --keep-sigma,
-// --threads, --sweep-rtol (fields of EssOptions).
+// --threads, --sweep-rtol, --students (fields of EssOptions).
 class EssOptionGroup {
  public:
   void add_to(po::options_description& opts);  // as a titled group in --help
@@ -78,7 +78,7 @@ class EssOptionGroup {
 
  private:
   EssOptions o_;
-  std::string tol_mode_ = "absolute", engine_ = "auto";
+  std::string tol_mode_ = "absolute", engine_ = "auto", students_ = "default";
 };
 
 // --metric, --saturated, --collapsed (diagnose, plot; fields of DiagnosisOptions).
@@ -190,5 +190,8 @@ struct CommandRegistrar {
 
 // Fixed-point text of v ("nan" for NaN), for tables and messages.
 std::string fmt(double v, int precision = 2);
+// v with `significant` digits, switching to exponent notation for large or small values (%g):
+// perplexities of random-weight models reach 1e200.
+std::string fmt_sig(double v, int significant = 6);
 
 }  // namespace ess::cli

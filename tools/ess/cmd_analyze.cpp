@@ -1,6 +1,7 @@
 // ess analyze CKPT -o RESULTS.h5: run a Hugging Face checkpoint in C++ on input tokens, take every
 // sequence mixer's operator for that input and compute its ESS.
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -14,6 +15,30 @@
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
+
+namespace {
+
+// The model's predictions as stored in /model: argmax and next-token log-probabilities per
+// position (computed by the forward pass, models::finish_logits), loss and perplexity.
+Predictions to_predictions(const models::Tokens& tokens, const models::ModelRun& run, int vocab) {
+  Predictions p;
+  p.batch = static_cast<int>(tokens.size());
+  p.seq_len = static_cast<int>(tokens[0].size());
+  p.vocab_size = vocab;
+  for (int b = 0; b < p.batch; ++b) {
+    p.input_ids.insert(p.input_ids.end(), tokens[b].begin(), tokens[b].end());
+    p.argmax.insert(p.argmax.end(), run.argmax[b].begin(), run.argmax[b].end());
+    p.logprobs.insert(p.logprobs.end(), run.logprobs[b].begin(), run.logprobs[b].end());
+    for (int t = 0; t + 1 < p.seq_len; ++t)
+      if (std::isnan(run.logprobs[b][t]))
+        throw Error(ExitCode::numerical, "the model's logits are not finite at sequence " + std::to_string(b) +
+                                             ", position " + std::to_string(t) + ": no prediction");
+  }
+  set_loss(p);
+  return p;
+}
+
+}  // namespace
 
 int run_analyze(int argc, char** argv) {
   po::options_description opts("options");
@@ -45,7 +70,8 @@ int run_analyze(int argc, char** argv) {
              "            [--max-memory SIZE]\n\n"
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"
-             "With --mqar also reports the model's multi-query associative recall accuracy.\n"
+             "Stores the model's predictions (next-token log-probabilities, argmax) in /model and prints\n"
+             "its loss and perplexity on the input; with --mqar also its multi-query associative recall accuracy.\n"
              "Supported architectures: " +
                  archs,
              opts, {"checkpoint"}, vm))
@@ -61,33 +87,51 @@ int run_analyze(int argc, char** argv) {
   const std::string tokenizer = (std::filesystem::path(dir) / "tokenizer.json").string();
   output.check({tokens_file, text_file, config, tokenizer});
 
-  const auto t0 = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto seconds = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
+  const auto t0 = Clock::now();
   progress.update("loading " + dir);
   auto model = models::load_causal_lm(dir);
+  const double load_s = seconds(t0);
   const TokenBatch batch = vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size())
                            : vm.count("text") ? read_text_file(text_file, dir, model->vocab_size(), text_opts)
                                               : make_mqar(spec, model->vocab_size());
   progress.update("running " + model->architecture() + " on " + std::to_string(batch.tokens.size()) + " × " +
                   std::to_string(batch.tokens[0].size()) + " tokens");
-  models::ModelRun run = model->run(batch.tokens);
-  const double forward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // Each mixer's operator is measured as soon as the forward pass has computed its output through
+  // it, written, and freed: peak memory holds one layer's weights and one layer's operator.
+  ResultsWriter writer(output.path(), command_line());
+  SummarizingSink results(writer);
+  double ess_s = 0;
+  int position = 0;
+  const auto t_run = Clock::now();
+  models::ModelRun run = model->stream(batch.tokens, [&](OperatorLayer&& handed) {
+    const OperatorLayer layer = std::move(handed);  // freed when this call returns
+    const auto t = Clock::now();
+    results.add(pipeline.measure(layer, position++, model->num_layers()));
+    ess_s += seconds(t);
+  });
+  const double forward_s = seconds(t_run) - ess_s;
+  progress.done();
 
   Provenance prov;
   prov.source = dir;
+  const auto t_hash = Clock::now();
   prov.source_sha256 = models::checkpoint_sha256(dir);
+  const double hash_s = seconds(t_hash);
   prov.input = batch.description;
   prov.architecture = model->architecture();
   if (vm.count("mqar")) prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
-
-  ResultsWriter writer(output.path(), command_line());
-  SummarizingSink results(writer);
-  pipeline.measure_all(std::move(run.layers), results);  // frees each operator once measured
-  progress.done();
+  const Predictions predictions = to_predictions(batch.tokens, run, model->vocab_size());
+  writer.write_predictions(predictions);
   writer.commit(prov);
-  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double total_s = seconds(t0);
 
   std::cout << "wrote " << output.path() << ": " << model->architecture() << ", " << results.entries().size()
             << " mixer layer(s), input " << batch.description << "\n";
+  std::cout << "predictions: loss " << fmt(predictions.loss, 4) << " nats/token, perplexity "
+            << fmt_sig(predictions.perplexity) << " over " << predictions.scored() << " next tokens\n";
   if (prov.mqar_accuracy >= 0) std::cout << "MQAR accuracy: " << fmt(100 * prov.mqar_accuracy, 1) << "%\n";
   for (const auto& entry : results.entries()) {
     const LayerSummary& S = entry.summary;
@@ -95,7 +139,9 @@ int run_analyze(int argc, char** argv) {
               << fmt(S.mean_tolerance_ess) << " / TSS " << fmt(S.mean_tss, 1) << "  mean entropy-ESS "
               << fmt(S.mean_entropy_ess) << "\n";
   }
-  std::cout << "time: forward " << fmt(forward_s, 2) << " s, total " << fmt(total_s, 2) << " s\n";
+  std::cout << "time: load " << fmt(load_s, 2) << " s, forward " << fmt(forward_s, 2)
+            << " s (reading weights included), ESS " << fmt(ess_s, 2) << " s, checkpoint hash " << fmt(hash_s, 2)
+            << " s, total " << fmt(total_s, 2) << " s\n";
   return 0;
 }
 

@@ -1,29 +1,113 @@
-// ess report RESULTS.h5: per-layer summary tables.
+// ess report RESULTS.h5: per-layer summary tables, the model's predictions on its input, and with
+// --per-position ESS_i beside the loss of predicting token i.
+#include <cmath>
 #include <iostream>
 
 #include "analysis/summary.h"
+#include "libess/error.h"
 #include "libess/results_io.h"
 #include "tools/ess/cli.h"
 
 namespace ess::cli {
 
+namespace {
+
+// One line on the model's predictions (/model), or why there are none.
+void print_predictions(std::ostream& out, const PredictionSummary& p, bool md) {
+  if (!p.present) {
+    out << (md ? "**Predictions**" : "predictions")
+        << ": none (no /model group: the file comes from `ess compute`, or from an `ess analyze` "
+           "older than results format 1.1)\n";
+  } else {
+    out << (md ? "**Predictions**" : "predictions") << ": loss " << fmt(p.loss, 4) << " nats/token, perplexity "
+        << fmt_sig(p.perplexity) << ", next-token accuracy " << fmt(100 * p.accuracy, 1) << "% over " << p.scored
+        << " next tokens (" << p.batch << " × " << p.seq_len - 1 << ")\n";
+  }
+  if (p.mqar_accuracy >= 0)
+    out << (md ? "**MQAR accuracy**" : "MQAR accuracy") << ": " << fmt(100 * p.mqar_accuracy, 1) << "%\n";
+}
+
+void print_header(std::ostream& out, const std::string& input, const ResultsFile& file, const LayerSummary* first,
+                  bool md) {
+  if (md)
+    out << "## ESS report: `" << input << "`\n\n";
+  else
+    out << "ESS report: " << input << "\n";
+  out << (md ? "Source: `" : "source: ") << file.provenance.source << (md ? "`" : "") << "  (" << file.provenance.input
+      << ")\n";
+  if (first)
+    out << (md ? "Threshold: " : "threshold: ") << first->tol_mode << " τ = " << first->tol
+        << "; L = " << first->seq_len << ", " << first->blocks << " block(s) per channel\n";
+}
+
+int print_per_position(const std::string& input, const ResultsFile& file, const ResultsSummary& summary, Metric metric,
+                       Format format) {
+  const PerPosition pp = per_position(file, metric);
+  const PredictionSummary pred = summarize_predictions(file);
+  if (format == Format::json) {
+    const Json positions = to_json(pp);
+    print_json(std::cout, {{"file", input},
+                           {"source", file.provenance.source},
+                           {"input", file.provenance.input},
+                           {"predictions", to_json(pred)},
+                           {"metric", positions.at("metric")},
+                           {"layers", positions.at("layers")},
+                           {"positions", positions.at("positions")}});
+    return 0;
+  }
+  const bool md = format == Format::markdown;
+  print_header(std::cout, input, file, summary.layers.empty() ? nullptr : &summary.layers[0], md);
+  print_predictions(std::cout, pred, md);
+  std::cout << "\nPer position i: loss = −log p(token i | tokens < i) (mean over the batch), acc = argmax right, "
+            << "#k = mean " << to_string(metric) << "-ESS_i of layer k (over batch and channels)\n\n";
+  std::vector<Table::Column> cols{{"i", Table::right}, {"loss", Table::right}, {"acc", Table::right}};
+  for (size_t l = 0; l < pp.layers.size(); ++l) cols.push_back({"#" + std::to_string(l), Table::right});
+  Table table(cols);
+  const int digits = metric == Metric::tolerance ? 1 : 2;
+  for (const PositionRow& r : pp.rows) {
+    std::vector<std::string> row{std::to_string(r.i), pred.present ? fmt(r.loss, 3) : "",
+                                 pred.present ? fmt(100 * r.accuracy, 0) + "%" : ""};
+    for (double e : r.ess) row.push_back(std::isnan(e) ? "" : fmt(e, digits));
+    table.add(row);
+  }
+  table.print(std::cout, format);
+  std::cout << "\n";
+  for (size_t l = 0; l < pp.layers.size(); ++l)
+    std::cout << (md ? "- " : "  ") << "#" << l << " = " << pp.layers[l] << " (" << summary.layers[l].family << ")\n";
+  return 0;
+}
+
+}  // namespace
+
 int run_report(int argc, char** argv) {
   po::options_description opts("options");
-  std::string input;
+  std::string input, metric_name = "tolerance";
   FormatOption format_option;
   opts.add_options()("results", po::value(&input), "results file (format ess-results)");
   format_option.add_to(opts);
+  opts.add_options()("per-position", po::bool_switch(),
+                     "per block index i: the loss of predicting token i beside each layer's mean ESS_i")(
+      "metric", po::value(&metric_name), "with --per-position: tolerance (default) or entropy");
   po::variables_map vm;
   if (!parse(argc, argv,
-             "ess report RESULTS.h5 [--format text|json|markdown]\n\n"
+             "ess report RESULTS.h5 [--format text|json|markdown] [--per-position [--metric M]]\n\n"
              "Per layer: family, channels, mean and max tolerance-ESS and entropy-ESS, TSS,\n"
-             "utilization (ESS / min(TSS_i, i, L−i), averaged), and totals over channels and layers.",
+             "utilization (ESS / min(TSS_i, i, L−i), averaged), and totals over channels and layers;\n"
+             "the model's loss, perplexity and next-token accuracy on its input (ess analyze's /model).\n"
+             "--per-position: one row per measured block index i with the loss of predicting token i\n"
+             "from tokens < i and each layer's mean ESS_i.",
              opts, {"results"}, vm))
     return 0;
   const Format format = format_option.format();
+  const bool by_position = vm["per-position"].as<bool>();
+  if (vm.count("metric") && !by_position)
+    throw UsageError(std::vector<MessagePart>{Option{"metric"}, " goes with ", Option{"per_position"}});
+  const Metric metric = parse_metric(metric_name);
   const ResultsFile file = read_results(input);
   const ResultsSummary summary = summarize(file);
+  if (by_position) return print_per_position(input, file, summary, metric, format);
   const auto& S = summary.layers;
+  const PredictionSummary pred = summarize_predictions(file);
 
   if (format == Format::json) {
     Json layers = Json::array();
@@ -35,20 +119,13 @@ int run_report(int argc, char** argv) {
          {"input", file.provenance.input},
          {"layers", layers},
          {"model",
-          {{"total_tolerance_ess", summary.total_tolerance_ess}, {"total_entropy_ess", summary.total_entropy_ess}}}});
+          {{"total_tolerance_ess", summary.total_tolerance_ess}, {"total_entropy_ess", summary.total_entropy_ess}}},
+         {"predictions", to_json(pred)}});
     return 0;
   }
 
   const bool md = format == Format::markdown;
-  if (md)
-    std::cout << "## ESS report: `" << input << "`\n\n";
-  else
-    std::cout << "ESS report: " << input << "\n";
-  std::cout << (md ? "Source: `" : "source: ") << file.provenance.source << (md ? "`" : "") << "  ("
-            << file.provenance.input << ")\n";
-  if (!S.empty())
-    std::cout << (md ? "Threshold: " : "threshold: ") << S[0].tol_mode << " τ = " << S[0].tol
-              << "; L = " << S[0].seq_len << ", " << S[0].blocks << " block(s) per channel\n";
+  print_header(std::cout, input, file, S.empty() ? nullptr : &S[0], md);
   std::cout << "\n";
   Table table({{"layer"},
                {"family"},
@@ -69,6 +146,7 @@ int run_report(int argc, char** argv) {
   std::cout << "\n"
             << (md ? "**Model total**" : "model total") << ": tolerance-ESS " << fmt(summary.total_tolerance_ess, 1)
             << ", entropy-ESS " << fmt(summary.total_entropy_ess, 1) << " (sum over layers of the per-channel means)\n";
+  print_predictions(std::cout, pred, md);
   if (summary.bad_blocks)
     std::cout << "warning: " << summary.bad_blocks
               << " block(s) did not converge or were non-finite; they are excluded\n";

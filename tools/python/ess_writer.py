@@ -116,6 +116,9 @@ def validate(family, name="<layer>", **t):
             scale = t.get("scale")
             if scale is not None and not (np.isfinite(scale) and scale > 0):
                 raise ValueError(f"layer '{name}': scale must be a finite number > 0, got {scale}")
+            softcap = t.get("softcap")
+            if softcap is not None and not (np.isfinite(softcap) and softcap >= 0):
+                raise ValueError(f"layer '{name}': softcap must be a finite number >= 0 (0 = none), got {softcap}")
             m = t.get("mask")
             if m is not None:
                 if m.shape != (L, L):
@@ -301,10 +304,13 @@ class OperatorFileWriter:
     def add_dense(self, name, T, layer_index=None):
         return self.add_layer(name, "dense", layer_index, {"T": T})
 
-    def add_softmax_attention(self, name, q, k, mask=None, scale=None, window=0, layer_index=None):
+    def add_softmax_attention(self, name, q, k, mask=None, scale=None, window=0, layer_index=None, softcap=None):
+        """softcap c > 0: attention logits c * tanh(q.k * scale / c) (Gemma-2); None or 0: none."""
         attrs = {"window": np.int64(window or 0)}
         if scale is not None:
             attrs["scale"] = np.float64(scale)
+        if softcap:
+            attrs["softcap"] = np.float64(softcap)
         return self.add_layer(name, "softmax_attention", layer_index, {"q": q, "k": k, "mask": mask}, attrs)
 
     def add_linear_attention(self, name, q, k, normalize=False, layer_index=None):
@@ -360,7 +366,7 @@ def dense_T(family, seq_len=None, **kw):
     operator file (q, k, mask, scale, window, normalize, decay, log_decay, beta, log_gate, dt, A,
     B, C, a_re, b_re, c_re, a_im, b_im, c_im, h, pre_gate, post_gate, T). seq_len is needed for s4d
     and ungated conv (which have no batch axis: B = 1). Slow loops on purpose: for tests only."""
-    attrs = {k: kw.pop(k) for k in ("scale", "window", "normalize") if k in kw}
+    attrs = {k: kw.pop(k) for k in ("scale", "window", "normalize", "softcap") if k in kw}
     t = {k: (np.asarray(v).astype(np.uint8) if k == "mask" else _array(v, k)) for k, v in kw.items() if v is not None}
     validate(family, "dense_T", **t, **{k: v for k, v in attrs.items() if v is not None})
 
@@ -372,11 +378,14 @@ def dense_T(family, seq_len=None, **kw):
         Bsz, H, L, d = q.shape
         scale = attrs.get("scale")
         scale = 1.0 / np.sqrt(d) if scale is None else float(scale)
+        softcap = float(attrs.get("softcap") or 0.0)
         allowed = _allowed(L, int(attrs.get("window") or 0), t.get("mask"))
         T = np.zeros((Bsz, H, L, L))
         for i in range(L):
             js = np.nonzero(allowed[i])[0]
             s = np.einsum("bhd,bhjd->bhj", q[:, :, i], k[:, :, js]) * scale
+            if softcap:
+                s = softcap * np.tanh(s / softcap)
             e = np.exp(s - s.max(axis=-1, keepdims=True))
             T[:, :, i, js] = e / e.sum(axis=-1, keepdims=True)
         return T
@@ -483,7 +492,7 @@ def read_layer(group):
     fam = group.attrs["family"]
     fam = fam.decode() if isinstance(fam, bytes) else str(fam)
     kw = {k: group[k][...] for k in group.keys()}
-    for k in ("scale", "window", "normalize", "seq_len"):
+    for k in ("scale", "window", "normalize", "softcap", "seq_len"):
         if k in group.attrs:
             kw[k] = group.attrs[k].item() if hasattr(group.attrs[k], "item") else group.attrs[k]
     return fam, kw

@@ -53,13 +53,14 @@ def linear_like(q, k, decay_fn, normalize=False):
 # softmax attention: torch masked softmax (independent of dense_T's row loop)
 try:
     import torch
-    for window, use_mask, scale in ((0, False, None), (4, False, 0.7), (0, True, None), (5, True, 1.3)):
+    for window, use_mask, scale, cap in ((0, False, None, 0), (4, False, 0.7, 0), (0, True, None, 0),
+                                         (5, True, 1.3, 0), (0, False, None, 0.8), (4, True, 1.1, 1.5)):
         q, k = r(Bsz, H, L, d), r(Bsz, H, L, d)
         mask = None
         if use_mask:
             mask = np.tril(np.ones((L, L), np.uint8)) * (((np.arange(L)[:, None] - np.arange(L)[None]) % 3) == 0)
             mask[:, 0] = 1
-        T = dense_T("softmax_attention", q=q, k=k, mask=mask, scale=scale, window=window)
+        T = dense_T("softmax_attention", q=q, k=k, mask=mask, scale=scale, window=window, softcap=cap)
         allowed = np.tril(np.ones((L, L), bool))
         if window:
             allowed &= (np.arange(L)[:, None] - np.arange(L)[None]) < window
@@ -67,12 +68,15 @@ try:
             allowed &= mask.astype(bool)
         sc = scale if scale is not None else d ** -0.5
 
-        def run(b, h, x, q=q, k=k, allowed=allowed, sc=sc):
+        def run(b, h, x, q=q, k=k, allowed=allowed, sc=sc, cap=cap):
             qt, kt, vt = torch.tensor(q[b, h]), torch.tensor(k[b, h]), torch.tensor(x)[:, None]
-            scores = (qt @ kt.T * sc).masked_fill(~torch.tensor(allowed), float("-inf"))
+            scores = qt @ kt.T * sc
+            if cap:  # Gemma-2 logit soft-capping
+                scores = torch.tanh(scores / cap) * cap
+            scores = scores.masked_fill(~torch.tensor(allowed), float("-inf"))
             o = torch.softmax(scores, dim=-1) @ vt
             return o[:, 0].numpy()
-        check(f"softmax w={window} mask={use_mask}", T, run)
+        check(f"softmax w={window} mask={use_mask} softcap={cap}", T, run)
 except ImportError:
     print("torch not importable: softmax check skipped")
 

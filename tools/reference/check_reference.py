@@ -12,7 +12,8 @@ For every architecture and several variants (dtypes, sharding, tied heads, RoPE 
      gives logits close to the F32 ones (the forward reads what is stored);
   3. the expected file is a valid operator file: ess_reference.py computes its ESS;
   4. with --ess: `ess compute EXPECTED.h5` and `ess analyze CKPT --tokens` both match
-     ess_reference.py (tests/cli/compare_results.py rules).
+     ess_reference.py (tests/cli/compare_results.py rules), and analyze's predictions (/model:
+     next-token log-probabilities, argmax, loss, perplexity) match the reference's logits.
 Prints one line per check and 'N passed, N failed'; exit 1 on any failure.
 """
 import argparse
@@ -36,6 +37,11 @@ VARIANTS = [
     ("llama", ["--rope-format", "v5"]),
     ("mistral", []), ("mistral", ["--dtype", "BF16"]),
     ("gla", []), ("gla", ["--sharded"]),
+    ("gpt2", []), ("gpt2", ["--tie", "no", "--dtype", "BF16"]), ("gpt2", ["--gpt2-names", "gpt2model"]),
+    ("gpt_neox", ["--tie", "yes", "--sharded"]), ("gpt_neox_sequential", ["--dtype", "F16"]),
+    ("phi", []), ("phi", ["--tie", "yes", "--sharded", "--shards", "3"]),
+    ("qwen2", ["--dtype", "BF16"]), ("qwen3", ["--tie", "yes"]), ("qwen3", ["--sharded"]),
+    ("gemma2", []), ("gemma2", ["--tie", "no", "--dtype", "BF16"]),
 ]
 passed, failed = 0, []
 
@@ -47,6 +53,25 @@ def report(name, ok, detail=""):
         passed += 1
     else:
         failed.append(name)
+
+
+def predictions_match(results, expected):
+    """`ess analyze`'s /model against the reference's float64 logits: log-softmax at the next token
+    (1e-9), argmax, loss = −mean over every scored position, perplexity = exp(loss)."""
+    with h5py.File(results) as a, h5py.File(expected) as e:
+        if "model" not in a:
+            return False, "no /model group"
+        g, ids, logits = a["model"], e["tokens"][...], e["logits"][...]
+        lp, am, loss, ppl = g["logprobs"][...], g["argmax"][...], g.attrs["loss"], g.attrs["perplexity"]
+        same_ids = np.array_equal(g["input_ids"][...], ids)
+    m = logits.max(-1, keepdims=True)
+    lsm = (logits - m) - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+    ref = np.take_along_axis(lsm[:, :-1, :], ids[:, 1:, None], 2)[..., 0]
+    err = float(np.abs(lp[:, :-1] - ref).max())
+    want = -float(ref.mean())
+    ok = (same_ids and np.array_equal(am, lsm.argmax(-1)) and err <= 1e-9 and abs(loss - want) <= 1e-12 * want
+          and abs(ppl - np.exp(want)) <= 1e-12 * np.exp(want))
+    return ok, f"(logprobs to {err:.1e}, loss {loss:.6f} vs {want:.6f})"
 
 
 def sh(*cmd):
@@ -112,6 +137,9 @@ def main():
                         continue
                     rc, out = sh(PY, cmp_, outp, res)
                     report(f"{tag}: {what} matches reference", rc == 0, "" if rc == 0 else out.strip())
+                    if what == "ess analyze":
+                        ok, detail = predictions_match(outp, exp)
+                        report(f"{tag}: ess analyze predictions (/model) match reference", ok, detail)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,14 +1,19 @@
 #!/usr/bin/python3
 """Random checkpoints in the upstream Hugging Face layout, for testing `ess analyze`.
 
-    make_checkpoints.py OUTDIR --arch mamba|falcon_mamba|mamba2|llama|mistral|gla [--seed S]
+    make_checkpoints.py OUTDIR --arch ARCH [--seed S]
+        ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2
         [--size tiny|mamba130m] [--dtype F32|F16|BF16|F64] [--sharded [--shards N]]
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
+        [--gpt2-names gpt2lmhead|gpt2model] [--vocab N]
+    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b [--seed S] [--header-only]
 
 Writes OUTDIR/config.json and OUTDIR/model.safetensors (or model-0000k-of-0000N.safetensors plus
 model.safetensors.index.json with --sharded). Tensor names and config.json fields are those of
 Hugging Face transformers' MambaForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM,
-LlamaForCausalLM, MistralForCausalLM and flash-linear-attention's GLAForCausalLM (see README.md).
+LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM (gpt_neox_sequential:
+use_parallel_residual false), PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM
+and flash-linear-attention's GLAForCausalLM (see README.md).
 safetensors are written by hand (st_io.py). Weights are deterministic in --seed; --size tiny
 keeps every file well under 1 MB; --size mamba130m gives the dimensions of the ~130M models
 (state-spaces/mamba-130m-hf and mamba2-130m; a 130M-class shape for the others) with random weights.
@@ -22,6 +27,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from published_shapes import PUBLISHED, write_published  # noqa: E402
 from st_io import TORCH_DTYPE_NAME, write_safetensors  # noqa: E402
 
 
@@ -32,6 +38,10 @@ class Gen:
 
     def linear(self, name, out_f, in_f, scale=1.0):
         self.t[name] = self.rng.standard_normal((out_f, in_f)) * (scale / math.sqrt(in_f))
+
+    def conv1d(self, name, in_f, out_f, scale=1.0):
+        """GPT-2's Conv1D weight, stored [in, out] (the transpose of nn.Linear's)."""
+        self.t[name] = self.rng.standard_normal((in_f, out_f)) * (scale / math.sqrt(in_f))
 
     def normal(self, name, shape, std):
         self.t[name] = self.rng.standard_normal(shape) * std
@@ -191,23 +201,217 @@ def make_gla(g, big, tie):
     return cfg
 
 
+def make_gpt2(g, big, tie, vocab=None):
+    V, D, H, nl, P = (50257, 768, 12, 12, 1024) if big else (96, 48, 4, 2, 32)
+    V = vocab or V
+    cfg = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": V, "n_positions": P,
+           "n_embd": D, "n_layer": nl, "n_head": H, "n_inner": None, "activation_function": "gelu_new",
+           "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1, "layer_norm_epsilon": 1e-5,
+           "initializer_range": 0.02, "summary_type": "cls_index", "summary_use_proj": True,
+           "summary_activation": None, "summary_proj_to_labels": True, "summary_first_dropout": 0.1,
+           "scale_attn_weights": True, "use_cache": True, "scale_attn_by_inverse_layer_idx": False,
+           "reorder_and_upcast_attn": False, "bos_token_id": V - 1, "eos_token_id": V - 1}
+    if not tie:  # GPT2Config leaves tie_word_embeddings at its default (true) and does not write it
+        cfg["tie_word_embeddings"] = False
+    I = 4 * D
+    g.normal("transformer.wte.weight", (V, D), 1.0)
+    g.normal("transformer.wpe.weight", (P, D), 0.5)
+    for l in range(nl):
+        p = f"transformer.h.{l}."
+        g.norm(p + "ln_1.weight", D)
+        g.normal(p + "ln_1.bias", (D,), 0.1)
+        g.conv1d(p + "attn.c_attn.weight", D, 3 * D, scale=2.0)  # Conv1D: [in, out]
+        g.normal(p + "attn.c_attn.bias", (3 * D,), 0.1)
+        g.conv1d(p + "attn.c_proj.weight", D, D)
+        g.normal(p + "attn.c_proj.bias", (D,), 0.1)
+        g.norm(p + "ln_2.weight", D)
+        g.normal(p + "ln_2.bias", (D,), 0.1)
+        g.conv1d(p + "mlp.c_fc.weight", D, I)
+        g.normal(p + "mlp.c_fc.bias", (I,), 0.1)
+        g.conv1d(p + "mlp.c_proj.weight", I, D)
+        g.normal(p + "mlp.c_proj.bias", (D,), 0.1)
+    g.norm("transformer.ln_f.weight", D)
+    g.normal("transformer.ln_f.bias", (D,), 0.1)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    return cfg
+
+
+def make_gpt_neox(g, big, tie, parallel):
+    # Pythia-160M: D 768, 12 layers, 12 heads, rotary_pct 0.25; tiny: head_dim 16 so that 4 dims rotate.
+    V, D, H, I, nl = (50304, 768, 12, 3072, 12) if big else (96, 64, 4, 128, 2)
+    cfg = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "vocab_size": V, "hidden_size": D,
+           "num_hidden_layers": nl, "num_attention_heads": H, "intermediate_size": I, "hidden_act": "gelu",
+           "rotary_pct": 0.25, "rotary_emb_base": 10000, "attention_dropout": 0.0, "hidden_dropout": 0.0,
+           "classifier_dropout": 0.1, "max_position_embeddings": 2048, "initializer_range": 0.02,
+           "layer_norm_eps": 1e-5, "use_cache": True, "bos_token_id": 0, "eos_token_id": 0,
+           "tie_word_embeddings": tie, "use_parallel_residual": parallel, "rope_scaling": None,
+           "attention_bias": True}
+    g.normal("gpt_neox.embed_in.weight", (V, D), 1.0)
+    for l in range(nl):
+        p = f"gpt_neox.layers.{l}."
+        for n in ("input_layernorm", "post_attention_layernorm"):
+            g.norm(p + n + ".weight", D)
+            g.normal(p + n + ".bias", (D,), 0.1)
+        g.linear(p + "attention.query_key_value.weight", 3 * D, D, scale=2.0)  # rows: per head [q | k | v]
+        g.normal(p + "attention.query_key_value.bias", (3 * D,), 0.1)
+        g.linear(p + "attention.dense.weight", D, D)
+        g.normal(p + "attention.dense.bias", (D,), 0.1)
+        g.linear(p + "mlp.dense_h_to_4h.weight", I, D)
+        g.normal(p + "mlp.dense_h_to_4h.bias", (I,), 0.1)
+        g.linear(p + "mlp.dense_4h_to_h.weight", D, I)
+        g.normal(p + "mlp.dense_4h_to_h.bias", (D,), 0.1)
+    g.norm("gpt_neox.final_layer_norm.weight", D)
+    g.normal("gpt_neox.final_layer_norm.bias", (D,), 0.1)
+    if not tie:
+        g.linear("embed_out.weight", V, D)
+    return cfg
+
+
+def make_phi(g, big, tie):
+    # Phi-2 (D 2560, 32 layers, 32 heads of 80, partial_rotary_factor 0.4: 32 rotated dims); big: a
+    # 130M-class shape with Phi-2's head_dim 80; tiny: head_dim 16, int(16 * 0.4) = 6 rotated dims.
+    V, D, H, I, nl = (51200, 960, 12, 3840, 12) if big else (96, 64, 4, 128, 2)
+    cfg = {"architectures": ["PhiForCausalLM"], "model_type": "phi", "vocab_size": V, "hidden_size": D,
+           "intermediate_size": I, "num_hidden_layers": nl, "num_attention_heads": H, "num_key_value_heads": None,
+           "resid_pdrop": 0.1, "embd_pdrop": 0.0, "attention_dropout": 0.0, "hidden_act": "gelu_new",
+           "max_position_embeddings": 2048, "initializer_range": 0.02, "layer_norm_eps": 1e-5, "use_cache": True,
+           "tie_word_embeddings": tie, "rope_theta": 10000.0, "rope_scaling": None, "partial_rotary_factor": 0.4,
+           "qk_layernorm": False, "bos_token_id": V - 1, "eos_token_id": V - 1}
+    g.normal("model.embed_tokens.weight", (V, D), 1.0)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        g.norm(p + "input_layernorm.weight", D)
+        g.normal(p + "input_layernorm.bias", (D,), 0.1)
+        for n in ("q_proj", "k_proj", "v_proj"):
+            g.linear(p + f"self_attn.{n}.weight", D, D, scale=2.0 if n != "v_proj" else 1.0)
+            g.normal(p + f"self_attn.{n}.bias", (D,), 0.1)
+        g.linear(p + "self_attn.dense.weight", D, D)
+        g.normal(p + "self_attn.dense.bias", (D,), 0.1)
+        g.linear(p + "mlp.fc1.weight", I, D)
+        g.normal(p + "mlp.fc1.bias", (I,), 0.1)
+        g.linear(p + "mlp.fc2.weight", D, I)
+        g.normal(p + "mlp.fc2.bias", (D,), 0.1)
+    g.norm("model.final_layernorm.weight", D)
+    g.normal("model.final_layernorm.bias", (D,), 0.1)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    g.normal("lm_head.bias", (V,), 0.1)
+    return cfg
+
+
+def make_qwen(g, arch, big, tie):
+    """Qwen2 (q/k/v biases, head_dim = D / H) and Qwen3 (per-head q/k RMSNorm, head_dim from the config)."""
+    if big:  # Qwen2.5-0.5B / Qwen3-0.6B-like
+        V, D, H, Hkv, I, nl = 151936, 896, 14, 2, 4864, 24
+        hd = 64 if arch == "qwen2" else 128
+    else:
+        V, D, H, Hkv, I, nl = 96, 48, 4, 2, 96, 2
+        hd = 12 if arch == "qwen2" else 16  # Qwen3: head_dim != D / H on purpose
+    cfg = {"architectures": ["Qwen2ForCausalLM" if arch == "qwen2" else "Qwen3ForCausalLM"], "model_type": arch,
+           "vocab_size": V, "hidden_size": D, "intermediate_size": I, "num_hidden_layers": nl,
+           "num_attention_heads": H, "num_key_value_heads": Hkv, "hidden_act": "silu",
+           "max_position_embeddings": 32768, "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True,
+           "tie_word_embeddings": tie, "rope_theta": 1000000.0, "rope_scaling": None, "use_sliding_window": False,
+           "sliding_window": 4096 if big else 6,  # not used: use_sliding_window is false
+           "max_window_layers": nl, "attention_dropout": 0.0, "bos_token_id": V - 2, "eos_token_id": V - 1}
+    if arch == "qwen3":
+        cfg.update({"head_dim": hd, "attention_bias": False})
+    g.normal("model.embed_tokens.weight", (V, D), 1.0)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        g.norm(p + "input_layernorm.weight", D)
+        g.norm(p + "post_attention_layernorm.weight", D)
+        g.linear(p + "self_attn.q_proj.weight", H * hd, D, scale=2.0)
+        g.linear(p + "self_attn.k_proj.weight", Hkv * hd, D, scale=2.0)
+        g.linear(p + "self_attn.v_proj.weight", Hkv * hd, D)
+        if arch == "qwen2":
+            g.normal(p + "self_attn.q_proj.bias", (H * hd,), 0.5)
+            g.normal(p + "self_attn.k_proj.bias", (Hkv * hd,), 0.5)
+            g.normal(p + "self_attn.v_proj.bias", (Hkv * hd,), 0.1)
+        else:  # q/k norms: scales around 2 so that the normalized heads still give peaked attention
+            g.t[p + "self_attn.q_norm.weight"] = 2.0 + 0.3 * g.rng.standard_normal(hd)
+            g.t[p + "self_attn.k_norm.weight"] = 2.0 + 0.3 * g.rng.standard_normal(hd)
+        g.linear(p + "self_attn.o_proj.weight", D, H * hd)
+        g.linear(p + "mlp.gate_proj.weight", I, D)
+        g.linear(p + "mlp.up_proj.weight", I, D)
+        g.linear(p + "mlp.down_proj.weight", D, I)
+    g.norm("model.norm.weight", D)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    return cfg
+
+
+def make_gemma2(g, big, tie):
+    # Gemma-2-2B: D 2304, 26 layers, H 8, Hkv 4, head_dim 256, I 9216, window 4096, caps 50 / 30,
+    # query_pre_attn_scalar 256; big: a 130M-class shape with those heads and caps. Tiny: small caps
+    # (2.0 / 5.0) so that tanh saturates on purpose, query_pre_attn_scalar != head_dim, window 6 < L.
+    if big:
+        V, D, H, Hkv, hd, I, nl, win, qs, acap, fcap = 32000, 768, 8, 4, 256, 3072, 12, 4096, 256, 50.0, 30.0
+    else:
+        V, D, H, Hkv, hd, I, nl, win, qs, acap, fcap = 96, 48, 4, 2, 16, 96, 2, 6, 24, 2.0, 5.0
+    cfg = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "vocab_size": V, "hidden_size": D,
+           "intermediate_size": I, "num_hidden_layers": nl, "num_attention_heads": H, "num_key_value_heads": Hkv,
+           "head_dim": hd, "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 8192,
+           "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True, "pad_token_id": 0,
+           "eos_token_id": 1, "bos_token_id": 2, "tie_word_embeddings": tie, "rope_theta": 10000.0,
+           "attention_bias": False, "attention_dropout": 0.0, "query_pre_attn_scalar": qs, "sliding_window": win,
+           "final_logit_softcapping": fcap, "attn_logit_softcapping": acap, "cache_implementation": "hybrid"}
+    g.normal("model.embed_tokens.weight", (V, D), 1.0 / math.sqrt(D))  # the model multiplies by sqrt(D)
+    gn = lambda n, d: g.normal(n, (d,), 0.3)  # noqa: E731  Gemma norms scale by (1 + w)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        for n in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                  "post_feedforward_layernorm"):
+            gn(p + n + ".weight", D)
+        g.linear(p + "self_attn.q_proj.weight", H * hd, D, scale=2.0)
+        g.linear(p + "self_attn.k_proj.weight", Hkv * hd, D, scale=2.0)
+        g.linear(p + "self_attn.v_proj.weight", Hkv * hd, D)
+        g.linear(p + "self_attn.o_proj.weight", D, H * hd)
+        g.linear(p + "mlp.gate_proj.weight", I, D)
+        g.linear(p + "mlp.up_proj.weight", I, D)
+        g.linear(p + "mlp.down_proj.weight", D, I)
+    gn("model.norm.weight", D)
+    if not tie:
+        g.linear("lm_head.weight", V, D, scale=4.0)
+    return cfg
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outdir")
-    ap.add_argument("--arch", required=True, choices=["mamba", "falcon_mamba", "mamba2", "llama", "mistral", "gla"])
+    ap.add_argument("--arch", choices=["mamba", "falcon_mamba", "mamba2", "llama", "mistral", "gla", "gpt2", "gpt_neox",
+                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2"])
+    ap.add_argument("--published", choices=sorted(PUBLISHED),
+                    help="the exact config.json and weight-file layout of a published model, random weights "
+                         "(streamed; published_shapes.py); the other options do not apply")
+    ap.add_argument("--header-only", action="store_true",
+                    help="with --published: real headers, data left as a sparse hole of zeros (for inspect)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", default="tiny", choices=["tiny", "mamba130m"])
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16", "F64"])
     ap.add_argument("--sharded", action="store_true", help="write model-0000k-of-0000N.safetensors + index")
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--tie", default="auto", choices=["auto", "yes", "no"],
-                    help="tie lm_head to the embeddings (auto: the upstream default: mamba yes, others no)")
+                    help="tie lm_head to the embeddings (auto: the upstream default: mamba, gpt2, gemma2 yes, "
+                         "others no)")
     ap.add_argument("--rope-format", default="legacy", choices=["legacy", "v5"],
                     help="llama/mistral: rope_theta + rope_scaling (legacy, as on the Hub) or rope_parameters")
     ap.add_argument("--llama-rope", default="llama3", choices=["default", "linear", "llama3"])
+    ap.add_argument("--vocab", type=int, help="gpt2: this vocabulary size instead of the size's (50257: GPT-2's "
+                                                  "own, for tokenizer.json tests)")
+    ap.add_argument("--gpt2-names", default="gpt2lmhead", choices=["gpt2lmhead", "gpt2model"],
+                    help="gpt2: tensor names as GPT2LMHeadModel saves them ('transformer.' prefix) or as "
+                         "GPT2Model does (no prefix, e.g. openai-community/gpt2's model.safetensors)")
     args = ap.parse_args(argv)
+    if args.published:
+        params = write_published(args.outdir, args.published, args.seed, args.header_only)
+        print(f"{args.outdir}: {args.published}, {params:,} parameters")
+        return 0
+    if not args.arch:
+        ap.error("give --arch or --published")
 
-    tie = {"yes": True, "no": False}.get(args.tie, args.arch == "mamba")
+    tie = {"yes": True, "no": False}.get(args.tie, args.arch in ("mamba", "gpt2", "gemma2"))
     big = args.size == "mamba130m"
     g = Gen(args.seed)
     if args.arch in ("mamba", "falcon_mamba"):
@@ -216,6 +420,18 @@ def main(argv=None):
         cfg = make_mamba2(g, big, tie)
     elif args.arch in ("llama", "mistral"):
         cfg = make_llama(g, args.arch, big, tie, args.rope_format, args.llama_rope)
+    elif args.arch == "gpt2":
+        cfg = make_gpt2(g, big, tie, args.vocab)
+        if args.gpt2_names == "gpt2model":
+            g.t = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in g.t.items()}
+    elif args.arch in ("gpt_neox", "gpt_neox_sequential"):
+        cfg = make_gpt_neox(g, big, tie, parallel=args.arch == "gpt_neox")
+    elif args.arch == "phi":
+        cfg = make_phi(g, big, tie)
+    elif args.arch in ("qwen2", "qwen3"):
+        cfg = make_qwen(g, args.arch, big, tie)
+    elif args.arch == "gemma2":
+        cfg = make_gemma2(g, big, tie)
     else:
         cfg = make_gla(g, big, tie)
     cfg["torch_dtype"] = TORCH_DTYPE_NAME[args.dtype]

@@ -4,7 +4,9 @@
     reference_forward.py CKPT_DIR --tokens FILE -o EXPECTED.h5 [--check] [--activations]
 
 Architectures (config.json "architectures"[0]): MambaForCausalLM, FalconMambaForCausalLM,
-Mamba2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, GLAForCausalLM (flash-linear-attention).
+Mamba2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, GLAForCausalLM (flash-linear-attention),
+GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
+Gemma2ForCausalLM.
 The forward passes are written out here from the upstream semantics (README.md is the spec):
 no transformers / fla import, every weight upcast to float64 as stored.
 
@@ -72,6 +74,58 @@ def causal_depthwise_conv(x, weight, bias):
     for k in range(K):
         out = out + weight[:, 0, k] * xp[:, k:k + L]
     return out if bias is None else out + bias
+
+
+def layer_norm(x, w, b, eps):
+    """LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * w + b (biased variance)."""
+    mu = x.mean(-1, keepdim=True)
+    var = (x - mu).pow(2).mean(-1, keepdim=True)
+    y = (x - mu) / torch.sqrt(var + eps) * w
+    return y if b is None else y + b
+
+
+def gelu_tanh(x):
+    """transformers' gelu_new / gelu_pytorch_tanh."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+ACTIVATIONS = {"silu": silu, "swish": silu, "gelu": lambda x: 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0))),
+               "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": F.relu}
+
+
+def activation(name):
+    need(name in ACTIVATIONS, f"activation {name!r} not supported ({', '.join(ACTIVATIONS)})")
+    return ACTIVATIONS[name]
+
+
+def softmax_attention(q, k, v, scale, window=0, softcap=0.0):
+    """q [B, H, L, d], k, v [B, Hkv, L, d]: (k, v repeated to H heads, o = softmax(s) v [B, H, L, d]),
+    s_ij = q_i.k_j * scale (then softcap * tanh(s / softcap) when softcap), causal, i - j < window."""
+    H, Hkv, L = q.shape[1], k.shape[1], q.shape[2]
+    need(H % Hkv == 0, f"{H} query heads not divisible by {Hkv} key/value heads")
+    k = k.repeat_interleave(H // Hkv, dim=1)  # head h uses KV head h // (H / Hkv)
+    v = v.repeat_interleave(H // Hkv, dim=1)
+    i, j = torch.meshgrid(torch.arange(L), torch.arange(L), indexing="ij")
+    allowed = (j <= i) & ((i - j < window) if window else True)
+    s = (q @ k.transpose(-1, -2)) * scale
+    if softcap:
+        s = torch.tanh(s / softcap) * softcap
+    att = torch.softmax(s.masked_fill(~allowed, float("-inf")), -1)
+    return k, v, att @ v
+
+
+def rotary(x, inv_freq):
+    """Rotate-half rotary embedding on the first 2 * len(inv_freq) features of x [..., L, d]
+    (partial rotary: the rest pass through)."""
+    L, r = x.shape[-2], 2 * len(inv_freq)
+    ang = torch.arange(L, dtype=torch.float64)[:, None] * inv_freq[None]
+    cos, sin = torch.cos(torch.cat([ang, ang], -1)), torch.sin(torch.cat([ang, ang], -1))
+    xr, xp = x[..., :r], x[..., r:]
+    return torch.cat([xr * cos + rotate_half(xr) * sin, xp], -1)
+
+
+def default_inv_freq(theta, dims):
+    return 1.0 / theta ** (torch.arange(0, dims, 2, dtype=torch.float64) / dims)
 
 
 class Weights:
@@ -251,6 +305,10 @@ def rotate_half(x):
 
 
 def llama_forward(cfg, W, tokens, rec):
+    """Llama, Mistral and the relatives that share the layout: Qwen2 (q/k/v biases), Qwen3 (per-head
+    q/k RMSNorm before the rotary embedding), Gemma-2 (below)."""
+    arch = cfg["architectures"][0]
+    gemma = arch == "Gemma2ForCausalLM"
     V, D, nl = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
     H = cfg["num_attention_heads"]
     Hkv = cfg.get("num_key_value_heads") or H
@@ -258,49 +316,204 @@ def llama_forward(cfg, W, tokens, rec):
     I = cfg["intermediate_size"]
     eps = cfg.get("rms_norm_eps", 1e-6)
     need(H % Hkv == 0, f"num_attention_heads {H} not divisible by num_key_value_heads {Hkv}")
-    need(cfg.get("hidden_act", "silu") in ("silu", "swish"), f"hidden_act {cfg.get('hidden_act')} not supported")
-    mistral = cfg["architectures"][0] == "MistralForCausalLM"
-    window = int(cfg.get("sliding_window") or 0) if mistral else 0
+    act = activation(cfg.get("hidden_activation") or "gelu_pytorch_tanh") if gemma \
+        else activation(cfg.get("hidden_act", "silu"))
+    if arch in ("Qwen2ForCausalLM", "Qwen3ForCausalLM"):
+        need(not cfg.get("use_sliding_window", False), "use_sliding_window not supported")
+    windows = [0] * nl
+    if arch == "MistralForCausalLM":
+        windows = [int(cfg.get("sliding_window") or 0)] * nl
+    elif gemma:
+        # Gemma-2: layers 0, 2, 4, … slide (Gemma2DecoderLayer.is_sliding = not layer_idx % 2), or
+        # config.layer_types ("sliding_attention" / "full_attention") when present.
+        types = cfg.get("layer_types") or ["sliding_attention" if l % 2 == 0 else "full_attention" for l in range(nl)]
+        need(len(types) == nl and set(types) <= {"sliding_attention", "full_attention"}, f"bad layer_types {types}")
+        windows = [int(cfg.get("sliding_window") or 0) if t == "sliding_attention" else 0 for t in types]
     attn_bias = bool(cfg.get("attention_bias", False))
+    qkv_bias, o_bias = (True, False) if arch == "Qwen2ForCausalLM" else (attn_bias, attn_bias)
     mlp_bias = bool(cfg.get("mlp_bias", False))
+    qk_norm = arch == "Qwen3ForCausalLM"
+    if gemma:  # Gemma2RMSNorm: x / rms(x) * (1 + w)
+        norm = lambda x, w: rms(x, 1.0 + w, eps)  # noqa: E731
+        scale = float(cfg["query_pre_attn_scalar"]) ** -0.5
+        softcap = float(cfg.get("attn_logit_softcapping") or 0.0)
+    else:
+        norm = lambda x, w: rms(x, w, eps)  # noqa: E731
+        scale, softcap = hd ** -0.5, 0.0
     h = W("model.embed_tokens.weight", [V, D])[tokens]
+    if gemma:
+        h = h * math.sqrt(D)  # Gemma2Model: embeddings times sqrt(hidden_size)
     Bsz, L = tokens.shape
-    ang = torch.arange(L, dtype=torch.float64)[:, None] * rope_inv_freq(cfg, hd)[None]  # [L, hd/2]
-    cos, sin = torch.cos(torch.cat([ang, ang], -1)), torch.sin(torch.cat([ang, ang], -1))
-    i, j = torch.meshgrid(torch.arange(L), torch.arange(L), indexing="ij")
-    allowed = (j <= i) & ((i - j < window) if window else True)
-    scale = hd ** -0.5
+    inv = rope_inv_freq(cfg, hd)
     for l in range(nl):
         p = f"model.layers.{l}."
         a = p + "self_attn."
         res = h
-        x = rms(h, W(p + "input_layernorm.weight", [D]), eps)
-        bias = lambda n, s: W(n, [s]) if attn_bias else None  # noqa: E731
-        q = linear(x, W(a + "q_proj.weight", [H * hd, D]), bias(a + "q_proj.bias", H * hd))
-        k = linear(x, W(a + "k_proj.weight", [Hkv * hd, D]), bias(a + "k_proj.bias", Hkv * hd))
-        v = linear(x, W(a + "v_proj.weight", [Hkv * hd, D]), bias(a + "v_proj.bias", Hkv * hd))
-        q = q.reshape(Bsz, L, H, hd).transpose(1, 2)
-        k = k.reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+        x = norm(h, W(p + "input_layernorm.weight", [D]))
+        bq = lambda n, s: W(n, [s]) if qkv_bias else None  # noqa: E731
+        bo = lambda n, s: W(n, [s]) if o_bias else None  # noqa: E731
+        q = linear(x, W(a + "q_proj.weight", [H * hd, D]), bq(a + "q_proj.bias", H * hd))
+        k = linear(x, W(a + "k_proj.weight", [Hkv * hd, D]), bq(a + "k_proj.bias", Hkv * hd))
+        v = linear(x, W(a + "v_proj.weight", [Hkv * hd, D]), bq(a + "v_proj.bias", Hkv * hd))
+        q = q.reshape(Bsz, L, H, hd)
+        k = k.reshape(Bsz, L, Hkv, hd)
+        if qk_norm:  # Qwen3Attention: q_norm / k_norm over head_dim, before RoPE
+            q = rms(q, W(a + "q_norm.weight", [hd]), eps)
+            k = rms(k, W(a + "k_norm.weight", [hd]), eps)
+        q, k = rotary(q.transpose(1, 2), inv), rotary(k.transpose(1, 2), inv)
         v = v.reshape(Bsz, L, Hkv, hd).transpose(1, 2)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(H // Hkv, dim=1)  # head h uses KV head h // (H / Hkv)
-        v = v.repeat_interleave(H // Hkv, dim=1)
-        s = (q @ k.transpose(-1, -2)) * scale
-        att = torch.softmax(s.masked_fill(~allowed, float("-inf")), -1)
-        o = att @ v  # [B, H, L, hd]
+        k, v, o = softmax_attention(q, k, v, scale, windows[l], softcap)  # o [B, H, L, hd]
         out = linear(o.transpose(1, 2).reshape(Bsz, L, H * hd), W(a + "o_proj.weight", [D, H * hd]),
-                     bias(a + "o_proj.bias", D))
+                     bo(a + "o_proj.bias", D))
+        if gemma:
+            out = norm(out, W(p + "post_attention_layernorm.weight", [D]))
         h = res + out
-        rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=scale, window=window),
+        rec(f"model.layers.{l}.self_attn", "softmax_attention", l,
+            dict(q=q, k=k, scale=scale, window=windows[l], softcap=softcap),
             mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
         res = h
-        x = rms(h, W(p + "post_attention_layernorm.weight", [D]), eps)
+        x = norm(h, W(p + ("pre_feedforward_layernorm.weight" if gemma else "post_attention_layernorm.weight"), [D]))
         mb = lambda n, s: W(n, [s]) if mlp_bias else None  # noqa: E731
-        m = silu(linear(x, W(p + "mlp.gate_proj.weight", [I, D]), mb(p + "mlp.gate_proj.bias", I))) \
+        m = act(linear(x, W(p + "mlp.gate_proj.weight", [I, D]), mb(p + "mlp.gate_proj.bias", I))) \
             * linear(x, W(p + "mlp.up_proj.weight", [I, D]), mb(p + "mlp.up_proj.bias", I))
-        h = res + linear(m, W(p + "mlp.down_proj.weight", [D, I]), mb(p + "mlp.down_proj.bias", D))
-    h = rms(h, W("model.norm.weight", [D]), eps)
-    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D)
+        m = linear(m, W(p + "mlp.down_proj.weight", [D, I]), mb(p + "mlp.down_proj.bias", D))
+        if gemma:
+            m = norm(m, W(p + "post_feedforward_layernorm.weight", [D]))
+        h = res + m
+    h = norm(h, W("model.norm.weight", [D]))
+    logits = lm_head(W, cfg, h, "model.embed_tokens.weight", V, D)
+    cap = float(cfg.get("final_logit_softcapping") or 0.0) if gemma else 0.0
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2
+
+
+def gpt2_forward(cfg, W, tokens, rec):
+    V, D, nl, H, P = cfg["vocab_size"], cfg["n_embd"], cfg["n_layer"], cfg["n_head"], cfg["n_positions"]
+    I = cfg.get("n_inner") or 4 * D
+    eps = cfg.get("layer_norm_epsilon", 1e-5)
+    hd = D // H
+    need(not cfg.get("scale_attn_by_inverse_layer_idx", False), "scale_attn_by_inverse_layer_idx not supported")
+    need(not cfg.get("add_cross_attention", False), "add_cross_attention not supported")
+    act = activation(cfg.get("activation_function", "gelu_new"))
+    pre = "transformer." if "transformer.wte.weight" in W.W else ""  # GPT2Model checkpoints lack the prefix
+    Bsz, L = tokens.shape
+    need(L <= P, f"sequence length {L} exceeds n_positions {P}")
+    h = W(pre + "wte.weight", [V, D])[tokens] + W(pre + "wpe.weight", [P, D])[:L]  # learned positions
+    scale = hd ** -0.5 if cfg.get("scale_attn_weights", True) else 1.0
+    heads = lambda t: t.reshape(Bsz, L, H, hd).transpose(1, 2)  # noqa: E731
+    for l in range(nl):
+        p = f"{pre}h.{l}."
+        x = layer_norm(h, W(p + "ln_1.weight", [D]), W(p + "ln_1.bias", [D]), eps)
+        qkv = x @ W(p + "attn.c_attn.weight", [D, 3 * D]) + W(p + "attn.c_attn.bias", [3 * D])  # Conv1D: x W + b
+        q, k, v = (heads(t) for t in qkv.split(D, -1))
+        k, v, o = softmax_attention(q, k, v, scale)
+        out = o.transpose(1, 2).reshape(Bsz, L, D) @ W(p + "attn.c_proj.weight", [D, D]) \
+            + W(p + "attn.c_proj.bias", [D])
+        h = h + out
+        rec(f"transformer.h.{l}.attn", "softmax_attention", l, dict(q=q, k=k, scale=scale, window=0),
+            mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
+        x = layer_norm(h, W(p + "ln_2.weight", [D]), W(p + "ln_2.bias", [D]), eps)
+        m = act(x @ W(p + "mlp.c_fc.weight", [D, I]) + W(p + "mlp.c_fc.bias", [I]))
+        h = h + m @ W(p + "mlp.c_proj.weight", [I, D]) + W(p + "mlp.c_proj.bias", [D])
+    h = layer_norm(h, W(pre + "ln_f.weight", [D]), W(pre + "ln_f.bias", [D]), eps)
+    return lm_head(W, cfg, h, pre + "wte.weight", V, D)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-NeoX (Pythia)
+
+
+def partial_rotary(cfg, hd, pct_keys, theta_keys, default_pct):
+    """(inv_freq of the rotated dims) from the first present key of each list, or rope_parameters,
+    or the config class's default fraction."""
+    rp = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
+    need(not cfg.get("rope_scaling") and rp.get("rope_type", "default") == "default",
+         "rope scaling not supported for this architecture")
+    pct = next((cfg[k] for k in pct_keys if cfg.get(k) is not None), rp.get("partial_rotary_factor", default_pct))
+    theta = next((cfg[k] for k in theta_keys if cfg.get(k) is not None), rp.get("rope_theta", 10000.0))
+    rot = int(hd * float(pct))
+    need(rot % 2 == 0, f"{rot} rotary dims (head_dim {hd} x {pct}) is odd")
+    return default_inv_freq(float(theta), rot)
+
+
+def gpt_neox_forward(cfg, W, tokens, rec):
+    V, D, nl, H = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
+    I = cfg["intermediate_size"]
+    hd = D // H
+    eps = cfg.get("layer_norm_eps", 1e-5)
+    act = activation(cfg.get("hidden_act", "gelu"))
+    parallel = cfg.get("use_parallel_residual", True)
+    bias = cfg.get("attention_bias", True)
+    inv = partial_rotary(cfg, hd, ["rotary_pct", "partial_rotary_factor"], ["rotary_emb_base", "rope_theta"], 0.25)
+    h = W("gpt_neox.embed_in.weight", [V, D])[tokens]
+    Bsz, L = tokens.shape
+    for l in range(nl):
+        p = f"gpt_neox.layers.{l}."
+        ln = lambda x, n: layer_norm(x, W(p + n + ".weight", [D]), W(p + n + ".bias", [D]), eps)  # noqa: E731
+        x = ln(h, "input_layernorm")
+        qkv = linear(x, W(p + "attention.query_key_value.weight", [3 * D, D]),
+                     W(p + "attention.query_key_value.bias", [3 * D]) if bias else None)
+        qkv = qkv.reshape(Bsz, L, H, 3 * hd).transpose(1, 2)  # per head: [q | k | v]
+        q, k, v = qkv[..., :hd], qkv[..., hd:2 * hd], qkv[..., 2 * hd:]
+        q, k = rotary(q, inv), rotary(k, inv)
+        k, v, o = softmax_attention(q, k, v, hd ** -0.5)
+        out = linear(o.transpose(1, 2).reshape(Bsz, L, D), W(p + "attention.dense.weight", [D, D]),
+                     W(p + "attention.dense.bias", [D]) if bias else None)
+        rec(f"gpt_neox.layers.{l}.attention", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+            mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
+        mlp = lambda x: linear(act(linear(x, W(p + "mlp.dense_h_to_4h.weight", [I, D]),  # noqa: E731
+                                          W(p + "mlp.dense_h_to_4h.bias", [I]))),
+                               W(p + "mlp.dense_4h_to_h.weight", [D, I]), W(p + "mlp.dense_4h_to_h.bias", [D]))
+        if parallel:  # x + attn(ln1(x)) + mlp(ln2(x))
+            h = h + out + mlp(ln(h, "post_attention_layernorm"))
+        else:  # x + attn(ln1(x)), then + mlp(ln2(·))
+            h = h + out
+            h = h + mlp(ln(h, "post_attention_layernorm"))
+    h = layer_norm(h, W("gpt_neox.final_layer_norm.weight", [D]), W("gpt_neox.final_layer_norm.bias", [D]), eps)
+    head = W.get("embed_out.weight", [V, D])
+    if head is None:
+        need(cfg.get("tie_word_embeddings", False), "no embed_out.weight and tie_word_embeddings is false")
+        head = W("gpt_neox.embed_in.weight")
+    return h @ head.T
+
+
+# ---------------------------------------------------------------------------------------------
+# Phi (Phi-1, Phi-1.5, Phi-2)
+
+
+def phi_forward(cfg, W, tokens, rec):
+    V, D, nl, H = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
+    Hkv = cfg.get("num_key_value_heads") or H
+    I = cfg["intermediate_size"]
+    hd = D // H
+    eps = cfg.get("layer_norm_eps", 1e-5)
+    act = activation(cfg.get("hidden_act", "gelu_new"))
+    need(not cfg.get("qk_layernorm", False), "qk_layernorm not supported")
+    inv = partial_rotary(cfg, hd, ["partial_rotary_factor"], ["rope_theta"], 0.5)
+    h = W("model.embed_tokens.weight", [V, D])[tokens]
+    Bsz, L = tokens.shape
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        a = p + "self_attn."
+        x = layer_norm(h, W(p + "input_layernorm.weight", [D]), W(p + "input_layernorm.bias", [D]), eps)
+        proj = lambda n, o: linear(x, W(a + n + ".weight", [o, D]), W(a + n + ".bias", [o]))  # noqa: E731
+        q = proj("q_proj", H * hd).reshape(Bsz, L, H, hd).transpose(1, 2)
+        k = proj("k_proj", Hkv * hd).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+        v = proj("v_proj", Hkv * hd).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+        q, k = rotary(q, inv), rotary(k, inv)
+        k, v, o = softmax_attention(q, k, v, hd ** -0.5)
+        out = linear(o.transpose(1, 2).reshape(Bsz, L, H * hd), W(a + "dense.weight", [D, H * hd]),
+                     W(a + "dense.bias", [D]))
+        rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+            mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
+        m = linear(act(linear(x, W(p + "mlp.fc1.weight", [I, D]), W(p + "mlp.fc1.bias", [I]))),
+                   W(p + "mlp.fc2.weight", [D, I]), W(p + "mlp.fc2.bias", [D]))
+        h = h + out + m  # attention and MLP in parallel on the same LayerNorm output
+    h = layer_norm(h, W("model.final_layernorm.weight", [D]), W("model.final_layernorm.bias", [D]), eps)
+    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D) + W("lm_head.bias", [V])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +594,10 @@ def gla_forward(cfg, W, tokens, rec):
 
 FORWARDS = {"MambaForCausalLM": mamba_forward, "FalconMambaForCausalLM": mamba_forward,
             "Mamba2ForCausalLM": mamba2_forward, "LlamaForCausalLM": llama_forward,
-            "MistralForCausalLM": llama_forward, "GLAForCausalLM": gla_forward}
+            "MistralForCausalLM": llama_forward, "GLAForCausalLM": gla_forward,
+            "GPT2LMHeadModel": gpt2_forward, "GPTNeoXForCausalLM": gpt_neox_forward, "PhiForCausalLM": phi_forward,
+            "Qwen2ForCausalLM": llama_forward, "Qwen3ForCausalLM": llama_forward,
+            "Gemma2ForCausalLM": llama_forward}
 
 
 def read_tokens(path, vocab):
@@ -445,7 +661,7 @@ def main(argv=None):
                 w.add_mamba2(name, op["dt"], op["A"], op["B"], op["C"], layer_index=idx)
             elif family == "softmax_attention":
                 w.add_softmax_attention(name, op["q"], op["k"], scale=op["scale"], window=op["window"],
-                                        layer_index=idx)
+                                        layer_index=idx, softcap=op.get("softcap"))
             elif family == "gla":
                 w.add_gla(name, op["q"], op["k"], op["log_decay"], layer_index=idx)
             if args.activations:
