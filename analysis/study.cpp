@@ -253,6 +253,7 @@ ResultsFile analyze_mqar(const std::string& checkpoint, const MqarSpec& spec, co
   prov.architecture = model->architecture();
   prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
   const Pipeline pipeline(options);
+  pipeline.check_memory(run.layers);  // every layer against the memory limit before the first is measured
   const int count = static_cast<int>(run.layers.size());
   for (int k = 0; k < count; ++k) {
     file.layers.push_back(pipeline.measure(run.layers[k], k, count));

@@ -25,7 +25,9 @@ else
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
     -DESS_SANITIZE=ON -DESS_WERROR=ON >/dev/null
 fi
+build_start=$(date +%s)
 cmake --build "$dir" -j"$(nproc)"
+echo "sanitize: build took $(($(date +%s) - build_start)) s"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "sanitize: running the test suite in $dir/ (ASan + UBSan)"

@@ -1,11 +1,14 @@
 // ess mqar SPEC --vocab V -o TOKENS [--targets TARGETS]: write the MQAR batch `ess analyze --mqar`
 // draws, so that another framework can be evaluated on exactly the same sequences.
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "libess/error.h"
+#include "libess/files.h"
+#include "libess/memory.h"
 #include "models/tokens.h"
 #include "tools/ess/cli.h"
 
@@ -13,22 +16,15 @@ namespace ess::cli {
 
 namespace {
 
-// Writes one row per line (space-separated), to a temporary name renamed into place.
+// Writes one row per line (space-separated) through a temporary sibling renamed into place
+// (ess::write_file_atomically: removed on failure and on signals).
 void write_rows(const std::string& path, const std::vector<std::vector<int>>& rows) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw InputError(path + ": cannot write");
-    for (const auto& row : rows) {
-      for (size_t t = 0; t < row.size(); ++t) out << (t ? " " : "") << row[t];
-      out << "\n";
-    }
-    if (!out) {
-      std::filesystem::remove(tmp);
-      throw InputError(path + ": write failed");
-    }
+  std::ostringstream out;
+  for (const auto& row : rows) {
+    for (size_t t = 0; t < row.size(); ++t) out << (t ? " " : "") << row[t];
+    out << "\n";
   }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, out.str());
 }
 
 }  // namespace
@@ -54,7 +50,14 @@ int run_mqar(int argc, char** argv) {
   const int v = spec.vocab > 0 ? spec.vocab : vocab;
   if (v <= 0) throw UsageError("give the model's vocabulary: --vocab V (or vocab=V in the spec)");
   check_output_path(output);
-  if (!targets.empty()) check_output_path(targets);
+  if (!targets.empty()) {
+    check_output_path(targets, {output});
+    check_output_path(output, {targets});
+  }
+  // The batch and its text (≤ 12 bytes per token) must fit (spec.n × spec.len ≤ 2^28 tokens).
+  const std::uint64_t tokens = static_cast<std::uint64_t>(spec.n) * static_cast<std::uint64_t>(spec.len);
+  check_memory(tokens * (targets.empty() ? 16 : 32), "the MQAR batch (" + std::to_string(tokens) + " tokens)",
+               "use a smaller n or len");
   const TokenBatch batch = make_mqar(spec, v);
   write_rows(output, batch.tokens);
   if (!targets.empty()) write_rows(targets, batch.target);

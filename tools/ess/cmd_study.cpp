@@ -2,7 +2,6 @@
 // ESS/kv, TSS/kv and utilization across them (analysis/study.h, docs/analysis.md).
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -10,6 +9,8 @@
 
 #include "analysis/study.h"
 #include "libess/error.h"
+#include "libess/files.h"
+#include "libess/json.h"
 #include "libess/results_io.h"
 #include "tools/ess/cli.h"
 
@@ -34,18 +35,19 @@ std::string label_text(const json& v) {
 
 // The zoo manifest (tools/reference/zoo.py): {"models": [{"name", "dir", "kv", "len", labels…}]}.
 std::vector<Job> jobs_from_manifest(const std::string& path, int n, unsigned seed) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read the manifest");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!j.contains("models") || !j["models"].is_array()) throw InputError(path + ": no \"models\" array");
+  JsonLimits limits;  // bounded parse, a regular file (docs/reliability.md)
+  limits.max_bytes = 16ULL << 20;
+  const json j = read_json_file(path, limits);
+  if (!j.is_object() || !j.contains("models") || !j["models"].is_array())
+    throw InputError(path + ": no \"models\" array");
   std::vector<Job> jobs;
   const fs::path base = fs::path(path).parent_path();
   for (const auto& m : j["models"]) {
+    if (!m.is_object() || !m.contains("name") || !m["name"].is_string() || !m.contains("dir") ||
+        !m["dir"].is_string() || !m.contains("kv") || !m["kv"].is_number_integer() || !m.contains("len") ||
+        !m["len"].is_number_integer())
+      throw InputError(path + ": a model entry needs \"name\" and \"dir\" (strings), \"kv\" and \"len\" (integers): " +
+                       m.dump().substr(0, 200));
     for (const char* k : {"name", "dir", "kv", "len"})
       if (!m.contains(k)) throw InputError(path + ": a model entry lacks \"" + std::string(k) + "\"");
     Job job;
@@ -65,8 +67,7 @@ std::vector<Job> jobs_from_manifest(const std::string& path, int n, unsigned see
 // A list file: one model per line, tab- or space-separated: NAME CHECKPOINT MQAR_SPEC [key=value …];
 // '#' starts a comment. Relative checkpoint paths are relative to the list file.
 std::vector<Job> jobs_from_list(const std::string& path, int n, unsigned seed) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read the list");
+  std::istringstream in(read_input_file(path, 16ULL << 20, "list file"));
   std::vector<Job> jobs;
   std::string line;
   int lineno = 0;
@@ -181,19 +182,8 @@ std::string markdown(const std::vector<StudyRow>& rows, const std::vector<Correl
   return o.str();
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw InputError(path + ": cannot write");
-    out << text;
-    if (!out) {
-      fs::remove(tmp);
-      throw InputError(path + ": write failed");
-    }
-  }
-  fs::rename(tmp, path);
-}
+// Temporary sibling, fsync, rename; never over an input; removed on failure and on signals.
+void write_atomically(const std::string& path, const std::string& text) { write_file_atomically(path, text); }
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -233,9 +223,11 @@ int run_study(int argc, char** argv) {
   FormatOption format_option;
   QuietOption quiet_option;
   EssOptionGroup ess_opts;
+  MemoryOption memory;
   format_option.add_to(opts);
   quiet_option.add_to(opts);
   ess_opts.add_to(opts);
+  memory.add_to(opts);
   po::variables_map vm;
   if (!parse(
           argc, argv,
@@ -253,6 +245,7 @@ int run_study(int argc, char** argv) {
   if (n < 1) throw UsageError("--n must be ≥ 1");
   if (reuse && results_dir.empty()) throw UsageError("--reuse needs --results-dir");
   const EssOptions options = ess_opts.values();
+  memory.apply();
   StudyOptions so;
   so.resamples = resamples;
   so.seed = boot_seed;
@@ -273,8 +266,11 @@ int run_study(int argc, char** argv) {
     fs::create_directories(results_dir, ec);
     if (ec) throw InputError(results_dir + ": cannot create the results directory (" + ec.message() + ")");
   }
+  std::vector<std::string> inputs = results_files;
+  inputs.push_back(manifest);
+  inputs.push_back(list);
   for (const auto& f : {output, md_out, svg_out})
-    if (!f.empty()) check_output_path(f);
+    if (!f.empty()) check_output_path(f, inputs);
 
   std::vector<Job> jobs;
   if (!manifest.empty())
