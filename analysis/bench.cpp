@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cmath>
+#include <ctime>
 #include <memory>
 #include <thread>
 
@@ -238,8 +238,7 @@ struct PartialSpectra : SpectrumSink {
 
 }  // namespace
 
-LongBenchRow bench_long_case(const std::string& name, int L, int blocks, unsigned seed, double tol,
-                             bool with_dense) {
+LongBenchRow bench_long_case(const std::string& name, int L, int blocks, unsigned seed, double tol, bool with_dense) {
   const BenchCase bc = make_bench_case(name, L, 1, 64, seed);
   const std::vector<int> idx = evenly_spaced_indices(blocks, L);
   LongBenchRow row;

@@ -12,9 +12,7 @@ void BlockProducts::gram(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Ma
   apply_transpose(i, Z, Y);
 }
 
-void BlockProducts::materialize_block(int i, Eigen::Ref<Matrix> H) const {
-  apply(i, Matrix::Identity(i, i), H);
-}
+void BlockProducts::materialize_block(int i, Eigen::Ref<Matrix> H) const { apply(i, Matrix::Identity(i, i), H); }
 
 void DenseBlockProducts::apply(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
   const int L = seq_len();
@@ -28,9 +26,7 @@ void DenseBlockProducts::apply_transpose(int i, const Eigen::Ref<const Matrix>& 
 
 double DenseBlockProducts::frobenius2(int i) const { return T_.block(i, 0, seq_len() - i, i).squaredNorm(); }
 
-void DenseBlockProducts::materialize_block(int i, Eigen::Ref<Matrix> H) const {
-  H = T_.block(i, 0, seq_len() - i, i);
-}
+void DenseBlockProducts::materialize_block(int i, Eigen::Ref<Matrix> H) const { H = T_.block(i, 0, seq_len() - i, i); }
 
 // Row-state form of the recurrence, as LayerOperator::multiply: M = [h⁽¹⁾ … h⁽ᵖ⁾]ᵀ (p × N),
 // h ← A_t h + B_t x_t  ⇔  M ← M A_tᵀ + x_t B_tᵀ.

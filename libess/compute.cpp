@@ -267,7 +267,8 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
           << " GB is available";
         if (op.realization_dim() > 0) throw InputError({m.str() + "; set ", Option{"engine"}, " to structured"});
         if (engine != EngineKind::lanczos)
-          throw InputError({m.str() + "; set ", Option{"engine"}, " to lanczos (matrix-free) or use a shorter sequence"});
+          throw InputError(
+              {m.str() + "; set ", Option{"engine"}, " to lanczos (matrix-free) or use a shorter sequence"});
         throw InputError(m.str() + "; use a shorter sequence");
       }
       threads = std::min(threads, fit);

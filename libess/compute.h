@@ -31,12 +31,7 @@ struct EssOptions {
 // block_uncertified (lanczos engine): σ_k of the largest k computed could not be certified below
 // the threshold within the engine's limits (the dense fallback's H_i did not fit); tolerance-ESS is
 // then a lower bound and the entropy interval is still certified.
-enum BlockStatus : std::uint8_t {
-  block_ok = 0,
-  block_not_converged = 1,
-  block_non_finite = 2,
-  block_uncertified = 3
-};
+enum BlockStatus : std::uint8_t { block_ok = 0, block_not_converged = 1, block_non_finite = 2, block_uncertified = 3 };
 
 struct LayerResult {
   std::string name, family;

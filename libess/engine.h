@@ -34,9 +34,7 @@ class SpectrumSink {
     double frobenius2 = 0, error_bound = 0;
     bool converged = true, certified = true;
   };
-  virtual void partial_block(int pos, const Partial& p) {
-    block(pos, p.sigma, p.count, p.error_bound, p.converged);
-  }
+  virtual void partial_block(int pos, const Partial& p) { block(pos, p.sigma, p.count, p.error_bound, p.converged); }
 };
 
 // Reusable per-thread buffers of the dense engine (allocated once, grown as needed).

@@ -16,8 +16,7 @@ EngineKind parse_engine(const std::string& s) {
   if (s == "sweep") return EngineKind::sweep;
   if (s == "lanczos") return EngineKind::lanczos;
   if (s == "auto") return EngineKind::automatic;
-  throw UsageError(
-      {"unknown ", Option{"engine"}, " '" + s + "' (expected auto, dense, structured, sweep or lanczos)"});
+  throw UsageError({"unknown ", Option{"engine"}, " '" + s + "' (expected auto, dense, structured, sweep or lanczos)"});
 }
 
 const char* to_string(EngineKind e) {

@@ -85,8 +85,8 @@ Matrix start_block(int n, int width, const Matrix& keep, unsigned seed) {
 
 }  // namespace
 
-void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>& indices,
-                           const LanczosOptions& o, SpectrumSink& sink) {
+void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>& indices, const LanczosOptions& o,
+                           SpectrumSink& sink) {
   const int L = products.seq_len();
   int hint = std::max(1, o.initial_k);
   std::vector<double> sigma, work;

@@ -96,8 +96,9 @@ Agreement check_engine(const LayerOperator& op, const std::vector<int>& blocks, 
         // Computed values are the largest exact ones.
         for (int k = 0; k < p.count; ++k)
           CHECK(std::abs(s[k] - exact[k]) <= 1e-8 * exact[0] + 2 * p.error_bound + 1e-300);
-        const double threshold = tolerance_threshold(o.tol_mode == TolMode::absolute ? TolMode::absolute : TolMode::block,
-                                                     o.tol, exact.empty() ? 0.0 : exact[0], 0.0);
+        const double threshold =
+            tolerance_threshold(o.tol_mode == TolMode::absolute ? TolMode::absolute : TolMode::block, o.tol,
+                                exact.empty() ? 0.0 : exact[0], 0.0);
         bool tie = false;
         for (double x : exact) tie = tie || std::abs(x - threshold) <= 1e-8 * std::max(threshold, 1e-300);
         if (p.certified) {
@@ -256,8 +257,7 @@ TEST_CASE("auto picks lanczos only for long unstructured operators at sparse blo
   CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("64:2048:64", 2048)) == EngineKind::lanczos);
   CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("", 2048)) == EngineKind::sweep);
   const BenchCase mamba = make_bench_case("mamba", 2048, 1, 8, 0);
-  CHECK(choose_engine(*mamba.op, EngineKind::automatic, parse_indices("64:2048:64", 2048)) ==
-        EngineKind::structured);
+  CHECK(choose_engine(*mamba.op, EngineKind::automatic, parse_indices("64:2048:64", 2048)) == EngineKind::structured);
 }
 
 }  // namespace ess

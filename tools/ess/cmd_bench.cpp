@@ -77,8 +77,7 @@ void print_long_rows(const std::vector<LongBenchRow>& rows, std::ostream& out) {
                std::to_string(r.certified) + "/" + std::to_string(r.blocks), std::to_string(r.whole),
                fmt(r.mean_sigma_count, 1), fmt(r.mean_tolerance_ess, 1),
                r.dense_run ? (r.ess_mismatches == 0 ? "yes" : "NO(" + std::to_string(r.ess_mismatches) + ")") : "—",
-               r.dense_run ? (r.entropy_outside == 0 ? "yes" : "NO(" + std::to_string(r.entropy_outside) + ")")
-                           : "—"});
+               r.dense_run ? (r.entropy_outside == 0 ? "yes" : "NO(" + std::to_string(r.entropy_outside) + ")") : "—"});
   }
   table.print(out, false);
   Table legend({{"case"}, {"head"}});
