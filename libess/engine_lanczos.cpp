@@ -92,6 +92,12 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
   std::vector<double> sigma, work;
   std::vector<int> iwork;
   Matrix H;
+  // The next block starts from this block's tolerance-ESS (neighbouring blocks have similar ranks).
+  auto next_hint = [&](const double* s, int count) {
+    const double threshold = o.tol_mode == TolMode::absolute ? o.tol : o.tol * (count > 0 ? s[0] : 0.0);
+    const int above = count_above(s, count, threshold);
+    return std::max(o.initial_k, above + above / 2 + 8);
+  };
   products.prepare(indices);
   for (size_t pos = 0; pos < indices.size(); ++pos) {
     const int i = indices[pos], m = L - i, n = i, r = std::min(m, n);
@@ -111,7 +117,7 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       out.converged = ok;
       out.certified = true;
       sink.partial_block(static_cast<int>(pos), out);
-      hint = r;
+      hint = next_hint(sigma.data(), r);
       return true;
     };
     int k = std::min(hint, r);
@@ -167,9 +173,7 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
     }
     if (out.sigma == nullptr) continue;
     sink.partial_block(static_cast<int>(pos), out);
-    const int above = count_above(sigma.data(), out.count,
-                                  o.tol_mode == TolMode::absolute ? o.tol : o.tol * (sigma.empty() ? 0.0 : sigma[0]));
-    hint = std::max(o.initial_k, above + above / 2 + 8);
+    hint = next_hint(sigma.data(), out.count);
   }
 }
 
