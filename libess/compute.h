@@ -66,7 +66,7 @@ struct LayerResult {
 // The engine `auto` resolves to for this operator and index set: structured for realizations with
 // 4N ≤ L; otherwise sweep for dense index sets, lanczos from kLanczosMinLength on (or when a dense
 // T would not fit in memory), dense below.
-constexpr int kLanczosMinLength = 2048;
+constexpr int kLanczosMinLength = 8192;
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices);
 
 // The singular values of the requested blocks of channel (b, c) by one engine (not `automatic`):

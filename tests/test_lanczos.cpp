@@ -253,11 +253,14 @@ TEST_CASE("auto picks lanczos only for long unstructured operators at sparse blo
   const BenchCase small = make_bench_case("attn-random", 512, 1, 8, 0);
   CHECK(choose_engine(*small.op, EngineKind::automatic, parse_indices("1:512:64", 512)) == EngineKind::dense);
   CHECK(choose_engine(*small.op, EngineKind::automatic, parse_indices("", 512)) == EngineKind::sweep);
-  const BenchCase big = make_bench_case("long-local", 2048, 1, 8, 0);
-  CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("64:2048:64", 2048)) == EngineKind::lanczos);
-  CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("", 2048)) == EngineKind::sweep);
-  const BenchCase mamba = make_bench_case("mamba", 2048, 1, 8, 0);
-  CHECK(choose_engine(*mamba.op, EngineKind::automatic, parse_indices("64:2048:64", 2048)) == EngineKind::structured);
+  const BenchCase mid = make_bench_case("long-sink", 4096, 1, 8, 0);
+  CHECK(choose_engine(*mid.op, EngineKind::automatic, parse_indices("128:4096:128", 4096)) == EngineKind::dense);
+  const BenchCase big = make_bench_case("long-sink", 8192, 1, 8, 0);
+  CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) == EngineKind::lanczos);
+  CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("", 8192)) == EngineKind::sweep);
+  const BenchCase mamba = make_bench_case("mamba", 8192, 1, 8, 0);
+  CHECK(choose_engine(*mamba.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) ==
+        EngineKind::structured);
 }
 
 }  // namespace ess
