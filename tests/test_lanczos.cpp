@@ -259,8 +259,7 @@ TEST_CASE("auto picks lanczos only for long unstructured operators at sparse blo
   CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) == EngineKind::lanczos);
   CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("", 8192)) == EngineKind::sweep);
   const BenchCase mamba = make_bench_case("mamba", 8192, 1, 8, 0);
-  CHECK(choose_engine(*mamba.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) ==
-        EngineKind::structured);
+  CHECK(choose_engine(*mamba.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) == EngineKind::structured);
 }
 
 }  // namespace ess
