@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <memory>
 #include <thread>
 
@@ -226,6 +227,105 @@ StackResult bench_stack(int layers, const BenchOptions& options, int threads,
   out.mean_tolerance_ess = total_ess / layers;
   out.thread_seconds_per_channel = out.seconds * out.threads / (static_cast<double>(layers) * options.channels);
   return out;
+}
+
+namespace {
+
+// CPU seconds of the calling thread (both engines run single-threaded in it, BLAS included), so a
+// loaded machine slows the wall clock but not the comparison.
+double thread_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Records the lanczos engine's partial spectra.
+struct PartialSpectra : SpectrumSink {
+  std::vector<std::vector<double>> sigma;
+  std::vector<Partial> parts;
+  explicit PartialSpectra(size_t n) : sigma(n), parts(n) {}
+  void block(int pos, const double* s, int n, double, bool) override { sigma[pos].assign(s, s + n); }
+  void partial_block(int pos, const Partial& p) override {
+    sigma[pos].assign(p.sigma, p.sigma + p.count);
+    parts[pos] = p;
+    parts[pos].sigma = nullptr;
+  }
+};
+
+}  // namespace
+
+LongBenchRow bench_long_case(const std::string& name, int L, int blocks, unsigned seed, double tol, bool with_dense) {
+  const BenchCase bc = make_bench_case(name, L, 1, 64, seed);
+  const std::vector<int> idx = evenly_spaced_indices(blocks, L);
+  LongBenchRow row;
+  row.name = name;
+  row.description = bc.description;
+  row.seq_len = L;
+  row.blocks = static_cast<int>(idx.size());
+  row.dense_seconds = std::nan("");
+  set_blas_single_threaded();
+  DenseWorkspace ws;
+  LanczosOptions lo;
+  lo.tol = tol;
+  PartialSpectra fast(idx.size());
+  double t0 = thread_seconds();
+  channel_spectra(*bc.op, 0, 0, EngineKind::lanczos, idx, 0.0, ws, fast, lo);
+  row.lanczos_seconds = thread_seconds() - t0;
+  double ess = 0, count = 0;
+  for (size_t p = 0; p < idx.size(); ++p) {
+    const auto& part = fast.parts[p];
+    const auto& s = fast.sigma[p];
+    row.not_converged += !part.converged;
+    row.certified += part.converged && part.certified;
+    row.uncertified += part.converged && !part.certified;
+    row.whole += part.count >= part.rank_bound;
+    count += part.count;
+    ess += count_above(s.data(), part.count, tol);
+    const EssInterval e =
+        partial_entropy_interval(s.data(), part.count, part.rank_bound, part.frobenius2, part.error_bound);
+    if (e.upper > 0) row.max_interval = std::max(row.max_interval, (e.upper - e.lower) / e.upper);
+  }
+  row.mean_sigma_count = count / idx.size();
+  row.mean_tolerance_ess = ess / idx.size();
+  if (!with_dense) return row;
+  Spectra dense(idx.size());
+  t0 = thread_seconds();
+  channel_spectra(*bc.op, 0, 0, EngineKind::dense, idx, 0.0, ws, dense);
+  row.dense_seconds = thread_seconds() - t0;
+  row.dense_run = true;
+  for (size_t p = 0; p < idx.size(); ++p) {
+    const auto& part = fast.parts[p];
+    const auto& s = fast.sigma[p];
+    const auto& d = dense.sigma[p];
+    bool near = false;
+    for (double y : d) near = near || std::abs(y - tol) <= 1e-9 * tol;
+    if (part.certified && !near &&
+        count_above(s.data(), part.count, tol) != count_above(d.data(), static_cast<int>(d.size()), tol))
+      ++row.ess_mismatches;
+    const EssInterval e =
+        partial_entropy_interval(s.data(), part.count, part.rank_bound, part.frobenius2, part.error_bound);
+    const double h = entropy_ess(d.data(), static_cast<int>(d.size()));
+    if (h < e.lower * (1 - 1e-8) || h > e.upper * (1 + 1e-8)) ++row.entropy_outside;
+  }
+  return row;
+}
+
+nlohmann::ordered_json to_json(const LongBenchRow& r) {
+  return {{"case", r.name},
+          {"L", r.seq_len},
+          {"blocks", r.blocks},
+          {"lanczos_cpu_seconds", r.lanczos_seconds},
+          {"dense_cpu_seconds", r.dense_run ? nlohmann::ordered_json(r.dense_seconds) : nullptr},
+          {"speedup", r.dense_run ? nlohmann::ordered_json(r.dense_seconds / r.lanczos_seconds) : nullptr},
+          {"certified_blocks", r.certified},
+          {"uncertified_blocks", r.uncertified},
+          {"not_converged_blocks", r.not_converged},
+          {"whole_spectrum_blocks", r.whole},
+          {"mean_sigma_computed", r.mean_sigma_count},
+          {"mean_tolerance_ess", r.mean_tolerance_ess},
+          {"max_entropy_interval_rel", r.max_interval},
+          {"ess_mismatches", r.dense_run ? nlohmann::ordered_json(r.ess_mismatches) : nullptr},
+          {"entropy_outside_interval", r.dense_run ? nlohmann::ordered_json(r.entropy_outside) : nullptr}};
 }
 
 nlohmann::ordered_json to_json(const BenchRow& r) {

@@ -55,8 +55,28 @@ StackResult bench_stack(
     int layers, const BenchOptions& options, int threads,
     const std::function<void(int layer, double seconds, const std::string& engine)>& layer_done = {});
 
+// `ess bench --long`: one softmax head of a long case (analysis/bench_cases.h) at `blocks` evenly
+// spaced interior blocks, the lanczos engine against the dense engine on the same blocks in the
+// same run (dense only when `with_dense`), single-threaded.
+struct LongBenchRow {
+  std::string name, description;
+  int seq_len = 0, blocks = 0;
+  double lanczos_seconds = 0, dense_seconds = 0;  // CPU seconds of the thread; dense NaN when not run
+  long certified = 0, uncertified = 0, not_converged = 0;
+  long whole = 0;                 // blocks whose whole spectrum was computed
+  double mean_sigma_count = 0;    // σ computed per block
+  double mean_tolerance_ess = 0;  // lanczos
+  double max_interval = 0;        // largest (upper − lower) / upper of the entropy intervals
+  long ess_mismatches = 0;        // certified blocks whose tolerance-ESS differs from dense
+  long entropy_outside = 0;       // blocks whose dense entropy-ESS lies outside the interval
+  bool dense_run = false;
+};
+LongBenchRow bench_long_case(const std::string& name, int seq_len, int blocks, unsigned seed, double tol,
+                             bool with_dense);
+
 // The `ess bench --json` entries (keys in docs/analysis.md, "JSON output").
 nlohmann::ordered_json to_json(const BenchRow& row);
 nlohmann::ordered_json to_json(const StackResult& stack);
+nlohmann::ordered_json to_json(const LongBenchRow& row);
 
 }  // namespace ess

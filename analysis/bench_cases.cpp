@@ -24,7 +24,82 @@ Tensor normal(std::mt19937& rng, std::vector<std::int64_t> shape, double scale =
 
 double log_sigmoid(double x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x)); }
 
+// Softmax heads of realistic shape for `bench --long` (d_k = 64, scale 1/8), one per channel.
+std::unique_ptr<LayerOperator> make_long_head(const std::string& name, int L, int C, unsigned seed,
+                                              std::string* description) {
+  constexpr int d = 64;
+  std::mt19937 rng(seed * 104729u + 7u);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Tensor q({1, C, L, d}), k({1, C, L, d});
+  auto at = [&](Tensor& t, int c, int pos) { return t.data.data() + (static_cast<size_t>(c) * L + pos) * d; };
+  for (int c = 0; c < C; ++c) {
+    if (name == "long-local" || name == "long-window") {
+      // Positional (RoPE-like) q = k = α·u_t, u_t = (cos ω_j t, sin ω_j t)_{j<32} / √32 with
+      // ω_j ~ |N(0, 1/ℓ²)|, ℓ = 4: q_t·k_s·scale = 10·(1/32)Σ_j cos(ω_j (t − s)), 10 at t = s,
+      // falling within a few tokens, ±~2 beyond; plus content noise of std 0.3 per score.
+      std::vector<double> omega(32);
+      for (auto& w : omega) w = std::abs(normal(rng)) / 4.0;
+      const double alpha = std::sqrt(10.0 * 8.0), noise = std::sqrt(0.3 * 8.0 / std::sqrt(32.0));
+      for (int t = 0; t < L; ++t)
+        for (int j = 0; j < 32; ++j) {
+          at(q, c, t)[2 * j] = alpha * std::cos(omega[j] * t) / std::sqrt(32.0) + noise * normal(rng) / 2;
+          at(q, c, t)[2 * j + 1] = alpha * std::sin(omega[j] * t) / std::sqrt(32.0) + noise * normal(rng) / 2;
+          at(k, c, t)[2 * j] = alpha * std::cos(omega[j] * t) / std::sqrt(32.0) + noise * normal(rng) / 2;
+          at(k, c, t)[2 * j + 1] = alpha * std::sin(omega[j] * t) / std::sqrt(32.0) + noise * normal(rng) / 2;
+        }
+      *description = name == "long-local"
+                         ? "softmax d=64, local: RoPE-like positional q = k, score 10 at distance 0, width ~4 tokens"
+                         : "as long-local, in a sliding window of 512 keys (Gemma/Mistral-style local layer)";
+    } else if (name == "long-sink" || name == "long-diffuse") {
+      // Content q, k ~ N(0, σ²) in 63 dims with score std 0.5 (sink) or 0.1 (diffuse);
+      // sink: dimension 0 carries q_t[0] = k_0[0] = √(12·8), a score of 12 on token 0 from every query.
+      const double score_std = name == "long-sink" ? 0.5 : 0.1;
+      const double sd = std::sqrt(score_std * 8.0 / std::sqrt(63.0));
+      for (int t = 0; t < L; ++t)
+        for (int j = 1; j < d; ++j) {
+          at(q, c, t)[j] = sd * normal(rng);
+          at(k, c, t)[j] = sd * normal(rng);
+        }
+      if (name == "long-sink") {
+        for (int t = 0; t < L; ++t) at(q, c, t)[0] = std::sqrt(96.0);
+        at(k, c, 0)[0] = std::sqrt(96.0);
+        *description = "softmax d=64, sink-dominated: score 12 on token 0, content scores N(0, 0.5²)";
+      } else {
+        *description = "softmax d=64, diffuse: content scores N(0, 0.1²), near-uniform over the past";
+      }
+    } else {
+      // Induction-like: tokens from a 64-word vocabulary with unit embeddings e_v; q_t = γ e_tok(t),
+      // k_s = γ e_tok(s−1) (the previous token), γ²/8 = 12: each query attends to the tokens that
+      // followed earlier occurrences of its own token. Rows of equal tokens are proportional, so
+      // rank(H_i) ≤ 64 + 1.
+      constexpr int V = 64;
+      std::vector<double> emb(static_cast<size_t>(V + 1) * d);
+      for (int v = 0; v <= V; ++v) {
+        double n2 = 0;
+        for (int j = 0; j < d; ++j) n2 += std::pow(emb[v * d + j] = normal(rng), 2);
+        for (int j = 0; j < d; ++j) emb[v * d + j] /= std::sqrt(n2);
+      }
+      std::uniform_int_distribution<int> word(0, V - 1);
+      std::vector<int> tok(L);
+      for (auto& x : tok) x = word(rng);
+      const double gamma = std::sqrt(96.0);
+      for (int t = 0; t < L; ++t)
+        for (int j = 0; j < d; ++j) {
+          at(q, c, t)[j] = gamma * emb[tok[t] * d + j];
+          at(k, c, t)[j] = gamma * emb[(t == 0 ? V : tok[t - 1]) * d + j];  // V: beginning of sequence
+        }
+      *description = "softmax d=64, induction-like: attends to successors of earlier copies of its token (64 words)";
+    }
+  }
+  return std::make_unique<SoftmaxAttentionOperator>(std::move(q), std::move(k), std::vector<std::uint8_t>{}, 0.0,
+                                                    name == "long-window" ? 512 : 0, "bench:" + name);
+}
+
 }  // namespace
+
+std::vector<std::string> long_bench_case_names() {
+  return {"long-local", "long-window", "long-sink", "long-diffuse", "long-induction"};
+}
 
 std::vector<std::string> bench_case_names() {
   return {"mamba", "mamba2", "gla", "deltanet", "attn-local", "attn-lowrank", "attn-random", "longconv"};
@@ -111,9 +186,13 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
       }
     bc.description = "long convolution K = L, sum of 8 damped oscillations (rank ≤ 16)";
     bc.op = std::make_unique<ConvOperator>(std::move(h), Tensor(), Tensor(), L, ctx);
+  } else if (name == "long-local" || name == "long-window" || name == "long-sink" || name == "long-diffuse" ||
+             name == "long-induction") {
+    bc.op = make_long_head(name, L, C, seed, &bc.description);
   } else {
     std::string known;
     for (auto& n : bench_case_names()) known += (known.empty() ? "" : ", ") + n;
+    for (auto& n : long_bench_case_names()) known += ", " + n;
     throw UsageError("unknown bench case '" + name + "' (known: " + known + ")");
   }
   return bc;

@@ -17,6 +17,9 @@ struct BenchCase {
 
 // Known case names, in the order `bench` runs them by default.
 std::vector<std::string> bench_case_names();
+// The softmax heads of `bench --long` (d_k = 64; local, sink-dominated, diffuse, induction-like;
+// docs/engines.md describes them). make_bench_case builds them too (N is ignored).
+std::vector<std::string> long_bench_case_names();
 // Builds `channels` channels of the named case at sequence length L with state size N
 // (d_k for attention-like cases). Throws UsageError for an unknown name.
 BenchCase make_bench_case(const std::string& name, int L, int channels, int N, unsigned seed);

@@ -126,6 +126,13 @@ LayerSummary summarize(const LayerResult& R) {
         S.max_tolerance_ess = std::max(S.max_tolerance_ess, t);
         S.max_entropy_ess = std::max(S.max_entropy_ess, e);
       }
+  for (std::uint8_t st : R.status) S.uncertified_blocks += st == block_uncertified;
+  for (size_t k = 0; k < R.entropy_ess_lower.size(); ++k) {
+    const double lo = R.entropy_ess_lower[k], hi = R.entropy_ess_upper[k];
+    if (!(hi > lo)) continue;
+    ++S.interval_blocks;
+    S.max_interval_rel = std::max(S.max_interval_rel, (hi - lo) / hi);
+  }
   double tss_sum = 0;
   for (int p = 0; p < R.num_indices(); ++p) {
     tss_sum += R.tss[p];
@@ -144,6 +151,9 @@ ResultsSummary summarize(const ResultsFile& file) {
     out.total_tolerance_ess += out.layers.back().total_tolerance_ess;
     out.total_entropy_ess += out.layers.back().total_entropy_ess;
     out.bad_blocks += out.layers.back().bad_blocks;
+    out.uncertified_blocks += out.layers.back().uncertified_blocks;
+    out.interval_blocks += out.layers.back().interval_blocks;
+    out.max_interval_rel = std::max(out.max_interval_rel, out.layers.back().max_interval_rel);
   }
   return out;
 }
@@ -170,7 +180,10 @@ nlohmann::ordered_json to_json(const LayerSummary& s) {
           {"max_tss", s.max_tss},
           {"utilization", s.utilization},
           {"entropy_utilization", s.entropy_utilization},
-          {"bad_blocks", s.bad_blocks}};
+          {"bad_blocks", s.bad_blocks},
+          {"uncertified_blocks", s.uncertified_blocks},
+          {"entropy_interval_blocks", s.interval_blocks},
+          {"max_entropy_interval_rel", s.max_interval_rel}};
 }
 
 PredictionSummary summarize_predictions(const ResultsFile& file) {

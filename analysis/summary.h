@@ -33,6 +33,9 @@ struct LayerSummary {
   double utilization = 0;          // mean over channels of channel_utilization (tolerance)
   double entropy_utilization = 0;  // same for entropy-ESS
   long bad_blocks = 0;             // status ≠ ok
+  long uncertified_blocks = 0;     // lanczos: σ_k not certified below the threshold (in bad_blocks)
+  long interval_blocks = 0;        // lanczos partial spectra: entropy-ESS is an interval's midpoint
+  double max_interval_rel = 0;     // widest such interval, (upper − lower) / upper
 };
 
 LayerSummary summarize(const LayerResult& R);
@@ -41,7 +44,8 @@ LayerSummary summarize(const LayerResult& R);
 struct ResultsSummary {
   std::vector<LayerSummary> layers;
   double total_tolerance_ess = 0, total_entropy_ess = 0;
-  long bad_blocks = 0;
+  long bad_blocks = 0, uncertified_blocks = 0, interval_blocks = 0;
+  double max_interval_rel = 0;
 };
 ResultsSummary summarize(const ResultsFile& file);
 

@@ -55,9 +55,21 @@ std::uint64_t result_bytes(long long batch, long long channels, long long blocks
                         saturating_mul(12, u(blocks)));
 }
 
-std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels) {
+LanczosWork lanczos_work(const LayerOperator& op, const EssOptions& options) {
+  return {op.realization_dim() == 0 && !op.has_block_products(), options.lanczos.max_block_bytes};
+}
+
+std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels,
+                           const LanczosWork& lanczos) {
   const std::uint64_t l = static_cast<std::uint64_t>(std::max(0, L)), n = static_cast<std::uint64_t>(std::max(0, N));
-  if (engine != EngineKind::structured) return saturating_mul(16, saturating_mul(l, l));  // T + block copy / carry
+  const std::uint64_t l2 = saturating_mul(l, l);
+  // Lanczos: a dense T only for families without products or a realization, the largest H_i its
+  // dense fallback writes out, and the solver's blocks of vectors.
+  if (engine == EngineKind::lanczos)
+    return saturating_add(saturating_add(lanczos.needs_T ? saturating_mul(8, l2) : 0,
+                                         std::min<std::uint64_t>(lanczos.max_block_bytes, saturating_mul(2, l2))),
+                          saturating_mul(8 * 1024, l));
+  if (engine != EngineKind::structured) return saturating_mul(16, l2);  // T + block copy / carry
   // Structured: up to kLanes channels at once, each with its realization (≈ 3 N L doubles), and
   // per lane the N×N factors of about √I checkpoints plus a few working ones
   // (libess/engine_structured.cpp).
@@ -77,7 +89,17 @@ EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const st
   // index set, SVDs of just the requested blocks are cheaper.
   if (indices.empty()) return EngineKind::dense;
   const long span = indices.back() - indices.front() + 1;
-  return 4L * static_cast<long>(indices.size()) >= span ? EngineKind::sweep : EngineKind::dense;
+  const bool dense_set = 4L * static_cast<long>(indices.size()) >= span;
+  // Without a usable realization, long sequences at a sparse set of blocks go matrix-free: a dense
+  // SVD of H_i costs ~m·n·min(m, n), the lanczos engine ~m·n·(passes × block width) for the
+  // low-rank blocks of real heads (and falls back to the dense SVD for high-rank blocks); a dense
+  // T that does not fit in memory leaves lanczos as the only engine.
+  if (N == 0) {
+    const std::uint64_t avail = available_memory_bytes();
+    const bool T_fits = avail == 0 || 8.0 * L * L * 1.8 <= 0.8 * static_cast<double>(avail);
+    if (!T_fits || (L >= kLanczosMinLength && !dense_set)) return EngineKind::lanczos;
+  }
+  return dense_set ? EngineKind::sweep : EngineKind::dense;
 }
 
 namespace {
@@ -90,6 +112,35 @@ class ChannelAccumulator final : public SpectrumSink {
       : R_(result), b_(b), c_(c), retained_(retained), offsets_(retained_offsets), channel_max_(channel_max) {}
 
   void block(int pos, const double* sigma, int n, double error_bound, bool converged) override {
+    record(pos, sigma, n, error_bound, converged);
+  }
+
+  // Lanczos blocks: as block(), then ‖H_i‖_F from the exact ‖H_i‖_F², the entropy interval from
+  // the tail mass, the status when not certified, and the kept-σ tail from the tail mass.
+  void partial_block(int pos, const Partial& p) override {
+    const size_t k = R_.at(b_, c_, pos);
+    record(pos, p.sigma, p.count, p.error_bound, p.converged);
+    R_.sigma_count[k] = p.count;
+    if (R_.status[k] == block_non_finite) {
+      R_.entropy_ess_lower[k] = R_.entropy_ess_upper[k] = std::nan("");
+      return;
+    }
+    if (R_.status[k] == block_ok && !p.certified) R_.status[k] = block_uncertified;
+    const double f2 = std::max(p.frobenius2, 0.0);
+    R_.frobenius[k] = std::sqrt(f2);
+    const EssInterval e = partial_entropy_interval(p.sigma, p.count, p.rank_bound, f2, p.error_bound);
+    R_.entropy_ess_lower[k] = e.lower;
+    R_.entropy_ess_upper[k] = e.upper;
+    if (p.count < p.rank_bound) R_.entropy_ess[k] = 0.5 * (e.lower + e.upper);
+    if (R_.sigma_k > 0) {
+      double kept2 = 0;
+      for (int j = 0; j < std::min(R_.sigma_k, p.count); ++j) kept2 += p.sigma[j] * p.sigma[j];
+      R_.sigma_tail[k] = std::sqrt(std::max(0.0, f2 - kept2));
+    }
+  }
+
+ private:
+  void record(int pos, const double* sigma, int n, double error_bound, bool converged) {
     const size_t k = R_.at(b_, c_, pos);
     bool finite = true;
     for (int j = 0; j < n; ++j) finite = finite && std::isfinite(sigma[j]);
@@ -121,7 +172,6 @@ class ChannelAccumulator final : public SpectrumSink {
     }
   }
 
- private:
   LayerResult& R_;
   int b_, c_;
   std::vector<double>& retained_;
@@ -136,6 +186,7 @@ class OffsetSink final : public SpectrumSink {
   void block(int pos, const double* sigma, int n, double error_bound, bool converged) override {
     inner_.block(pos + offset_, sigma, n, error_bound, converged);
   }
+  void partial_block(int pos, const Partial& p) override { inner_.partial_block(pos + offset_, p); }
 
  private:
   SpectrumSink& inner_;
@@ -146,8 +197,21 @@ int attainable_bound(int tss, int i, int L) { return std::min(tss, std::min(i, L
 
 }  // namespace
 
+std::unique_ptr<BlockProducts> channel_products(const LayerOperator& op, int b, int c, DenseWorkspace& ws) {
+  if (auto own = op.block_products(b, c)) return own;
+  if (op.realization_dim() > 0) return std::make_unique<RealizationBlockProducts>(op.realization(b, c));
+  const int L = op.seq_len();
+  if (ws.T.rows() != L) ws.T.resize(L, L);
+  op.materialize(b, c, ws.T);
+  return std::make_unique<DenseBlockProducts>(ws.T);
+}
+
 void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, const std::vector<int>& indices,
-                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink) {
+                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink, const LanczosOptions& lanczos) {
+  if (engine == EngineKind::lanczos) {
+    lanczos_block_spectra(*channel_products(op, b, c, ws), indices, lanczos, sink);
+    return;
+  }
   if (engine == EngineKind::structured) {
     auto realization = op.realization(b, c);
     structured_block_spectra(*realization, indices, sink);
@@ -174,27 +238,26 @@ void guard_layer_memory(const LayerOperator& op, const EssOptions& options, Engi
   const long long channels = static_cast<long long>(B) * C;
   const std::uint64_t blocks =
       saturating_mul(static_cast<std::uint64_t>(channels), static_cast<std::uint64_t>(I_count));
-  const std::uint64_t dense = worker_bytes(EngineKind::dense, L, N, I_count, channels);
+  const LanczosWork lw = lanczos_work(op, options);
+  const auto bytes = [&](EngineKind e) { return worker_bytes(e, L, N, I_count, channels, lw); };
   std::uint64_t per_worker = 0;
-  bool structured = false;
+  EngineKind least = engine;
   if (engine == EngineKind::automatic) {
-    const std::uint64_t least =
-        N > 0 ? std::min(dense, worker_bytes(EngineKind::structured, L, N, I_count, channels)) : dense;
-    per_worker = least;
-    structured = least != dense;
-  } else {
-    if (engine == EngineKind::structured && N == 0) return;  // refused as a usage error instead
-    per_worker = worker_bytes(engine, L, N, I_count, channels);
-    structured = engine == EngineKind::structured;
+    // The cheapest engine auto may pick: structured with a realization, lanczos without one.
+    const EngineKind fast = N > 0 ? EngineKind::structured : EngineKind::lanczos;
+    least = bytes(fast) < bytes(EngineKind::dense) ? fast : EngineKind::dense;
+  } else if (engine == EngineKind::structured && N == 0) {
+    return;  // refused as a usage error instead
   }
+  per_worker = bytes(least);
   std::ostringstream what;
   what << "measuring it (" << op.family() << ", L = " << L << ", " << blocks << " block(s) over " << B << " × " << C
        << " channel(s), " << engine_name << " engine)";
   std::vector<MessagePart> hint = {"measure fewer blocks with ", Option{"indices"}};
-  if (!structured && N > 0) {
+  if (least != EngineKind::structured && least != EngineKind::lanczos) {
     hint.emplace_back(" or set ");
     hint.emplace_back(Option{"engine"});
-    hint.emplace_back(" to structured");
+    hint.emplace_back(N > 0 ? " to structured" : " to lanczos (matrix-free)");
   }
   check_memory(saturating_add(result_bytes(B, C, I_count, options.keep_sigma), per_worker), what.str(), hint);
 }
@@ -238,7 +301,7 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
         {"family " + op.family() + " has no state-space realization (the structured engine needs one); set ",
          Option{"engine"}, " to sweep, dense or auto"});
   R.engine = to_string(engine);
-  const std::uint64_t per_thread = worker_bytes(engine, L, N, I_count, total_channels);
+  const std::uint64_t per_thread = worker_bytes(engine, L, N, I_count, total_channels, lanczos_work(op, options));
   guard_layer_memory(op, options, engine, R.engine);
 
   const int I = R.num_indices();
@@ -253,6 +316,11 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   R.error_bound.assign(n, 0.0);
   R.status.assign(n, block_ok);
   R.layer_sigma_max.assign(B, 0.0);
+  if (engine == EngineKind::lanczos) {
+    R.entropy_ess_lower.assign(n, 0.0);
+    R.entropy_ess_upper.assign(n, 0.0);
+    R.sigma_count.assign(n, 0);
+  }
   R.sigma_k = options.keep_sigma;
   if (R.sigma_k > 0) {
     R.sigma.assign(n * R.sigma_k, 0.0f);
@@ -263,6 +331,9 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, threads);
   const int requested_threads = threads;
+  LanczosOptions lanczos = options.lanczos;
+  lanczos.tol = options.tol;
+  lanczos.tol_mode = options.tol_mode;
   const std::uint64_t avail = available_memory_bytes();
   if (avail > 0) {
     const std::uint64_t room = avail > results ? avail - results : 0;
@@ -340,6 +411,12 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
             ptrs.push_back(realizations.back().get());
           }
           structured_block_spectra(ptrs, chunk, sink_ptrs);
+        } else if (engine == EngineKind::lanczos) {
+          for (long k = 0; k < w.items; ++k) {
+            const long item = w.first_item + k;
+            const auto products = channel_products(op, static_cast<int>(item / C), static_cast<int>(item % C), ws);
+            lanczos_block_spectra(*products, chunk, lanczos, *sink_ptrs[k]);
+          }
         } else {
           for (long k = 0; k < w.items; ++k) {
             const long item = w.first_item + k;

@@ -21,6 +21,7 @@ struct EssOptions {
   int threads = 0;            // 0 = all hardware threads
   double sweep_rtol = 1e-12;  // sweep truncation, relative to the running largest σ
   StudentOptions students;    // sparse students measured after each layer (Pipeline::measure)
+  LanczosOptions lanczos;     // lanczos engine settings (tol and tol_mode are taken from above)
 
   // Throws UsageError naming the offending field (as an Option) when a setting is out of range.
   void validate() const;
@@ -29,7 +30,10 @@ struct EssOptions {
 };
 
 // Per-block status codes in LayerResult::status.
-enum BlockStatus : std::uint8_t { block_ok = 0, block_not_converged = 1, block_non_finite = 2 };
+// block_uncertified (lanczos engine): σ_k of the largest k computed could not be certified below
+// the threshold within the engine's limits (the dense fallback's H_i did not fit); tolerance-ESS is
+// then a lower bound and the entropy interval is still certified.
+enum BlockStatus : std::uint8_t { block_ok = 0, block_not_converged = 1, block_non_finite = 2, block_uncertified = 3 };
 
 struct LayerResult {
   std::string name, family;
@@ -44,7 +48,10 @@ struct LayerResult {
   std::vector<int> tss;                     // [I]
   std::vector<int> attainable;              // [I] min(TSS_i, i, L−i)
   std::vector<std::int32_t> tolerance_ess;  // [B, C, I]
-  std::vector<double> entropy_ess;          // [B, C, I]
+  std::vector<double> entropy_ess;          // [B, C, I]  (lanczos, partial spectrum: interval midpoint)
+  std::vector<double> entropy_ess_lower;    // [B, C, I]  certified interval (lanczos engine only;
+  std::vector<double> entropy_ess_upper;    // [B, C, I]  equal to entropy_ess where the spectrum is whole)
+  std::vector<std::int32_t> sigma_count;    // [B, C, I]  σ computed (lanczos; min(i, L−i) = whole)
   std::vector<double> frobenius;            // [B, C, I]  ‖H_i‖_F
   std::vector<double> error_bound;          // [B, C, I]  bound on σ error (sweep truncation)
   std::vector<std::uint8_t> status;         // [B, C, I]  BlockStatus
@@ -59,13 +66,22 @@ struct LayerResult {
   int num_indices() const { return static_cast<int>(indices.size()); }
 };
 
-// The engine `auto` resolves to for this operator and index set.
+// The engine `auto` resolves to for this operator and index set: structured for realizations with
+// 4N ≤ L; otherwise sweep for dense index sets, lanczos from kLanczosMinLength on (or when a dense
+// T would not fit in memory), dense below.
+constexpr int kLanczosMinLength = 8192;
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices);
 
 // The singular values of the requested blocks of channel (b, c) by one engine (not `automatic`):
 // structured on the operator's realization, dense or sweep on its materialized T (held in ws.T).
+// lanczos: products from the family's block_products(), else its realization, else its T.
 void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, const std::vector<int>& indices,
-                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink);
+                     double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink,
+                     const LanczosOptions& lanczos = LanczosOptions{});
+
+// The products the lanczos engine uses for channel (b, c): the family's own, its realization's,
+// or a dense T materialized into ws.T.
+std::unique_ptr<BlockProducts> channel_products(const LayerOperator& op, int b, int c, DenseWorkspace& ws);
 
 // Called after each channel, serialized by the library: channels done and total (batch × channels).
 using ChannelProgressFn = std::function<void(long done, long total)>;
@@ -87,8 +103,16 @@ void check_layer_memory(const LayerOperator& op, const EssOptions& options);
 // Memory estimates behind that guard (bytes, saturating): the result arrays of `blocks` blocks
 // over batch × channels, and one worker's working set for an engine (not `automatic`) on a layer
 // of length L and state size N with `channels` (batch × channels) in all (dense/sweep: 2 L²
-// doubles; structured: the realizations of up to kLanes channels and N×N factors per lane).
+// doubles; structured: the realizations of up to kLanes channels and N×N factors per lane;
+// lanczos: a dense T only when the family has neither products nor a realization, the largest H_i
+// its dense fallback writes out, and the solver's vectors).
+struct LanczosWork {
+  bool needs_T = false;           // no block_products() and no realization: products go through T
+  double max_block_bytes = 1e9;  // LanczosOptions::max_block_bytes
+};
+LanczosWork lanczos_work(const LayerOperator& op, const EssOptions& options);
 std::uint64_t result_bytes(long long batch, long long channels, long long blocks, int keep_sigma);
-std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels);
+std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels,
+                           const LanczosWork& lanczos = {});
 
 }  // namespace ess

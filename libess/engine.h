@@ -4,12 +4,14 @@
 #include <string>
 #include <vector>
 
+#include "libess/block_products.h"
+#include "libess/metrics.h"
 #include "libess/operator.h"
 
 namespace ess {
 
-enum class EngineKind { dense, structured, sweep, automatic };
-EngineKind parse_engine(const std::string& s);  // dense|structured|sweep|auto; throws UsageError
+enum class EngineKind { dense, structured, sweep, lanczos, automatic };
+EngineKind parse_engine(const std::string& s);  // dense|structured|sweep|lanczos|auto; throws UsageError
 const char* to_string(EngineKind e);
 
 // Receives each requested block's singular values, in the order of the index list.
@@ -20,6 +22,19 @@ class SpectrumSink {
   // error_bound: bound on |σ_k − σ_k(exact)| from truncation (0 when none);
   // converged: false when the SVD did not converge (values then unreliable).
   virtual void block(int pos, const double* sigma, int count, double error_bound, bool converged) = 0;
+
+  // The lanczos engine's blocks: the `count` largest σ of H_i, which has at most `rank_bound`
+  // = min(i, L−i) nonzero ones (count == rank_bound: the whole spectrum), and ‖H_i‖_F² exactly,
+  // so the tail mass ‖H_i‖_F² − Σ σ_k² of the values not computed is known. `certified`: the
+  // smallest computed σ lies below the certification threshold (tolerance-ESS is exact) or the
+  // spectrum is whole. The default forwards the computed values to block().
+  struct Partial {
+    const double* sigma = nullptr;
+    int count = 0, rank_bound = 0;
+    double frobenius2 = 0, error_bound = 0;
+    bool converged = true, certified = true;
+  };
+  virtual void partial_block(int pos, const Partial& p) { block(pos, p.sigma, p.count, p.error_bound, p.converged); }
 };
 
 // Reusable per-thread buffers of the dense engine (allocated once, grown as needed).
@@ -49,6 +64,24 @@ void structured_block_spectra(const std::vector<const Realization*>& channels, c
 // Nested sweep over a dense T (sweep engine): carries U·Σ, truncating σ < rtol·σ_max.
 void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices, double rtol,
                          SpectrumSink& sink);
+
+// Matrix-free engine (DESIGN §4 `lanczos`): for each block, the largest eigenvalues of the Gram
+// operator H_iᵀH_i by a block Krylov (Davidson-type, unpreconditioned) eigensolver built on
+// Spectra's JDSymEigsBase, from products with H_i only. The number k of values grows (doubling)
+// until σ_k is certified below the threshold or k reaches min(i, L−i); a block whose k would pass
+// full_fraction · min(i, L−i) gets its whole spectrum from a dense SVD of H_i instead (when H_i
+// fits in max_block_bytes), so high-rank blocks cost about what the dense engine costs.
+struct LanczosOptions {
+  TolMode tol_mode = TolMode::absolute;  // layer mode certifies against τ·σ_1(H_i) (≤ τ·layer max)
+  double tol = 1e-3;
+  int initial_k = 16;            // k of a channel's first block (later blocks start from the last k)
+  double full_fraction = 0.25;   // k beyond this fraction of min(i, L−i): dense SVD of H_i
+  double max_block_bytes = 1e9;  // largest H_i the dense fallback may write out
+  double residual_rtol = 1e-12;  // Ritz residual ‖H_iᵀH_i v − λ v‖ below this · ‖H_i‖_F²
+  int max_iterations = 300;      // solver iterations per k before the block is not converged
+};
+void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>& indices,
+                           const LanczosOptions& options, SpectrumSink& sink);
 
 // Disable BLAS-internal threading (we parallelize over channels).
 void set_blas_single_threaded();

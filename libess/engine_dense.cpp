@@ -16,8 +16,9 @@ EngineKind parse_engine(const std::string& s) {
   if (s == "dense") return EngineKind::dense;
   if (s == "structured") return EngineKind::structured;
   if (s == "sweep") return EngineKind::sweep;
+  if (s == "lanczos") return EngineKind::lanczos;
   if (s == "auto") return EngineKind::automatic;
-  throw UsageError({"unknown ", Option{"engine"}, " '" + s + "' (expected auto, dense, structured or sweep)"});
+  throw UsageError({"unknown ", Option{"engine"}, " '" + s + "' (expected auto, dense, structured, sweep or lanczos)"});
 }
 
 const char* to_string(EngineKind e) {
@@ -28,6 +29,8 @@ const char* to_string(EngineKind e) {
       return "structured";
     case EngineKind::sweep:
       return "sweep";
+    case EngineKind::lanczos:
+      return "lanczos";
     case EngineKind::automatic:
       return "auto";
   }

@@ -57,6 +57,56 @@ double entropy_ess(const double* sigma, int n) {
   return std::exp(h);
 }
 
+// With S = Σ σ_k, A = Σ σ_k log σ_k over the computed values and a tail of sum s and
+// g = Σ σ log σ over the tail, the entropy is h(s, g) = log(S + s) − (A + g)/(S + s). For a tail of
+// at most n values in [0, σ_count] with Σ σ² = M: s ∈ [M/σ_count, √(n M)], and for a given s,
+// g ∈ [s log(s/n), s log σ_count] (Jensen; log σ ≤ log σ_count). h is decreasing in g, so
+//   lower = min_s h(s, s log σ_count): increasing in s (since A ≥ S log σ_count), at s = M/σ_count;
+//   upper = max_s h(s, s log(s/n)): its derivative has the sign of A − S log(s/n), so at
+//           s = n·exp(A/S) clamped to the range of s.
+EssInterval entropy_ess_bounds(const double* sigma, int count, int rank_bound, double tail_mass, double tail_slack) {
+  const double exact = entropy_ess(sigma, count);
+  const int n = rank_bound - count;
+  if (count <= 0 || n <= 0 || !(sigma[count - 1] > 0) || !(tail_mass + tail_slack > 0)) return {exact, exact};
+  double S = 0, A = 0;
+  for (int j = 0; j < count; ++j) {
+    S += sigma[j];
+    if (sigma[j] > 0) A += sigma[j] * std::log(sigma[j]);
+  }
+  const double smallest = sigma[count - 1], c = std::log(smallest);
+  const double m_lo = std::max(0.0, tail_mass - tail_slack), m_hi = std::max(0.0, tail_mass + tail_slack);
+  const double s_min = m_lo / smallest, s_max = std::max(s_min, std::min(std::sqrt(n * m_hi), n * smallest));
+  auto h = [&](double s, double g) { return std::log(S + s) - (A + g) / (S + s); };
+  const double lower = h(s_min, s_min * c);
+  const double s_star = std::clamp(n * std::exp(A / S), s_min, s_max);
+  const double upper = s_star > 0 ? h(s_star, s_star * std::log(s_star / n)) : h(0.0, 0.0);
+  // A little room for the rounding of the computed σ and of the sums above.
+  return {std::exp(lower) * (1 - 1e-9), std::exp(std::max(upper, lower)) * (1 + 1e-9)};
+}
+
+EssInterval partial_entropy_interval(const double* sigma, int count, int rank_bound, double frobenius2,
+                                     double error_bound) {
+  double computed2 = 0, S = 0, E = 0, slack = 1e-12 * std::max(frobenius2, 0.0);
+  for (int j = 0; j < count; ++j) {
+    computed2 += sigma[j] * sigma[j];
+    S += sigma[j];
+    E += error_bound;
+    slack += 2 * sigma[j] * error_bound + error_bound * error_bound;
+  }
+  const double tail = count >= rank_bound ? 0.0 : std::max(0.0, frobenius2 - computed2);
+  EssInterval e = entropy_ess_bounds(sigma, count, rank_bound, tail, count >= rank_bound ? 0.0 : slack);
+  if (error_bound > 0 && S > E) {
+    double dh = 0;
+    for (int j = 0; j < count; ++j) {
+      const double d = std::min(1.0, (error_bound + sigma[j] / S * E) / (S - E));
+      dh += d > 0 ? std::max(-d * std::log(d), d) : 0.0;
+    }
+    e.lower *= std::exp(-dh);
+    e.upper *= std::exp(dh);
+  }
+  return e;
+}
+
 double frobenius_from_sigma(const double* sigma, int n) {
   // Scaled sum of squares, safe against overflow/underflow.
   double scale = 0, ssq = 1;
@@ -142,6 +192,15 @@ std::vector<int> parse_indices(const std::string& spec, int L) {
   std::vector<int> out;
   out.reserve(static_cast<size_t>(r.count()));
   for (long long k = 0, n = r.count(); k < n; ++k) out.push_back(static_cast<int>(r.start + k * r.step));
+  return out;
+}
+
+std::vector<int> evenly_spaced_indices(int count, int L) {
+  std::vector<int> out;
+  for (int j = 0; j < count; ++j) {
+    const int i = static_cast<int>(std::lround((j + 1.0) * L / (count + 1.0)));
+    if (i >= 1 && i < L && (out.empty() || out.back() != i)) out.push_back(i);
+  }
   return out;
 }
 

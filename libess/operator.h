@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "libess/block_products.h"
 #include "libess/realization.h"
 #include "libess/types.h"
 
@@ -40,6 +41,11 @@ class LayerOperator {
   virtual std::unique_ptr<Realization> realization(int, int) const { return nullptr; }
   // State dimension of realization(), 0 when there is none.
   virtual int realization_dim() const { return 0; }
+  // Products with the blocks H_i straight from the family's factors (lanczos engine), or nullptr:
+  // the engine then goes through realization(), or a materialized T.
+  virtual std::unique_ptr<BlockProducts> block_products(int, int) const { return nullptr; }
+  // Whether block_products() returns products (cheap: no factors are touched).
+  virtual bool has_block_products() const { return false; }
 
   Matrix dense_matrix(int b, int c) const {
     Matrix T(seq_len(), seq_len());

@@ -55,6 +55,15 @@ void write_layer(const h5::Object& layers_group, const LayerResult& R) {
   if (!R.status.empty()) require("status", R.status.size(), n), g.write("status", {B, C, I}, R.status.data());
   if (!R.layer_sigma_max.empty())
     require("layer_sigma_max", R.layer_sigma_max.size(), B), g.write("layer_sigma_max", {B}, R.layer_sigma_max.data());
+  // Lanczos engine: certified entropy-ESS interval and the number of σ computed per block.
+  if (!R.entropy_ess_lower.empty()) {
+    require("entropy_ess_lower", R.entropy_ess_lower.size(), n);
+    require("entropy_ess_upper", R.entropy_ess_upper.size(), n);
+    g.write("entropy_ess_lower", {B, C, I}, R.entropy_ess_lower.data());
+    g.write("entropy_ess_upper", {B, C, I}, R.entropy_ess_upper.data());
+  }
+  if (!R.sigma_count.empty())
+    require("sigma_count", R.sigma_count.size(), n), g.write("sigma_count", {B, C, I}, R.sigma_count.data());
   if (R.sigma_k > 0) {
     require("sigma", R.sigma.size(), n * R.sigma_k);
     require("sigma_tail", R.sigma_tail.size(), n);
@@ -188,6 +197,15 @@ LayerResult read_layer(const h5::Object& g) {
   optional_bci("frobenius_norm", R.frobenius);
   optional_bci("error_bound", R.error_bound);
   optional_bci("sigma_tail", R.sigma_tail);
+  optional_bci("entropy_ess_lower", R.entropy_ess_lower);
+  optional_bci("entropy_ess_upper", R.entropy_ess_upper);
+  if (R.entropy_ess_lower.empty() != R.entropy_ess_upper.empty())
+    throw InputError(g.where(R.entropy_ess_lower.empty() ? "entropy_ess_upper" : "entropy_ess_lower") +
+                     ": present without its other end (entropy_ess_lower and entropy_ess_upper come together)");
+  if (g.has("sigma_count")) {
+    R.sigma_count = g.read_int32("sigma_count", &shape);
+    expect_shape(g, "sigma_count", shape, {B, C, I});
+  }
   if (g.has("status")) {
     R.status = g.read_uint8("status", &shape);
     expect_shape(g, "status", shape, {B, C, I});

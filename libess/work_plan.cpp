@@ -19,7 +19,9 @@ std::vector<WorkUnit> plan_work(long items, int group, const std::vector<int>& i
     std::vector<double> cum(I + 1, 0.0);
     for (int p = 0; p < I; ++p) {
       const double m = seq_len - indices[p], n = indices[p];
-      cum[p + 1] = cum[p] + (engine == EngineKind::dense ? m * n * std::min(m, n) : 1.0);
+      cum[p + 1] = cum[p] + (engine == EngineKind::dense     ? m * n * std::min(m, n)
+                             : engine == EngineKind::lanczos ? m * n
+                                                             : 1.0);
     }
     for (int k = 1; k < chunks; ++k) {
       const double target = cum[I] * k / chunks;

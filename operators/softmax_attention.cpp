@@ -1,9 +1,10 @@
 #include "operators/softmax_attention.h"
 
-#include <random>
-
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <random>
 
 #include "libess/error.h"
 #include "operators/common.h"
@@ -157,6 +158,163 @@ Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
     y(i) = num / den;
   }
   return y;
+}
+
+// H_i = T[i:, :i] from q and k: P(t, s) = exp(q_t·k_s·scale − m_t) / z_t over allowed s, with the
+// row maximum m_t and normalizer z_t = Σ_{allowed s ≤ t} exp(q_t·k_s·scale − m_t) of every row
+// computed once (they need all keys s ≤ t, not only those of the block).
+class SoftmaxBlockProducts final : public BlockProducts {
+ public:
+  SoftmaxBlockProducts(const SoftmaxAttentionOperator& op, int b, int c)
+      : op_(op), L_(op.seq_len()), Q_(op.q_.matrix({b, c})), K_(op.k_.matrix({b, c})) {}
+  int seq_len() const override { return L_; }
+  void prepare(const std::vector<int>& indices) const override { sweep(indices); }
+
+  void apply(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override {
+    Y.setZero();
+    for (int t0 = i; t0 < last_row(i); t0 += kTile) {
+      const int n = std::min(kTile, last_row(i) - t0), j0 = tile(i, t0, n);
+      if (j0 < i) blas_gemm(false, false, 1.0, P_, X.middleRows(j0, i - j0), 0.0, Y.middleRows(t0 - i, n));
+    }
+  }
+
+  void apply_transpose(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override {
+    Y.setZero();
+    for (int t0 = i; t0 < last_row(i); t0 += kTile) {
+      const int n = std::min(kTile, last_row(i) - t0), j0 = tile(i, t0, n);
+      if (j0 < i) blas_gemm(true, false, 1.0, P_, X.middleRows(t0 - i, n), 1.0, Y.middleRows(j0, i - j0));
+    }
+  }
+
+  // H_iᵀH_i X = Σ over row tiles P_tileᵀ (P_tile X): one pass over the scores.
+  void gram(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override {
+    Y.setZero();
+    for (int t0 = i; t0 < last_row(i); t0 += kTile) {
+      const int n = std::min(kTile, last_row(i) - t0), j0 = tile(i, t0, n);
+      if (j0 >= i) continue;
+      Z_.resize(n, X.cols());
+      blas_gemm(false, false, 1.0, P_, X.middleRows(j0, i - j0), 0.0, Z_);
+      blas_gemm(true, false, 1.0, P_, Z_, 1.0, Y.middleRows(j0, i - j0));
+    }
+  }
+
+  double frobenius2(int i) const override {
+    auto it = frobenius2_.find(i);
+    if (it == frobenius2_.end()) {
+      sweep({i});
+      it = frobenius2_.find(i);
+    }
+    return it->second;
+  }
+
+  void materialize_block(int i, Eigen::Ref<Matrix> H) const override {
+    H.setZero();
+    for (int t0 = i; t0 < last_row(i); t0 += kTile) {
+      const int n = std::min(kTile, last_row(i) - t0), j0 = tile(i, t0, n);
+      if (j0 < i) H.block(t0 - i, j0, n, i - j0) = P_;
+    }
+  }
+
+ private:
+  static constexpr int kTile = SoftmaxAttentionOperator::kProductTile;
+  int window() const { return op_.window_; }
+  // First key row t may see (window), and one past the last row that sees a key s < i.
+  int first_key(int t) const { return window() > 0 ? std::max(0, t - window() + 1) : 0; }
+  int last_row(int i) const { return window() > 0 ? std::min(L_, i + window() - 1) : L_; }
+
+  // P_ = H_i[t0 − i : t0 − i + n, j0 : i] with j0 = first_key(t0) (the keys before j0 are outside
+  // every row's window); returns j0 (≥ i: the tile is zero).
+  int tile(int i, int t0, int n) const {
+    sweep({});
+    const int j0 = first_key(t0);
+    if (j0 >= i) return j0;
+    const int w = i - j0;
+    P_.resize(n, w);
+    blas_gemm(false, true, op_.scale_, Q_.middleRows(t0, n), K_.middleRows(j0, w), 0.0, P_);
+    P_.array().colwise() -= row_max_.segment(t0, n).array();
+    P_.array() = P_.array().exp();
+    P_.array().colwise() *= inv_sum_.segment(t0, n).array();
+    // Keys s < i ≤ t are causal; zero those outside the window or the mask (after exp: any inf
+    // there is overwritten, never summed).
+    if (window() > 0)
+      for (int r = 0; r < n; ++r)
+        for (int s = j0; s < std::min(i, first_key(t0 + r)); ++s) P_(r, s - j0) = 0;
+    if (!op_.mask_.empty())
+      for (int s = j0; s < i; ++s)
+        for (int r = 0; r < n; ++r)
+          if (!op_.mask_[static_cast<size_t>(t0 + r) * L_ + s]) P_(r, s - j0) = 0;
+    return j0;
+  }
+
+  // One sweep over every row's allowed keys: m_t and z_t (first call), and ‖H_i‖_F² of the given
+  // blocks: Σ_{t ≥ i} Σ_{s < i} P(t, s)², from prefix sums of P(t, ·)² along each row.
+  void sweep(std::vector<int> blocks) const {
+    std::sort(blocks.begin(), blocks.end());
+    blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+    blocks.erase(std::remove_if(blocks.begin(), blocks.end(), [&](int i) { return frobenius2_.count(i) > 0; }),
+                 blocks.end());
+    if (stats_ && blocks.empty()) return;
+    const bool stats = !stats_;
+    if (stats) {
+      row_max_.resize(L_);
+      inv_sum_.resize(L_);
+    }
+    std::vector<double> f2(blocks.size(), 0.0);
+    Matrix St;
+    Vector p;
+    for (int t0 = 0; t0 < L_; t0 += kTile) {
+      const int n = std::min(kTile, L_ - t0), j0 = first_key(t0), w = t0 + n - j0;
+      St.resize(w, n);  // St(s − j0, r) = q_{t0+r}·k_s·scale: row t's scores contiguous
+      blas_gemm(false, true, op_.scale_, K_.middleRows(j0, w), Q_.middleRows(t0, n), 0.0, St);
+      for (int r = 0; r < n; ++r) {
+        const int t = t0 + r, lo = first_key(t) - j0, len = t - j0 + 1 - lo;
+        auto row = St.col(r).segment(lo, len);
+        p.resize(len);
+        if (op_.mask_.empty()) {
+          if (stats) {
+            row_max_(t) = row.maxCoeff();
+            inv_sum_(t) = 1.0 / (row.array() - row_max_(t)).exp().sum();
+          }
+          p.array() = (row.array() - row_max_(t)).exp() * inv_sum_(t);
+        } else {
+          const std::uint8_t* allow = op_.mask_.data() + static_cast<size_t>(t) * L_ + j0 + lo;
+          if (stats) {
+            double m = -std::numeric_limits<double>::infinity(), z = 0;
+            for (int k = 0; k < len; ++k)
+              if (allow[k]) m = std::max(m, row(k));
+            for (int k = 0; k < len; ++k)
+              if (allow[k]) z += std::exp(row(k) - m);
+            row_max_(t) = m;
+            inv_sum_(t) = 1.0 / z;
+          }
+          for (int k = 0; k < len; ++k) p(k) = allow[k] ? std::exp(row(k) - row_max_(t)) * inv_sum_(t) : 0.0;
+        }
+        if (blocks.empty()) continue;
+        // Blocks i ≤ t take Σ_{s < i} P(t, s)²: prefix sums at the cut points, in ascending i.
+        double acc = 0;
+        int k = 0;
+        for (size_t b = 0; b < blocks.size() && blocks[b] <= t; ++b) {
+          const int upto = std::min(len, blocks[b] - (j0 + lo));  // keys s < blocks[b]
+          for (; k < upto; ++k) acc += p(k) * p(k);
+          f2[b] += acc;
+        }
+      }
+    }
+    stats_ = true;
+    for (size_t b = 0; b < blocks.size(); ++b) frobenius2_[blocks[b]] = f2[b];
+  }
+
+  const SoftmaxAttentionOperator& op_;
+  int L_;
+  Matrix Q_, K_;
+  mutable bool stats_ = false;
+  mutable Vector row_max_, inv_sum_;
+  mutable std::map<int, double> frobenius2_;
+  mutable Matrix P_, Z_;
+};
+
+std::unique_ptr<BlockProducts> SoftmaxAttentionOperator::block_products(int b, int c) const {
+  return std::make_unique<SoftmaxBlockProducts>(*this, b, c);
 }
 
 std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::example(unsigned seed) {

@@ -37,11 +37,18 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   // memory, never L × L; O(L²·(d + P)) time (O(L·w·(d + P)) with a window).
   void multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
   static constexpr int kRowTile = 64;
+  // Products with H_i from q, k and the mask, in tiles of kProductTile query rows against the keys
+  // s < i: never more than kProductTile × L probabilities in memory. Row maxima and normalizers are
+  // computed once per channel (O(L)); every ‖H_i‖_F² of the requested blocks in one more sweep.
+  std::unique_ptr<BlockProducts> block_products(int b, int c) const override;
+  bool has_block_products() const override { return true; }
+  static constexpr int kProductTile = 128;
   double scale() const { return scale_; }
   int window() const { return window_; }
   double softcap() const { return softcap_; }
 
  private:
+  friend class SoftmaxBlockProducts;
   bool allowed(int i, int j) const {
     if (j > i) return false;
     if (window_ > 0 && i - j >= window_) return false;

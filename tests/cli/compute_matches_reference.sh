@@ -35,7 +35,7 @@ for mode in absolute block layer; do
   tol=1e-3
   [ "$mode" != absolute ] && tol=1e-2
   $PY "$here/../../tools/python/ess_reference.py" "$tmp/ops.h5" -o "$tmp/ref_$mode.h5" --tol $tol --tol-mode $mode
-  for engine in auto dense sweep; do
+  for engine in auto dense sweep lanczos; do
     echo "== mode $mode, engine $engine"
     "$ESS" compute "$tmp/ops.h5" -o "$tmp/ess.h5" --engine $engine --tol $tol --tol-mode $mode --quiet --threads 2 >/dev/null
     $PY "$here/compare_results.py" "$tmp/ess.h5" "$tmp/ref_$mode.h5"

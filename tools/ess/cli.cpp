@@ -90,7 +90,8 @@ void EssOptionGroup::add_to(po::options_description& opts) {
   group.add_options()("tol", po::value(&o_.tol)->default_value(o_.tol), "tolerance τ for tolerance-ESS")(
       "tol-mode", po::value(&tol_mode_)->default_value(tol_mode_),
       "threshold mode: absolute (σ > τ), block (σ > τ·σ1(H_i)), layer (σ > τ·max σ1 of the layer)")(
-      "engine", po::value(&engine_)->default_value(engine_), "auto, dense, structured or sweep")(
+      "engine", po::value(&engine_)->default_value(engine_),
+      "auto, dense, structured, sweep or lanczos (matrix-free, long L at selected blocks)")(
       "indices", po::value(&o_.indices)->default_value(""), "blocks i to measure, start:stop:step (default all)")(
       "keep-sigma", po::value(&o_.keep_sigma)->default_value(0), "store the top-K singular values per block")(
       "threads", po::value(&o_.threads)->default_value(0), "worker threads (0 = all cores)")(

@@ -53,6 +53,44 @@ void print_rows(const std::vector<BenchRow>& rows, std::ostream& out) {
   legend.print(out, false);
 }
 
+void print_long_rows(const std::vector<LongBenchRow>& rows, std::ostream& out) {
+  Table table({{"case"},
+               {"L", Table::right},
+               {"blocks", Table::right},
+               {"lanczos CPU s", Table::right},
+               {"dense CPU s", Table::right},
+               {"speedup", Table::right},
+               {"certified", Table::right},
+               {"whole", Table::right},
+               {"σ computed", Table::right},
+               {"mean tolESS", Table::right},
+               {"ESS same", Table::right},
+               {"entropy in", Table::right}});
+  for (const LongBenchRow& r : rows) {
+    if (r.blocks == 0) {
+      table.add({r.name, std::to_string(r.seq_len), "—", "skipped", "—", "—", "—", "—", "—", "—", "—", "—"});
+      continue;
+    }
+    table.add({r.name, std::to_string(r.seq_len), std::to_string(r.blocks), fmt(r.lanczos_seconds, 2),
+               r.dense_run ? fmt(r.dense_seconds, 2) : "—",
+               r.dense_run ? fmt(r.dense_seconds / r.lanczos_seconds, 1) + "x" : "—",
+               std::to_string(r.certified) + "/" + std::to_string(r.blocks), std::to_string(r.whole),
+               fmt(r.mean_sigma_count, 1), fmt(r.mean_tolerance_ess, 1),
+               r.dense_run ? (r.ess_mismatches == 0 ? "yes" : "NO(" + std::to_string(r.ess_mismatches) + ")") : "—",
+               r.dense_run ? (r.entropy_outside == 0 ? "yes" : "NO(" + std::to_string(r.entropy_outside) + ")") : "—"});
+  }
+  table.print(out, false);
+  Table legend({{"case"}, {"head"}});
+  std::vector<std::string> seen;
+  for (const LongBenchRow& r : rows)
+    if (!r.description.empty() && std::find(seen.begin(), seen.end(), r.name) == seen.end()) {
+      seen.push_back(r.name);
+      legend.add({r.name, r.description});
+    }
+  out << "\n";
+  legend.print(out, false);
+}
+
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   std::string cur;
@@ -76,7 +114,9 @@ int run_bench(int argc, char** argv) {
   int threads = 0, stack_layers = 24, stack_channels = 1536;
   double dense_budget = 120;
   std::string cases, lengths = "256,512,1024,2048,4096", states;
-  bool json = false, scaling = false, stack = false, no_dense = false;
+  bool json = false, scaling = false, stack = false, no_dense = false, long_mode = false;
+  int long_blocks = 32, dense_max_L = 4096;
+  double long_budget = 1800;
   opts.add_options()("L", po::value(&o.seq_len)->default_value(1024), "sequence length")(
       "channels", po::value(&o.channels)->default_value(2), "channels (heads) per case; times are medians over them")(
       "state", po::value(&o.state)->default_value(16), "state size N (d_k for linear attention / DeltaNet)")(
@@ -97,6 +137,13 @@ int run_bench(int argc, char** argv) {
       "stack-layers", po::value(&stack_layers)->default_value(24), "layers for --stack")(
       "stack-channels", po::value(&stack_channels)->default_value(1536), "channels per layer for --stack")(
       "threads", po::value(&threads)->default_value(0), "threads for --stack (0 = all cores)")(
+      "long", po::bool_switch(&long_mode),
+      "long-context mode: softmax heads (d_k 64: long-local, long-sink, long-diffuse, long-induction) at --lengths "
+      "(default 1024,...,32768), --blocks evenly spaced blocks, lanczos vs dense on the same blocks")(
+      "blocks", po::value(&long_blocks)->default_value(32), "--long: evenly spaced interior blocks per head")(
+      "dense-max-L", po::value(&dense_max_L)->default_value(4096), "--long: run the dense baseline up to this L")(
+      "long-budget", po::value(&long_budget)->default_value(1800),
+      "--long: skip a length where the lanczos time predicted from the shorter ones exceeds this many seconds")(
       "json", po::bool_switch(&json), "machine-readable output");
   MemoryOption memory;
   memory.add_to(opts);
@@ -139,6 +186,58 @@ int run_bench(int argc, char** argv) {
                 << " threads: full ESS profile in " << fmt(s.seconds, 1) << " s (" << fmt(s.seconds / 60, 2) << " min, "
                 << fmt(s.thread_seconds_per_channel * 1e3, 3) << " ms per channel per thread), mean tolerance-ESS "
                 << fmt(s.mean_tolerance_ess, 2) << "\n";
+    return 0;
+  }
+
+  if (long_mode) {
+    const std::vector<std::string> long_names = cases.empty() ? long_bench_case_names() : split(cases);
+    std::vector<int> Ls;
+    for (auto& s : split(vm["lengths"].defaulted() ? "1024,2048,4096,8192,16384,32768" : lengths)) {
+      try {
+        Ls.push_back(std::stoi(s));
+      } catch (...) {
+        throw UsageError("bad --lengths '" + lengths + "'");
+      }
+      if (Ls.back() < 4) throw UsageError("--lengths must be ≥ 4");
+    }
+    if (long_blocks < 1) throw UsageError("--blocks must be ≥ 1");
+    std::vector<LongBenchRow> rows;
+    Progress progress(json);
+    for (const auto& name : long_names) {
+      std::vector<std::pair<int, double>> done;  // (L, lanczos seconds), to predict the next length
+      for (int len : Ls) {
+        if (!done.empty()) {
+          const auto [l1, t1] = done.back();
+          double p = 2.5;
+          if (done.size() >= 2) {
+            const auto [l0, t0] = done[done.size() - 2];
+            p = std::clamp(std::log(t1 / t0) / std::log(static_cast<double>(l1) / l0), 1.5, 3.5);
+          }
+          if (t1 * std::pow(static_cast<double>(len) / l1, p) > long_budget) {
+            LongBenchRow skipped;
+            skipped.name = name;
+            skipped.seq_len = len;
+            rows.push_back(skipped);
+            continue;
+          }
+        }
+        rows.push_back(bench_long_case(name, len, long_blocks, o.seed, o.tol, !no_dense && len <= dense_max_L));
+        done.emplace_back(len, rows.back().lanczos_seconds);
+        progress.update("bench --long: " + name + " L=" + std::to_string(len) + " done");
+      }
+    }
+    progress.done();
+    if (json) {
+      Json results = Json::array();
+      for (const auto& r : rows) results.push_back(to_json(r));
+      print_json(std::cout, {{"long", results}});
+      return 0;
+    }
+    std::cout << "ess bench --long: one softmax head per case, " << long_blocks
+              << " evenly spaced blocks, one thread; lanczos vs dense (LAPACK dgesdd of every block) on the same "
+                 "blocks, τ = "
+              << o.tol << "\n\n";
+    print_long_rows(rows, std::cout);
     return 0;
   }
 

@@ -29,7 +29,7 @@ int run_compute(int argc, char** argv) {
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess compute OPS.h5 -o RESULTS.h5 [--tol 1e-3] [--tol-mode absolute|block|layer]\n"
-             "            [--engine auto|dense|structured|sweep] [--indices start:stop:step]\n"
+             "            [--engine auto|dense|structured|sweep|lanczos] [--indices start:stop:step]\n"
              "            [--keep-sigma K] [--threads N] [--seq-len L] [--max-memory SIZE] [--quiet]\n\n"
              "Computes tolerance-ESS and entropy-ESS of every block H_i = T[i:, :i] of every\n"
              "channel/head of every layer in an operator file and writes a results file.",

@@ -147,8 +147,18 @@ int run_report(int argc, char** argv) {
             << (md ? "**Model total**" : "model total") << ": tolerance-ESS " << fmt(summary.total_tolerance_ess, 1)
             << ", entropy-ESS " << fmt(summary.total_entropy_ess, 1) << " (sum over layers of the per-channel means)\n";
   print_predictions(std::cout, pred, md);
-  if (summary.bad_blocks)
-    std::cout << "warning: " << summary.bad_blocks
+  if (summary.interval_blocks)
+    std::cout << "note: entropy-ESS of " << summary.interval_blocks
+              << " block(s) comes from partial spectra (lanczos engine): the value is the midpoint of a certified "
+                 "interval (widest "
+              << fmt(100 * summary.max_interval_rel, 2)
+              << "% of its upper end; entropy_ess_lower / entropy_ess_upper in the file)\n";
+  if (summary.uncertified_blocks)
+    std::cout << "warning: " << summary.uncertified_blocks
+              << " block(s) could not be certified (lanczos: σ_k not below the threshold within the engine's limits); "
+                 "they are excluded\n";
+  if (summary.bad_blocks > summary.uncertified_blocks)
+    std::cout << "warning: " << summary.bad_blocks - summary.uncertified_blocks
               << " block(s) did not converge or were non-finite; they are excluded\n";
   return 0;
 }

@@ -1,0 +1,71 @@
+// Matrix-free access to the blocks H_i = T[i:, :i] of one channel: what the lanczos engine
+// (libess/engine.h) needs instead of a materialized L×L operator. Families implement it from their
+// own factors (softmax attention from q, k and the mask in tiles of query rows, operators/); every
+// realization family gets it through the state-space recurrence (RealizationBlockProducts), and any
+// other family through its dense T (DenseBlockProducts).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "libess/realization.h"
+#include "libess/types.h"
+
+namespace ess {
+
+class BlockProducts {
+ public:
+  virtual ~BlockProducts() = default;
+  virtual int seq_len() const = 0;
+  // Called once with the blocks about to be requested: a family may precompute per-block
+  // quantities (attention: every ‖H_i‖_F² in one sweep over the scores).
+  virtual void prepare(const std::vector<int>& /*indices*/) const {}
+  // Y = H_i X: X is i × p, Y is (L−i) × p.
+  virtual void apply(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const = 0;
+  // Y = H_iᵀ X: X is (L−i) × p, Y is i × p.
+  virtual void apply_transpose(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const = 0;
+  // Y = H_iᵀ H_i X (i × p): the Gram operator the engine's eigensolver runs on. The default is
+  // apply then apply_transpose; a family whose products recompute H_i (attention scores) overrides
+  // it with one pass over H_i.
+  virtual void gram(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const;
+  // ‖H_i‖_F², exact (from the factors; the engine's tail mass ‖H_i‖_F² − Σ σ_k² depends on it).
+  virtual double frobenius2(int i) const = 0;
+  // H_i written out ((L−i) × i), for blocks whose whole spectrum is cheaper by a dense SVD.
+  // The default applies H_i to the identity.
+  virtual void materialize_block(int i, Eigen::Ref<Matrix> H) const;
+};
+
+// Products with a materialized T (families without a realization or products of their own).
+class DenseBlockProducts final : public BlockProducts {
+ public:
+  explicit DenseBlockProducts(const Eigen::Ref<const Matrix>& T) : T_(T) {}
+  int seq_len() const override { return static_cast<int>(T_.rows()); }
+  void apply(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
+  void apply_transpose(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
+  double frobenius2(int i) const override;
+  void materialize_block(int i, Eigen::Ref<Matrix> H) const override;
+
+ private:
+  Eigen::Ref<const Matrix> T_;
+};
+
+// Products through a realization, H_i = O_i R_i: R_i x runs the recurrence over the inputs s < i
+// (the state after step i−1), O_i propagates it to the outputs t ≥ i; O(L·N·p) per product with
+// diagonal transitions. ‖H_i‖_F² = trace(P_i Q_i) from the reachability and observability Gramians.
+class RealizationBlockProducts final : public BlockProducts {
+ public:
+  explicit RealizationBlockProducts(std::unique_ptr<Realization> r) : r_(std::move(r)) {}
+  int seq_len() const override { return r_->length(); }
+  void apply(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
+  void apply_transpose(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
+  double frobenius2(int i) const override;
+
+ private:
+  std::unique_ptr<Realization> r_;
+};
+
+// C = alpha · op(A) · op(B) + beta · C by the BLAS (OpenBLAS' kernels, as the dense engine's
+// LAPACK uses): the large products of the matrix-free paths.
+void blas_gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::Ref<const Matrix>& A,
+               const Eigen::Ref<const Matrix>& B, double beta, Eigen::Ref<Matrix> C);
+
+}  // namespace ess

@@ -1,0 +1,265 @@
+// The lanczos engine (libess/engine.h) and the block products it runs on (libess/block_products.h)
+// against an independent dense SVD (Eigen's JacobiSVD) of the same blocks of the materialized T.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "analysis/bench_cases.h"
+#include "libess/compute.h"
+#include "libess/metrics.h"
+#include "operators/family.h"
+#include "operators/softmax_attention.h"
+#include "test_helpers.h"
+
+namespace ess {
+namespace {
+
+using test::reference_sigma;
+
+Tensor gaussian(std::mt19937& rng, std::vector<std::int64_t> shape, double scale) {
+  Tensor t(std::move(shape));
+  std::normal_distribution<double> n(0.0, scale);
+  for (auto& v : t.data) v = n(rng);
+  return t;
+}
+
+// Every product of the products object against the same product with the dense block.
+void check_products(const LayerOperator& op, int b, int c, const std::vector<int>& blocks) {
+  const Matrix T = op.dense_matrix(b, c);
+  DenseWorkspace ws;
+  const auto P = channel_products(op, b, c, ws);
+  const int L = op.seq_len();
+  std::mt19937 rng(5);
+  P->prepare(blocks);
+  for (int i : blocks) {
+    const Matrix H = T.block(i, 0, L - i, i);
+    const double scale = std::max(H.norm(), 1e-300);
+    const Matrix X = test::random_matrix(rng, i, 3), Yt = test::random_matrix(rng, L - i, 3);
+    Matrix Y(L - i, 3), Z(i, 3), G(i, 3), Hm(L - i, i);
+    P->apply(i, X, Y);
+    P->apply_transpose(i, Yt, Z);
+    P->gram(i, X, G);
+    P->materialize_block(i, Hm);
+    CAPTURE(op.family());
+    CAPTURE(i);
+    CHECK((Y - H * X).norm() <= 1e-12 * scale * X.norm());
+    CHECK((Z - H.transpose() * Yt).norm() <= 1e-12 * scale * Yt.norm());
+    CHECK((G - H.transpose() * (H * X)).norm() <= 1e-12 * scale * scale * X.norm());
+    CHECK((Hm - H).norm() <= 1e-13 * scale);
+    CHECK(P->frobenius2(i) == doctest::Approx(H.squaredNorm()).epsilon(1e-11));
+  }
+}
+
+// Per block: the lanczos result and the exact values from the dense SVD.
+struct Agreement {
+  long certified = 0, partial = 0, whole = 0, ties = 0;
+};
+
+Agreement check_engine(const LayerOperator& op, const std::vector<int>& blocks, const EssOptions& o) {
+  Agreement a;
+  const EssOptions& lo = o;
+  const int L = op.seq_len();
+  for (int b = 0; b < op.batch(); ++b)
+    for (int c = 0; c < op.channels(); ++c) {
+      const Matrix T = op.dense_matrix(b, c);
+      DenseWorkspace ws;
+      struct Sink : SpectrumSink {
+        std::vector<Partial> parts;
+        std::vector<std::vector<double>> sigma;
+        void block(int, const double*, int, double, bool) override { FAIL("lanczos must report partial blocks"); }
+        void partial_block(int pos, const Partial& p) override {
+          if (static_cast<int>(parts.size()) <= pos) parts.resize(pos + 1), sigma.resize(pos + 1);
+          parts[pos] = p;
+          sigma[pos].assign(p.sigma, p.sigma + p.count);
+        }
+      } sink;
+      LanczosOptions opt = lo.lanczos;
+      opt.tol = lo.tol;
+      opt.tol_mode = lo.tol_mode;
+      channel_spectra(op, b, c, EngineKind::lanczos, blocks, 0.0, ws, sink, opt);
+      REQUIRE(sink.parts.size() == blocks.size());
+      for (size_t pos = 0; pos < blocks.size(); ++pos) {
+        const int i = blocks[pos];
+        const std::vector<double> exact = reference_sigma(T, i);
+        const auto& p = sink.parts[pos];
+        const auto& s = sink.sigma[pos];
+        CAPTURE(op.family());
+        CAPTURE(L);
+        CAPTURE(i);
+        CAPTURE(p.count);
+        REQUIRE(p.converged);
+        CHECK(p.rank_bound == std::min(i, L - i));
+        const double f2 = T.block(i, 0, L - i, i).squaredNorm();
+        CHECK(p.frobenius2 == doctest::Approx(f2).epsilon(1e-10).scale(1e-300));
+        // Computed values are the largest exact ones.
+        for (int k = 0; k < p.count; ++k)
+          CHECK(std::abs(s[k] - exact[k]) <= 1e-8 * exact[0] + 2 * p.error_bound + 1e-300);
+        const double threshold =
+            tolerance_threshold(o.tol_mode == TolMode::absolute ? TolMode::absolute : TolMode::block, o.tol,
+                                exact.empty() ? 0.0 : exact[0], 0.0);
+        bool tie = false;
+        for (double x : exact) tie = tie || std::abs(x - threshold) <= 1e-8 * std::max(threshold, 1e-300);
+        if (p.certified) {
+          ++a.certified;
+          if (tie)
+            ++a.ties;
+          else
+            CHECK(count_above(s.data(), p.count, threshold) ==
+                  count_above(exact.data(), static_cast<int>(exact.size()), threshold));
+        }
+        // Entropy-ESS: exact with the whole spectrum, inside the certified interval otherwise.
+        const EssInterval e = partial_entropy_interval(s.data(), p.count, p.rank_bound, p.frobenius2, p.error_bound);
+        const double h = entropy_ess(exact.data(), static_cast<int>(exact.size()));
+        if (p.count >= p.rank_bound) {
+          ++a.whole;
+          CHECK(h == doctest::Approx(entropy_ess(s.data(), p.count)).epsilon(1e-8));
+          CHECK(e.lower <= h * (1 + 1e-9));
+          CHECK(h <= e.upper * (1 + 1e-9));
+        } else {
+          ++a.partial;
+          CHECK(e.lower <= h * (1 + 1e-9));
+          CHECK(h <= e.upper * (1 + 1e-9));
+        }
+      }
+    }
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("lanczos products: every family's H_i x, H_iᵀ y, Gram, ‖H_i‖_F² and H_i equal the dense block") {
+  for (const Family& f : families()) {
+    const auto op = f.example(3);
+    const int L = op->seq_len();
+    check_products(*op, 0, 0, {1, 2, L / 2, L - 2, L - 1});
+    check_products(*op, op->batch() - 1, op->channels() - 1, {3, L / 3});
+  }
+}
+
+TEST_CASE("lanczos products: softmax attention in tiles equals the dense T (plain, window, mask)") {
+  std::mt19937 rng(11);
+  const int L = 300;  // > 2 tiles of query rows
+  std::vector<std::uint8_t> mask(static_cast<size_t>(L) * L, 0);
+  std::bernoulli_distribution keep(0.6);
+  for (int t = 0; t < L; ++t)
+    for (int s = 0; s <= t; ++s) mask[static_cast<size_t>(t) * L + s] = s == 0 || s == t || keep(rng);
+  const std::vector<int> blocks = {1, 5, 127, 128, 129, 150, 256, 299};
+  for (int variant = 0; variant < 3; ++variant) {
+    SoftmaxAttentionOperator op(gaussian(rng, {1, 2, L, 16}, 1.5), gaussian(rng, {1, 2, L, 16}, 1.5),
+                                variant == 2 ? mask : std::vector<std::uint8_t>{}, 0.0, variant == 1 ? 40 : 0, "test");
+    check_products(op, 0, 1, blocks);
+  }
+}
+
+TEST_CASE("lanczos engine: every family at its example length matches dense SVD (tolerance-ESS, entropy interval)") {
+  EssOptions o;
+  o.tol = 1e-3;
+  o.lanczos.initial_k = 2;  // small k: partial spectra and k growth are exercised
+  o.lanczos.full_fraction = 1.0;
+  for (const Family& f : families()) {
+    const auto op = f.example(7);
+    std::vector<int> blocks;
+    for (int i = 1; i < op->seq_len(); ++i) blocks.push_back(i);
+    check_engine(*op, blocks, o);
+  }
+}
+
+TEST_CASE("lanczos engine: bench operators at several L match dense SVD; intervals contain the exact entropy") {
+  EssOptions o;
+  o.tol = 1e-3;
+  o.lanczos.initial_k = 4;
+  Agreement total;
+  for (const std::string name : {"mamba", "gla", "deltanet", "attn-local", "attn-lowrank", "attn-random", "longconv",
+                                 "long-local", "long-sink", "long-diffuse", "long-induction"})
+    for (int L : {96, 257, 512}) {
+      const BenchCase bc = make_bench_case(name, L, 1, 8, 3);
+      std::vector<int> blocks;
+      for (int j = 1; j <= 6; ++j) blocks.push_back(j * L / 7);
+      blocks.push_back(1);
+      blocks.push_back(L - 1);
+      std::sort(blocks.begin(), blocks.end());
+      const Agreement a = check_engine(*bc.op, blocks, o);
+      total.certified += a.certified;
+      total.partial += a.partial;
+      total.whole += a.whole;
+      total.ties += a.ties;
+    }
+  // The adaptive k really stops early on low-rank blocks, and the intervals were exercised.
+  CHECK(total.partial > 20);
+  CHECK(total.whole > 20);
+  CHECK(total.ties <= 2);
+}
+
+TEST_CASE("lanczos engine: block tolerance mode certifies against τ·σ_1") {
+  EssOptions o;
+  o.tol = 1e-2;
+  o.tol_mode = TolMode::block;
+  o.lanczos.initial_k = 2;
+  const BenchCase bc = make_bench_case("long-sink", 400, 1, 8, 1);
+  check_engine(*bc.op, {50, 100, 200, 300}, o);
+}
+
+TEST_CASE("entropy_ess_bounds: contains the entropy of any tail consistent with the constraints") {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int r = 5 + static_cast<int>(u(rng) * 40), k = 1 + static_cast<int>(u(rng) * (r - 1));
+    std::vector<double> s(r);
+    for (auto& x : s) x = std::pow(u(rng), 3.0);
+    std::sort(s.rbegin(), s.rend());
+    double tail = 0;
+    for (int j = k; j < r; ++j) tail += s[j] * s[j];
+    const EssInterval e = entropy_ess_bounds(s.data(), k, r, tail, 0.0);
+    const double h = entropy_ess(s.data(), r);
+    CHECK(e.lower <= h);
+    CHECK(h <= e.upper);
+  }
+  // Whole spectrum: a point.
+  const std::vector<double> s = {3, 2, 1};
+  const EssInterval e = entropy_ess_bounds(s.data(), 3, 3, 0.0, 0.0);
+  CHECK(e.lower == doctest::Approx(entropy_ess(s.data(), 3)));
+  CHECK(e.upper == doctest::Approx(entropy_ess(s.data(), 3)));
+}
+
+TEST_CASE("compute_layer with the lanczos engine stores intervals, counts and statuses") {
+  OperatorLayer layer{"attn", 0, make_bench_case("long-local", 600, 2, 8, 2).op};
+  EssOptions o;
+  o.engine = EngineKind::lanczos;
+  o.indices = "50:600:50";
+  o.threads = 2;
+  o.keep_sigma = 4;
+  const LayerResult R = compute_layer(layer, o);
+  EssOptions d = o;
+  d.engine = EngineKind::dense;
+  const LayerResult D = compute_layer(layer, d);
+  CHECK(R.engine == "lanczos");
+  REQUIRE(R.entropy_ess_lower.size() == R.entropy_ess.size());
+  REQUIRE(R.sigma_count.size() == R.entropy_ess.size());
+  for (size_t k = 0; k < R.entropy_ess.size(); ++k) {
+    CAPTURE(k);
+    CHECK(R.status[k] == block_ok);
+    CHECK(R.tolerance_ess[k] == D.tolerance_ess[k]);
+    CHECK(R.entropy_ess_lower[k] <= D.entropy_ess[k] * (1 + 1e-9));
+    CHECK(D.entropy_ess[k] <= R.entropy_ess_upper[k] * (1 + 1e-9));
+    CHECK(R.frobenius[k] == doctest::Approx(D.frobenius[k]).epsilon(1e-9));
+    CHECK(R.sigma_tail[k] == doctest::Approx(D.sigma_tail[k]).epsilon(1e-6).scale(1e-12));
+    CHECK(R.sigma[k * 4] == doctest::Approx(D.sigma[k * 4]).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("auto picks lanczos only for long unstructured operators at sparse blocks") {
+  const BenchCase small = make_bench_case("attn-random", 512, 1, 8, 0);
+  CHECK(choose_engine(*small.op, EngineKind::automatic, parse_indices("1:512:64", 512)) == EngineKind::dense);
+  CHECK(choose_engine(*small.op, EngineKind::automatic, parse_indices("", 512)) == EngineKind::sweep);
+  const BenchCase mid = make_bench_case("long-sink", 4096, 1, 8, 0);
+  CHECK(choose_engine(*mid.op, EngineKind::automatic, parse_indices("128:4096:128", 4096)) == EngineKind::dense);
+  const BenchCase big = make_bench_case("long-sink", 8192, 1, 8, 0);
+  CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) == EngineKind::lanczos);
+  CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("", 8192)) == EngineKind::sweep);
+  const BenchCase mamba = make_bench_case("mamba", 8192, 1, 8, 0);
+  CHECK(choose_engine(*mamba.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) == EngineKind::structured);
+}
+
+}  // namespace ess
