@@ -107,7 +107,7 @@ void check_layer_memory(const LayerOperator& op, const EssOptions& options);
 // lanczos: a dense T only when the family has neither products nor a realization, the largest H_i
 // its dense fallback writes out, and the solver's vectors).
 struct LanczosWork {
-  bool needs_T = false;           // no block_products() and no realization: products go through T
+  bool needs_T = false;          // no block_products() and no realization: products go through T
   double max_block_bytes = 1e9;  // LanczosOptions::max_block_bytes
 };
 LanczosWork lanczos_work(const LayerOperator& op, const EssOptions& options);
