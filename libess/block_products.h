@@ -12,6 +12,12 @@
 
 namespace ess {
 
+// The part of H_i outside which it is zero: rows [row0, row0 + rows) and columns
+// [col0, col0 + cols) of the (L−i) × i block (a sliding window: its w × w corner).
+struct BlockSupport {
+  int row0 = 0, rows = 0, col0 = 0, cols = 0;
+};
+
 class BlockProducts {
  public:
   virtual ~BlockProducts() = default;
@@ -29,8 +35,11 @@ class BlockProducts {
   virtual void gram(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const;
   // ‖H_i‖_F², exact (from the factors; the engine's tail mass ‖H_i‖_F² − Σ σ_k² depends on it).
   virtual double frobenius2(int i) const = 0;
-  // H_i written out ((L−i) × i), for blocks whose whole spectrum is cheaper by a dense SVD.
-  // The default applies H_i to the identity.
+  // Where H_i can be non-zero; the default is the whole block.
+  virtual BlockSupport support(int i) const { return {0, seq_len() - i, 0, i}; }
+  // H_i's support written out (support(i).rows × support(i).cols): the engine runs on it when it
+  // fits in memory (one pass over the factors instead of one per iteration). The default applies
+  // H_i to the identity (whole block).
   virtual void materialize_block(int i, Eigen::Ref<Matrix> H) const;
 };
 

@@ -76,6 +76,7 @@ struct LanczosOptions {
   double tol = 1e-3;
   int initial_k = 16;            // k of a channel's first block (later blocks start from the last k)
   double full_fraction = 0.25;   // k beyond this fraction of min(i, L−i): dense SVD of H_i
+  bool compare_cost = true;      // also the dense SVD when its estimated cost is lower (off: tests)
   double max_block_bytes = 1e9;  // largest H_i the dense fallback may write out
   double residual_rtol = 1e-12;  // Ritz residual ‖H_iᵀH_i v − λ v‖ below this · ‖H_i‖_F²
   int max_iterations = 300;      // solver iterations per k before the block is not converged

@@ -17,22 +17,34 @@ namespace ess {
 
 namespace {
 
-// H_iᵀH_i as Spectra's JD solvers see an operator: rows(), cols(), op * block.
+// H_iᵀH_i as Spectra's JD solvers see an operator: rows(), cols(), op * block. On H_i's support
+// written out (two GEMMs per product) when the engine could afford it, else through the family's
+// products (one pass over its factors per product).
 class GramOperator {
  public:
   using Scalar = double;
-  GramOperator(const BlockProducts& products, int i) : products_(products), i_(i) {}
-  Index rows() const { return i_; }
-  Index cols() const { return i_; }
+  GramOperator(const BlockProducts& products, int i, const Matrix* H)
+      : products_(products), i_(i), H_(H), n_(H ? static_cast<int>(H->cols()) : i) {}
+  Index rows() const { return n_; }
+  Index cols() const { return n_; }
   Matrix operator*(const Eigen::Ref<const Matrix>& X) const {
-    Matrix Y(i_, X.cols());
-    products_.gram(i_, X, Y);
+    Matrix Y(n_, X.cols());
+    if (H_ != nullptr) {
+      Z_.resize(H_->rows(), X.cols());
+      blas_gemm(false, false, 1.0, *H_, X, 0.0, Z_);
+      blas_gemm(true, false, 1.0, *H_, Z_, 0.0, Y);
+    } else {
+      products_.gram(i_, X, Y);
+    }
     return Y;
   }
 
  private:
   const BlockProducts& products_;
   int i_;
+  const Matrix* H_;
+  int n_;
+  mutable Matrix Z_;
 };
 
 // Davidson's correction with the identity for a preconditioner: the residuals G v − λ v of the
@@ -70,6 +82,20 @@ class KrylovEigensolver final : public Spectra::JDSymEigsBase<KrylovEigensolver,
 // Block width for k wanted values: a few extra vectors speed convergence of the k-th.
 int block_width(int k) { return k + std::max(8, k / 2); }
 
+// Whether the Krylov solver for k values of an m × n block (n: the Gram operator's dimension,
+// r = min(m, n)) is expected to cost less than a dense SVD of the block, in GEMM flop equivalents:
+// dgesdd ≈ 4·m·n·r flops at about a third of GEMM speed; the solver ≈ 15 iterations of a Gram
+// product (4·m·n·w) plus a Rayleigh–Ritz step on a search space of up to 4w vectors (an
+// eigendecomposition of (4w)³ at about a tenth of GEMM speed), w = block_width(k).
+bool krylov_cheaper(int k, int m, int n, int r, bool compare_cost) {
+  const double w = block_width(k);
+  if (3 * w > n) return false;  // the search space would not fit
+  if (!compare_cost) return true;
+  const double krylov = 15.0 * (4.0 * w * m * n + 640.0 * w * w * w);
+  const double dense = 12.0 * m * n * static_cast<double>(r);
+  return krylov < dense;
+}
+
 // Orthonormal n × width start: `keep` (previous Ritz vectors) first, Gaussian columns after.
 Matrix start_block(int n, int width, const Matrix& keep, unsigned seed) {
   Matrix V(n, width);
@@ -100,17 +126,26 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
   };
   products.prepare(indices);
   for (size_t pos = 0; pos < indices.size(); ++pos) {
-    const int i = indices[pos], m = L - i, n = i, r = std::min(m, n);
+    const int i = indices[pos];
+    // The solver works on H_i's support (a window head's w × w corner): σ(H_i) are its σ.
+    BlockSupport sup = products.support(i);
+    if (sup.rows <= 0 || sup.cols <= 0) sup = {0, L - i, 0, i};
+    const int m = sup.rows, r = std::min(sup.rows, sup.cols);
     SpectrumSink::Partial out;
     out.rank_bound = r;
-    // The whole spectrum by a dense SVD of H_i (false when H_i is too large to write out).
-    auto whole_spectrum = [&]() {
-      if (8.0 * m * n > o.max_block_bytes) return false;
-      H.resize(m, n);
+    // Written out once when it fits: every later product is a GEMM on it, the dense SVD needs it.
+    const bool cached = 8.0 * m * sup.cols <= o.max_block_bytes;
+    if (cached) {
+      H.resize(m, sup.cols);
       products.materialize_block(i, H);
+    }
+    const int n = cached ? sup.cols : i;  // the Gram operator's dimension
+    // The whole spectrum by a dense SVD of the support (false when it was too large to write out).
+    auto whole_spectrum = [&]() {
+      if (!cached) return false;
       const double f2 = H.squaredNorm();
       sigma.assign(r, 0.0);
-      const bool ok = singular_values(m, n, H.data(), sigma.data(), work, iwork);
+      const bool ok = singular_values(m, sup.cols, H.data(), sigma.data(), work, iwork);
       out.sigma = sigma.data();
       out.count = r;
       out.frobenius2 = f2;
@@ -121,12 +156,12 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       return true;
     };
     int k = std::min(hint, r);
-    if ((k > o.full_fraction * r || 3 * block_width(k) > n) && whole_spectrum()) continue;
+    if ((k > o.full_fraction * r || !krylov_cheaper(k, m, n, r, o.compare_cost)) && whole_spectrum()) continue;
 
     const double f2 = products.frobenius2(i);
     const double tol = std::max(o.residual_rtol * f2, 1e-300);
     out.frobenius2 = f2;
-    GramOperator op(products, i);
+    GramOperator op(products, i, cached ? &H : nullptr);
     Matrix ritz;
     for (;;) {
       const int width = block_width(k);
@@ -164,7 +199,7 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
         break;
       }
       const int next = std::min(2 * k, r);
-      if ((next > o.full_fraction * r || 3 * block_width(next) > n) && whole_spectrum()) {
+      if ((next > o.full_fraction * r || !krylov_cheaper(next, m, n, r, o.compare_cost)) && whole_spectrum()) {
         out.sigma = nullptr;  // already reported
         break;
       }

@@ -207,11 +207,18 @@ class SoftmaxBlockProducts final : public BlockProducts {
     return it->second;
   }
 
+  // With a window, rows t < i + w − 1 and keys s ≥ i − w + 1 only: the (w − 1) × (w − 1) corner.
+  BlockSupport support(int i) const override {
+    const int col0 = first_key(i);
+    return {0, last_row(i) - i, col0, i - col0};
+  }
+
   void materialize_block(int i, Eigen::Ref<Matrix> H) const override {
+    const int col0 = first_key(i);
     H.setZero();
     for (int t0 = i; t0 < last_row(i); t0 += kTile) {
       const int n = std::min(kTile, last_row(i) - t0), j0 = tile(i, t0, n);
-      if (j0 < i) H.block(t0 - i, j0, n, i - j0) = P_;
+      if (j0 < i) H.block(t0 - i, j0 - col0, n, i - j0) = P_;
     }
   }
 
