@@ -375,6 +375,11 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
       {"tiny-gemma2", {{"layer_types", {"sliding_attention"}}}, "layer_types must list one type per layer"},
       {"tiny-gemma2", {{"layer_types", {"sliding_attention", "chunked_attention"}}}, "chunked_attention"},
       {"tiny-gemma2", {{"query_pre_attn_scalar", 0}}, "query_pre_attn_scalar"},
+      {"tiny-lfm2", {{"layer_types", {"conv", "full_attention"}}}, "layer_types must list one type per layer (3)"},
+      {"tiny-lfm2", {{"layer_types", {"conv", "sliding_attention", "conv"}}}, "sliding_attention"},
+      {"tiny-lfm2", {{"layer_types", nullptr}, {"full_attn_idxs", {1, 3}}}, "full_attn_idxs entry 3"},
+      {"tiny-lfm2", {{"num_key_value_heads", 3}}, "multiple of num_key_value_heads"},
+      {"tiny-lfm2", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 2.0}}}}, "rope type 'yarn'"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.fixture);
@@ -382,6 +387,23 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
     const std::string d = variant(c.fixture, c.changes);
     CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains(c.message.c_str()), InputError);
     CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains((d + "/config.json").c_str()), InputError);
+  }
+  {
+    // LFM2: which tensors a layer needs follows layer_types (else full_attn_idxs), and the MLP width
+    // follows Lfm2MLP's adjustment (block_ffn_dim_multiplier null: int(2·96/3) = 64, no rounding to 72).
+    const std::string attn0 = variant("tiny-lfm2", {{"layer_types", nullptr}, {"full_attn_idxs", {0, 1}}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(attn0),
+                         doctest::Contains("model.layers.0.self_attn.q_proj.weight' (config.json implies shape [32, "
+                                           "32]; layer_types: full_attention)"),
+                         InputError);
+    const std::string narrow = variant("tiny-lfm2", {{"block_ffn_dim_multiplier", nullptr}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(narrow),
+                         doctest::Contains("model.layers.0.feed_forward.w1.weight' has shape [72, 32], but config.json "
+                                           "implies [64, 32]"),
+                         InputError);
+    // No adjustment at all: the width is block_ff_dim itself (96).
+    const std::string plain = variant("tiny-lfm2", {{"block_auto_adjust_ff_dim", false}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(plain), doctest::Contains("implies [96, 32]"), InputError);
   }
   {
     // GPT-2's learned positions end at n_positions (32 in the fixture).

@@ -2,17 +2,17 @@
 """Random checkpoints in the upstream Hugging Face layout, for testing `ess analyze`.
 
     make_checkpoints.py OUTDIR --arch ARCH [--seed S]
-        ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2
+        ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2 lfm2
         [--size tiny|mamba130m] [--dtype F32|F16|BF16|F64] [--sharded [--shards N]]
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
-        [--gpt2-names gpt2lmhead|gpt2model] [--vocab N]
+        [--gpt2-names gpt2lmhead|gpt2model] [--vocab N] [--conv-bias]
     make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b [--seed S] [--header-only]
 
 Writes OUTDIR/config.json and OUTDIR/model.safetensors (or model-0000k-of-0000N.safetensors plus
 model.safetensors.index.json with --sharded). Tensor names and config.json fields are those of
 Hugging Face transformers' MambaForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM,
 LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM (gpt_neox_sequential:
-use_parallel_residual false), PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM
+use_parallel_residual false), PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Lfm2ForCausalLM
 and flash-linear-attention's GLAForCausalLM (see README.md).
 safetensors are written by hand (st_io.py). Weights are deterministic in --seed; --size tiny
 keeps every file well under 1 MB; --size mamba130m gives the dimensions of the ~130M models
@@ -377,11 +377,65 @@ def make_gemma2(g, big, tie):
     return cfg
 
 
+def make_lfm2(g, big, tie, conv_bias=False):
+    """LFM2 (Lfm2ForCausalLM): gated short-conv layers and GQA attention layers per layer_types.
+    Tiny: conv, attention, conv; block_ff_dim 96 → int(2·96/3) = 64 → rounded up to block_multiple_of
+    24 = 72 (the auto-adjust path of Lfm2MLP); head_dim = D / H. Big: LFM2-350M's shapes."""
+    if big:
+        V, D, H, Hkv, I, K, mult = 65536, 1024, 16, 8, 6656, 3, 256
+        types = ["conv", "conv", "full_attention", "conv", "conv", "full_attention", "conv", "conv",
+                 "full_attention", "conv", "full_attention", "conv", "full_attention", "conv", "full_attention", "conv"]
+    else:
+        V, D, H, Hkv, I, K, mult = 96, 32, 4, 2, 96, 3, 24
+        types = ["conv", "full_attention", "conv"]
+    nl, hd = len(types), D // H
+    cfg = {"architectures": ["Lfm2ForCausalLM"], "model_type": "lfm2", "vocab_size": V, "hidden_size": D,
+           "intermediate_size": I, "block_ff_dim": I, "block_auto_adjust_ff_dim": True,
+           "block_ffn_dim_multiplier": 1.0, "block_multiple_of": mult, "num_hidden_layers": nl,
+           "num_attention_heads": H, "num_key_value_heads": Hkv, "max_position_embeddings": 128000,
+           "initializer_range": 0.02, "norm_eps": 1e-5, "use_cache": True, "pad_token_id": 0, "bos_token_id": 1,
+           "eos_token_id": 7, "tie_word_embeddings": tie, "rope_theta": 1000000.0, "conv_bias": conv_bias,
+           "conv_L_cache": K, "layer_types": types,
+           "full_attn_idxs": [i for i, t in enumerate(types) if t == "full_attention"]}
+    Iw = int(2 * I / 3)
+    Iw = mult * ((Iw + mult - 1) // mult)
+    g.normal("model.embed_tokens.weight", (V, D), 1.0)
+    for l, t in enumerate(types):
+        p = f"model.layers.{l}."
+        g.norm(p + "operator_norm.weight", D)
+        g.norm(p + "ffn_norm.weight", D)
+        if t == "full_attention":
+            a = p + "self_attn."
+            g.linear(a + "q_proj.weight", H * hd, D)
+            g.linear(a + "k_proj.weight", Hkv * hd, D)
+            g.linear(a + "v_proj.weight", Hkv * hd, D)
+            g.linear(a + "out_proj.weight", D, H * hd)
+            # q/k norms around 2: the normalized heads still give peaked attention
+            g.t[a + "q_layernorm.weight"] = 2.0 + 0.3 * g.rng.standard_normal(hd)
+            g.t[a + "k_layernorm.weight"] = 2.0 + 0.3 * g.rng.standard_normal(hd)
+        else:
+            c = p + "conv."
+            g.linear(c + "in_proj.weight", 3 * D, D)
+            g.normal(c + "conv.weight", (D, 1, K), 1 / math.sqrt(K))
+            g.linear(c + "out_proj.weight", D, D)
+            if conv_bias:
+                g.normal(c + "in_proj.bias", (3 * D,), 0.1)
+                g.normal(c + "conv.bias", (D,), 0.1)
+                g.normal(c + "out_proj.bias", (D,), 0.1)
+        g.linear(p + "feed_forward.w1.weight", Iw, D)
+        g.linear(p + "feed_forward.w3.weight", Iw, D)
+        g.linear(p + "feed_forward.w2.weight", D, Iw)
+    g.norm("model.embedding_norm.weight", D)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    return cfg
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outdir")
     ap.add_argument("--arch", choices=["mamba", "falcon_mamba", "mamba2", "llama", "mistral", "gla", "gpt2", "gpt_neox",
-                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2"])
+                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2", "lfm2"])
     ap.add_argument("--published", choices=sorted(PUBLISHED),
                     help="the exact config.json and weight-file layout of a published model, random weights "
                          "(streamed; published_shapes.py); the other options do not apply")
@@ -398,6 +452,8 @@ def main(argv=None):
     ap.add_argument("--rope-format", default="legacy", choices=["legacy", "v5"],
                     help="llama/mistral: rope_theta + rope_scaling (legacy, as on the Hub) or rope_parameters")
     ap.add_argument("--llama-rope", default="llama3", choices=["default", "linear", "llama3"])
+    ap.add_argument("--conv-bias", action="store_true", help="lfm2: conv_bias true (biases on in_proj, conv, "
+                                                                "out_proj of the conv layers)")
     ap.add_argument("--vocab", type=int, help="gpt2: this vocabulary size instead of the size's (50257: GPT-2's "
                                                   "own, for tokenizer.json tests)")
     ap.add_argument("--gpt2-names", default="gpt2lmhead", choices=["gpt2lmhead", "gpt2model"],
@@ -411,7 +467,7 @@ def main(argv=None):
     if not args.arch:
         ap.error("give --arch or --published")
 
-    tie = {"yes": True, "no": False}.get(args.tie, args.arch in ("mamba", "gpt2", "gemma2"))
+    tie = {"yes": True, "no": False}.get(args.tie, args.arch in ("mamba", "gpt2", "gemma2", "lfm2"))
     big = args.size == "mamba130m"
     g = Gen(args.seed)
     if args.arch in ("mamba", "falcon_mamba"):
@@ -432,6 +488,8 @@ def main(argv=None):
         cfg = make_qwen(g, args.arch, big, tie)
     elif args.arch == "gemma2":
         cfg = make_gemma2(g, big, tie)
+    elif args.arch == "lfm2":
+        cfg = make_lfm2(g, big, tie, args.conv_bias)
     else:
         cfg = make_gla(g, big, tie)
     cfg["torch_dtype"] = TORCH_DTYPE_NAME[args.dtype]

@@ -6,7 +6,7 @@
 Architectures (config.json "architectures"[0]): MambaForCausalLM, FalconMambaForCausalLM,
 Mamba2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, GLAForCausalLM (flash-linear-attention),
 GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-Gemma2ForCausalLM.
+Gemma2ForCausalLM, Lfm2ForCausalLM.
 The forward passes are written out here from the upstream semantics (README.md is the spec):
 no transformers / fla import, every weight upcast to float64 as stored.
 
@@ -592,12 +592,99 @@ def gla_forward(cfg, W, tokens, rec):
     return lm_head(W, cfg, h, "model.embeddings.weight", V, D)
 
 
+# ---------------------------------------------------------------------------------------------
+# LFM2 (Liquid AI): gated short convolutions and GQA attention with q/k norms
+
+
+def lfm2_layer_types(cfg):
+    """Per layer "conv" or "full_attention": config.layer_types, else full_attn_idxs (default: every
+    layer attention), as Lfm2Config."""
+    nl = cfg["num_hidden_layers"]
+    types = cfg.get("layer_types")
+    if types is None:
+        idxs = cfg.get("full_attn_idxs")
+        idxs = list(range(nl)) if idxs is None else idxs
+        types = ["full_attention" if i in idxs else "conv" for i in range(nl)]
+    need(len(types) == nl and set(types) <= {"conv", "full_attention"}, f"bad layer_types {types}")
+    return types
+
+
+def lfm2_ff_dim(cfg):
+    """Lfm2MLP's width: intermediate_size (block_ff_dim wins), with block_auto_adjust_ff_dim
+    int(2 I / 3), then int(block_ffn_dim_multiplier * I) rounded up to block_multiple_of."""
+    I = cfg.get("block_ff_dim", cfg.get("intermediate_size", 12288))
+    if cfg.get("block_auto_adjust_ff_dim", True):
+        I = int(2 * I / 3)
+        mult = cfg.get("block_ffn_dim_multiplier", 1.0)
+        if mult is not None:
+            I = int(mult * I)
+            m = cfg.get("block_multiple_of", 256)
+            I = m * ((I + m - 1) // m)
+    return I
+
+
+def lfm2_forward(cfg, W, tokens, rec):
+    V, D, nl = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
+    H = cfg.get("num_attention_heads", 32)
+    Hkv = cfg.get("num_key_value_heads", 8)
+    hd = cfg.get("head_dim") or D // H
+    eps = cfg.get("norm_eps", 1e-5)
+    K = cfg.get("conv_L_cache", 3)
+    bias = bool(cfg.get("conv_bias", False))
+    I = lfm2_ff_dim(cfg)
+    types = lfm2_layer_types(cfg)
+    rcfg = dict(cfg)
+    if isinstance(cfg.get("rope_parameters"), dict) and "full_attention" in cfg["rope_parameters"]:
+        rcfg["rope_parameters"] = cfg["rope_parameters"]["full_attention"]
+    if rcfg.get("rope_parameters") is None and "rope_theta" not in rcfg:
+        rcfg["rope_theta"] = cfg.get("theta", 1000000.0)  # Lfm2Config's default theta
+    inv = rope_inv_freq(rcfg, hd)
+    h = W("model.embed_tokens.weight", [V, D])[tokens]
+    Bsz, L = tokens.shape
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        x = rms(h, W(p + "operator_norm.weight", [D]), eps)
+        if types[l] == "full_attention":
+            a = p + "self_attn."
+            q = (x @ W(a + "q_proj.weight", [H * hd, D]).T).reshape(Bsz, L, H, hd)
+            k = (x @ W(a + "k_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd)
+            v = (x @ W(a + "v_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+            q = rms(q, W(a + "q_layernorm.weight", [hd]), eps).transpose(1, 2)  # per head, before RoPE
+            k = rms(k, W(a + "k_layernorm.weight", [hd]), eps).transpose(1, 2)
+            q, k = rotary(q, inv), rotary(k, inv)
+            k, v, o = softmax_attention(q, k, v, hd ** -0.5)
+            out = o.transpose(1, 2).reshape(Bsz, L, H * hd) @ W(a + "out_proj.weight", [D, H * hd]).T
+            rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+                mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
+        else:
+            c = p + "conv."
+            BCx = linear(x, W(c + "in_proj.weight", [3 * D, D]), W(c + "in_proj.bias", [3 * D]) if bias else None)
+            Bg, Cg, xs = BCx[..., :D], BCx[..., D:2 * D], BCx[..., 2 * D:]  # chunk(3) of the channels: B, C, x
+            w = W(c + "conv.weight", [D, 1, K])
+            conv = causal_depthwise_conv(Bg * xs, w, None)  # Conv1d(groups=D, padding=K-1)[..., :L]
+            scan = Cg * conv  # = T x: T = diag(C) Toeplitz(h) diag(B) per channel
+            y = scan + (Cg * W(c + "conv.bias", [D]) if bias else 0.0)  # the conv bias, gated: outside T
+            out = linear(y, W(c + "out_proj.weight", [D, D]), W(c + "out_proj.bias", [D]) if bias else None)
+            rec(f"model.layers.{l}.conv", "conv", l,
+                dict(h=w[:, 0, :].flip(-1), pre_gate=Bg.transpose(1, 2), post_gate=Cg.transpose(1, 2)),
+                mixer_input=x, scan_input=xs.transpose(1, 2)[..., None], scan_output=scan.transpose(1, 2)[..., None],
+                mixer_output=out)
+        h = h + out
+        u = rms(h, W(p + "ffn_norm.weight", [D]), eps)
+        f = "feed_forward."
+        m = silu(u @ W(p + f + "w1.weight", [I, D]).T) * (u @ W(p + f + "w3.weight", [I, D]).T)
+        h = h + m @ W(p + f + "w2.weight", [D, I]).T
+    h = rms(h, W("model.embedding_norm.weight", [D]), eps)  # the final norm (named embedding_norm upstream)
+    cfg = dict(cfg, tie_word_embeddings=cfg.get("tie_embedding", cfg.get("tie_word_embeddings", True)))
+    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D)
+
+
 FORWARDS = {"MambaForCausalLM": mamba_forward, "FalconMambaForCausalLM": mamba_forward,
             "Mamba2ForCausalLM": mamba2_forward, "LlamaForCausalLM": llama_forward,
             "MistralForCausalLM": llama_forward, "GLAForCausalLM": gla_forward,
             "GPT2LMHeadModel": gpt2_forward, "GPTNeoXForCausalLM": gpt_neox_forward, "PhiForCausalLM": phi_forward,
             "Qwen2ForCausalLM": llama_forward, "Qwen3ForCausalLM": llama_forward,
-            "Gemma2ForCausalLM": llama_forward}
+            "Gemma2ForCausalLM": llama_forward, "Lfm2ForCausalLM": lfm2_forward}
 
 
 def read_tokens(path, vocab):
@@ -664,6 +751,8 @@ def main(argv=None):
                                         layer_index=idx, softcap=op.get("softcap"))
             elif family == "gla":
                 w.add_gla(name, op["q"], op["k"], op["log_decay"], layer_index=idx)
+            elif family == "conv":
+                w.add_conv(name, op["h"], pre_gate=op["pre_gate"], post_gate=op["post_gate"], layer_index=idx)
             if args.activations:
                 for k, v in acts.items():
                     w.file.create_dataset(f"activations/{name}/{k}", data=v.numpy())
