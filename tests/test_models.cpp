@@ -150,14 +150,18 @@ TEST_CASE("streaming: each layer is handed over once, in order, and the result e
     const models::ModelRun streamed = model->stream(
         batch.tokens,
         [&](OperatorLayer&& layer) {
-          CHECK(layer.layer_index == static_cast<int>(got.size()));
+          // Block indices in order; a hybrid block with two mixers hands over two with the same index.
+          const int before = got.empty() ? -1 : got.back().layer_index;
+          CHECK((layer.layer_index == before + 1 ||
+                 (layer.layer_index == before && model->num_mixers() > model->num_layers())));
           REQUIRE(layer.op != nullptr);
           got.push_back(std::move(layer));
         },
         true);
     CHECK(streamed.layers.empty());
     REQUIRE(got.size() == all.layers.size());
-    CHECK(static_cast<int>(got.size()) == model->num_layers());
+    CHECK(static_cast<int>(got.size()) == model->num_mixers());
+    CHECK(got.back().layer_index == model->num_layers() - 1);
     CHECK(streamed.argmax == all.argmax);
     REQUIRE(streamed.logprobs.size() == all.logprobs.size());
     for (size_t b = 0; b < all.logprobs.size(); ++b)
@@ -380,6 +384,21 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
       {"tiny-lfm2", {{"layer_types", nullptr}, {"full_attn_idxs", {1, 3}}}, "full_attn_idxs entry 3"},
       {"tiny-lfm2", {{"num_key_value_heads", 3}}, "multiple of num_key_value_heads"},
       {"tiny-lfm2", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 2.0}}}}, "rope type 'yarn'"},
+      {"tiny-falcon-h1",
+       {{"mamba_d_head", 7}},
+       "mamba_n_heads × mamba_d_head = 6 × 7 does not equal the Mamba width 48"},
+      // mamba_d_ssm null: the width is mamba_expand × hidden_size = 64, not a multiple of the 6 heads.
+      {"tiny-falcon-h1", {{"mamba_d_ssm", nullptr}}, "does not equal the Mamba width 64"},
+      {"tiny-falcon-h1", {{"mamba_n_groups", 4}}, "mamba_n_groups must divide"},
+      {"tiny-falcon-h1", {{"rope_theta", nullptr}}, "needs rope_theta"},
+      // (the fixture's time_step_limit [0, Infinity] is written back by nlohmann as [0, null]: replaced)
+      {"tiny-falcon-h1",
+       {{"ssm_multipliers", {1.0, 2.0}}, {"time_step_limit", {0.0, 100.0}}},
+       "'ssm_multipliers' must be an array of 5 numbers"},
+      {"tiny-falcon-h1",
+       {{"mlp_multipliers", {1.0, "x"}}, {"time_step_limit", {0.0, 100.0}}},
+       "'mlp_multipliers' must be an array of 2 numbers"},
+      {"tiny-falcon-h1", {{"hidden_act", "quick_gelu"}}, "hidden_act 'quick_gelu' is not supported"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.fixture);

@@ -43,6 +43,8 @@ VARIANTS = [
     ("qwen2", ["--dtype", "BF16"]), ("qwen3", ["--tie", "yes"]), ("qwen3", ["--sharded"]),
     ("gemma2", []), ("gemma2", ["--tie", "no", "--dtype", "BF16"]),
     ("lfm2", []), ("lfm2", ["--conv-bias", "--tie", "no", "--dtype", "BF16"]), ("lfm2", ["--sharded"]),
+    ("falcon_h1", []), ("falcon_h1", ["--mamba-norm", "before", "--biases", "--tie", "yes"]),
+    ("falcon_h1", ["--mamba-norm", "none", "--dtype", "BF16", "--sharded"]),
 ]
 passed, failed = 0, []
 

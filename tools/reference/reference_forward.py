@@ -6,7 +6,7 @@
 Architectures (config.json "architectures"[0]): MambaForCausalLM, FalconMambaForCausalLM,
 Mamba2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, GLAForCausalLM (flash-linear-attention),
 GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-Gemma2ForCausalLM, Lfm2ForCausalLM.
+Gemma2ForCausalLM, Lfm2ForCausalLM, FalconH1ForCausalLM.
 The forward passes are written out here from the upstream semantics (README.md is the spec):
 no transformers / fla import, every weight upcast to float64 as stored.
 
@@ -679,12 +679,116 @@ def lfm2_forward(cfg, W, tokens, rec):
     return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D)
 
 
+# ---------------------------------------------------------------------------------------------
+# Falcon-H1 (TII): Mamba2 and attention side by side in every layer, with muP multipliers
+
+
+def falcon_h1_forward(cfg, W, tokens, rec):
+    V, D, nl = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
+    H = cfg["num_attention_heads"]
+    Hkv = cfg.get("num_key_value_heads", 8) or H
+    hd = cfg.get("head_dim") or D // H
+    I = cfg["intermediate_size"]
+    eps = cfg.get("rms_norm_eps", 1e-5)
+    act = activation(cfg.get("hidden_act", "silu"))
+    attn_bias, mlp_bias = bool(cfg.get("attention_bias", False)), bool(cfg.get("mlp_bias", False))
+    need(H % Hkv == 0, "num_attention_heads not divisible by num_key_value_heads")
+    need(cfg.get("rope_theta") is not None or isinstance(cfg.get("rope_parameters"), dict), "no rope_theta")
+    inv = rope_inv_freq(cfg, hd)
+    # Mamba2 mixer
+    E = cfg.get("mamba_d_ssm", 1024)
+    E = int(cfg.get("mamba_expand", 2) * D) if E is None else E
+    Hm, G, N, K = cfg.get("mamba_n_heads", 128), cfg.get("mamba_n_groups", 1), cfg.get("mamba_d_state", 256), \
+        cfg.get("mamba_d_conv", 4)
+    P = cfg.get("mamba_d_head", "auto")
+    P = E // Hm if P == "auto" else P
+    need(P * Hm == E and Hm % G == 0 and E % G == 0, "mamba head / group sizes do not divide mamba_d_ssm")
+    lo, hi = cfg.get("time_step_limit", [0.0, float("inf")])
+    rms_gate, before = cfg.get("mamba_rms_norm", False), cfg.get("mamba_norm_before_gate", True)
+    conv_dim = E + 2 * G * N
+    m = lambda k: float(cfg.get(k, 1.0))  # noqa: E731
+    gate_mult, down_mult = cfg.get("mlp_multipliers") or [1.0, 1.0]
+    mz, mx, mb, mc, mdt = cfg.get("ssm_multipliers") or [1.0] * 5
+    mup = torch.cat([torch.full((E,), float(mz)), torch.full((E,), float(mx)), torch.full((G * N,), float(mb)),
+                     torch.full((G * N,), float(mc)), torch.full((Hm,), float(mdt))])
+    h = W("model.embed_tokens.weight", [V, D])[tokens] * m("embedding_multiplier")
+    Bsz, L = tokens.shape
+    grp = torch.arange(Hm) // (Hm // G)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        x = rms(h, W(p + "input_layernorm.weight", [D]), eps)
+        # Mamba2 branch (FalconH1Mixer.torch_forward)
+        mp = p + "mamba."
+        pw = E + conv_dim + Hm
+        proj = linear(x * m("ssm_in_multiplier"), W(mp + "in_proj.weight", [pw, D]),
+                      W(mp + "in_proj.bias", [pw]) if cfg.get("mamba_proj_bias", False) else None) * mup
+        z, xBC, dt = proj[..., :E], proj[..., E:E + conv_dim], proj[..., E + conv_dim:]
+        xBC = act(causal_depthwise_conv(xBC, W(mp + "conv1d.weight", [conv_dim, 1, K]),
+                                        W(mp + "conv1d.bias", [conv_dim]) if cfg.get("mamba_conv_bias", True) else None))
+        xs, Bm, Cm = xBC[..., :E], xBC[..., E:E + G * N], xBC[..., E + G * N:]
+        dt = torch.clamp(F.softplus(dt + W(mp + "dt_bias", [Hm])), lo, hi)  # [B, L, Hm]
+        A = -torch.exp(W(mp + "A_log", [Hm]))
+        xh = xs.reshape(Bsz, L, Hm, P)
+        Bg, Cg = Bm.reshape(Bsz, L, G, N), Cm.reshape(Bsz, L, G, N)
+        S = torch.zeros(Bsz, Hm, P, N)
+        ys = []
+        for t in range(L):
+            Bt, Ct = Bg[:, t, grp], Cg[:, t, grp]
+            S = torch.exp(dt[:, t, :, None, None] * A[:, None, None]) * S \
+                + dt[:, t, :, None, None] * xh[:, t, :, :, None] * Bt[:, :, None, :]
+            ys.append((S * Ct[:, :, None, :]).sum(-1))
+        scan = torch.stack(ys, 1)  # [B, L, Hm, P]
+        y = (scan + xh * W(mp + "D", [Hm])[:, None]).reshape(Bsz, L, E)
+        if rms_gate:  # FalconH1RMSNormGated: per group of E/G, gate before or after the norm
+            nw = W(mp + "norm.weight", [E])
+            if not before:
+                y = y * silu(z)
+            y = (rms(y.reshape(Bsz, L, G, E // G), None, eps) * nw.reshape(G, E // G)).reshape(Bsz, L, E)
+            if before:
+                y = y * silu(z)
+        else:
+            y = y * silu(z)
+        ssm_out = linear(y, W(mp + "out_proj.weight", [D, E]),
+                         W(mp + "out_proj.bias", [D]) if cfg.get("projectors_bias", False) else None) \
+            * m("ssm_out_multiplier")
+        rec(f"model.layers.{l}.mamba", "mamba2", l,
+            dict(dt=dt.transpose(1, 2), A=A, B=Bg.permute(0, 2, 1, 3), C=Cg.permute(0, 2, 1, 3)),
+            mixer_input=x, scan_input=xh.permute(0, 2, 1, 3), scan_output=scan.permute(0, 2, 1, 3),
+            mixer_output=ssm_out)
+        # attention branch (Llama attention, keys times key_multiplier before RoPE)
+        a = p + "self_attn."
+        xa = x * m("attention_in_multiplier")
+        b = lambda n, o: W(a + n + ".bias", [o]) if attn_bias else None  # noqa: E731
+        q = linear(xa, W(a + "q_proj.weight", [H * hd, D]), b("q_proj", H * hd)).reshape(Bsz, L, H, hd).transpose(1, 2)
+        k = linear(xa, W(a + "k_proj.weight", [Hkv * hd, D]), b("k_proj", Hkv * hd)).reshape(Bsz, L, Hkv, hd) \
+            .transpose(1, 2) * m("key_multiplier")
+        v = linear(xa, W(a + "v_proj.weight", [Hkv * hd, D]), b("v_proj", Hkv * hd)).reshape(Bsz, L, Hkv, hd) \
+            .transpose(1, 2)
+        q, k = rotary(q, inv), rotary(k, inv)
+        k, v, o = softmax_attention(q, k, v, hd ** -0.5)
+        attn_out = linear(o.transpose(1, 2).reshape(Bsz, L, H * hd), W(a + "o_proj.weight", [D, H * hd]),
+                          b("o_proj", D)) * m("attention_out_multiplier")
+        rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+            mixer_input=xa, scan_input=v, scan_output=o, mixer_output=attn_out)
+        h = h + ssm_out + attn_out
+        u = rms(h, W(p + "pre_ff_layernorm.weight", [D]), eps)
+        f = p + "feed_forward."
+        mb_ = lambda n, o: W(f + n + ".bias", [o]) if mlp_bias else None  # noqa: E731
+        g = act(linear(u, W(f + "gate_proj.weight", [I, D]), mb_("gate_proj", I)) * float(gate_mult))
+        y = linear(u, W(f + "up_proj.weight", [I, D]), mb_("up_proj", I)) * g
+        h = h + linear(y, W(f + "down_proj.weight", [D, I]), mb_("down_proj", D)) * float(down_mult)
+    h = rms(h, W("model.final_layernorm.weight", [D]), eps)
+    cfg = dict(cfg, tie_word_embeddings=cfg.get("tie_word_embeddings", False))
+    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D) * m("lm_head_multiplier")
+
+
 FORWARDS = {"MambaForCausalLM": mamba_forward, "FalconMambaForCausalLM": mamba_forward,
             "Mamba2ForCausalLM": mamba2_forward, "LlamaForCausalLM": llama_forward,
             "MistralForCausalLM": llama_forward, "GLAForCausalLM": gla_forward,
             "GPT2LMHeadModel": gpt2_forward, "GPTNeoXForCausalLM": gpt_neox_forward, "PhiForCausalLM": phi_forward,
             "Qwen2ForCausalLM": llama_forward, "Qwen3ForCausalLM": llama_forward,
-            "Gemma2ForCausalLM": llama_forward, "Lfm2ForCausalLM": lfm2_forward}
+            "Gemma2ForCausalLM": llama_forward, "Lfm2ForCausalLM": lfm2_forward,
+            "FalconH1ForCausalLM": falcon_h1_forward}
 
 
 def read_tokens(path, vocab):
