@@ -37,16 +37,17 @@ class FalconH1 final : public CausalLM {
     const bool theta = c.has("rope_theta") || (c.has("rope_parameters") && c.json()["rope_parameters"].is_object() &&
                                                c.json()["rope_parameters"].contains("rope_theta"));
     if (!theta)
-      throw InputError(c.path() + ": FalconH1ForCausalLM needs rope_theta (or rope_parameters.rope_theta); its "
-                                  "default differs between transformers versions");
+      throw InputError(c.path() +
+                       ": FalconH1ForCausalLM needs rope_theta (or rope_parameters.rope_theta); its "
+                       "default differs between transformers versions");
     s_ = read_llama_config(Config(j, c.path()), "FalconH1ForCausalLM");
     vocab_ = s_.vocab;
     layers_ = s_.layers;
     D_ = s_.hidden;
     // The Mamba2 branch.
-    E_ = c.json().contains("mamba_d_ssm") ? (c.has("mamba_d_ssm") ? c.integer("mamba_d_ssm")
-                                                                  : c.scaled("mamba_expand", 2, D_))  // null
-                                          : 1024;  // absent: FalconH1Config's default
+    E_ = c.json().contains("mamba_d_ssm")
+             ? (c.has("mamba_d_ssm") ? c.integer("mamba_d_ssm") : c.scaled("mamba_expand", 2, D_))  // null
+             : 1024;  // absent: FalconH1Config's default
     Hm_ = c.integer("mamba_n_heads", 128);
     G_ = c.integer("mamba_n_groups", 1);
     N_ = c.integer("mamba_d_state", 256);
@@ -89,9 +90,9 @@ class FalconH1 final : public CausalLM {
     const auto ssm =
         c.has("ssm_multipliers") ? c.numbers("ssm_multipliers", 5) : std::vector<double>{1.0, 1.0, 1.0, 1.0, 1.0};
     mup_.resize(E_ + conv_dim_ + Hm_);
-    mup_.segment(0, E_).setConstant(ssm[0]);                     // z
-    mup_.segment(E_, E_).setConstant(ssm[1]);                    // x
-    mup_.segment(2 * E_, G_ * N_).setConstant(ssm[2]);           // B
+    mup_.segment(0, E_).setConstant(ssm[0]);                      // z
+    mup_.segment(E_, E_).setConstant(ssm[1]);                     // x
+    mup_.segment(2 * E_, G_ * N_).setConstant(ssm[2]);            // B
     mup_.segment(2 * E_ + G_ * N_, G_ * N_).setConstant(ssm[3]);  // C
     mup_.segment(2 * E_ + 2 * G_ * N_, Hm_).setConstant(ssm[4]);  // dt
 
@@ -204,8 +205,8 @@ class FalconH1 final : public CausalLM {
         Hs[b] += add[b] + linear(Os[b], w, "o_proj", "o_bias") * attn_out_;
         const Matrix X2 = rms_norm(Hs[b], w.vector("ff_norm"), s_.rms_eps);
         const Matrix gate = activate(linear(X2, w, "gate_proj", "gate_pbias") * gate_mult_, s_.act);
-        Hs[b] += linear(linear(X2, w, "up_proj", "up_bias").cwiseProduct(gate), w, "down_proj", "down_bias") *
-                 down_mult_;
+        Hs[b] +=
+            linear(linear(X2, w, "up_proj", "up_bias").cwiseProduct(gate), w, "down_proj", "down_bias") * down_mult_;
       }
       on_layer({mname, l, std::move(mop)});
       on_layer({aname, l, std::move(aop)});

@@ -399,6 +399,10 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
        {{"mlp_multipliers", {1.0, "x"}}, {"time_step_limit", {0.0, 100.0}}},
        "'mlp_multipliers' must be an array of 2 numbers"},
       {"tiny-falcon-h1", {{"hidden_act", "quick_gelu"}}, "hidden_act 'quick_gelu' is not supported"},
+      {"tiny-jamba", {{"sliding_window", 8}}, "sliding_window is not supported"},
+      {"tiny-jamba", {{"attn_layer_offset", 2}}, "must be smaller than its period"},
+      {"tiny-jamba", {{"num_experts_per_tok", 5}}, "num_experts_per_tok 5 exceeds num_experts 4"},
+      {"tiny-jamba", {{"mamba_dt_rank", "big"}}, "mamba_dt_rank must be an integer or \"auto\""},
   };
   for (const auto& c : cases) {
     CAPTURE(c.fixture);
@@ -420,6 +424,22 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
                          doctest::Contains("model.layers.0.feed_forward.w1.weight' has shape [72, 32], but config.json "
                                            "implies [64, 32]"),
                          InputError);
+    // Jamba: the experts are declared per layer of expert_layer_period/offset (offset 1: layers 1, 4 …
+    // would need them; the fixture has them in 0 and 3).
+    const std::string shifted = variant("tiny-jamba", {{"expert_layer_offset", 1}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(shifted),
+                         doctest::Contains("model.layers.0.feed_forward.gate_proj.weight' (config.json implies shape "
+                                           "[48, 32]; dense MLP layer)"),
+                         InputError);
+    // One expert per token instead of two: a different model, but a valid one.
+    auto top1 = models::load_causal_lm(variant("tiny-jamba", {{"num_experts_per_tok", 1}}));
+    auto top2 = models::load_causal_lm(std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-jamba");
+    const models::Tokens ids{{1, 2, 3, 4, 5, 6, 7, 8}};
+    const models::ModelRun r1 = top1->run(ids, true), r2 = top2->run(ids, true);
+    REQUIRE(r1.layers.size() == 4);
+    CHECK(r1.layers[0].op->family() == "mamba");
+    CHECK(r1.layers[1].op->family() == "softmax_attention");
+    CHECK((r1.logits[0] - r2.logits[0]).cwiseAbs().maxCoeff() > 1e-6);
     // No adjustment at all: the width is block_ff_dim itself (96).
     const std::string plain = variant("tiny-lfm2", {{"block_auto_adjust_ff_dim", false}});
     CHECK_THROWS_WITH_AS(models::load_causal_lm(plain), doctest::Contains("implies [96, 32]"), InputError);

@@ -45,6 +45,7 @@ VARIANTS = [
     ("lfm2", []), ("lfm2", ["--conv-bias", "--tie", "no", "--dtype", "BF16"]), ("lfm2", ["--sharded"]),
     ("falcon_h1", []), ("falcon_h1", ["--mamba-norm", "before", "--biases", "--tie", "yes"]),
     ("falcon_h1", ["--mamba-norm", "none", "--dtype", "BF16", "--sharded"]),
+    ("jamba", []), ("jamba", ["--dtype", "BF16", "--tie", "yes", "--sharded", "--shards", "3"]),
 ]
 passed, failed = 0, []
 

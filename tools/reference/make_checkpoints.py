@@ -2,7 +2,7 @@
 """Random checkpoints in the upstream Hugging Face layout, for testing `ess analyze`.
 
     make_checkpoints.py OUTDIR --arch ARCH [--seed S]
-        ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2 lfm2 falcon_h1
+        ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2 lfm2 falcon_h1 jamba
         [--size tiny|mamba130m] [--dtype F32|F16|BF16|F64] [--sharded [--shards N]]
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
         [--gpt2-names gpt2lmhead|gpt2model] [--vocab N] [--conv-bias]
@@ -14,7 +14,7 @@ model.safetensors.index.json with --sharded). Tensor names and config.json field
 Hugging Face transformers' MambaForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM,
 LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM (gpt_neox_sequential:
 use_parallel_residual false), PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Lfm2ForCausalLM,
-FalconH1ForCausalLM
+FalconH1ForCausalLM, JambaForCausalLM
 and flash-linear-attention's GLAForCausalLM (see README.md).
 safetensors are written by hand (st_io.py). Weights are deterministic in --seed; --size tiny
 keeps every file well under 1 MB; --size mamba130m gives the dimensions of the ~130M models
@@ -497,11 +497,70 @@ def make_falcon_h1(g, big, tie, mamba_norm="after", biases=False):
     return cfg
 
 
+def make_jamba(g, big, tie):
+    """Jamba (JambaForCausalLM): Mamba layers with inner RMSNorms, attention without positions every
+    attn_layer_period layers, MoE MLPs (top-k of num_experts) every expert_layer_period layers. Tiny:
+    4 layers, attention at 1 and 3 (period 2, offset 1), 4 experts (top 2) at 0 and 3 (period 3,
+    offset 0): mamba + MoE, attention + dense, mamba + dense, attention + MoE."""
+    if big:  # a Jamba-tiny-like shape
+        V, D, H, Hkv, I, nl, N, K, ne, ap, ao, ep, eo = 65536, 1024, 16, 8, 4096, 8, 16, 4, 4, 4, 2, 2, 1
+    else:
+        V, D, H, Hkv, I, nl, N, K, ne, ap, ao, ep, eo = 96, 32, 4, 2, 48, 4, 8, 4, 4, 2, 1, 3, 0
+    hd, E, R = D // H, 2 * D, math.ceil(D / 16)
+    cfg = {"architectures": ["JambaForCausalLM"], "model_type": "jamba", "vocab_size": V, "hidden_size": D,
+           "intermediate_size": I, "num_hidden_layers": nl, "num_attention_heads": H, "num_key_value_heads": Hkv,
+           "hidden_act": "silu", "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True,
+           "num_logits_to_keep": 1, "output_router_logits": False, "router_aux_loss_coef": 0.001, "pad_token_id": 0,
+           "bos_token_id": 1, "eos_token_id": 2, "sliding_window": None, "max_position_embeddings": 262144,
+           "attention_dropout": 0.0, "num_experts_per_tok": 2, "num_experts": ne, "expert_layer_period": ep,
+           "expert_layer_offset": eo, "attn_layer_period": ap, "attn_layer_offset": ao, "use_mamba_kernels": False,
+           "mamba_d_state": N, "mamba_d_conv": K, "mamba_expand": 2, "mamba_dt_rank": R, "mamba_conv_bias": True,
+           "mamba_proj_bias": False, "tie_word_embeddings": tie}
+    g.normal("model.embed_tokens.weight", (V, D), 1.0)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        g.norm(p + "input_layernorm.weight", D)
+        g.norm(p + "pre_ff_layernorm.weight", D)
+        if l % ap == ao:
+            a = p + "self_attn."
+            g.linear(a + "q_proj.weight", H * hd, D, scale=2.0)
+            g.linear(a + "k_proj.weight", Hkv * hd, D, scale=2.0)
+            g.linear(a + "v_proj.weight", Hkv * hd, D)
+            g.linear(a + "o_proj.weight", D, H * hd)
+        else:
+            mp = p + "mamba."
+            g.linear(mp + "in_proj.weight", 2 * E, D)
+            g.normal(mp + "conv1d.weight", (E, 1, K), 1 / math.sqrt(K))
+            g.normal(mp + "conv1d.bias", (E,), 0.1)
+            g.linear(mp + "x_proj.weight", R + 2 * N, E)
+            g.linear(mp + "dt_proj.weight", E, R)
+            g.inv_softplus_dt(mp + "dt_proj.bias", E)
+            g.t[mp + "A_log"] = np.log(np.tile(np.arange(1, N + 1, dtype=float), (E, 1))) \
+                + 0.05 * g.rng.standard_normal((E, N))
+            g.t[mp + "D"] = 1.0 + 0.1 * g.rng.standard_normal(E)
+            g.linear(mp + "out_proj.weight", D, E)
+            g.norm(mp + "dt_layernorm.weight", R)
+            g.norm(mp + "b_layernorm.weight", N)
+            g.norm(mp + "c_layernorm.weight", N)
+        f = p + "feed_forward."
+        mlps = [f + f"experts.{e}." for e in range(ne)] if l % ep == eo else [f]
+        if l % ep == eo:
+            g.linear(f + "router.weight", ne, D, scale=3.0)
+        for m in mlps:
+            g.linear(m + "gate_proj.weight", I, D)
+            g.linear(m + "up_proj.weight", I, D)
+            g.linear(m + "down_proj.weight", D, I)
+    g.norm("model.final_layernorm.weight", D)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    return cfg
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outdir")
     ap.add_argument("--arch", choices=["mamba", "falcon_mamba", "mamba2", "llama", "mistral", "gla", "gpt2", "gpt_neox",
-                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2", "lfm2", "falcon_h1"])
+                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2", "lfm2", "falcon_h1", "jamba"])
     ap.add_argument("--published", choices=sorted(PUBLISHED),
                     help="the exact config.json and weight-file layout of a published model, random weights "
                          "(streamed; published_shapes.py); the other options do not apply")
@@ -559,6 +618,8 @@ def main(argv=None):
         cfg = make_gemma2(g, big, tie)
     elif args.arch == "lfm2":
         cfg = make_lfm2(g, big, tie, args.conv_bias)
+    elif args.arch == "jamba":
+        cfg = make_jamba(g, big, tie)
     elif args.arch == "falcon_h1":
         cfg = make_falcon_h1(g, big, tie, args.mamba_norm, args.biases)
     else:

@@ -6,7 +6,7 @@
 Architectures (config.json "architectures"[0]): MambaForCausalLM, FalconMambaForCausalLM,
 Mamba2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, GLAForCausalLM (flash-linear-attention),
 GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-Gemma2ForCausalLM, Lfm2ForCausalLM, FalconH1ForCausalLM.
+Gemma2ForCausalLM, Lfm2ForCausalLM, FalconH1ForCausalLM, JambaForCausalLM.
 The forward passes are written out here from the upstream semantics (README.md is the spec):
 no transformers / fla import, every weight upcast to float64 as stored.
 
@@ -782,13 +782,102 @@ def falcon_h1_forward(cfg, W, tokens, rec):
     return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D) * m("lm_head_multiplier")
 
 
+# ---------------------------------------------------------------------------------------------
+# Jamba (AI21): Mamba (with inner RMSNorms) and attention layers, MoE MLPs with top-k routing
+
+
+def jamba_layout(cfg):
+    """(block type, experts) per layer as JambaConfig.layers_block_type / layers_num_experts."""
+    nl = cfg["num_hidden_layers"]
+    ap, ao = cfg.get("attn_layer_period", 8), cfg.get("attn_layer_offset", 4)
+    ep, eo = cfg.get("expert_layer_period", 2), cfg.get("expert_layer_offset", 1)
+    need(ao < ap and eo < ep, "layer offset must be smaller than its period")
+    ne = cfg.get("num_experts", 16)
+    return (["attention" if i % ap == ao else "mamba" for i in range(nl)],
+            [ne if i % ep == eo else 1 for i in range(nl)])
+
+
+def jamba_forward(cfg, W, tokens, rec):
+    V, D, nl = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
+    H = cfg.get("num_attention_heads", 32)
+    Hkv = cfg.get("num_key_value_heads", 8) or H
+    hd = cfg.get("head_dim") or D // H
+    I = cfg.get("intermediate_size", 14336)
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    act = activation(cfg.get("hidden_act", "silu"))
+    need(cfg.get("sliding_window") is None, "sliding_window not supported")
+    N, K = cfg.get("mamba_d_state", 16), cfg.get("mamba_d_conv", 4)
+    E = cfg.get("mamba_expand", 2) * D
+    R = cfg.get("mamba_dt_rank", "auto")
+    R = math.ceil(D / 16) if R == "auto" else R
+    conv_bias, proj_bias = cfg.get("mamba_conv_bias", True), cfg.get("mamba_proj_bias", False)
+    topk = cfg.get("num_experts_per_tok", 2)
+    types, experts = jamba_layout(cfg)
+    h = W("model.embed_tokens.weight", [V, D])[tokens]
+    Bsz, L = tokens.shape
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        x = rms(h, W(p + "input_layernorm.weight", [D]), eps)
+        if types[l] == "mamba":
+            mp = p + "mamba."
+            proj = linear(x, W(mp + "in_proj.weight", [2 * E, D]), W(mp + "in_proj.bias", [2 * E]) if proj_bias else None)
+            xs, z = proj[..., :E], proj[..., E:]
+            xs = act(causal_depthwise_conv(xs, W(mp + "conv1d.weight", [E, 1, K]),
+                                           W(mp + "conv1d.bias", [E]) if conv_bias else None))
+            xdbl = xs @ W(mp + "x_proj.weight", [R + 2 * N, E]).T
+            dtr, Bm, Cm = xdbl[..., :R], xdbl[..., R:R + N], xdbl[..., R + N:]
+            dtr = rms(dtr, W(mp + "dt_layernorm.weight", [R]), eps)  # Jamba's inner RMSNorms (with weights)
+            Bm = rms(Bm, W(mp + "b_layernorm.weight", [N]), eps)
+            Cm = rms(Cm, W(mp + "c_layernorm.weight", [N]), eps)
+            dt = F.softplus(linear(dtr, W(mp + "dt_proj.weight", [E, R]), W(mp + "dt_proj.bias", [E])))
+            A = -torch.exp(W(mp + "A_log", [E, N]))
+            st = torch.zeros(Bsz, E, N)
+            ys = []
+            for t in range(L):
+                st = torch.exp(dt[:, t, :, None] * A) * st + dt[:, t, :, None] * Bm[:, t, None, :] * xs[:, t, :, None]
+                ys.append((st * Cm[:, t, None, :]).sum(-1))
+            scan = torch.stack(ys, 1)
+            y = (scan + xs * W(mp + "D", [E])) * act(z)
+            out = linear(y, W(mp + "out_proj.weight", [D, E]), W(mp + "out_proj.bias", [D]) if proj_bias else None)
+            rec(f"model.layers.{l}.mamba", "mamba", l, dict(dt=dt.transpose(1, 2), A=A, B=Bm, C=Cm),
+                mixer_input=x, scan_input=xs.transpose(1, 2)[..., None], scan_output=scan.transpose(1, 2)[..., None],
+                mixer_output=out)
+        else:
+            a = p + "self_attn."
+            q = (x @ W(a + "q_proj.weight", [H * hd, D]).T).reshape(Bsz, L, H, hd).transpose(1, 2)
+            k = (x @ W(a + "k_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+            v = (x @ W(a + "v_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+            k, v, o = softmax_attention(q, k, v, hd ** -0.5)  # no positional encoding in Jamba's attention
+            out = o.transpose(1, 2).reshape(Bsz, L, H * hd) @ W(a + "o_proj.weight", [D, H * hd]).T
+            rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+                mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
+        h = h + out
+        u = rms(h, W(p + "pre_ff_layernorm.weight", [D]), eps)
+        f = p + "feed_forward."
+        mlp = lambda u, e: linear(act(u @ W(e + "gate_proj.weight", [I, D]).T) * (u @ W(e + "up_proj.weight", [I, D]).T),  # noqa: E731,E501
+                                  W(e + "down_proj.weight", [D, I]))
+        if experts[l] > 1:  # softmax over the experts, the top-k probabilities (not renormalized) weight their MLPs
+            probs = torch.softmax(u @ W(f + "router.weight", [experts[l], D]).T, -1)
+            w, idx = torch.topk(probs, topk, dim=-1)
+            m = torch.zeros_like(u)
+            for e in range(experts[l]):
+                weight = (w * (idx == e)).sum(-1, keepdim=True)  # 0 where expert e is not chosen
+                m = m + weight * mlp(u, f + f"experts.{e}.")
+            h = h + m
+        else:
+            h = h + mlp(u, f)
+    h = rms(h, W("model.final_layernorm.weight", [D]), eps)
+    cfg = dict(cfg, tie_word_embeddings=cfg.get("tie_word_embeddings", False))
+    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D)
+
+
 FORWARDS = {"MambaForCausalLM": mamba_forward, "FalconMambaForCausalLM": mamba_forward,
             "Mamba2ForCausalLM": mamba2_forward, "LlamaForCausalLM": llama_forward,
             "MistralForCausalLM": llama_forward, "GLAForCausalLM": gla_forward,
             "GPT2LMHeadModel": gpt2_forward, "GPTNeoXForCausalLM": gpt_neox_forward, "PhiForCausalLM": phi_forward,
             "Qwen2ForCausalLM": llama_forward, "Qwen3ForCausalLM": llama_forward,
             "Gemma2ForCausalLM": llama_forward, "Lfm2ForCausalLM": lfm2_forward,
-            "FalconH1ForCausalLM": falcon_h1_forward}
+            "FalconH1ForCausalLM": falcon_h1_forward, "JambaForCausalLM": jamba_forward}
 
 
 def read_tokens(path, vocab):
