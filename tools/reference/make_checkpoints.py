@@ -7,7 +7,8 @@
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
         [--gpt2-names gpt2lmhead|gpt2model] [--vocab N] [--conv-bias]
         [--mamba-norm after|before|none] [--biases]
-    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b [--seed S] [--header-only]
+    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b|qwen2.5-0.5b|pythia-160m|lfm2-350m
+        [--seed S] [--header-only]
 
 Writes OUTDIR/config.json and OUTDIR/model.safetensors (or model-0000k-of-0000N.safetensors plus
 model.safetensors.index.json with --sharded). Tensor names and config.json fields are those of
