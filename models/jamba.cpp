@@ -35,8 +35,9 @@ class Jamba final : public CausalLM {
                : c.integer("num_key_value_heads", 8);  // JambaConfig: default 8, null → H
     hd_ = c.has("head_dim") ? c.integer("head_dim") : D_ / H_;
     if (hd_ < 1 || H_ % Hkv_ != 0)
-      throw InputError(c.path() + ": num_attention_heads must be a multiple of num_key_value_heads and at most "
-                                  "hidden_size");
+      throw InputError(c.path() +
+                       ": num_attention_heads must be a multiple of num_key_value_heads and at most "
+                       "hidden_size");
     c.product({H_, hd_}, "num_attention_heads × head_dim");
     I_ = c.integer("intermediate_size", 14336);
     eps_ = c.number("rms_norm_eps", 1e-6, Config::kNonNegativeNumber);
@@ -233,7 +234,9 @@ class Jamba final : public CausalLM {
   std::vector<bool> attention_, moe_;
 };
 
-std::unique_ptr<CausalLM> make_jamba(const std::string& dir, const Config& c) { return std::make_unique<Jamba>(dir, c); }
+std::unique_ptr<CausalLM> make_jamba(const std::string& dir, const Config& c) {
+  return std::make_unique<Jamba>(dir, c);
+}
 
 }  // namespace
 

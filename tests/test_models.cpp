@@ -518,3 +518,28 @@ TEST_CASE("MQAR batches: keys from the lower half, values from the upper half, r
   CHECK_THROWS_AS(parse_mqar("kv=four"), UsageError);
   CHECK_THROWS_AS(parse_mqar("keys=4"), UsageError);
 }
+
+TEST_CASE("memory guard of a hybrid: one layer's weights are those of its largest layer, not every layer type's") {
+  const auto model = models::load_causal_lm(std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-jamba");
+  const auto& decls = model->weights().declarations();
+  // tiny-jamba: Mamba + MoE (layer 0), attention + dense (1), Mamba + dense (2), attention + MoE (3).
+  std::vector<std::uint64_t> per_layer(decls.num_layers(), 0);
+  std::uint64_t all_types = 0, widest = 0;
+  for (const auto& d : decls.list()) {
+    if (!d.active || !d.per_layer) continue;
+    std::uint64_t n = static_cast<std::uint64_t>(d.items);
+    for (auto x : d.shape) {
+      n *= static_cast<std::uint64_t>(x);
+      widest = std::max(widest, static_cast<std::uint64_t>(x));
+    }
+    all_types += n;
+    for (int l = 0; l < decls.num_layers(); ++l)
+      if (d.declared_in(l)) per_layer[l] += n;
+  }
+  const std::uint64_t largest = *std::max_element(per_layer.begin(), per_layer.end());
+  CHECK(largest == per_layer[0]);  // Mamba with 4 experts
+  CHECK(largest < all_types);
+  const std::uint64_t V = 96, D = 32, B = 2, L = 1000;
+  CHECK(models::forward_bytes_lower_bound(decls, static_cast<int>(V), B, L, false) ==
+        8 * (B * L * (2 * D + widest) + L * V + largest + V * D));
+}
