@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <sstream>
 
 #include "libess/error.h"
@@ -260,8 +261,11 @@ std::vector<LayerDiagnosis> diagnose(const ResultsFile& file, const DiagnosisOpt
 std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
   std::vector<std::string> sat, col, dead, mixed;
   long dead_channels = 0, channels = 0;
+  std::map<int, int> mixers;  // hybrids: several mixers of one block share its index; name the family
+  for (const auto& d : layers) ++mixers[d.layer_index];
   for (const auto& d : layers) {
-    const std::string id = std::to_string(d.layer_index);
+    const std::string id =
+        std::to_string(d.layer_index) + (mixers[d.layer_index] > 1 ? " (" + d.family + ")" : std::string());
     if (d.verdict == "saturated") sat.push_back(id);
     if (d.verdict == "collapsed") col.push_back(id);
     if (d.verdict == "dead" || d.verdict == "partly dead") dead.push_back(id);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <stdexcept>
+#include <vector>
 
 #include "libess/checked.h"
 #include "libess/error.h"
@@ -31,19 +32,23 @@ std::uint64_t forward_bytes_lower_bound(const WeightDecls& decls, int vocab, lon
                                         bool keep_logits) {
   const auto u = [](long long v) { return static_cast<std::uint64_t>(std::max(0LL, v)); };
   std::uint64_t hidden = 0, widest = 0, layer_weights = 0, embedding = 0;
+  // One layer's weights: the largest layer (hybrids declare some tensors only in some layers).
+  std::vector<std::uint64_t> per_layer(static_cast<size_t>(std::max(decls.num_layers(), 1)), 0);
   for (const auto& d : decls.list()) {
     if (!d.active) continue;
     std::uint64_t elements = 1;
     for (std::int64_t n : d.shape) elements = saturating_mul(elements, u(n));
     elements = saturating_mul(elements, u(d.items));
     if (d.per_layer) {
-      layer_weights = saturating_add(layer_weights, elements);
+      for (size_t l = 0; l < per_layer.size(); ++l)
+        if (d.declared_in(static_cast<int>(l))) per_layer[l] = saturating_add(per_layer[l], elements);
       for (std::int64_t n : d.shape) widest = std::max(widest, u(n));
     } else if (d.role == "embed" && d.shape.size() == 2) {
       hidden = u(d.shape[1]);
       embedding = elements;
     }
   }
+  layer_weights = *std::max_element(per_layer.begin(), per_layer.end());
   if (hidden == 0) hidden = widest;
   const std::uint64_t tokens = saturating_mul(u(batch), u(seq_len));
   // The residual stream and its normed copy (2 × hidden) and the widest projection's output per

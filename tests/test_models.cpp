@@ -150,14 +150,18 @@ TEST_CASE("streaming: each layer is handed over once, in order, and the result e
     const models::ModelRun streamed = model->stream(
         batch.tokens,
         [&](OperatorLayer&& layer) {
-          CHECK(layer.layer_index == static_cast<int>(got.size()));
+          // Block indices in order; a hybrid block with two mixers hands over two with the same index.
+          const int before = got.empty() ? -1 : got.back().layer_index;
+          CHECK((layer.layer_index == before + 1 ||
+                 (layer.layer_index == before && model->num_mixers() > model->num_layers())));
           REQUIRE(layer.op != nullptr);
           got.push_back(std::move(layer));
         },
         true);
     CHECK(streamed.layers.empty());
     REQUIRE(got.size() == all.layers.size());
-    CHECK(static_cast<int>(got.size()) == model->num_layers());
+    CHECK(static_cast<int>(got.size()) == model->num_mixers());
+    CHECK(got.back().layer_index == model->num_layers() - 1);
     CHECK(streamed.argmax == all.argmax);
     REQUIRE(streamed.logprobs.size() == all.logprobs.size());
     for (size_t b = 0; b < all.logprobs.size(); ++b)
@@ -375,6 +379,30 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
       {"tiny-gemma2", {{"layer_types", {"sliding_attention"}}}, "layer_types must list one type per layer"},
       {"tiny-gemma2", {{"layer_types", {"sliding_attention", "chunked_attention"}}}, "chunked_attention"},
       {"tiny-gemma2", {{"query_pre_attn_scalar", 0}}, "query_pre_attn_scalar"},
+      {"tiny-lfm2", {{"layer_types", {"conv", "full_attention"}}}, "layer_types must list one type per layer (3)"},
+      {"tiny-lfm2", {{"layer_types", {"conv", "sliding_attention", "conv"}}}, "sliding_attention"},
+      {"tiny-lfm2", {{"layer_types", nullptr}, {"full_attn_idxs", {1, 3}}}, "full_attn_idxs entry 3"},
+      {"tiny-lfm2", {{"num_key_value_heads", 3}}, "multiple of num_key_value_heads"},
+      {"tiny-lfm2", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 2.0}}}}, "rope type 'yarn'"},
+      {"tiny-falcon-h1",
+       {{"mamba_d_head", 7}},
+       "mamba_n_heads × mamba_d_head = 6 × 7 does not equal the Mamba width 48"},
+      // mamba_d_ssm null: the width is mamba_expand × hidden_size = 64, not a multiple of the 6 heads.
+      {"tiny-falcon-h1", {{"mamba_d_ssm", nullptr}}, "does not equal the Mamba width 64"},
+      {"tiny-falcon-h1", {{"mamba_n_groups", 4}}, "mamba_n_groups must divide"},
+      {"tiny-falcon-h1", {{"rope_theta", nullptr}}, "needs rope_theta"},
+      // (the fixture's time_step_limit [0, Infinity] is written back by nlohmann as [0, null]: replaced)
+      {"tiny-falcon-h1",
+       {{"ssm_multipliers", {1.0, 2.0}}, {"time_step_limit", {0.0, 100.0}}},
+       "'ssm_multipliers' must be an array of 5 numbers"},
+      {"tiny-falcon-h1",
+       {{"mlp_multipliers", {1.0, "x"}}, {"time_step_limit", {0.0, 100.0}}},
+       "'mlp_multipliers' must be an array of 2 numbers"},
+      {"tiny-falcon-h1", {{"hidden_act", "quick_gelu"}}, "hidden_act 'quick_gelu' is not supported"},
+      {"tiny-jamba", {{"sliding_window", 8}}, "sliding_window is not supported"},
+      {"tiny-jamba", {{"attn_layer_offset", 2}}, "must be smaller than its period"},
+      {"tiny-jamba", {{"num_experts_per_tok", 5}}, "num_experts_per_tok 5 exceeds num_experts 4"},
+      {"tiny-jamba", {{"mamba_dt_rank", "big"}}, "mamba_dt_rank must be an integer or \"auto\""},
   };
   for (const auto& c : cases) {
     CAPTURE(c.fixture);
@@ -382,6 +410,39 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
     const std::string d = variant(c.fixture, c.changes);
     CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains(c.message.c_str()), InputError);
     CHECK_THROWS_WITH_AS(models::load_causal_lm(d), doctest::Contains((d + "/config.json").c_str()), InputError);
+  }
+  {
+    // LFM2: which tensors a layer needs follows layer_types (else full_attn_idxs), and the MLP width
+    // follows Lfm2MLP's adjustment (block_ffn_dim_multiplier null: int(2·96/3) = 64, no rounding to 72).
+    const std::string attn0 = variant("tiny-lfm2", {{"layer_types", nullptr}, {"full_attn_idxs", {0, 1}}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(attn0),
+                         doctest::Contains("model.layers.0.self_attn.q_proj.weight' (config.json implies shape [32, "
+                                           "32]; layer_types: full_attention)"),
+                         InputError);
+    const std::string narrow = variant("tiny-lfm2", {{"block_ffn_dim_multiplier", nullptr}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(narrow),
+                         doctest::Contains("model.layers.0.feed_forward.w1.weight' has shape [72, 32], but config.json "
+                                           "implies [64, 32]"),
+                         InputError);
+    // Jamba: the experts are declared per layer of expert_layer_period/offset (offset 1: layers 1, 4 …
+    // would need them; the fixture has them in 0 and 3).
+    const std::string shifted = variant("tiny-jamba", {{"expert_layer_offset", 1}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(shifted),
+                         doctest::Contains("model.layers.0.feed_forward.gate_proj.weight' (config.json implies shape "
+                                           "[48, 32]; dense MLP layer)"),
+                         InputError);
+    // One expert per token instead of two: a different model, but a valid one.
+    auto top1 = models::load_causal_lm(variant("tiny-jamba", {{"num_experts_per_tok", 1}}));
+    auto top2 = models::load_causal_lm(std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-jamba");
+    const models::Tokens ids{{1, 2, 3, 4, 5, 6, 7, 8}};
+    const models::ModelRun r1 = top1->run(ids, true), r2 = top2->run(ids, true);
+    REQUIRE(r1.layers.size() == 4);
+    CHECK(r1.layers[0].op->family() == "mamba");
+    CHECK(r1.layers[1].op->family() == "softmax_attention");
+    CHECK((r1.logits[0] - r2.logits[0]).cwiseAbs().maxCoeff() > 1e-6);
+    // No adjustment at all: the width is block_ff_dim itself (96).
+    const std::string plain = variant("tiny-lfm2", {{"block_auto_adjust_ff_dim", false}});
+    CHECK_THROWS_WITH_AS(models::load_causal_lm(plain), doctest::Contains("implies [96, 32]"), InputError);
   }
   {
     // GPT-2's learned positions end at n_positions (32 in the fixture).
@@ -456,4 +517,29 @@ TEST_CASE("MQAR batches: keys from the lower half, values from the upper half, r
   CHECK_THROWS_AS(parse_mqar("kv=4,len=5"), UsageError);
   CHECK_THROWS_AS(parse_mqar("kv=four"), UsageError);
   CHECK_THROWS_AS(parse_mqar("keys=4"), UsageError);
+}
+
+TEST_CASE("memory guard of a hybrid: one layer's weights are those of its largest layer, not every layer type's") {
+  const auto model = models::load_causal_lm(std::string(ESS_SOURCE_DIR) + "/data/checkpoints/tiny-jamba");
+  const auto& decls = model->weights().declarations();
+  // tiny-jamba: Mamba + MoE (layer 0), attention + dense (1), Mamba + dense (2), attention + MoE (3).
+  std::vector<std::uint64_t> per_layer(decls.num_layers(), 0);
+  std::uint64_t all_types = 0, widest = 0;
+  for (const auto& d : decls.list()) {
+    if (!d.active || !d.per_layer) continue;
+    std::uint64_t n = static_cast<std::uint64_t>(d.items);
+    for (auto x : d.shape) {
+      n *= static_cast<std::uint64_t>(x);
+      widest = std::max(widest, static_cast<std::uint64_t>(x));
+    }
+    all_types += n;
+    for (int l = 0; l < decls.num_layers(); ++l)
+      if (d.declared_in(l)) per_layer[l] += n;
+  }
+  const std::uint64_t largest = *std::max_element(per_layer.begin(), per_layer.end());
+  CHECK(largest == per_layer[0]);  // Mamba with 4 experts
+  CHECK(largest < all_types);
+  const std::uint64_t V = 96, D = 32, B = 2, L = 1000;
+  CHECK(models::forward_bytes_lower_bound(decls, static_cast<int>(V), B, L, false) ==
+        8 * (B * L * (2 * D + widest) + L * V + largest + V * D));
 }

@@ -14,7 +14,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 # name, published parameter count (embedding counted once when tied), files
-for spec in "mamba-130m 129135360 model.safetensors" "llama-3.2-1b 1235814400 model.safetensors"; do
+for spec in "mamba-130m 129135360 model.safetensors" "llama-3.2-1b 1235814400 model.safetensors" \
+  "qwen2.5-0.5b 494032768 model.safetensors" "pythia-160m 162322944 model.safetensors" \
+  "lfm2-350m 354483968 model.safetensors"; do
   set -- $spec
   name=$1 params=$2 files=$3
   out=$($PY "$root/tools/reference/make_checkpoints.py" "$tmp/$name" --published "$name" --header-only) \

@@ -109,7 +109,7 @@ int run_analyze(int argc, char** argv) {
   models::ModelRun run = model->stream(batch.tokens, [&](OperatorLayer&& handed) {
     const OperatorLayer layer = std::move(handed);  // freed when this call returns
     const auto t = Clock::now();
-    results.add(pipeline.measure(layer, position++, model->num_layers()));
+    results.add(pipeline.measure(layer, position++, model->num_mixers()));
     ess_s += seconds(t);
   });
   const double forward_s = seconds(t_run) - ess_s;

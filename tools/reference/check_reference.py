@@ -2,7 +2,7 @@
 """Self-checks of the checkpoint generator and the reference forward pass; with --ess, also
 `ess analyze` against them.
 
-    check_reference.py [--ess build/ess] [--keep DIR]
+    check_reference.py [--ess build/ess] [--keep DIR] [--arch ARCH …]
 
 For every architecture and several variants (dtypes, sharding, tied heads, RoPE formats):
   1. make_checkpoints.py writes a tiny checkpoint; reference_forward.py runs it with --check
@@ -42,6 +42,10 @@ VARIANTS = [
     ("phi", []), ("phi", ["--tie", "yes", "--sharded", "--shards", "3"]),
     ("qwen2", ["--dtype", "BF16"]), ("qwen3", ["--tie", "yes"]), ("qwen3", ["--sharded"]),
     ("gemma2", []), ("gemma2", ["--tie", "no", "--dtype", "BF16"]),
+    ("lfm2", []), ("lfm2", ["--conv-bias", "--tie", "no", "--dtype", "BF16"]), ("lfm2", ["--sharded"]),
+    ("falcon_h1", []), ("falcon_h1", ["--mamba-norm", "before", "--biases", "--tie", "yes"]),
+    ("falcon_h1", ["--mamba-norm", "none", "--dtype", "BF16", "--sharded"]),
+    ("jamba", []), ("jamba", ["--dtype", "BF16", "--tie", "yes", "--sharded", "--shards", "3"]),
 ]
 passed, failed = 0, []
 
@@ -83,6 +87,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ess", help="path of the ess binary to check analyze/compute against the reference")
     ap.add_argument("--keep", help="directory to keep the checkpoints and expected files in")
+    ap.add_argument("--arch", nargs="+", help="only the variants of these architectures (make_checkpoints names)")
     args = ap.parse_args()
     work = args.keep or tempfile.mkdtemp(prefix="ess-refcheck-")
     os.makedirs(work, exist_ok=True)
@@ -97,6 +102,8 @@ def main():
     cmp_ = os.path.join(ROOT, "tests", "cli", "compare_results.py")
     try:
         for n, (arch, extra) in enumerate(VARIANTS):
+            if args.arch and arch not in args.arch:
+                continue
             tag = f"{arch}{''.join(extra).replace('--', '-')}"
             ck, exp = os.path.join(work, f"ck_{n}"), os.path.join(work, f"expected_{n}.h5")
             rc, out = sh(PY, make, ck, "--arch", arch, "--seed", n, *extra)

@@ -2,17 +2,20 @@
 """Random checkpoints in the upstream Hugging Face layout, for testing `ess analyze`.
 
     make_checkpoints.py OUTDIR --arch ARCH [--seed S]
-        ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2
+        ARCH: mamba falcon_mamba mamba2 llama mistral gla gpt2 gpt_neox gpt_neox_sequential phi qwen2 qwen3 gemma2 lfm2 falcon_h1 jamba
         [--size tiny|mamba130m] [--dtype F32|F16|BF16|F64] [--sharded [--shards N]]
         [--tie auto|yes|no] [--rope-format legacy|v5] [--llama-rope default|linear|llama3]
-        [--gpt2-names gpt2lmhead|gpt2model] [--vocab N]
-    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b [--seed S] [--header-only]
+        [--gpt2-names gpt2lmhead|gpt2model] [--vocab N] [--conv-bias]
+        [--mamba-norm after|before|none] [--biases]
+    make_checkpoints.py OUTDIR --published mamba-130m|llama-3.2-1b|qwen2.5-0.5b|pythia-160m|lfm2-350m
+        [--seed S] [--header-only]
 
 Writes OUTDIR/config.json and OUTDIR/model.safetensors (or model-0000k-of-0000N.safetensors plus
 model.safetensors.index.json with --sharded). Tensor names and config.json fields are those of
 Hugging Face transformers' MambaForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM,
 LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM (gpt_neox_sequential:
-use_parallel_residual false), PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM
+use_parallel_residual false), PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Lfm2ForCausalLM,
+FalconH1ForCausalLM, JambaForCausalLM
 and flash-linear-attention's GLAForCausalLM (see README.md).
 safetensors are written by hand (st_io.py). Weights are deterministic in --seed; --size tiny
 keeps every file well under 1 MB; --size mamba130m gives the dimensions of the ~130M models
@@ -377,11 +380,188 @@ def make_gemma2(g, big, tie):
     return cfg
 
 
+def make_lfm2(g, big, tie, conv_bias=False):
+    """LFM2 (Lfm2ForCausalLM): gated short-conv layers and GQA attention layers per layer_types.
+    Tiny: conv, attention, conv; block_ff_dim 96 → int(2·96/3) = 64 → rounded up to block_multiple_of
+    24 = 72 (the auto-adjust path of Lfm2MLP); head_dim = D / H. Big: LFM2-350M's shapes."""
+    if big:
+        V, D, H, Hkv, I, K, mult = 65536, 1024, 16, 8, 6656, 3, 256
+        types = ["conv", "conv", "full_attention", "conv", "conv", "full_attention", "conv", "conv",
+                 "full_attention", "conv", "full_attention", "conv", "full_attention", "conv", "full_attention", "conv"]
+    else:
+        V, D, H, Hkv, I, K, mult = 96, 32, 4, 2, 96, 3, 24
+        types = ["conv", "full_attention", "conv"]
+    nl, hd = len(types), D // H
+    cfg = {"architectures": ["Lfm2ForCausalLM"], "model_type": "lfm2", "vocab_size": V, "hidden_size": D,
+           "intermediate_size": I, "block_ff_dim": I, "block_auto_adjust_ff_dim": True,
+           "block_ffn_dim_multiplier": 1.0, "block_multiple_of": mult, "num_hidden_layers": nl,
+           "num_attention_heads": H, "num_key_value_heads": Hkv, "max_position_embeddings": 128000,
+           "initializer_range": 0.02, "norm_eps": 1e-5, "use_cache": True, "pad_token_id": 0, "bos_token_id": 1,
+           "eos_token_id": 7, "tie_word_embeddings": tie, "rope_theta": 1000000.0, "conv_bias": conv_bias,
+           "conv_L_cache": K, "layer_types": types,
+           "full_attn_idxs": [i for i, t in enumerate(types) if t == "full_attention"]}
+    Iw = int(2 * I / 3)
+    Iw = mult * ((Iw + mult - 1) // mult)
+    g.normal("model.embed_tokens.weight", (V, D), 1.0)
+    for l, t in enumerate(types):
+        p = f"model.layers.{l}."
+        g.norm(p + "operator_norm.weight", D)
+        g.norm(p + "ffn_norm.weight", D)
+        if t == "full_attention":
+            a = p + "self_attn."
+            g.linear(a + "q_proj.weight", H * hd, D)
+            g.linear(a + "k_proj.weight", Hkv * hd, D)
+            g.linear(a + "v_proj.weight", Hkv * hd, D)
+            g.linear(a + "out_proj.weight", D, H * hd)
+            # q/k norms around 2: the normalized heads still give peaked attention
+            g.t[a + "q_layernorm.weight"] = 2.0 + 0.3 * g.rng.standard_normal(hd)
+            g.t[a + "k_layernorm.weight"] = 2.0 + 0.3 * g.rng.standard_normal(hd)
+        else:
+            c = p + "conv."
+            g.linear(c + "in_proj.weight", 3 * D, D)
+            g.normal(c + "conv.weight", (D, 1, K), 1 / math.sqrt(K))
+            g.linear(c + "out_proj.weight", D, D)
+            if conv_bias:
+                g.normal(c + "in_proj.bias", (3 * D,), 0.1)
+                g.normal(c + "conv.bias", (D,), 0.1)
+                g.normal(c + "out_proj.bias", (D,), 0.1)
+        g.linear(p + "feed_forward.w1.weight", Iw, D)
+        g.linear(p + "feed_forward.w3.weight", Iw, D)
+        g.linear(p + "feed_forward.w2.weight", D, Iw)
+    g.norm("model.embedding_norm.weight", D)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    return cfg
+
+
+def make_falcon_h1(g, big, tie, mamba_norm="after", biases=False):
+    """Falcon-H1 (FalconH1ForCausalLM): Mamba2 and attention in parallel in every layer, muP
+    multipliers. Tiny: head_dim 16 != D / H, mamba_d_ssm 48 != expand * D (d_head "auto" = 8), 2
+    groups (the gated norm is per group), every multiplier != 1. mamba_norm: after (mamba_rms_norm
+    with the gate applied first, mamba_norm_before_gate false), before, none (no gated norm: y * silu(z)).
+    biases: attention_bias, mlp_bias, mamba_proj_bias, projectors_bias true and mamba_d_ssm null."""
+    if big:  # Falcon-H1-0.5B-like
+        V, D, H, Hkv, hd, I, nl, Es, Hm, G, N, K = 32784, 1024, 8, 2, 64, 2048, 36, 1536, 24, 1, 128, 4
+    else:
+        V, D, H, Hkv, hd, I, nl, Es, Hm, G, N, K = 96, 32, 4, 2, 16, 64, 2, 48, 6, 2, 8, 4
+    E = 2 * D if biases else Es
+    cfg = {"architectures": ["FalconH1ForCausalLM"], "model_type": "falcon_h1", "vocab_size": V, "hidden_size": D,
+           "intermediate_size": I, "num_hidden_layers": nl, "num_attention_heads": H, "num_key_value_heads": Hkv,
+           "head_dim": hd, "hidden_act": "silu", "initializer_range": 0.02, "rms_norm_eps": 1e-5, "use_cache": True,
+           "num_logits_to_keep": 1, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+           "max_position_embeddings": 16384, "attention_dropout": 0.0,
+           "mamba_d_ssm": None if biases else Es, "mamba_n_heads": Hm if not biases else E // 8, "mamba_d_head": "auto",
+           "mamba_n_groups": G, "mamba_d_state": N, "mamba_d_conv": K, "mamba_expand": 2, "mamba_chunk_size": 128,
+           "mamba_conv_bias": True, "mamba_proj_bias": biases, "mamba_norm_before_gate": mamba_norm == "before",
+           "mamba_rms_norm": mamba_norm != "none", "time_step_min": 0.001, "time_step_max": 0.1,
+           "time_step_limit": [0.0, float("inf")], "projectors_bias": biases, "rope_theta": 100000000000.0,
+           "rope_scaling": None, "lm_head_multiplier": 0.8, "embedding_multiplier": 1.5,
+           "mlp_multipliers": [1.2, 0.9], "key_multiplier": 0.7, "attention_out_multiplier": 0.9,
+           "attention_in_multiplier": 1.1, "ssm_multipliers": [0.5, 1.2, 0.8, 1.3, 1.1], "ssm_in_multiplier": 1.05,
+           "ssm_out_multiplier": 0.95, "attention_bias": biases, "mlp_bias": biases, "tie_word_embeddings": tie}
+    Hm = cfg["mamba_n_heads"]
+    conv_dim = E + 2 * G * N
+    g.normal("model.embed_tokens.weight", (V, D), 1.0)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        g.norm(p + "input_layernorm.weight", D)
+        g.norm(p + "pre_ff_layernorm.weight", D)
+        mp = p + "mamba."
+        g.linear(mp + "in_proj.weight", E + conv_dim + Hm, D)
+        g.normal(mp + "conv1d.weight", (conv_dim, 1, K), 1 / math.sqrt(K))
+        g.normal(mp + "conv1d.bias", (conv_dim,), 0.1)
+        g.inv_softplus_dt(mp + "dt_bias", Hm)
+        g.t[mp + "A_log"] = np.log(g.rng.uniform(1, 16, Hm))
+        g.t[mp + "D"] = 1.0 + 0.1 * g.rng.standard_normal(Hm)
+        if mamba_norm != "none":
+            g.norm(mp + "norm.weight", E)
+        g.linear(mp + "out_proj.weight", D, E)
+        a = p + "self_attn."
+        g.linear(a + "q_proj.weight", H * hd, D, scale=2.0)
+        g.linear(a + "k_proj.weight", Hkv * hd, D, scale=2.0)
+        g.linear(a + "v_proj.weight", Hkv * hd, D)
+        g.linear(a + "o_proj.weight", D, H * hd)
+        f = p + "feed_forward."
+        g.linear(f + "gate_proj.weight", I, D)
+        g.linear(f + "up_proj.weight", I, D)
+        g.linear(f + "down_proj.weight", D, I)
+        if biases:
+            g.normal(mp + "in_proj.bias", (E + conv_dim + Hm,), 0.1)
+            g.normal(mp + "out_proj.bias", (D,), 0.1)
+            for n, o in (("q_proj", H * hd), ("k_proj", Hkv * hd), ("v_proj", Hkv * hd), ("o_proj", D)):
+                g.normal(a + n + ".bias", (o,), 0.1)
+            for n, o in (("gate_proj", I), ("up_proj", I), ("down_proj", D)):
+                g.normal(f + n + ".bias", (o,), 0.1)
+    g.norm("model.final_layernorm.weight", D)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    return cfg
+
+
+def make_jamba(g, big, tie):
+    """Jamba (JambaForCausalLM): Mamba layers with inner RMSNorms, attention without positions every
+    attn_layer_period layers, MoE MLPs (top-k of num_experts) every expert_layer_period layers. Tiny:
+    4 layers, attention at 1 and 3 (period 2, offset 1), 4 experts (top 2) at 0 and 3 (period 3,
+    offset 0): mamba + MoE, attention + dense, mamba + dense, attention + MoE."""
+    if big:  # a Jamba-tiny-like shape
+        V, D, H, Hkv, I, nl, N, K, ne, ap, ao, ep, eo = 65536, 1024, 16, 8, 4096, 8, 16, 4, 4, 4, 2, 2, 1
+    else:
+        V, D, H, Hkv, I, nl, N, K, ne, ap, ao, ep, eo = 96, 32, 4, 2, 48, 4, 8, 4, 4, 2, 1, 3, 0
+    hd, E, R = D // H, 2 * D, math.ceil(D / 16)
+    cfg = {"architectures": ["JambaForCausalLM"], "model_type": "jamba", "vocab_size": V, "hidden_size": D,
+           "intermediate_size": I, "num_hidden_layers": nl, "num_attention_heads": H, "num_key_value_heads": Hkv,
+           "hidden_act": "silu", "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True,
+           "num_logits_to_keep": 1, "output_router_logits": False, "router_aux_loss_coef": 0.001, "pad_token_id": 0,
+           "bos_token_id": 1, "eos_token_id": 2, "sliding_window": None, "max_position_embeddings": 262144,
+           "attention_dropout": 0.0, "num_experts_per_tok": 2, "num_experts": ne, "expert_layer_period": ep,
+           "expert_layer_offset": eo, "attn_layer_period": ap, "attn_layer_offset": ao, "use_mamba_kernels": False,
+           "mamba_d_state": N, "mamba_d_conv": K, "mamba_expand": 2, "mamba_dt_rank": R, "mamba_conv_bias": True,
+           "mamba_proj_bias": False, "tie_word_embeddings": tie}
+    g.normal("model.embed_tokens.weight", (V, D), 1.0)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        g.norm(p + "input_layernorm.weight", D)
+        g.norm(p + "pre_ff_layernorm.weight", D)
+        if l % ap == ao:
+            a = p + "self_attn."
+            g.linear(a + "q_proj.weight", H * hd, D, scale=2.0)
+            g.linear(a + "k_proj.weight", Hkv * hd, D, scale=2.0)
+            g.linear(a + "v_proj.weight", Hkv * hd, D)
+            g.linear(a + "o_proj.weight", D, H * hd)
+        else:
+            mp = p + "mamba."
+            g.linear(mp + "in_proj.weight", 2 * E, D)
+            g.normal(mp + "conv1d.weight", (E, 1, K), 1 / math.sqrt(K))
+            g.normal(mp + "conv1d.bias", (E,), 0.1)
+            g.linear(mp + "x_proj.weight", R + 2 * N, E)
+            g.linear(mp + "dt_proj.weight", E, R)
+            g.inv_softplus_dt(mp + "dt_proj.bias", E)
+            g.t[mp + "A_log"] = np.log(np.tile(np.arange(1, N + 1, dtype=float), (E, 1))) \
+                + 0.05 * g.rng.standard_normal((E, N))
+            g.t[mp + "D"] = 1.0 + 0.1 * g.rng.standard_normal(E)
+            g.linear(mp + "out_proj.weight", D, E)
+            g.norm(mp + "dt_layernorm.weight", R)
+            g.norm(mp + "b_layernorm.weight", N)
+            g.norm(mp + "c_layernorm.weight", N)
+        f = p + "feed_forward."
+        mlps = [f + f"experts.{e}." for e in range(ne)] if l % ep == eo else [f]
+        if l % ep == eo:
+            g.linear(f + "router.weight", ne, D, scale=3.0)
+        for m in mlps:
+            g.linear(m + "gate_proj.weight", I, D)
+            g.linear(m + "up_proj.weight", I, D)
+            g.linear(m + "down_proj.weight", D, I)
+    g.norm("model.final_layernorm.weight", D)
+    if not tie:
+        g.linear("lm_head.weight", V, D)
+    return cfg
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outdir")
     ap.add_argument("--arch", choices=["mamba", "falcon_mamba", "mamba2", "llama", "mistral", "gla", "gpt2", "gpt_neox",
-                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2"])
+                                       "gpt_neox_sequential", "phi", "qwen2", "qwen3", "gemma2", "lfm2", "falcon_h1", "jamba"])
     ap.add_argument("--published", choices=sorted(PUBLISHED),
                     help="the exact config.json and weight-file layout of a published model, random weights "
                          "(streamed; published_shapes.py); the other options do not apply")
@@ -398,6 +578,11 @@ def main(argv=None):
     ap.add_argument("--rope-format", default="legacy", choices=["legacy", "v5"],
                     help="llama/mistral: rope_theta + rope_scaling (legacy, as on the Hub) or rope_parameters")
     ap.add_argument("--llama-rope", default="llama3", choices=["default", "linear", "llama3"])
+    ap.add_argument("--conv-bias", action="store_true", help="lfm2: conv_bias true (biases on in_proj, conv, "
+                                                                "out_proj of the conv layers)")
+    ap.add_argument("--mamba-norm", default="after", choices=["after", "before", "none"],
+                    help="falcon_h1: the gated RMSNorm of the Mamba2 branch (after the gate, before it, none)")
+    ap.add_argument("--biases", action="store_true", help="falcon_h1: every optional bias, mamba_d_ssm null")
     ap.add_argument("--vocab", type=int, help="gpt2: this vocabulary size instead of the size's (50257: GPT-2's "
                                                   "own, for tokenizer.json tests)")
     ap.add_argument("--gpt2-names", default="gpt2lmhead", choices=["gpt2lmhead", "gpt2model"],
@@ -411,7 +596,7 @@ def main(argv=None):
     if not args.arch:
         ap.error("give --arch or --published")
 
-    tie = {"yes": True, "no": False}.get(args.tie, args.arch in ("mamba", "gpt2", "gemma2"))
+    tie = {"yes": True, "no": False}.get(args.tie, args.arch in ("mamba", "gpt2", "gemma2", "lfm2"))
     big = args.size == "mamba130m"
     g = Gen(args.seed)
     if args.arch in ("mamba", "falcon_mamba"):
@@ -432,6 +617,12 @@ def main(argv=None):
         cfg = make_qwen(g, args.arch, big, tie)
     elif args.arch == "gemma2":
         cfg = make_gemma2(g, big, tie)
+    elif args.arch == "lfm2":
+        cfg = make_lfm2(g, big, tie, args.conv_bias)
+    elif args.arch == "jamba":
+        cfg = make_jamba(g, big, tie)
+    elif args.arch == "falcon_h1":
+        cfg = make_falcon_h1(g, big, tie, args.mamba_norm, args.biases)
     else:
         cfg = make_gla(g, big, tie)
     cfg["torch_dtype"] = TORCH_DTYPE_NAME[args.dtype]

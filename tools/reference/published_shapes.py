@@ -44,6 +44,36 @@ LLAMA_32_1B = {  # meta-llama/Llama-3.2-1B
     "transformers_version": "4.45.0.dev0", "use_cache": True, "vocab_size": 128256,
 }
 
+QWEN25_05B = {  # Qwen/Qwen2.5-0.5B
+    "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 896, "initializer_range": 0.02,
+    "intermediate_size": 4864, "max_position_embeddings": 32768, "max_window_layers": 24, "model_type": "qwen2",
+    "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+    "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+    "transformers_version": "4.40.1", "use_cache": True, "use_mrope": False, "use_sliding_window": False,
+    "vocab_size": 151936,
+}
+
+PYTHIA_160M = {  # EleutherAI/pythia-160m
+    "architectures": ["GPTNeoXForCausalLM"], "bos_token_id": 0, "eos_token_id": 0, "hidden_act": "gelu",
+    "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 2048, "model_type": "gpt_neox", "num_attention_heads": 12, "num_hidden_layers": 12,
+    "rotary_emb_base": 10000, "rotary_pct": 0.25, "tie_word_embeddings": False, "torch_dtype": "float16",
+    "transformers_version": "4.24.0", "use_cache": True, "use_parallel_residual": True, "vocab_size": 50304,
+}
+
+LFM2_350M = {  # LiquidAI/LFM2-350M (the release config, transformers 4.54.0.dev0: full_attn_idxs, no layer_types)
+    "architectures": ["Lfm2ForCausalLM"], "block_auto_adjust_ff_dim": True, "block_dim": 1024, "block_ff_dim": 6656,
+    "block_ffn_dim_multiplier": 1.0, "block_mlp_init_scale": 1.0, "block_multiple_of": 256, "block_norm_eps": 1e-05,
+    "block_out_init_scale": 1.0, "block_use_swiglu": True, "block_use_xavier_init": True, "bos_token_id": 1,
+    "conv_L_cache": 3, "conv_bias": False, "conv_dim": 1024, "conv_dim_out": 1024, "conv_use_xavier_init": True,
+    "eos_token_id": 7, "full_attn_idxs": [2, 5, 8, 10, 12, 14], "hidden_size": 1024, "initializer_range": 0.02,
+    "max_position_embeddings": 128000, "model_type": "lfm2", "norm_eps": 1e-05, "num_attention_heads": 16,
+    "num_heads": 16, "num_hidden_layers": 16, "num_key_value_heads": 8, "pad_token_id": 0, "rope_theta": 1000000.0,
+    "torch_dtype": "bfloat16", "transformers_version": "4.54.0.dev0", "use_cache": True, "use_pos_enc": True,
+    "vocab_size": 65536,
+}
+
 
 class Lazy:
     """One tensor to be generated: shape and initializer kind."""
@@ -111,11 +141,74 @@ def llama_tensors(c):
     return t
 
 
+def qwen2_tensors(c):
+    """Llama's tensors plus the q/k/v biases of Qwen2."""
+    t = llama_tensors(c)
+    D, H, Hkv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
+    hd = D // H
+    for l in range(c["num_hidden_layers"]):
+        p = f"model.layers.{l}.self_attn."
+        t.update({p + "q_proj.bias": Lazy((H * hd,), "normal", 0.5), p + "k_proj.bias": Lazy((Hkv * hd,), "normal", 0.5),
+                  p + "v_proj.bias": Lazy((Hkv * hd,), "normal", 0.1)})
+    return t
+
+
+def gpt_neox_tensors(c):
+    """GPT-NeoX weights (the causal-mask and rotary buffers of old checkpoints are not weights: left out)."""
+    V, D, I, nl = c["vocab_size"], c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
+    t = {"gpt_neox.embed_in.weight": Lazy((V, D), "normal"), "gpt_neox.final_layer_norm.weight": Lazy((D,), "norm"),
+         "gpt_neox.final_layer_norm.bias": Lazy((D,), "normal", 0.1)}
+    for l in range(nl):
+        p = f"gpt_neox.layers.{l}."
+        for n in ("input_layernorm", "post_attention_layernorm"):
+            t.update({p + n + ".weight": Lazy((D,), "norm"), p + n + ".bias": Lazy((D,), "normal", 0.1)})
+        t.update({p + "attention.query_key_value.weight": Lazy((3 * D, D), "linear", 2.0),
+                  p + "attention.query_key_value.bias": Lazy((3 * D,), "normal", 0.1),
+                  p + "attention.dense.weight": Lazy((D, D), "linear"),
+                  p + "attention.dense.bias": Lazy((D,), "normal", 0.1),
+                  p + "mlp.dense_h_to_4h.weight": Lazy((I, D), "linear"),
+                  p + "mlp.dense_h_to_4h.bias": Lazy((I,), "normal", 0.1),
+                  p + "mlp.dense_4h_to_h.weight": Lazy((D, I), "linear"),
+                  p + "mlp.dense_4h_to_h.bias": Lazy((D,), "normal", 0.1)})
+    if not c.get("tie_word_embeddings", False):
+        t["embed_out.weight"] = Lazy((V, D), "linear")
+    return t
+
+
+def lfm2_tensors(c):
+    V, D, nl = c["vocab_size"], c["hidden_size"], c["num_hidden_layers"]
+    H, Hkv, K = c["num_attention_heads"], c["num_key_value_heads"], c["conv_L_cache"]
+    hd = D // H
+    I = int(2 * c["block_ff_dim"] / 3)  # Lfm2MLP: auto-adjusted, times the multiplier 1.0, rounded up
+    I = c["block_multiple_of"] * ((int(c["block_ffn_dim_multiplier"] * I) + c["block_multiple_of"] - 1)
+                                  // c["block_multiple_of"])
+    t = {"model.embed_tokens.weight": Lazy((V, D), "normal"), "model.embedding_norm.weight": Lazy((D,), "norm")}
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        t.update({p + "operator_norm.weight": Lazy((D,), "norm"), p + "ffn_norm.weight": Lazy((D,), "norm"),
+                  p + "feed_forward.w1.weight": Lazy((I, D), "linear"),
+                  p + "feed_forward.w3.weight": Lazy((I, D), "linear"),
+                  p + "feed_forward.w2.weight": Lazy((D, I), "linear")})
+        if l in c["full_attn_idxs"]:
+            a = p + "self_attn."
+            t.update({a + "q_proj.weight": Lazy((H * hd, D), "linear"), a + "k_proj.weight": Lazy((Hkv * hd, D), "linear"),
+                      a + "v_proj.weight": Lazy((Hkv * hd, D), "linear"), a + "out_proj.weight": Lazy((D, H * hd), "linear"),
+                      a + "q_layernorm.weight": Lazy((hd,), "norm"), a + "k_layernorm.weight": Lazy((hd,), "norm")})
+        else:
+            t.update({p + "conv.in_proj.weight": Lazy((3 * D, D), "linear"),
+                      p + "conv.conv.weight": Lazy((D, 1, K), "normal", 1 / math.sqrt(K)),
+                      p + "conv.out_proj.weight": Lazy((D, D), "linear")})
+    return t
+
+
 # name -> (config, tensors(config), safetensors dtype, weight files: [] = one model.safetensors,
 #          else the shard file names in order, tensors spread over them in name order)
 PUBLISHED = {
     "mamba-130m": (MAMBA_130M, mamba_tensors, "F32", []),
     "llama-3.2-1b": (LLAMA_32_1B, llama_tensors, "BF16", []),
+    "qwen2.5-0.5b": (QWEN25_05B, qwen2_tensors, "BF16", []),
+    "pythia-160m": (PYTHIA_160M, gpt_neox_tensors, "F16", []),
+    "lfm2-350m": (LFM2_350M, lfm2_tensors, "BF16", []),
 }
 
 

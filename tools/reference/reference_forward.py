@@ -6,7 +6,7 @@
 Architectures (config.json "architectures"[0]): MambaForCausalLM, FalconMambaForCausalLM,
 Mamba2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, GLAForCausalLM (flash-linear-attention),
 GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-Gemma2ForCausalLM.
+Gemma2ForCausalLM, Lfm2ForCausalLM, FalconH1ForCausalLM, JambaForCausalLM.
 The forward passes are written out here from the upstream semantics (README.md is the spec):
 no transformers / fla import, every weight upcast to float64 as stored.
 
@@ -592,12 +592,292 @@ def gla_forward(cfg, W, tokens, rec):
     return lm_head(W, cfg, h, "model.embeddings.weight", V, D)
 
 
+# ---------------------------------------------------------------------------------------------
+# LFM2 (Liquid AI): gated short convolutions and GQA attention with q/k norms
+
+
+def lfm2_layer_types(cfg):
+    """Per layer "conv" or "full_attention": config.layer_types, else full_attn_idxs (default: every
+    layer attention), as Lfm2Config."""
+    nl = cfg["num_hidden_layers"]
+    types = cfg.get("layer_types")
+    if types is None:
+        idxs = cfg.get("full_attn_idxs")
+        idxs = list(range(nl)) if idxs is None else idxs
+        types = ["full_attention" if i in idxs else "conv" for i in range(nl)]
+    need(len(types) == nl and set(types) <= {"conv", "full_attention"}, f"bad layer_types {types}")
+    return types
+
+
+def lfm2_ff_dim(cfg):
+    """Lfm2MLP's width: intermediate_size (block_ff_dim wins), with block_auto_adjust_ff_dim
+    int(2 I / 3), then int(block_ffn_dim_multiplier * I) rounded up to block_multiple_of."""
+    I = cfg.get("block_ff_dim", cfg.get("intermediate_size", 12288))
+    if cfg.get("block_auto_adjust_ff_dim", True):
+        I = int(2 * I / 3)
+        mult = cfg.get("block_ffn_dim_multiplier", 1.0)
+        if mult is not None:
+            I = int(mult * I)
+            m = cfg.get("block_multiple_of", 256)
+            I = m * ((I + m - 1) // m)
+    return I
+
+
+def lfm2_forward(cfg, W, tokens, rec):
+    V, D, nl = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
+    H = cfg.get("num_attention_heads", 32)
+    Hkv = cfg.get("num_key_value_heads", 8)
+    hd = cfg.get("head_dim") or D // H
+    eps = cfg.get("norm_eps", 1e-5)
+    K = cfg.get("conv_L_cache", 3)
+    bias = bool(cfg.get("conv_bias", False))
+    I = lfm2_ff_dim(cfg)
+    types = lfm2_layer_types(cfg)
+    rcfg = dict(cfg)
+    if isinstance(cfg.get("rope_parameters"), dict) and "full_attention" in cfg["rope_parameters"]:
+        rcfg["rope_parameters"] = cfg["rope_parameters"]["full_attention"]
+    if rcfg.get("rope_parameters") is None and "rope_theta" not in rcfg:
+        rcfg["rope_theta"] = cfg.get("theta", 1000000.0)  # Lfm2Config's default theta
+    inv = rope_inv_freq(rcfg, hd)
+    h = W("model.embed_tokens.weight", [V, D])[tokens]
+    Bsz, L = tokens.shape
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        x = rms(h, W(p + "operator_norm.weight", [D]), eps)
+        if types[l] == "full_attention":
+            a = p + "self_attn."
+            q = (x @ W(a + "q_proj.weight", [H * hd, D]).T).reshape(Bsz, L, H, hd)
+            k = (x @ W(a + "k_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd)
+            v = (x @ W(a + "v_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+            q = rms(q, W(a + "q_layernorm.weight", [hd]), eps).transpose(1, 2)  # per head, before RoPE
+            k = rms(k, W(a + "k_layernorm.weight", [hd]), eps).transpose(1, 2)
+            q, k = rotary(q, inv), rotary(k, inv)
+            k, v, o = softmax_attention(q, k, v, hd ** -0.5)
+            out = o.transpose(1, 2).reshape(Bsz, L, H * hd) @ W(a + "out_proj.weight", [D, H * hd]).T
+            rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+                mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
+        else:
+            c = p + "conv."
+            BCx = linear(x, W(c + "in_proj.weight", [3 * D, D]), W(c + "in_proj.bias", [3 * D]) if bias else None)
+            Bg, Cg, xs = BCx[..., :D], BCx[..., D:2 * D], BCx[..., 2 * D:]  # chunk(3) of the channels: B, C, x
+            w = W(c + "conv.weight", [D, 1, K])
+            conv = causal_depthwise_conv(Bg * xs, w, None)  # Conv1d(groups=D, padding=K-1)[..., :L]
+            scan = Cg * conv  # = T x: T = diag(C) Toeplitz(h) diag(B) per channel
+            y = scan + (Cg * W(c + "conv.bias", [D]) if bias else 0.0)  # the conv bias, gated: outside T
+            out = linear(y, W(c + "out_proj.weight", [D, D]), W(c + "out_proj.bias", [D]) if bias else None)
+            rec(f"model.layers.{l}.conv", "conv", l,
+                dict(h=w[:, 0, :].flip(-1), pre_gate=Bg.transpose(1, 2), post_gate=Cg.transpose(1, 2)),
+                mixer_input=x, scan_input=xs.transpose(1, 2)[..., None], scan_output=scan.transpose(1, 2)[..., None],
+                mixer_output=out)
+        h = h + out
+        u = rms(h, W(p + "ffn_norm.weight", [D]), eps)
+        f = "feed_forward."
+        m = silu(u @ W(p + f + "w1.weight", [I, D]).T) * (u @ W(p + f + "w3.weight", [I, D]).T)
+        h = h + m @ W(p + f + "w2.weight", [D, I]).T
+    h = rms(h, W("model.embedding_norm.weight", [D]), eps)  # the final norm (named embedding_norm upstream)
+    cfg = dict(cfg, tie_word_embeddings=cfg.get("tie_embedding", cfg.get("tie_word_embeddings", True)))
+    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D)
+
+
+# ---------------------------------------------------------------------------------------------
+# Falcon-H1 (TII): Mamba2 and attention side by side in every layer, with muP multipliers
+
+
+def falcon_h1_forward(cfg, W, tokens, rec):
+    V, D, nl = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
+    H = cfg["num_attention_heads"]
+    Hkv = cfg.get("num_key_value_heads", 8) or H
+    hd = cfg.get("head_dim") or D // H
+    I = cfg["intermediate_size"]
+    eps = cfg.get("rms_norm_eps", 1e-5)
+    act = activation(cfg.get("hidden_act", "silu"))
+    attn_bias, mlp_bias = bool(cfg.get("attention_bias", False)), bool(cfg.get("mlp_bias", False))
+    need(H % Hkv == 0, "num_attention_heads not divisible by num_key_value_heads")
+    need(cfg.get("rope_theta") is not None or isinstance(cfg.get("rope_parameters"), dict), "no rope_theta")
+    inv = rope_inv_freq(cfg, hd)
+    # Mamba2 mixer
+    E = cfg.get("mamba_d_ssm", 1024)
+    E = int(cfg.get("mamba_expand", 2) * D) if E is None else E
+    Hm, G, N, K = cfg.get("mamba_n_heads", 128), cfg.get("mamba_n_groups", 1), cfg.get("mamba_d_state", 256), \
+        cfg.get("mamba_d_conv", 4)
+    P = cfg.get("mamba_d_head", "auto")
+    P = E // Hm if P == "auto" else P
+    need(P * Hm == E and Hm % G == 0 and E % G == 0, "mamba head / group sizes do not divide mamba_d_ssm")
+    lo, hi = cfg.get("time_step_limit", [0.0, float("inf")])
+    rms_gate, before = cfg.get("mamba_rms_norm", False), cfg.get("mamba_norm_before_gate", True)
+    conv_dim = E + 2 * G * N
+    m = lambda k: float(cfg.get(k, 1.0))  # noqa: E731
+    gate_mult, down_mult = cfg.get("mlp_multipliers") or [1.0, 1.0]
+    mz, mx, mb, mc, mdt = cfg.get("ssm_multipliers") or [1.0] * 5
+    mup = torch.cat([torch.full((E,), float(mz)), torch.full((E,), float(mx)), torch.full((G * N,), float(mb)),
+                     torch.full((G * N,), float(mc)), torch.full((Hm,), float(mdt))])
+    h = W("model.embed_tokens.weight", [V, D])[tokens] * m("embedding_multiplier")
+    Bsz, L = tokens.shape
+    grp = torch.arange(Hm) // (Hm // G)
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        x = rms(h, W(p + "input_layernorm.weight", [D]), eps)
+        # Mamba2 branch (FalconH1Mixer.torch_forward)
+        mp = p + "mamba."
+        pw = E + conv_dim + Hm
+        proj = linear(x * m("ssm_in_multiplier"), W(mp + "in_proj.weight", [pw, D]),
+                      W(mp + "in_proj.bias", [pw]) if cfg.get("mamba_proj_bias", False) else None) * mup
+        z, xBC, dt = proj[..., :E], proj[..., E:E + conv_dim], proj[..., E + conv_dim:]
+        xBC = act(causal_depthwise_conv(xBC, W(mp + "conv1d.weight", [conv_dim, 1, K]),
+                                        W(mp + "conv1d.bias", [conv_dim]) if cfg.get("mamba_conv_bias", True) else None))
+        xs, Bm, Cm = xBC[..., :E], xBC[..., E:E + G * N], xBC[..., E + G * N:]
+        dt = torch.clamp(F.softplus(dt + W(mp + "dt_bias", [Hm])), lo, hi)  # [B, L, Hm]
+        A = -torch.exp(W(mp + "A_log", [Hm]))
+        xh = xs.reshape(Bsz, L, Hm, P)
+        Bg, Cg = Bm.reshape(Bsz, L, G, N), Cm.reshape(Bsz, L, G, N)
+        S = torch.zeros(Bsz, Hm, P, N)
+        ys = []
+        for t in range(L):
+            Bt, Ct = Bg[:, t, grp], Cg[:, t, grp]
+            S = torch.exp(dt[:, t, :, None, None] * A[:, None, None]) * S \
+                + dt[:, t, :, None, None] * xh[:, t, :, :, None] * Bt[:, :, None, :]
+            ys.append((S * Ct[:, :, None, :]).sum(-1))
+        scan = torch.stack(ys, 1)  # [B, L, Hm, P]
+        y = (scan + xh * W(mp + "D", [Hm])[:, None]).reshape(Bsz, L, E)
+        if rms_gate:  # FalconH1RMSNormGated: per group of E/G, gate before or after the norm
+            nw = W(mp + "norm.weight", [E])
+            if not before:
+                y = y * silu(z)
+            y = (rms(y.reshape(Bsz, L, G, E // G), None, eps) * nw.reshape(G, E // G)).reshape(Bsz, L, E)
+            if before:
+                y = y * silu(z)
+        else:
+            y = y * silu(z)
+        ssm_out = linear(y, W(mp + "out_proj.weight", [D, E]),
+                         W(mp + "out_proj.bias", [D]) if cfg.get("projectors_bias", False) else None) \
+            * m("ssm_out_multiplier")
+        rec(f"model.layers.{l}.mamba", "mamba2", l,
+            dict(dt=dt.transpose(1, 2), A=A, B=Bg.permute(0, 2, 1, 3), C=Cg.permute(0, 2, 1, 3)),
+            mixer_input=x, scan_input=xh.permute(0, 2, 1, 3), scan_output=scan.permute(0, 2, 1, 3),
+            mixer_output=ssm_out)
+        # attention branch (Llama attention, keys times key_multiplier before RoPE)
+        a = p + "self_attn."
+        xa = x * m("attention_in_multiplier")
+        b = lambda n, o: W(a + n + ".bias", [o]) if attn_bias else None  # noqa: E731
+        q = linear(xa, W(a + "q_proj.weight", [H * hd, D]), b("q_proj", H * hd)).reshape(Bsz, L, H, hd).transpose(1, 2)
+        k = linear(xa, W(a + "k_proj.weight", [Hkv * hd, D]), b("k_proj", Hkv * hd)).reshape(Bsz, L, Hkv, hd) \
+            .transpose(1, 2) * m("key_multiplier")
+        v = linear(xa, W(a + "v_proj.weight", [Hkv * hd, D]), b("v_proj", Hkv * hd)).reshape(Bsz, L, Hkv, hd) \
+            .transpose(1, 2)
+        q, k = rotary(q, inv), rotary(k, inv)
+        k, v, o = softmax_attention(q, k, v, hd ** -0.5)
+        attn_out = linear(o.transpose(1, 2).reshape(Bsz, L, H * hd), W(a + "o_proj.weight", [D, H * hd]),
+                          b("o_proj", D)) * m("attention_out_multiplier")
+        rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+            mixer_input=xa, scan_input=v, scan_output=o, mixer_output=attn_out)
+        h = h + ssm_out + attn_out
+        u = rms(h, W(p + "pre_ff_layernorm.weight", [D]), eps)
+        f = p + "feed_forward."
+        mb_ = lambda n, o: W(f + n + ".bias", [o]) if mlp_bias else None  # noqa: E731
+        g = act(linear(u, W(f + "gate_proj.weight", [I, D]), mb_("gate_proj", I)) * float(gate_mult))
+        y = linear(u, W(f + "up_proj.weight", [I, D]), mb_("up_proj", I)) * g
+        h = h + linear(y, W(f + "down_proj.weight", [D, I]), mb_("down_proj", D)) * float(down_mult)
+    h = rms(h, W("model.final_layernorm.weight", [D]), eps)
+    cfg = dict(cfg, tie_word_embeddings=cfg.get("tie_word_embeddings", False))
+    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D) * m("lm_head_multiplier")
+
+
+# ---------------------------------------------------------------------------------------------
+# Jamba (AI21): Mamba (with inner RMSNorms) and attention layers, MoE MLPs with top-k routing
+
+
+def jamba_layout(cfg):
+    """(block type, experts) per layer as JambaConfig.layers_block_type / layers_num_experts."""
+    nl = cfg["num_hidden_layers"]
+    ap, ao = cfg.get("attn_layer_period", 8), cfg.get("attn_layer_offset", 4)
+    ep, eo = cfg.get("expert_layer_period", 2), cfg.get("expert_layer_offset", 1)
+    need(ao < ap and eo < ep, "layer offset must be smaller than its period")
+    ne = cfg.get("num_experts", 16)
+    return (["attention" if i % ap == ao else "mamba" for i in range(nl)],
+            [ne if i % ep == eo else 1 for i in range(nl)])
+
+
+def jamba_forward(cfg, W, tokens, rec):
+    V, D, nl = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
+    H = cfg.get("num_attention_heads", 32)
+    Hkv = cfg.get("num_key_value_heads", 8) or H
+    hd = cfg.get("head_dim") or D // H
+    I = cfg.get("intermediate_size", 14336)
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    act = activation(cfg.get("hidden_act", "silu"))
+    need(cfg.get("sliding_window") is None, "sliding_window not supported")
+    N, K = cfg.get("mamba_d_state", 16), cfg.get("mamba_d_conv", 4)
+    E = cfg.get("mamba_expand", 2) * D
+    R = cfg.get("mamba_dt_rank", "auto")
+    R = math.ceil(D / 16) if R == "auto" else R
+    conv_bias, proj_bias = cfg.get("mamba_conv_bias", True), cfg.get("mamba_proj_bias", False)
+    topk = cfg.get("num_experts_per_tok", 2)
+    types, experts = jamba_layout(cfg)
+    h = W("model.embed_tokens.weight", [V, D])[tokens]
+    Bsz, L = tokens.shape
+    for l in range(nl):
+        p = f"model.layers.{l}."
+        x = rms(h, W(p + "input_layernorm.weight", [D]), eps)
+        if types[l] == "mamba":
+            mp = p + "mamba."
+            proj = linear(x, W(mp + "in_proj.weight", [2 * E, D]), W(mp + "in_proj.bias", [2 * E]) if proj_bias else None)
+            xs, z = proj[..., :E], proj[..., E:]
+            xs = act(causal_depthwise_conv(xs, W(mp + "conv1d.weight", [E, 1, K]),
+                                           W(mp + "conv1d.bias", [E]) if conv_bias else None))
+            xdbl = xs @ W(mp + "x_proj.weight", [R + 2 * N, E]).T
+            dtr, Bm, Cm = xdbl[..., :R], xdbl[..., R:R + N], xdbl[..., R + N:]
+            dtr = rms(dtr, W(mp + "dt_layernorm.weight", [R]), eps)  # Jamba's inner RMSNorms (with weights)
+            Bm = rms(Bm, W(mp + "b_layernorm.weight", [N]), eps)
+            Cm = rms(Cm, W(mp + "c_layernorm.weight", [N]), eps)
+            dt = F.softplus(linear(dtr, W(mp + "dt_proj.weight", [E, R]), W(mp + "dt_proj.bias", [E])))
+            A = -torch.exp(W(mp + "A_log", [E, N]))
+            st = torch.zeros(Bsz, E, N)
+            ys = []
+            for t in range(L):
+                st = torch.exp(dt[:, t, :, None] * A) * st + dt[:, t, :, None] * Bm[:, t, None, :] * xs[:, t, :, None]
+                ys.append((st * Cm[:, t, None, :]).sum(-1))
+            scan = torch.stack(ys, 1)
+            y = (scan + xs * W(mp + "D", [E])) * act(z)
+            out = linear(y, W(mp + "out_proj.weight", [D, E]), W(mp + "out_proj.bias", [D]) if proj_bias else None)
+            rec(f"model.layers.{l}.mamba", "mamba", l, dict(dt=dt.transpose(1, 2), A=A, B=Bm, C=Cm),
+                mixer_input=x, scan_input=xs.transpose(1, 2)[..., None], scan_output=scan.transpose(1, 2)[..., None],
+                mixer_output=out)
+        else:
+            a = p + "self_attn."
+            q = (x @ W(a + "q_proj.weight", [H * hd, D]).T).reshape(Bsz, L, H, hd).transpose(1, 2)
+            k = (x @ W(a + "k_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+            v = (x @ W(a + "v_proj.weight", [Hkv * hd, D]).T).reshape(Bsz, L, Hkv, hd).transpose(1, 2)
+            k, v, o = softmax_attention(q, k, v, hd ** -0.5)  # no positional encoding in Jamba's attention
+            out = o.transpose(1, 2).reshape(Bsz, L, H * hd) @ W(a + "o_proj.weight", [D, H * hd]).T
+            rec(f"model.layers.{l}.self_attn", "softmax_attention", l, dict(q=q, k=k, scale=hd ** -0.5, window=0),
+                mixer_input=x, scan_input=v, scan_output=o, mixer_output=out)
+        h = h + out
+        u = rms(h, W(p + "pre_ff_layernorm.weight", [D]), eps)
+        f = p + "feed_forward."
+        mlp = lambda u, e: linear(act(u @ W(e + "gate_proj.weight", [I, D]).T) * (u @ W(e + "up_proj.weight", [I, D]).T),  # noqa: E731,E501
+                                  W(e + "down_proj.weight", [D, I]))
+        if experts[l] > 1:  # softmax over the experts, the top-k probabilities (not renormalized) weight their MLPs
+            probs = torch.softmax(u @ W(f + "router.weight", [experts[l], D]).T, -1)
+            w, idx = torch.topk(probs, topk, dim=-1)
+            m = torch.zeros_like(u)
+            for e in range(experts[l]):
+                weight = (w * (idx == e)).sum(-1, keepdim=True)  # 0 where expert e is not chosen
+                m = m + weight * mlp(u, f + f"experts.{e}.")
+            h = h + m
+        else:
+            h = h + mlp(u, f)
+    h = rms(h, W("model.final_layernorm.weight", [D]), eps)
+    cfg = dict(cfg, tie_word_embeddings=cfg.get("tie_word_embeddings", False))
+    return lm_head(W, cfg, h, "model.embed_tokens.weight", V, D)
+
+
 FORWARDS = {"MambaForCausalLM": mamba_forward, "FalconMambaForCausalLM": mamba_forward,
             "Mamba2ForCausalLM": mamba2_forward, "LlamaForCausalLM": llama_forward,
             "MistralForCausalLM": llama_forward, "GLAForCausalLM": gla_forward,
             "GPT2LMHeadModel": gpt2_forward, "GPTNeoXForCausalLM": gpt_neox_forward, "PhiForCausalLM": phi_forward,
             "Qwen2ForCausalLM": llama_forward, "Qwen3ForCausalLM": llama_forward,
-            "Gemma2ForCausalLM": llama_forward}
+            "Gemma2ForCausalLM": llama_forward, "Lfm2ForCausalLM": lfm2_forward,
+            "FalconH1ForCausalLM": falcon_h1_forward, "JambaForCausalLM": jamba_forward}
 
 
 def read_tokens(path, vocab):
@@ -664,6 +944,8 @@ def main(argv=None):
                                         layer_index=idx, softcap=op.get("softcap"))
             elif family == "gla":
                 w.add_gla(name, op["q"], op["k"], op["log_decay"], layer_index=idx)
+            elif family == "conv":
+                w.add_conv(name, op["h"], pre_gate=op["pre_gate"], post_gate=op["post_gate"], layer_index=idx)
             if args.activations:
                 for k, v in acts.items():
                     w.file.create_dataset(f"activations/{name}/{k}", data=v.numpy())
