@@ -19,9 +19,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 
-# In a container: as root, more ranks than cores, shared memory only (no network; no
+# In a container: as root, more ranks than cores, local start (no ssh), shared memory only (no network; no
 # cross-process memory attach, which containers often forbid).
-flags=(--oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+flags=(--oversubscribe --mca plm isolated --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
 [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
 mpi() { local n=$1; shift; mpirun "${flags[@]}" -n "$n" "$@"; }
 

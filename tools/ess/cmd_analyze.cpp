@@ -153,6 +153,9 @@ int run_analyze(int argc, char** argv) {
   std::cout << "time: load " << fmt(load_s, 2) << " s, forward " << fmt(forward_s, 2)
             << " s (reading weights included), ESS " << fmt(ess_s, 2) << " s, checkpoint hash " << fmt(hash_s, 2)
             << " s, total " << fmt(total_s, 2) << " s\n";
+  if (mpi::several())
+    std::cout << "MPI: " << mpi::size() << " ranks; rank 0 spent " << fmt(mpi::exchange_seconds(), 2)
+              << " s of the ESS time exchanging with the others (waiting for them included)\n";
   return 0;
 }
 

@@ -72,6 +72,9 @@ int run_compute(int argc, char** argv) {
     if (S.bad_blocks) std::cout << "  [" << S.bad_blocks << " block(s) did not converge; see 'status']";
     std::cout << "\n";
   }
+  if (mpi::several())
+    std::cout << "MPI: " << mpi::size() << " ranks; rank 0 spent " << fmt(mpi::exchange_seconds(), 3)
+              << " s exchanging with the others (waiting for them included)\n";
   return 0;
 }
 

@@ -24,6 +24,7 @@ namespace ess::cli::mpi {
 namespace {
 
 int g_rank = 0, g_size = 1, g_local_size = 1;
+double g_exchange_s = 0;  // time in the exchanges (waiting for other ranks included)
 
 // Started by an MPI starter: Open MPI's mpirun, a PMIx or PMI-2 launcher (srun, mpiexec.hydra).
 bool launched_by_mpi() {
@@ -63,6 +64,12 @@ std::pair<long, long> share_range(long items, int r, int P) {
   const auto edge = [&](int k) { return std::min(items, units * k / P * unit); };
   return {edge(r), edge(r + 1)};
 }
+
+// Adds its lifetime to g_exchange_s.
+struct Timer {
+  double start = MPI_Wtime();
+  ~Timer() { g_exchange_s += MPI_Wtime() - start; }
+};
 
 // FNV-1a of a string (the engine name in the consistency check).
 long long fnv(const std::string& s) {
@@ -116,12 +123,14 @@ class MpiPartition final : public LayerPartition {
     LayerShare s;
     std::tie(s.begin, s.end) = share_range(items, g_rank, g_size);
     s.reduce_max = [](std::vector<double>& v) {
+      const Timer t;
       MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     };
     return s;
   }
 
   bool gather(LayerResult& R) const override {
+    const Timer t;
     check_agreement(R);
     const long items = static_cast<long>(R.batch) * R.channels, I = R.num_indices();
     gather_slices(R.tolerance_ess, items, I, 1);
@@ -246,6 +255,7 @@ void abort(int) {}
 #endif
 
 int rank() { return g_rank; }
+double exchange_seconds() { return g_exchange_s; }
 int size() { return g_size; }
 
 EssOptions rank_options(EssOptions options) {

@@ -19,6 +19,10 @@ int size();  // 1 when one process
 inline bool several() { return size() > 1; }
 inline bool writer() { return rank() == 0; }
 
+// Seconds this rank spent in the exchanges of the partition (the layer-wide σ_1 and the gather),
+// waiting for slower ranks included.
+double exchange_seconds();
+
 // The partition for Pipeline::set_partition: nullptr for one process.
 const LayerPartition* partition();
 
