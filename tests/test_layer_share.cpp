@@ -94,8 +94,7 @@ class ThreadPartition final : public LayerPartition {
         copy_slice(R.students.masked_error, o.students.masked_error, items, I, P, b, e);
         copy_slice(R.students.renormalized_error, o.students.renormalized_error, items, I, P, b, e);
         copy_slice(R.students.operator_masked_error, o.students.operator_masked_error, items, 1, P, b, e);
-        copy_slice(R.students.operator_renormalized_error, o.students.operator_renormalized_error, items, 1, P, b,
-                   e);
+        copy_slice(R.students.operator_renormalized_error, o.students.operator_renormalized_error, items, 1, P, b, e);
         copy_slice(R.students.tolerance_ess, o.students.tolerance_ess, items, I, P, b, e);
         copy_slice(R.students.entropy_ess, o.students.entropy_ess, items, I, P, b, e);
       }
