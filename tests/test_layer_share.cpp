@@ -155,8 +155,9 @@ TEST_CASE("layer shares: P processes measuring shares and gathering equal one pr
   const int B = 2, C = 5, L = 12;
   std::vector<Matrix> Ts;
   for (int m = 0; m < B * C; ++m) {
-    // Channels of very different scales, so the layer-wide σ_1 is not every share's own.
-    Matrix T = ess::test::random_matrix(rng, L, L, m == 7 ? 50.0 : 1.0 + m);
+    // Channels of very different scales, so the layer-wide σ_1 is not every share's own: in 3
+    // shares ([0, 3), [3, 6), [6, 10)) batch 0's largest (item 1) is in the first only.
+    Matrix T = ess::test::random_matrix(rng, L, L, m == 1 ? 50.0 : 1.0 + m);
     Ts.push_back(T.triangularView<Eigen::Lower>());
   }
   const OperatorLayer layer{"mixer", 0, std::make_unique<ess::test::ExplicitOperator>(B, C, std::move(Ts))};
@@ -178,7 +179,7 @@ TEST_CASE("layer shares: P processes measuring shares and gathering equal one pr
       }
       if (mode == TolMode::layer) {
         // Without the exchange each share would count against its own largest σ_1.
-        const LayerResult alone = measure_in_shares(layer, o, 2, false);
+        const LayerResult alone = measure_in_shares(layer, o, 3, false);
         CHECK(alone.tolerance_ess != whole.tolerance_ess);
       }
     }
