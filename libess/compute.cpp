@@ -268,7 +268,8 @@ void check_layer_memory(const LayerOperator& op, const EssOptions& options) {
   guard_layer_memory(op, options, options.engine, to_string(options.engine));
 }
 
-LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options, const ChannelProgressFn& progress) {
+LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options, const ChannelProgressFn& progress,
+                          const LayerShare& share) {
   options.validate();
   const auto t_start = std::chrono::steady_clock::now();
   const LayerOperator& op = *layer.op;
@@ -346,16 +347,26 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   std::vector<double> channel_max(static_cast<size_t>(B) * C, 0.0);
 
   // Work units: channel groups (the structured engine runs kLanes channels at once in SIMD lanes),
-  // cut into block chunks when there are fewer groups than threads (libess/work_plan.h).
-  const long total = static_cast<long>(B) * C;
+  // cut into block chunks when there are fewer groups than threads (libess/work_plan.h). A share
+  // (LayerShare) plans only its items [first, first + total).
+  const long layer_items = static_cast<long>(B) * C;
+  const long first = std::clamp(share.begin, 0L, layer_items);
+  const long total = (share.end < 0 ? layer_items : std::clamp(share.end, first, layer_items)) - first;
   const int group = engine == EngineKind::structured ? lanes::kLanes : 1;
-  const std::vector<WorkUnit> units = plan_work(total, group, R.indices, L, threads, engine);
+  // The lanczos engine warm-starts each block from the previous one, so a channel cut into chunks
+  // gets other bits: a share cuts only when the whole layer would (fewer groups than threads).
+  int plan_threads = threads;
+  if (engine == EngineKind::lanczos && (layer_items + group - 1) / group >= threads)
+    plan_threads = static_cast<int>(std::min<long>(threads, std::max(1L, (total + group - 1) / group)));
+  std::vector<WorkUnit> units = plan_work(total, group, R.indices, L, plan_threads, engine);
+  for (auto& w : units) w.first_item += first;
   const bool split = static_cast<long>(units.size()) > (total + group - 1) / group;
   threads = std::max(1, std::min(threads, static_cast<int>(units.size())));
   // The sweep carries its factor from block to block, so a layer with fewer channels than threads
-  // runs them one at a time and lets LAPACK use the threads inside each step's SVD.
+  // runs them one at a time and lets LAPACK use the threads inside each step's SVD (decided on the
+  // whole layer, also for a share: the threads LAPACK uses may change its bits).
   int blas_threads = 1;
-  if (engine == EngineKind::sweep && requested_threads > 1 && static_cast<long>(units.size()) < requested_threads) {
+  if (engine == EngineKind::sweep && requested_threads > 1 && layer_items < requested_threads) {
     blas_threads = requested_threads;
     threads = 1;
   }
@@ -466,10 +477,12 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   for (int b = 0; b < B; ++b)
     for (int c = 0; c < C; ++c)
       R.layer_sigma_max[b] = std::max(R.layer_sigma_max[b], channel_max[static_cast<size_t>(b) * C + c]);
+  if (share.reduce_max) share.reduce_max(R.layer_sigma_max);  // the maximum over every share
   if (layer_mode) {
     for (int b = 0; b < B; ++b)
       for (int c = 0; c < C; ++c) {
         const size_t item = static_cast<size_t>(b) * C + c;
+        if (static_cast<long>(item) < first || static_cast<long>(item) >= first + total) continue;
         const double threshold = options.tol * R.layer_sigma_max[b];
         for (int pos = 0; pos < I; ++pos) {
           const size_t k = R.at(b, c, pos);

@@ -86,14 +86,29 @@ std::unique_ptr<BlockProducts> channel_products(const LayerOperator& op, int b, 
 // Called after each channel, serialized by the library: channels done and total (batch × channels).
 using ChannelProgressFn = std::function<void(long done, long total)>;
 
+// One process's share of a layer when several cooperating processes divide its (batch, channel)
+// items b·C + c among themselves (ess under MPI, tools/ess/mpi.cpp; the library itself knows no
+// MPI). Only the items [begin, end) are measured; the result arrays keep their whole-layer shape
+// and the other items stay zero. `reduce_max` receives this share's layer_sigma_max [B] and must
+// replace it with the maximum over all shares (tolerance mode `layer` needs the layer-wide σ_1
+// before it counts). Decisions that could change a channel's bits (cutting a lanczos channel into
+// block chunks, threaded LAPACK inside a sweep) follow the whole layer, so each item's values are
+// those of a run over the whole layer with the same --threads.
+struct LayerShare {
+  long begin = 0, end = -1;  // end < 0: every item
+  std::function<void(std::vector<double>& layer_sigma_max)> reduce_max;
+  bool whole() const { return begin == 0 && end < 0; }
+};
+
 // Computes ESS for every (batch, channel) of one layer, threads over channels. Throws UsageError
 // for invalid options or an engine the family does not support, InputError when the result arrays
 // and one worker's working set do not fit in memory (ess::check_memory, before anything sized by
 // the layer is allocated; the message names the options indices / engine that shrink the work);
 // the number of threads is reduced to what fits. Messages do not name the layer;
 // Pipeline::measure adds that.
-LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
-                          const ChannelProgressFn& progress = {});
+// With a `share`, only its items (progress counts those).
+LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options, const ChannelProgressFn& progress = {},
+                          const LayerShare& share = {});
 
 // The first memory check compute_layer makes (with the requested engine; `auto`: the cheapest the
 // family has): InputError when the result arrays and one worker's working set exceed the limit.

@@ -40,11 +40,16 @@ LayerResult Pipeline::measure(const OperatorLayer& layer, int position, int coun
   }
   try {
     if (!layer.op) throw std::invalid_argument("no operator");
-    LayerResult R = compute_layer(layer, options_, channel_progress);
-    check_usable(R);
+    const LayerShare share =
+        partition_ ? partition_->share(layer.name, static_cast<long>(layer.op->batch()) * layer.op->channels())
+                   : LayerShare{};
+    LayerResult R = compute_layer(layer, options_, channel_progress, share);
+    if (!partition_) check_usable(R);
     if (options_.students.applies_to(R.family))  // sparse students (libess/students.h)
       R.students = measure_students(*layer.op, R.indices, options_.students,
-                                    {R.tol, R.tol_mode, R.sweep_rtol, R.layer_sigma_max}, options_.threads);
+                                    {R.tol, R.tol_mode, R.sweep_rtol, R.layer_sigma_max}, options_.threads, share.begin,
+                                    share.end);
+    if (partition_ && partition_->gather(R)) check_usable(R);  // the whole layer, on the writer
     return R;
   } catch (Error& e) {
     e.prepend("layer '" + layer.name + "': ");

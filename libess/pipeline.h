@@ -24,10 +24,28 @@ struct MeasureProgress {
 // Called from worker threads, one call at a time, after every channel of every layer.
 using ProgressFn = std::function<void(const MeasureProgress&)>;
 
+// Several cooperating processes dividing every layer's (batch, channel) items among themselves
+// (`mpirun -n P ess compute|analyze`: tools/ess/mpi.cpp implements this over MPI; the library
+// knows no MPI). Every process measures every layer in the same order and calls these
+// collectively, once per layer.
+class LayerPartition {
+ public:
+  virtual ~LayerPartition() = default;
+  // This process's share of a layer with `items` = batch × channels items (compute.h LayerShare:
+  // the range, and the exchange of layer_sigma_max).
+  virtual LayerShare share(const std::string& layer, long items) const = 0;
+  // Collects every share of `result` (arrays and students) into the process that writes the
+  // results; returns true there (then `result` is whole), false on the others.
+  virtual bool gather(LayerResult& result) const = 0;
+};
+
 class Pipeline {
  public:
   // Throws UsageError (naming the EssOptions field) when the options are invalid.
   explicit Pipeline(EssOptions options, ProgressFn progress = {});
+  // Measure only this process's share of each layer; measure() then returns the whole result on
+  // the process whose gather() returns true and a partial one elsewhere (nullptr: one process).
+  void set_partition(const LayerPartition* partition) { partition_ = partition; }
   const EssOptions& options() const { return options_; }
 
   // One layer; `position` of `count` is what progress reports (a caller streaming layers from a
@@ -52,6 +70,7 @@ class Pipeline {
  private:
   EssOptions options_;
   ProgressFn progress_;
+  const LayerPartition* partition_ = nullptr;
 };
 
 }  // namespace ess

@@ -260,7 +260,7 @@ void window_block_spectra(const Matrix& M, const StudentPattern& p, const std::v
 }  // namespace
 
 StudentResults measure_students(const LayerOperator& op, const std::vector<int>& indices, const StudentOptions& options,
-                                const StudentEssSettings& ess, int threads) {
+                                const StudentEssSettings& ess, int threads, long item_begin, long item_end) {
   const auto t_start = std::chrono::steady_clock::now();
   options.validate();
   const int L = op.seq_len(), B = op.batch(), C = op.channels();
@@ -285,7 +285,10 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
   const bool use_sweep = I > 0 && 4L * I >= static_cast<long>(indices.back() - indices.front() + 1);
 
   threads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, std::min(threads, B * C));
+  const long items = static_cast<long>(B) * C;
+  const long first = std::clamp(item_begin, 0L, items);
+  const long last = item_end < 0 ? items : std::clamp(item_end, first, items);
+  threads = static_cast<int>(std::max(1L, std::min<long>(threads, last - first)));
   const double per_thread = 8.0 * L * L * 2.8;  // T, M and the engine's block copy / carry
   const std::uint64_t avail = available_memory_bytes();
   if (avail > 0) {
@@ -300,7 +303,7 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
     threads = std::min(threads, fit);
   }
 
-  std::atomic<long> next{0};
+  std::atomic<long> next{first};
   std::exception_ptr failure;
   std::mutex failure_mutex;
   auto worker = [&]() {
@@ -309,7 +312,7 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
       DenseWorkspace ws;
       std::vector<char> keep;
       std::vector<int> order;
-      for (long item = next++; item < static_cast<long>(B) * C; item = next++) {
+      for (long item = next++; item < last; item = next++) {
         const int b = static_cast<int>(item / C), c = static_cast<int>(item % C);
         op.materialize(b, c, T);
         BlockSums norm(L);

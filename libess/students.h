@@ -98,8 +98,10 @@ struct StudentEssSettings {
 
 // Measures every pattern of `options` on every (batch, channel) of `op` at the blocks `indices`
 // (threads over channels; 0 = all cores). Throws InputError when a dense L×L does not fit.
+// Only the (batch, channel) items b·C + c in [item_begin, item_end) when given (one process's
+// share, compute.h LayerShare; item_end < 0: all); the arrays keep their whole-layer shape.
 StudentResults measure_students(const LayerOperator& op, const std::vector<int>& indices, const StudentOptions& options,
-                                const StudentEssSettings& ess, int threads);
+                                const StudentEssSettings& ess, int threads, long item_begin = 0, long item_end = -1);
 
 // Results-file group /layers/<name>/students (docs/results-format.md). read_students validates
 // every shape against the layer's B, C, I (InputError naming the dataset).

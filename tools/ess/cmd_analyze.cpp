@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "libess/error.h"
 #include "libess/pipeline.h"
@@ -13,6 +14,7 @@
 #include "models/text_input.h"
 #include "models/tokens.h"
 #include "tools/ess/cli.h"
+#include "tools/ess/mpi.h"
 
 namespace ess::cli {
 
@@ -79,13 +81,16 @@ int run_analyze(int argc, char** argv) {
   if (vm.count("tokens") + vm.count("mqar") + vm.count("text") != 1)
     throw UsageError("give exactly one input: --tokens FILE, --text FILE or --mqar kv=…,len=…,n=…");
   if (vm.count("max-len") && !vm.count("text")) throw UsageError("--max-len goes with --text");
-  Progress progress(quiet.quiet());
-  const Pipeline pipeline(ess_options.values(), progress.layers());
+  // Under MPI (tools/ess/mpi.h) every rank runs the forward pass and measures its share of each
+  // layer's channels; rank 0 gathers, writes and reports.
+  Progress progress(quiet.quiet() || !mpi::writer());
+  Pipeline pipeline(mpi::rank_options(ess_options.values()), progress.layers());
+  pipeline.set_partition(mpi::partition());
   memory.apply();
   const MqarSpec spec = vm.count("mqar") ? parse_mqar(mqar) : MqarSpec{};
   const std::string config = (std::filesystem::path(dir) / "config.json").string();
   const std::string tokenizer = (std::filesystem::path(dir) / "tokenizer.json").string();
-  output.check({tokens_file, text_file, config, tokenizer});
+  if (mpi::writer()) output.check({tokens_file, text_file, config, tokenizer});
 
   using Clock = std::chrono::steady_clock;
   const auto seconds = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
@@ -101,19 +106,25 @@ int run_analyze(int argc, char** argv) {
 
   // Each mixer's operator is measured as soon as the forward pass has computed its output through
   // it, written, and freed: peak memory holds one layer's weights and one layer's operator.
-  ResultsWriter writer(output.path(), command_line());
-  SummarizingSink results(writer);
+  std::optional<ResultsWriter> writer;
+  std::optional<SummarizingSink> results;
+  if (mpi::writer()) {
+    writer.emplace(output.path(), command_line());
+    results.emplace(*writer);
+  }
   double ess_s = 0;
   int position = 0;
   const auto t_run = Clock::now();
   models::ModelRun run = model->stream(batch.tokens, [&](OperatorLayer&& handed) {
     const OperatorLayer layer = std::move(handed);  // freed when this call returns
     const auto t = Clock::now();
-    results.add(pipeline.measure(layer, position++, model->num_mixers()));
+    LayerResult R = pipeline.measure(layer, position++, model->num_mixers());
+    if (results) results->add(std::move(R));
     ess_s += seconds(t);
   });
   const double forward_s = seconds(t_run) - ess_s;
   progress.done();
+  if (!mpi::writer()) return 0;
 
   Provenance prov;
   prov.source = dir;
@@ -124,16 +135,16 @@ int run_analyze(int argc, char** argv) {
   prov.architecture = model->architecture();
   if (vm.count("mqar")) prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
   const Predictions predictions = to_predictions(batch.tokens, run, model->vocab_size());
-  writer.write_predictions(predictions);
-  writer.commit(prov);
+  writer->write_predictions(predictions);
+  writer->commit(prov);
   const double total_s = seconds(t0);
 
-  std::cout << "wrote " << output.path() << ": " << model->architecture() << ", " << results.entries().size()
+  std::cout << "wrote " << output.path() << ": " << model->architecture() << ", " << results->entries().size()
             << " mixer layer(s), input " << batch.description << "\n";
   std::cout << "predictions: loss " << fmt(predictions.loss, 4) << " nats/token, perplexity "
             << fmt_sig(predictions.perplexity) << " over " << predictions.scored() << " next tokens\n";
   if (prov.mqar_accuracy >= 0) std::cout << "MQAR accuracy: " << fmt(100 * prov.mqar_accuracy, 1) << "%\n";
-  for (const auto& entry : results.entries()) {
+  for (const auto& entry : results->entries()) {
     const LayerSummary& S = entry.summary;
     std::cout << "  " << S.name << "  " << S.family << "  engine=" << S.engine << "  mean tolerance-ESS "
               << fmt(S.mean_tolerance_ess) << " / TSS " << fmt(S.mean_tss, 1) << "  mean entropy-ESS "
@@ -142,6 +153,9 @@ int run_analyze(int argc, char** argv) {
   std::cout << "time: load " << fmt(load_s, 2) << " s, forward " << fmt(forward_s, 2)
             << " s (reading weights included), ESS " << fmt(ess_s, 2) << " s, checkpoint hash " << fmt(hash_s, 2)
             << " s, total " << fmt(total_s, 2) << " s\n";
+  if (mpi::several())
+    std::cout << "MPI: " << mpi::size() << " ranks; rank 0 spent " << fmt(mpi::exchange_seconds(), 2)
+              << " s of the ESS time exchanging with the others (waiting for them included)\n";
   return 0;
 }
 

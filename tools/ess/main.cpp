@@ -12,6 +12,7 @@
 #include "libess/files.h"
 #include "libess/hdf5.h"
 #include "tools/ess/cli.h"
+#include "tools/ess/mpi.h"
 
 namespace {
 
@@ -68,13 +69,10 @@ double hdf5_timeout() {
   return s > 0 ? s : 60;
 }
 
-int main(int argc, char** argv) {
-  ensure_single_threaded_blas(argv);
-  keep_freed_memory();
-  ess::install_signal_cleanup();  // temporary outputs removed on SIGINT/SIGTERM/SIGHUP; SIGXFSZ → EFBIG
-  ess::set_input_tracking(true);  // no output may replace a file this command read
-  ess::h5::install_failure_guard(hdf5_failed, hdf5_timeout());
-  ess::cli::set_command_line(argc, argv);
+// The command named by argv[1]; its exit code. After an error under MPI with several ranks, every
+// rank is ended (mpi::abort) and this does not return.
+int run_command(int argc, char** argv) {
+  namespace mpi = ess::cli::mpi;
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;
@@ -90,20 +88,50 @@ int main(int argc, char** argv) {
   }
   for (const auto& c : commands()) {
     if (cmd != c.name) continue;
+    // Under MPI with several ranks an error on one rank ends every rank (mpi::abort); the message
+    // names the rank.
+    const std::string who = "ess " + cmd + (mpi::several() ? " (rank " + std::to_string(mpi::rank()) + ")" : "");
+    if (mpi::several() && cmd != "compute" && cmd != "analyze") {
+      if (mpi::writer())
+        std::cerr << who << ": error: only compute and analyze divide their work among MPI ranks; run ess " << cmd
+                  << " as one process\n";
+      return 2;
+    }
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const ess::Error& e) {
-      std::cerr << "ess " << cmd << ": error: " << e.message(ess::cli::flag_name) << "\n";
+      std::cerr << who << ": error: " << e.message(ess::cli::flag_name) << "\n";
+      mpi::abort(static_cast<int>(e.code()));
       return static_cast<int>(e.code());
     } catch (const std::bad_alloc&) {
-      std::cerr << "ess " << cmd << ": error: out of memory (try fewer --threads, --indices, or a smaller input)\n";
+      std::cerr << who << ": error: out of memory (try fewer --threads, --indices, or a smaller input)\n";
+      mpi::abort(4);
       return 4;
     } catch (const std::exception& e) {
-      std::cerr << "ess " << cmd << ": internal error: " << e.what() << "\n";
+      std::cerr << who << ": internal error: " << e.what() << "\n";
+      mpi::abort(4);
       return 4;
     }
   }
   std::cerr << "ess: unknown command '" << cmd << "'\n\n";
   print_usage(std::cerr);
   return 2;
+}
+
+int main(int argc, char** argv) {
+  ensure_single_threaded_blas(argv);
+  keep_freed_memory();
+  ess::install_signal_cleanup();  // temporary outputs removed on SIGINT/SIGTERM/SIGHUP; SIGXFSZ → EFBIG
+  ess::set_input_tracking(true);  // no output may replace a file this command read
+  ess::h5::install_failure_guard(hdf5_failed, hdf5_timeout());
+  ess::cli::set_command_line(argc, argv);
+  try {
+    ess::cli::mpi::init(&argc, &argv);  // under mpirun/srun: compute and analyze divide layers among ranks
+  } catch (const ess::Error& e) {
+    std::cerr << "ess: error: " << e.message(ess::cli::flag_name) << "\n";
+    return static_cast<int>(e.code());
+  }
+  // Every way out of a command goes through mpi::finish (MPI is finalized on every rank) or, after
+  // an error, mpi::abort (every rank ended).
+  return ess::cli::mpi::finish(run_command(argc, argv));
 }
