@@ -24,14 +24,15 @@ const char* to_string(UtilizationBasis b);
 UtilizationBasis parse_utilization_basis(const std::string& s);  // UsageError for anything else
 
 // Defaults calibrated on the zoo (tools/reference/calibrate.py): against the layer's own state,
-// layers of models that fail for lack of state read ≥ 0.87 and those of models that solve MQAR
-// ≤ 0.74; layers with ≥ 4× more state than the task needs ≤ 0.25. The attainable basis reads
-// ≥ 0.8 for almost every trained layer (tolerance-ESS ≈ rank), so it cannot separate them.
+// the layers of models that fail for lack of state read 0.79–0.98 (each such model has a layer
+// ≥ 0.82) and those of models that solve MQAR ≤ 0.74; layers with ≥ 4× more state than the task
+// needs ≤ 0.25. The attainable basis reads ≥ 0.8 for almost every trained layer (tolerance-ESS ≈
+// rank), so it cannot separate them.
 struct DiagnosisOptions {
   Metric metric = Metric::tolerance;
   UtilizationBasis basis = UtilizationBasis::state;
-  double saturated = 0.85;  // utilization ≥ this → saturated
-  double collapsed = 0.3;   // utilization ≤ this → collapsed
+  double saturated = 0.8;  // utilization ≥ this → saturated
+  double collapsed = 0.3;  // utilization ≤ this → collapsed
   // Both in [0, 1] and collapsed < saturated; validate() throws UsageError naming the field.
   void validate() const;
   bool IsValid(std::string* error) const;

@@ -69,7 +69,7 @@ def ess(layer, metric="tolerance"):
 
 
 # The defaults of `ess diagnose` (analysis/diagnosis.h, calibrated on the zoo: docs/analysis.md).
-DEFAULT_BASIS, DEFAULT_SATURATED, DEFAULT_COLLAPSED = "state", 0.85, 0.3
+DEFAULT_BASIS, DEFAULT_SATURATED, DEFAULT_COLLAPSED = "state", 0.8, 0.3
 
 
 def channel_utilization(layer, metric="tolerance", basis=DEFAULT_BASIS):

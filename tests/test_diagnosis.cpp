@@ -58,7 +58,7 @@ void set_channel(LayerResult& R, int c, const std::vector<int>& ess) {
 
 // The class and verdict mechanics below are stated on the attainable basis with thresholds 0.9 / 0.1
 // (the defaults before the zoo calibration, still available as options); the calibrated defaults
-// (state basis, 0.85 / 0.3) are tested in test_calibration.cpp.
+// (state basis, 0.8 / 0.3) are tested in test_calibration.cpp.
 DiagnosisOptions attainable_options() {
   DiagnosisOptions o;
   o.basis = UtilizationBasis::attainable;

@@ -18,7 +18,7 @@ int run_diagnose(int argc, char** argv) {
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess diagnose RESULTS.h5 [--metric tolerance|entropy] [--utilization state|attainable]\n"
-             "             [--saturated 0.85] [--collapsed 0.3] [--format text|json|markdown]\n\n"
+             "             [--saturated 0.8] [--collapsed 0.3] [--format text|json|markdown]\n\n"
              "Per channel, utilization = mean over (batch, i) of ESS_i / TSS_i (the share of the layer's\n"
              "own state the input uses; --utilization attainable: of min(TSS_i, i, L−i)). A channel is\n"
              "dead when its ESS is 0 at every block, else saturated at or above --saturated, collapsed at\n"
