@@ -1,6 +1,7 @@
 // Saturation / collapse diagnosis (DESIGN §1): per channel, utilization = mean over (b, i) of
-// ESS_i / min(TSS_i, i, L−i); channels classified dead / saturated / collapsed / healthy; per layer
-// counts, mean utilization, a verdict and advice in plain language (docs/analysis.md).
+// ESS_i / TSS_i (default; or ESS_i / min(TSS_i, i, L−i)); channels classified dead / saturated /
+// collapsed / healthy; per layer counts, mean utilization, a verdict and advice in plain language
+// (docs/analysis.md). The defaults are calibrated on the MQAR zoo (docs/analysis.md "Calibration").
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,11 +23,16 @@ enum class UtilizationBasis { state, attainable };
 const char* to_string(UtilizationBasis b);
 UtilizationBasis parse_utilization_basis(const std::string& s);  // UsageError for anything else
 
+// Defaults calibrated on the zoo (tools/reference/calibrate.py): against the layer's own state,
+// the layers of models that fail for lack of state read 0.79–0.98 (each such model has a layer
+// ≥ 0.82) and those of models that solve MQAR ≤ 0.74; layers with ≥ 4× more state than the task
+// needs ≤ 0.25. The attainable basis reads ≥ 0.8 for almost every trained layer (tolerance-ESS ≈
+// rank), so it cannot separate them.
 struct DiagnosisOptions {
   Metric metric = Metric::tolerance;
-  UtilizationBasis basis = UtilizationBasis::attainable;
-  double saturated = 0.9;  // utilization ≥ this → saturated
-  double collapsed = 0.1;  // utilization ≤ this → collapsed
+  UtilizationBasis basis = UtilizationBasis::state;
+  double saturated = 0.8;  // utilization ≥ this → saturated
+  double collapsed = 0.3;  // utilization ≤ this → collapsed
   // Both in [0, 1] and collapsed < saturated; validate() throws UsageError naming the field.
   void validate() const;
   bool IsValid(std::string* error) const;
@@ -39,7 +45,8 @@ struct LayerDiagnosis {
   int channels = 0, seq_len = 0;
   double mean_ess = 0;          // mean over batch, channels and usable blocks of the metric's ESS_i
   bool input_limited = false;   // TSS_i > min(i, L−i) at every block: the input cannot fill the state
-  double utilization = 0;       // mean over channels of their utilization (dead channels count 0), as `ess report`
+  double utilization = 0;       // mean over channels of their utilization (dead channels count 0); on the
+                                // attainable basis the same number as `ess report`'s util column
   double live_utilization = 0;  // the same over live (non-dead) channels; 0 when every channel is dead
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;
   std::string verdict;                      // dead | partly dead | saturated | collapsed | healthy | mixed

@@ -68,21 +68,27 @@ def ess(layer, metric="tolerance"):
     return np.where(valid_mask(layer), e, np.nan)
 
 
-def channel_utilization(layer, metric="tolerance"):
-    """Per channel: mean over (batch, i) of ESS_i / min(TSS_i, i, L − i), blocks with bound 0 skipped."""
+# The defaults of `ess diagnose` (analysis/diagnosis.h, calibrated on the zoo: docs/analysis.md).
+DEFAULT_BASIS, DEFAULT_SATURATED, DEFAULT_COLLAPSED = "state", 0.8, 0.3
+
+
+def channel_utilization(layer, metric="tolerance", basis=DEFAULT_BASIS):
+    """Per channel: mean over (batch, i) of ESS_i / TSS_i (basis "state", blocks with TSS_i = 0
+    skipped) or ESS_i / min(TSS_i, i, L − i) (basis "attainable", blocks with bound 0 skipped)."""
     e = ess(layer, metric)
-    bound = layer["attainable"].astype(float)
+    bound = (layer["tss"] if basis == "state" else layer["attainable"]).astype(float)
     ok = np.isfinite(e) & (bound > 0)[None, None, :]
     ratio = np.where(ok, e / np.where(bound > 0, bound, 1), np.nan)
     with np.errstate(invalid="ignore"):
         return np.nanmean(ratio, axis=(0, 2))
 
 
-def classify(layer, metric="tolerance", saturated=0.9, collapsed=0.1):
+def classify(layer, metric="tolerance", saturated=DEFAULT_SATURATED, collapsed=DEFAULT_COLLAPSED,
+             basis=DEFAULT_BASIS):
     """Per channel: 'dead' / 'saturated' / 'collapsed' / 'healthy' (as `ess diagnose`)."""
     e = ess(layer, metric)
     dead = ~np.any(np.nan_to_num(e) > 0, axis=(0, 2))
-    u = channel_utilization(layer, metric)
+    u = channel_utilization(layer, metric, basis)
     return np.where(dead, "dead", np.where(u >= saturated, "saturated", np.where(u <= collapsed, "collapsed", "healthy")))
 
 
@@ -101,10 +107,10 @@ def verdict(classes):
     return "mixed"
 
 
-def layer_utilization(layer, metric="tolerance"):
+def layer_utilization(layer, metric="tolerance", basis=DEFAULT_BASIS):
     """Mean over channels of their utilization, dead channels counting 0 (the `utilization` of diagnose)."""
-    u = channel_utilization(layer, metric)
-    u = np.where(classify(layer, metric) == "dead", 0.0, u)
+    u = channel_utilization(layer, metric, basis)
+    u = np.where(classify(layer, metric, basis=basis) == "dead", 0.0, u)
     return float(np.nanmean(u)) if np.isfinite(u).any() else 0.0
 
 

@@ -2,7 +2,9 @@
 // diagnosis rules on known cases.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "analysis/compressibility.h"
@@ -116,4 +118,61 @@ TEST_CASE("diagnose: utilization against the layer's state or against the attain
   R.tss[0] = 0;
   const auto z = diagnose_layer(R, o);
   CHECK(z.utilization == doctest::Approx(35.0 / 80.0));
+}
+
+namespace {
+
+// One channel on L = 40 (blocks i = 1..39) with TSS `tss` whose every block has rank min(rank,
+// tss, i, 40 − i), singular values all 1.
+LayerResult ranked_layer(const std::string& family, int tss, int rank) {
+  LayerResult R;
+  R.name = "mixer";
+  R.family = family;
+  R.seq_len = 40;
+  R.batch = 1;
+  R.channels = 1;
+  for (int i = 1; i < 40; ++i) {
+    const int t = tss > 0 ? tss : i;  // tss 0: a full KV cache, TSS_i = i
+    R.indices.push_back(i);
+    R.tss.push_back(t);
+    R.attainable.push_back(std::min({t, i, 40 - i}));
+    const int r = std::min({rank, t, i, 40 - i});
+    R.tolerance_ess.push_back(r);
+    R.entropy_ess.push_back(r);
+  }
+  return R;
+}
+
+}  // namespace
+
+TEST_CASE("diagnose: calibrated defaults (state basis, 0.8 / 0.3) on known ranks") {
+  const DiagnosisOptions o;  // the defaults
+  CHECK(o.basis == UtilizationBasis::state);
+  CHECK(o.metric == Metric::tolerance);
+  // A state of 4 used in full wherever the input can fill it: Σ_i min(4, i, 40 − i) = 144 of 39·4.
+  auto d = diagnose_layer(ranked_layer("gla", 4, 4), o);
+  CHECK(d.utilization == doctest::Approx(144.0 / 156));
+  CHECK(d.verdict == "saturated");
+  CHECK(d.advice.find("larger state") != std::string::npos);
+  // The same rank-4 use of a state of 32: collapsed (the state is 8× larger than what is used).
+  d = diagnose_layer(ranked_layer("gla", 32, 4), o);
+  CHECK(d.utilization == doctest::Approx(144.0 / (39 * 32)));
+  CHECK(d.verdict == "collapsed");
+  CHECK(d.advice.find("ess compress") != std::string::npos);
+  // Rank 4 of a state of 8: healthy (no advice to grow or shrink).
+  d = diagnose_layer(ranked_layer("gla", 8, 4), o);
+  CHECK(d.utilization == doctest::Approx(144.0 / 312));
+  CHECK(d.verdict == "healthy");
+  // The attainable basis calls all three saturated (every block at its largest possible rank for
+  // the first; the others at ≥ 90%): what the calibration replaced.
+  DiagnosisOptions a;
+  a.basis = UtilizationBasis::attainable;
+  CHECK(diagnose_layer(ranked_layer("gla", 4, 4), a).verdict == "saturated");
+  // A full-rank softmax-attention head (TSS_i = i, rank min(i, L − i)) reads Σ min(i, 40 − i) / i
+  // over 39 blocks ≈ 0.70 < 0.8: a full KV cache never runs out of state, so it is never saturated.
+  d = diagnose_layer(ranked_layer("softmax_attention", 0, 1000), o);
+  double u = 0;
+  for (int i = 1; i < 40; ++i) u += std::min(i, 40 - i) / static_cast<double>(i);
+  CHECK(d.utilization == doctest::Approx(u / 39));
+  CHECK(d.verdict == "healthy");
 }

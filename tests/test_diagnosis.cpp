@@ -56,6 +56,17 @@ void set_channel(LayerResult& R, int c, const std::vector<int>& ess) {
   }
 }
 
+// The class and verdict mechanics below are stated on the attainable basis with thresholds 0.9 / 0.1
+// (the defaults before the zoo calibration, still available as options); the calibrated defaults
+// (state basis, 0.8 / 0.3) are tested in test_calibration.cpp.
+DiagnosisOptions attainable_options() {
+  DiagnosisOptions o;
+  o.basis = UtilizationBasis::attainable;
+  o.saturated = 0.9;
+  o.collapsed = 0.1;
+  return o;
+}
+
 const std::vector<int> kBound = {1, 2, 3, 4, 4, 4, 3, 2, 1};
 const std::vector<int> kZero(9, 0);
 const std::vector<int> kOne = {0, 0, 0, 0, 1, 0, 0, 0, 0};
@@ -64,7 +75,7 @@ const std::vector<int> kOne = {0, 0, 0, 0, 1, 0, 0, 0, 0};
 
 TEST_CASE("diagnose: saturated, dead, collapsed and healthy channels with the right utilization") {
   const LayerResult R = known_layer();
-  DiagnosisOptions o;
+  DiagnosisOptions o = attainable_options();
   const LayerDiagnosis d = diagnose_layer(R, o);
   CHECK(d.channel_class[0] == ChannelClass::saturated);
   CHECK(d.channel_class[1] == ChannelClass::dead);
@@ -95,7 +106,7 @@ TEST_CASE("diagnose: saturated, dead, collapsed and healthy channels with the ri
 }
 
 TEST_CASE("diagnose: verdicts follow the documented rules") {
-  DiagnosisOptions o;
+  DiagnosisOptions o = attainable_options();
   SUBCASE("ESS equal to the attainable bound everywhere: saturated, utilization 1") {
     LayerResult R = known_layer();
     for (int c = 0; c < 4; ++c) set_channel(R, c, kBound);
@@ -229,7 +240,7 @@ TEST_CASE("diagnose: results written to disk and read back give the same verdict
   }
   const std::string dir = ess::test::temp_dir("diagnosis");
   write_results(dir + "/r.h5", {sat, col, dead}, Provenance{"synthetic", "", "test", "", -1}, "test");
-  const auto layers = diagnose(read_results(dir + "/r.h5"), DiagnosisOptions{});
+  const auto layers = diagnose(read_results(dir + "/r.h5"), attainable_options());
   std::filesystem::remove_all(dir);
   REQUIRE(layers.size() == 3);
   CHECK(layers[0].verdict == "saturated");

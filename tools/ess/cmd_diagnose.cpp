@@ -17,14 +17,17 @@ int run_diagnose(int argc, char** argv) {
   format_option.add_to(opts);
   po::variables_map vm;
   if (!parse(argc, argv,
-             "ess diagnose RESULTS.h5 [--metric tolerance|entropy] [--saturated 0.9] [--collapsed 0.1]\n"
-             "             [--format text|json|markdown]\n\n"
-             "Per channel, utilization = mean over (batch, i) of ESS_i / min(TSS_i, i, L−i). A channel is\n"
+             "ess diagnose RESULTS.h5 [--metric tolerance|entropy] [--utilization state|attainable]\n"
+             "             [--saturated 0.8] [--collapsed 0.3] [--format text|json|markdown]\n\n"
+             "Per channel, utilization = mean over (batch, i) of ESS_i / TSS_i (the share of the layer's\n"
+             "own state the input uses; --utilization attainable: of min(TSS_i, i, L−i)). A channel is\n"
              "dead when its ESS is 0 at every block, else saturated at or above --saturated, collapsed at\n"
              "or below --collapsed, healthy otherwise. Per layer: the counts, the mean utilization over\n"
              "channels, a verdict and what to do about it. Verdicts: dead (every channel dead), partly\n"
              "dead (more than half dead), saturated / collapsed / healthy (more than half of the live\n"
-             "channels so), mixed otherwise. See docs/analysis.md.",
+             "channels so), mixed otherwise. The defaults are calibrated on the MQAR zoo: models that\n"
+             "fail for lack of state read saturated, models with far more state than the task needs\n"
+             "read collapsed. See docs/analysis.md.",
              opts, {"results"}, vm))
     return 0;
   const DiagnosisOptions o = diagnosis_options.values();

@@ -7,11 +7,11 @@
    --results-dir DIR --reuse --n 8 --keep-sigma 64` (results files in DIR, reused when present).
 2. Labels each model from what it does (the manifest's accuracy through `ess analyze`) and what its
    siblings do (same family, difficulty and seed, other state sizes):
-     lacks_state   accuracy < 0.5 and a sibling with a larger state reaches ≥ 0.9
+     lacks_state   accuracy < 0.9 and a sibling with a larger state reaches ≥ 0.9
      fails_other   accuracy < 0.5 otherwise (e.g. gla0, which cannot bind keys to values)
+     partial       0.5 ≤ accuracy < 0.9 otherwise (no larger sibling does better than 0.9)
      spare_state   accuracy ≥ 0.9 and a sibling with at most 1/4 of the state also reaches ≥ 0.9
      solves        accuracy ≥ 0.9 otherwise
-     partial       0.5 ≤ accuracy < 0.9
 3. Runs `ess diagnose RESULTS --format json` (with --grid: for every metric and threshold pair of a
    grid) and reads the model-level call from the layer verdicts:
      more_state    some layer is saturated
@@ -45,9 +45,10 @@ def label_models(models):
         a = acc[m["name"]]
         sib = [s for s in models if s["family"] == m["family"] and s["difficulty"] == m["difficulty"]
                and s["seed"] == m["seed"] and s["name"] != m["name"]]
-        if a < 0.5:
-            out[m["name"]] = "lacks_state" if any(s["state"] > m["state"] and acc[s["name"]] >= 0.9 for s in sib) \
-                else "fails_other"
+        if a < 0.9 and any(s["state"] > m["state"] and acc[s["name"]] >= 0.9 for s in sib):
+            out[m["name"]] = "lacks_state"
+        elif a < 0.5:
+            out[m["name"]] = "fails_other"
         elif a < 0.9:
             out[m["name"]] = "partial"
         else:

@@ -184,7 +184,10 @@ class HFModel(torch.nn.Module):
             k = rot((u @ self.w(p + "self_attn.k_proj.weight").T).view(B, L, H, hd).transpose(1, 2))
             v = (u @ self.w(p + "self_attn.v_proj.weight").T).view(B, L, H, hd).transpose(1, 2)
             s = (q @ k.transpose(-1, -2)) * hd ** -0.5
-            o = torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v
+            a = torch.softmax(s.masked_fill(~mask, float("-inf")), -1)
+            if getattr(self, "attention_hook", None) is not None:  # plan_check.py: a sparse student of layer l
+                a = self.attention_hook(l, s.masked_fill(~mask, float("-inf")), a)
+            o = a @ v
             out = o.transpose(1, 2).reshape(B, L, H * hd) @ self.w(p + "self_attn.o_proj.weight").T
             if capture is not None:
                 capture.append((f"model.layers.{l}.self_attn", out))
