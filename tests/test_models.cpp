@@ -457,3 +457,20 @@ TEST_CASE("MQAR batches: keys from the lower half, values from the upper half, r
   CHECK_THROWS_AS(parse_mqar("kv=four"), UsageError);
   CHECK_THROWS_AS(parse_mqar("keys=4"), UsageError);
 }
+
+TEST_CASE("--at-tokens: the blocks within the window of every position holding an id, union over the batch") {
+  const models::Tokens one = {{5, 1, 2, 5, 0, 0, 0, 0, 0, 3}};
+  // positions 0, 3, 9; window 1 → i ∈ {1} ∪ {2, 3, 4} ∪ {8, 9} (i = 0 and i = L have no block)
+  CHECK(blocks_at_tokens(one, {{5, 3}, 1}) == std::vector<int>{1, 2, 3, 4, 8, 9});
+  CHECK(blocks_at_tokens(one, {{3}, 0}) == std::vector<int>{9});
+  CHECK(indices_at_tokens(one, {{3}, 0}) == "9,9");  // a one-entry list, not the range "9"
+  CHECK(indices_at_tokens(one, {{5}, 0}) == "3,3");  // position 0 gives no block at window 0
+  models::Tokens two = one;
+  two.push_back({0, 0, 0, 0, 0, 0, 3, 0, 0, 0});  // adds position 6 → 5, 6, 7
+  CHECK(blocks_at_tokens(two, {{5, 3}, 1}) == std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9});
+  CHECK(blocks_at_tokens(one, {{7}, 3}).empty());
+  CHECK_THROWS_AS(indices_at_tokens(one, {{7}, 3}), UsageError);
+  CHECK(parse_token_ids("2,50256") == std::vector<int>{2, 50256});
+  CHECK_THROWS_AS(parse_token_ids("2,-1"), UsageError);
+  CHECK_THROWS_AS(parse_token_ids("2,"), UsageError);
+}
