@@ -66,8 +66,9 @@ PartialRun::PartialRun(const std::string& output, const std::string& fingerprint
   std::error_code ec;
   const bool exists = fs::exists(dir_, ec);
   if (exists && !fs::is_directory(dir_, ec))
-    throw InputError(dir_ + ": exists and is not a directory (ess keeps the finished layers of a resumable run "
-                            "there); move it away");
+    throw InputError(dir_ +
+                     ": exists and is not a directory (ess keeps the finished layers of a resumable run "
+                     "there); move it away");
   if (exists && resume) {
     nlohmann::json have;
     bool readable = true;
@@ -84,7 +85,8 @@ PartialRun::PartialRun(const std::string& output, const std::string& fingerprint
     } else {
       const nlohmann::json want = nlohmann::json::parse(fingerprint_);
       if (have["fingerprint"] != want)
-        throw UsageError("cannot resume: " + dir_ + " holds the finished layers of a run with other options or input (" +
+        throw UsageError("cannot resume: " + dir_ +
+                         " holds the finished layers of a run with other options or input (" +
                          differences(have["fingerprint"], want) +
                          " differ); repeat that run's command with --resume, or run without --resume to start over");
       for (const auto& e : fs::directory_iterator(dir_, ec)) {

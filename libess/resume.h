@@ -1,13 +1,13 @@
 // Resumable runs (`ess compute … --resume`, `ess analyze … --resume`; docs/reliability.md).
 //
 // While a run measures layers, every finished layer is also written to a sidecar directory beside
-// the output, "RESULTS.h5.partial/" (created with the first finished layer): one results file per layer ("layer-00003.h5", position in the
-// run, written to a temporary name, fsynced and renamed, so a layer file is whole or absent) and
-// "run.json", the run's fingerprint (the command's options and a digest of its input). The final
-// output is assembled in memory and renamed into place at the end as before; the sidecar is then
-// removed. A run killed at any moment (SIGINT, SIGTERM, kill -9) leaves at most the sidecar and a
-// temporary file, never a partial output; the next run with resume = true loads the finished
-// layers instead of measuring them again.
+// the output, "RESULTS.h5.partial/" (created with the first finished layer): one results file per
+// layer ("layer-00003.h5", its position in the run, written to a temporary name, fsynced and
+// renamed, so a layer file is whole or absent) and "run.json", the run's fingerprint (the
+// command's options and a digest of its input). The final output is assembled in memory and
+// renamed into place at the end as before; the sidecar is then removed. A run killed at any moment
+// (SIGINT, SIGTERM, kill -9) leaves at most the sidecar and a temporary file, never a partial
+// output; the next run with resume = true loads the finished layers instead of measuring them.
 #pragma once
 #include <string>
 #include <vector>
