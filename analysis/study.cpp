@@ -239,10 +239,12 @@ std::vector<Correlation> correlate(const std::vector<StudyRow>& rows, const Stud
 
 // --- analyze ---------------------------------------------------------------------------------------
 
-ResultsFile analyze_mqar(const std::string& checkpoint, const MqarSpec& spec, const EssOptions& options,
-                         const std::string& command_line) {
+ResultsFile analyze_mqar(const std::string& checkpoint, const MqarSpec& spec, const EssOptions& requested,
+                         const std::string& command_line, const TokenWindows& at) {
   auto model = models::load_causal_lm(checkpoint);
   const TokenBatch batch = make_mqar(spec, model->vocab_size());
+  EssOptions options = requested;
+  if (at.active()) options.indices = indices_at_tokens(batch.tokens, at);
   models::ModelRun run = model->run(batch.tokens);
   ResultsFile file;
   file.command_line = command_line;

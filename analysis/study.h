@@ -93,8 +93,9 @@ std::string study_svg(const std::vector<StudyRow>& rows, const std::vector<Corre
 // --- running analyze on a checkpoint ----------------------------------------------------------------
 
 // Loads the checkpoint, draws the MQAR batch, runs the model and computes every mixer's ESS
-// (what `ess analyze CKPT --mqar SPEC` does), returning the results in memory (path empty).
+// (what `ess analyze CKPT --mqar SPEC` does), returning the results in memory (path empty). With
+// `at` active, the blocks are those around the given tokens of the batch (indices_at_tokens).
 ResultsFile analyze_mqar(const std::string& checkpoint, const MqarSpec& spec, const EssOptions& options,
-                         const std::string& command_line);
+                         const std::string& command_line, const TokenWindows& at = {});
 
 }  // namespace ess

@@ -94,6 +94,56 @@ double sum_of(const std::vector<double>& v) {
 }
 }  // namespace
 
+namespace {
+
+// Keeps entries [outer, I, inner] of `v` at the kept positions (`keep` of length I).
+template <class T>
+void keep_blocks(std::vector<T>& v, const std::vector<int>& keep, size_t I, size_t inner = 1) {
+  if (v.empty() || I == 0) return;
+  const size_t outer = v.size() / (I * inner);
+  std::vector<T> out;
+  out.reserve(outer * keep.size() * inner);
+  for (size_t o = 0; o < outer; ++o)
+    for (int p : keep)
+      for (size_t k = 0; k < inner; ++k) out.push_back(v[(o * I + static_cast<size_t>(p)) * inner + k]);
+  v = std::move(out);
+}
+
+}  // namespace
+
+LayerResult interior_only(const LayerResult& R) {
+  std::vector<int> keep;
+  for (int p = 0; p < R.num_indices(); ++p) {
+    const int i = R.indices[p];
+    if (std::min(i, R.seq_len - i) >= R.tss[p]) keep.push_back(p);
+  }
+  LayerResult S = R;
+  const size_t I = R.indices.size();
+  if (keep.size() == I) return S;
+  for (auto* v : {&S.indices, &S.tss, &S.attainable}) keep_blocks(*v, keep, I);
+  keep_blocks(S.tolerance_ess, keep, I);
+  keep_blocks(S.sigma_count, keep, I);
+  for (auto* v :
+       {&S.entropy_ess, &S.entropy_ess_lower, &S.entropy_ess_upper, &S.frobenius, &S.error_bound, &S.sigma_tail})
+    keep_blocks(*v, keep, I);
+  keep_blocks(S.status, keep, I);
+  keep_blocks(S.sigma, keep, I, static_cast<size_t>(S.sigma_k));
+  StudentResults& st = S.students;
+  if (!st.empty()) {
+    keep_blocks(st.masked_error, keep, I);
+    keep_blocks(st.renormalized_error, keep, I);
+    keep_blocks(st.tolerance_ess, keep, I);
+    keep_blocks(st.entropy_ess, keep, I);
+  }
+  return S;
+}
+
+ResultsFile interior_only(const ResultsFile& file) {
+  ResultsFile f = file;
+  for (auto& R : f.layers) R = interior_only(R);
+  return f;
+}
+
 LayerSummary summarize(const LayerResult& R) {
   LayerSummary S;
   S.name = R.name;

@@ -40,6 +40,13 @@ struct LayerSummary {
 
 LayerSummary summarize(const LayerResult& R);
 
+// `report --interior`, `diagnose --interior`: the layer restricted to its interior blocks, those
+// with min(i, L−i) ≥ TSS_i (away from the sequence's ends, where the input rather than the state
+// bounds the rank). Every per-block array ([I], [B, C, I], sigma, the students' [P, B, C, I]) keeps
+// only those blocks; a layer may be left with none. The file version applies it to every layer.
+LayerResult interior_only(const LayerResult& R);
+ResultsFile interior_only(const ResultsFile& file);
+
 // Every layer of a results file, and the model totals (sums over layers of the per-channel means).
 struct ResultsSummary {
   std::vector<LayerSummary> layers;

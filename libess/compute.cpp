@@ -21,9 +21,23 @@ namespace ess {
 void EssOptions::validate() const {
   if (!(tol >= 0) || !std::isfinite(tol)) throw UsageError({Option{"tol"}, " must be a finite number ≥ 0"});
   if (keep_sigma < 0) throw UsageError({Option{"keep_sigma"}, " must be ≥ 0"});
+  if (blocks < 0) throw UsageError({Option{"blocks"}, " must be ≥ 1"});
+  if (blocks > 0 && !indices.empty())
+    throw UsageError({"give either ", Option{"blocks"}, " or ", Option{"indices"}, ", not both"});
   if (threads < 0) throw UsageError({Option{"threads"}, " must be ≥ 0 (0 = all cores)"});
   if (!(sweep_rtol >= 0) || sweep_rtol >= 1) throw UsageError({Option{"sweep_rtol"}, " must be in [0, 1)"});
   students.validate();
+}
+
+std::vector<int> EssOptions::block_indices(int L) const {
+  if (blocks <= 0) return parse_indices(indices, L);
+  if (L < 2) throw UsageError("sequence length " + std::to_string(L) + " has no blocks (need L ≥ 2)");
+  return evenly_spaced_indices(std::min(blocks, L - 1), L);
+}
+
+long long EssOptions::block_count(int L) const {
+  if (blocks <= 0) return count_indices(indices, L);
+  return static_cast<long long>(block_indices(L).size());
 }
 
 bool EssOptions::IsValid(std::string* error) const {
@@ -234,7 +248,7 @@ namespace {
 void guard_layer_memory(const LayerOperator& op, const EssOptions& options, EngineKind engine,
                         const std::string& engine_name) {
   const int L = op.seq_len(), B = op.batch(), C = op.channels(), N = op.realization_dim();
-  const long long I_count = count_indices(options.indices, L);
+  const long long I_count = options.block_count(L);
   const long long channels = static_cast<long long>(B) * C;
   const std::uint64_t blocks =
       saturating_mul(static_cast<std::uint64_t>(channels), static_cast<std::uint64_t>(I_count));
@@ -290,12 +304,12 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   // first with the cheapest engine the family has (before the block list exists), again once the
   // engine is chosen; the number of threads is then reduced to what fits.
   check_layer_memory(op, options);
-  const long long I_count = count_indices(options.indices, L);
+  const long long I_count = options.block_count(L);
   const int N = op.realization_dim();
   const long long total_channels = static_cast<long long>(B) * C;
   const std::uint64_t blocks = saturating_mul(saturating_mul(B, C), static_cast<std::uint64_t>(I_count));
   const std::uint64_t results = result_bytes(B, C, I_count, options.keep_sigma);
-  R.indices = parse_indices(options.indices, L);
+  R.indices = options.block_indices(L);
   const EngineKind engine = choose_engine(op, options.engine, R.indices);
   if (engine == EngineKind::structured && op.realization_dim() == 0)
     throw UsageError(

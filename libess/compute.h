@@ -16,13 +16,19 @@ struct EssOptions {
   double tol = 1e-3;
   TolMode tol_mode = TolMode::absolute;
   EngineKind engine = EngineKind::automatic;
-  std::string indices;        // "start:stop:step"; empty = every block
+  std::string indices;        // "start:stop:step" or "i,j,k" (parse_indices); empty = every block
+  int blocks = 0;             // > 0: that many evenly spaced interior blocks instead (not with indices)
   int keep_sigma = 0;         // store the top-K singular values per block (0 = none)
   int threads = 0;            // 0 = all hardware threads
   double sweep_rtol = 1e-12;  // sweep truncation, relative to the running largest σ
   StudentOptions students;    // sparse students measured after each layer (Pipeline::measure)
   LanczosOptions lanczos;     // lanczos engine settings (tol and tol_mode are taken from above)
 
+  // The blocks i to measure on a layer of length L (blocks > 0: evenly_spaced_indices, else
+  // parse_indices(indices)); block_count is the same number without building the list (the
+  // memory guard). UsageError when the selection is empty or malformed.
+  std::vector<int> block_indices(int seq_len) const;
+  long long block_count(int seq_len) const;
   // Throws UsageError naming the offending field (as an Option) when a setting is out of range.
   void validate() const;
   // The same as a flag; `error` receives the message.

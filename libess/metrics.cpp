@@ -185,9 +185,44 @@ IndexRange parse_range(const std::string& spec, int L) {
 
 }  // namespace
 
-long long count_indices(const std::string& spec, int L) { return parse_range(spec, L).count(); }
+namespace {
+
+// An explicit list "i,j,k": every entry an integer in 1..L−1 (negatives count from L); sorted
+// ascending, duplicates dropped (the engines walk blocks in increasing i).
+std::vector<int> parse_list(const std::string& spec, int L) {
+  if (L < 2) throw UsageError("sequence length " + std::to_string(L) + " has no blocks (need L ≥ 2)");
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= spec.size()) {
+    const size_t end = std::min(spec.find(',', start), spec.size());
+    const std::string item = spec.substr(start, end - start);
+    long long v;
+    if (!parse_int(item, &v))
+      throw UsageError({"bad ", Option{"indices"},
+                        " '" + spec + "': '" + item + "' is not an integer (expected i,j,k, e.g. 100,200,300)"});
+    const long long i = v < 0 ? v + L : v;
+    if (i < 1 || i >= L)
+      throw UsageError({Option{"indices"}, " '" + spec + "': block " + item + " is outside 1.." +
+                                               std::to_string(L - 1) + " for L = " + std::to_string(L)});
+    out.push_back(static_cast<int>(i));
+    start = end + 1;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+bool is_list(const std::string& spec) { return spec.find(',') != std::string::npos; }
+
+}  // namespace
+
+long long count_indices(const std::string& spec, int L) {
+  if (is_list(spec)) return static_cast<long long>(parse_list(spec, L).size());
+  return parse_range(spec, L).count();
+}
 
 std::vector<int> parse_indices(const std::string& spec, int L) {
+  if (is_list(spec)) return parse_list(spec, L);
   const IndexRange r = parse_range(spec, L);
   std::vector<int> out;
   out.reserve(static_cast<size_t>(r.count()));

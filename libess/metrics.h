@@ -34,7 +34,9 @@ EssInterval partial_entropy_interval(const double* sigma, int count, int rank_bo
 double frobenius_from_sigma(const double* sigma, int n);
 
 // The i values (1 ≤ i ≤ L−1) of the blocks to measure, from "start:stop:step" (Python-style,
-// every part optional, stop exclusive, negatives count from L). Empty spec = all.
+// every part optional, stop exclusive, negatives count from L) or an explicit list "i,j,k" (a spec
+// with a comma; negatives count from L; every entry must lie in 1..L−1; returned sorted, duplicates
+// dropped). Empty spec = all.
 std::vector<int> parse_indices(const std::string& spec, int seq_len);
 // How many blocks parse_indices would select (same errors), without building the list.
 long long count_indices(const std::string& spec, int seq_len);

@@ -124,6 +124,7 @@ void ResultsWriter::commit(const Provenance& provenance) {
   root.set_attr("input", provenance.input);
   if (!provenance.architecture.empty()) root.set_attr("architecture", provenance.architecture);
   if (provenance.mqar_accuracy >= 0) root.set_attr("mqar_accuracy", provenance.mqar_accuracy);
+  if (!provenance.block_selection.empty()) root.set_attr("block_selection", provenance.block_selection);
   out_->commit();
   out_.reset();
 }
@@ -275,6 +276,7 @@ ResultsFile read_results(const std::string& path) {
   if (root.has_attr("input")) f.provenance.input = root.attr_string("input");
   if (root.has_attr("architecture")) f.provenance.architecture = root.attr_string("architecture");
   if (root.has_attr("mqar_accuracy")) f.provenance.mqar_accuracy = root.attr_double("mqar_accuracy");
+  if (root.has_attr("block_selection")) f.provenance.block_selection = root.attr_string("block_selection");
   if (!root.has("layers")) throw InputError(path + ": no /layers group");
   const h5::Object layers = root.group("layers");
   for (const std::string& name : layers.children()) f.layers.push_back(read_layer(layers.group(name)));

@@ -19,6 +19,9 @@ struct Provenance {
   std::string input;          // description of the input (operator file, tokens file, mqar spec)
   std::string architecture;   // checkpoint architecture (analyze), empty otherwise
   double mqar_accuracy = -1;  // MQAR input: fraction of queries answered right; < 0 = not measured
+  // How the blocks were chosen: "all", "indices=SPEC", "blocks=N", "at-tokens=ID[,ID…];window=W"
+  // (root attribute block_selection; empty = not recorded).
+  std::string block_selection;
 };
 
 // The model's own predictions on the input its operators were measured on (`ess analyze`; the

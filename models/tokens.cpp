@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -188,6 +189,52 @@ double mqar_accuracy(const TokenBatch& batch, const std::vector<std::vector<int>
         right += argmax[b][t] == batch.target[b][t];
       }
   return total ? static_cast<double>(right) / total : 0.0;
+}
+
+std::vector<int> blocks_at_tokens(const models::Tokens& tokens, const TokenWindows& at) {
+  if (at.window < 0) throw UsageError({Option{"window"}, " must be ≥ 0"});
+  std::vector<int> out;
+  if (tokens.empty() || !at.active()) return out;
+  const int L = static_cast<int>(tokens[0].size());
+  std::vector<char> hit(static_cast<size_t>(L), 0);  // positions p holding one of the ids
+  for (const auto& row : tokens)
+    for (int p = 0; p < static_cast<int>(row.size()) && p < L; ++p)
+      if (std::find(at.ids.begin(), at.ids.end(), row[p]) != at.ids.end()) hit[p] = 1;
+  for (int i = 1; i < L; ++i) {
+    const int lo = std::max(0, i - at.window), hi = std::min(L - 1, i + at.window);
+    for (int p = lo; p <= hi; ++p)
+      if (hit[p]) {
+        out.push_back(i);
+        break;
+      }
+  }
+  return out;
+}
+
+std::string indices_at_tokens(const models::Tokens& tokens, const TokenWindows& at) {
+  const std::vector<int> blocks = blocks_at_tokens(tokens, at);
+  if (blocks.empty())
+    throw UsageError({Option{"at_tokens"}, ": none of these token ids occurs in the input (no block to measure)"});
+  std::string spec;
+  for (int i : blocks) spec += (spec.empty() ? "" : ",") + std::to_string(i);
+  if (blocks.size() == 1) spec += "," + spec;  // a list, not the one-block range "i" (same block)
+  return spec;
+}
+
+std::vector<int> parse_token_ids(const std::string& spec) {
+  std::vector<int> ids;
+  size_t start = 0;
+  while (start <= spec.size()) {
+    const size_t end = std::min(spec.find(',', start), spec.size());
+    const std::string item = spec.substr(start, end - start);
+    char* stop = nullptr;
+    const long v = item.empty() ? -1 : std::strtol(item.c_str(), &stop, 10);
+    if (item.empty() || *stop != '\0' || v < 0 || v > std::numeric_limits<int>::max())
+      throw UsageError({"bad ", Option{"at_tokens"}, " '" + spec + "' (expected token ids ID[,ID…], each ≥ 0)"});
+    ids.push_back(static_cast<int>(v));
+    start = end + 1;
+  }
+  return ids;
 }
 
 }  // namespace ess

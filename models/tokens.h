@@ -40,4 +40,20 @@ TokenBatch make_mqar(const MqarSpec& spec, int model_vocab);
 // Fraction of positions with a target where argmax equals the target.
 double mqar_accuracy(const TokenBatch& batch, const std::vector<std::vector<int>>& argmax);
 
+// Blocks around given tokens (`--at-tokens ID[,ID…] --window W`): every block i, 1 ≤ i ≤ L−1, with
+// |i − p| ≤ window for some position p at which some sequence of the batch holds one of `ids`
+// (the union over the batch: every sequence is measured at the same blocks). Ascending, no
+// duplicates; empty when no id occurs.
+struct TokenWindows {
+  std::vector<int> ids;  // empty = not asked for
+  int window = 0;
+  bool active() const { return !ids.empty(); }
+};
+std::vector<int> blocks_at_tokens(const models::Tokens& tokens, const TokenWindows& at);
+// The same as an explicit index list for EssOptions::indices ("i,j,k"); UsageError naming
+// --at-tokens when none of the ids occurs in the input.
+std::string indices_at_tokens(const models::Tokens& tokens, const TokenWindows& at);
+// "ID[,ID…]" → ids (each ≥ 0); UsageError naming --at-tokens otherwise.
+std::vector<int> parse_token_ids(const std::string& spec);
+
 }  // namespace ess

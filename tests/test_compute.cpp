@@ -116,7 +116,7 @@ TEST_CASE("results file round trip keeps every dataset and attribute") {
   auto R = compute_layer(layer, o);
   const std::string dir = ess::test::temp_dir("results");
   const std::string path = dir + "/r.h5";
-  write_results(path, {R}, Provenance{"ops.h5", "abc", "operator file", "", -1}, "ess compute test");
+  write_results(path, {R}, Provenance{"ops.h5", "abc", "operator file", "", -1, "indices=1:3"}, "ess compute test");
   auto F = read_results(path);
   REQUIRE(F.layers.size() == 1);
   const auto& Q = F.layers[0];
@@ -131,6 +131,7 @@ TEST_CASE("results file round trip keeps every dataset and attribute") {
   CHECK(Q.sigma_k == 2);
   CHECK(Q.sigma == R.sigma);
   CHECK(F.provenance.source == "ops.h5");
+  CHECK(F.provenance.block_selection == "indices=1:3");
   CHECK(F.command_line == "ess compute test");
   // No temporary files are left next to the output.
   int files = 0;

@@ -239,7 +239,7 @@ TEST_CASE("diagnose: results written to disk and read back give the same verdict
     R->layer_sigma_max.assign(R->batch, 1.0);
   }
   const std::string dir = ess::test::temp_dir("diagnosis");
-  write_results(dir + "/r.h5", {sat, col, dead}, Provenance{"synthetic", "", "test", "", -1}, "test");
+  write_results(dir + "/r.h5", {sat, col, dead}, Provenance{"synthetic", "", "test", "", -1, ""}, "test");
   const auto layers = diagnose(read_results(dir + "/r.h5"), attainable_options());
   std::filesystem::remove_all(dir);
   REQUIRE(layers.size() == 3);

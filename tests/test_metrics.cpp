@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "libess/compute.h"
 #include "libess/error.h"
 #include "libess/metrics.h"
 
@@ -65,4 +66,37 @@ TEST_CASE("--indices selects blocks Python-style and rejects nonsense") {
   CHECK_THROWS_AS(parse_indices("7:3", 8), UsageError);
   CHECK_THROWS_AS(parse_indices("1:2:3:4", 8), UsageError);
   CHECK_THROWS_AS(parse_indices("", 1), UsageError);
+}
+
+TEST_CASE("--indices lists: exact blocks, sorted, deduplicated, negatives from L; count agrees") {
+  CHECK(parse_indices("100,200,300", 1000) == std::vector<int>{100, 200, 300});
+  CHECK(parse_indices("9,2,-1,2", 14) == std::vector<int>{2, 9, 13});
+  CHECK(parse_indices("5,5", 8) == std::vector<int>{5});
+  CHECK(count_indices("9,2,-1,2", 14) == 3);
+  CHECK(count_indices("1:10:4", 10) == 3);
+  CHECK_THROWS_AS(parse_indices("0,3", 8), UsageError);   // i = 0 has no block
+  CHECK_THROWS_AS(parse_indices("3,8", 8), UsageError);   // nor i = L
+  CHECK_THROWS_AS(parse_indices("3,-9", 8), UsageError);  // −9 + 8 < 1
+  CHECK_THROWS_AS(parse_indices("3,,4", 8), UsageError);
+  CHECK_THROWS_AS(count_indices("3,x", 8), UsageError);
+}
+
+TEST_CASE("--blocks N: evenly spaced interior blocks round((j+1)·L/(N+1)); count agrees with the list") {
+  EssOptions o;
+  o.blocks = 4;
+  CHECK(o.block_indices(14) == std::vector<int>{3, 6, 8, 11});  // 2.8, 5.6, 8.4, 11.2
+  CHECK(o.block_count(14) == 4);
+  o.blocks = 64;
+  const auto b = o.block_indices(16384);
+  REQUIRE(b.size() == 64);
+  CHECK(b.front() == 252);   // 16384/65 = 252.06
+  CHECK(b.back() == 16132);  // 64·16384/65 = 16131.94
+  o.blocks = 1000;           // more than there are: every block once
+  CHECK(o.block_indices(6) == std::vector<int>{1, 2, 3, 4, 5});
+  CHECK(o.block_count(6) == 5);
+  o.indices = "1:3";
+  CHECK_THROWS_AS(o.validate(), UsageError);  // not both
+  o.indices.clear();
+  o.blocks = -1;
+  CHECK_THROWS_AS(o.validate(), UsageError);
 }

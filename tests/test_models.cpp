@@ -543,3 +543,20 @@ TEST_CASE("memory guard of a hybrid: one layer's weights are those of its larges
   CHECK(models::forward_bytes_lower_bound(decls, static_cast<int>(V), B, L, false) ==
         8 * (B * L * (2 * D + widest) + L * V + largest + V * D));
 }
+
+TEST_CASE("--at-tokens: the blocks within the window of every position holding an id, union over the batch") {
+  const models::Tokens one = {{5, 1, 2, 5, 0, 0, 0, 0, 0, 3}};
+  // positions 0, 3, 9; window 1 → i ∈ {1} ∪ {2, 3, 4} ∪ {8, 9} (i = 0 and i = L have no block)
+  CHECK(blocks_at_tokens(one, {{5, 3}, 1}) == std::vector<int>{1, 2, 3, 4, 8, 9});
+  CHECK(blocks_at_tokens(one, {{3}, 0}) == std::vector<int>{9});
+  CHECK(indices_at_tokens(one, {{3}, 0}) == "9,9");  // a one-entry list, not the range "9"
+  CHECK(indices_at_tokens(one, {{5}, 0}) == "3,3");  // position 0 gives no block at window 0
+  models::Tokens two = one;
+  two.push_back({0, 0, 0, 0, 0, 0, 3, 0, 0, 0});  // adds position 6 → 5, 6, 7
+  CHECK(blocks_at_tokens(two, {{5, 3}, 1}) == std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9});
+  CHECK(blocks_at_tokens(one, {{7}, 3}).empty());
+  CHECK_THROWS_AS(indices_at_tokens(one, {{7}, 3}), UsageError);
+  CHECK(parse_token_ids("2,50256") == std::vector<int>{2, 50256});
+  CHECK_THROWS_AS(parse_token_ids("2,-1"), UsageError);
+  CHECK_THROWS_AS(parse_token_ids("2,"), UsageError);
+}

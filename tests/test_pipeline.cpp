@@ -161,7 +161,7 @@ TEST_CASE("results writer: streamed layers give the same file as write_results; 
   const Pipeline pipeline(o);
   const auto results = pipeline.measure_all(layers);
   const std::string dir = ess::test::temp_dir("results_writer");
-  const Provenance prov{"ops.h5", "abc123", "operator file", "", 0.75};
+  const Provenance prov{"ops.h5", "abc123", "operator file", "", 0.75, ""};
   write_results(dir + "/whole.h5", results, prov, "ess compute test");
   {
     ResultsWriter writer(dir + "/streamed.h5", "ess compute test");
@@ -194,7 +194,7 @@ TEST_CASE("results writer: the /model group (predictions) round-trips; files wit
   const Pipeline pipeline{EssOptions{}};
   const auto results = pipeline.measure_all(layers);
   const std::string dir = ess::test::temp_dir("results_predictions");
-  const Provenance prov{"ckpt", "abc", "tokens t.txt (2 × 3)", "LlamaForCausalLM", -1};
+  const Provenance prov{"ckpt", "abc", "tokens t.txt (2 × 3)", "LlamaForCausalLM", -1, ""};
   const double nan = std::numeric_limits<double>::quiet_NaN();
   Predictions p;
   p.batch = 2, p.seq_len = 3, p.vocab_size = 10;

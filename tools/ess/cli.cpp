@@ -25,15 +25,53 @@ std::vector<Command>& command_registry() {
   return registry;
 }
 
-void set_command_line(int argc, char** argv) {
+namespace {
+std::vector<std::string> g_args;
+
+std::string join_args(const std::string& skip) {
   std::string s;
-  for (int k = 0; k < argc; ++k) {
-    if (k) s += ' ';
-    std::string a = argv[k];
+  for (const std::string& a : g_args) {
+    if (!skip.empty() && a == skip) continue;
+    if (!s.empty()) s += ' ';
     bool quote = a.empty() || a.find_first_of(" \t\"'") != std::string::npos;
     s += quote ? "'" + a + "'" : a;
   }
-  g_command_line = s;
+  return s;
+}
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  g_args.assign(argv, argv + argc);
+  g_command_line = join_args("");
+}
+
+std::string command_line_without(const std::string& flag) { return join_args(flag); }
+
+std::string run_fingerprint(const std::string& command, const po::variables_map& vm, const std::string& input_sha256) {
+  nlohmann::json options = nlohmann::json::object();
+  for (const auto& [name, value] : vm) {
+    if (name == "output" || name == "quiet" || name == "threads" || name == "max-memory" || name == "resume" ||
+        name == "help")
+      continue;
+    const boost::any& v = value.value();
+    if (const auto* s = boost::any_cast<std::string>(&v))
+      options[name] = *s;
+    else if (const auto* i = boost::any_cast<int>(&v))
+      options[name] = *i;
+    else if (const auto* d = boost::any_cast<double>(&v))
+      options[name] = *d;
+    else if (const auto* b = boost::any_cast<bool>(&v))
+      options[name] = *b;
+    else if (const auto* u = boost::any_cast<unsigned>(&v))
+      options[name] = *u;
+    else if (const auto* l = boost::any_cast<std::vector<std::string>>(&v))
+      options[name] = *l;
+    else
+      throw std::logic_error("run_fingerprint: option --" + name + " has a type the fingerprint does not know");
+  }
+  return nlohmann::json{
+      {"command", command}, {"options", options}, {"input_sha256", input_sha256}, {"ess", ESS_VERSION}}
+      .dump();
 }
 
 bool parse(int argc, char** argv, const std::string& usage, po::options_description& options,
@@ -92,7 +130,13 @@ void EssOptionGroup::add_to(po::options_description& opts) {
       "threshold mode: absolute (σ > τ), block (σ > τ·σ1(H_i)), layer (σ > τ·max σ1 of the layer)")(
       "engine", po::value(&engine_)->default_value(engine_),
       "auto, dense, structured, sweep or lanczos (matrix-free, long L at selected blocks)")(
-      "indices", po::value(&o_.indices)->default_value(""), "blocks i to measure, start:stop:step (default all)")(
+      "indices", po::value(&o_.indices)->default_value(""),
+      "blocks i to measure: start:stop:step or a list i,j,k (default all)")(
+      "blocks", po::value(&o_.blocks)->default_value(0),
+      "measure N evenly spaced interior blocks, i = round((j+1)·L/(N+1)) (instead of --indices)")(
+      "at-tokens", po::value(&at_tokens_),
+      "measure the blocks around every position holding one of these token ids, ID[,ID…] (with --window)")(
+      "window", po::value(&window_), "with --at-tokens: blocks i with |i − p| ≤ W around each such position p (0)")(
       "keep-sigma", po::value(&o_.keep_sigma)->default_value(0), "store the top-K singular values per block")(
       "threads", po::value(&o_.threads)->default_value(0), "worker threads (0 = all cores)")(
       "sweep-rtol", po::value(&o_.sweep_rtol)->default_value(o_.sweep_rtol),
@@ -105,11 +149,44 @@ void EssOptionGroup::add_to(po::options_description& opts) {
 
 EssOptions EssOptionGroup::values() const {
   EssOptions o = o_;
+  if (!at_tokens_.empty() && (!o.indices.empty() || o.blocks != 0))
+    throw UsageError("give one of --indices, --blocks and --at-tokens");
+  token_windows();  // checks --at-tokens and --window
   o.tol_mode = parse_tol_mode(tol_mode_);
   o.engine = parse_engine(engine_);
   o.students = parse_student_options(students_);
   o.validate();
   return o;
+}
+
+TokenWindows EssOptionGroup::token_windows() const {
+  if (window_ != kNoWindow && at_tokens_.empty()) throw UsageError("--window goes with --at-tokens");
+  if (window_ != kNoWindow && window_ < 0) throw UsageError("--window must be ≥ 0");
+  TokenWindows at;
+  if (at_tokens_.empty()) return at;
+  at.ids = parse_token_ids(at_tokens_);
+  at.window = window_ == kNoWindow ? 0 : window_;
+  return at;
+}
+
+EssOptions EssOptionGroup::values(const models::Tokens& tokens) const {
+  EssOptions o = values();
+  const TokenWindows at = token_windows();
+  if (!at.active()) return o;
+  o.indices = indices_at_tokens(tokens, at);
+  return o;
+}
+
+std::string EssOptionGroup::selection() const {
+  if (!at_tokens_.empty())
+    return "at-tokens=" + at_tokens_ + ";window=" + std::to_string(window_ == kNoWindow ? 0 : window_);
+  if (o_.blocks > 0) return "blocks=" + std::to_string(o_.blocks);
+  if (!o_.indices.empty()) return "indices=" + o_.indices;
+  return "all";
+}
+
+void EssOptionGroup::refuse_at_tokens(const std::string& command, const std::string& why) const {
+  if (!at_tokens_.empty()) throw UsageError("ess " + command + " has no --at-tokens: " + why);
 }
 
 namespace {

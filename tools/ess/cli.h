@@ -3,6 +3,7 @@
 #pragma once
 #include <boost/program_options.hpp>
 #include <iosfwd>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "libess/compute.h"
 #include "libess/output_path.h"
 #include "libess/pipeline.h"
+#include "models/tokens.h"
 
 namespace ess {
 struct DiagnosisOptions;
@@ -23,6 +25,14 @@ namespace po = boost::program_options;
 // The full command line as typed (recorded in every output file).
 const std::string& command_line();
 void set_command_line(int argc, char** argv);
+
+// The same without the argument `flag` (a switch such as "--resume" that does not change results).
+std::string command_line_without(const std::string& flag);
+
+// The fingerprint of a resumable run (libess/resume.h) as JSON text: the command, the value of
+// every option given or defaulted except those that cannot change the results (output, quiet,
+// threads, max-memory, resume, help), and `input_sha256`, a digest of the input's content.
+std::string run_fingerprint(const std::string& command, const po::variables_map& vm, const std::string& input_sha256);
 
 // Parses argv (argv[0] = subcommand name) with `options` and positional `positional` names.
 // Returns false when --help was given (help already printed to stdout). Throws UsageError.
@@ -69,16 +79,30 @@ class FormatOption {
   std::string value_ = "text";
 };
 
-// The ESS options of compute and analyze: --tol, --tol-mode, --engine, --indices, --keep-sigma,
-// --threads, --sweep-rtol, --students (fields of EssOptions).
+// The ESS options of compute, analyze and study: --tol, --tol-mode, --engine, the block selection
+// (--indices, --blocks, --at-tokens with --window), --keep-sigma, --threads, --sweep-rtol,
+// --students (fields of EssOptions).
 class EssOptionGroup {
  public:
   void add_to(po::options_description& opts);  // as a titled group in --help
-  EssOptions values() const;                   // validated; UsageError names the flag
+  // Validated; UsageError names the flag. --at-tokens is not resolved here (it needs the input
+  // tokens: values(tokens)); indices stays as given.
+  EssOptions values() const;
+  // The same with --at-tokens resolved against the input (an explicit index list); UsageError
+  // when none of the ids occurs in the input.
+  EssOptions values(const models::Tokens& tokens) const;
+  TokenWindows token_windows() const;  // --at-tokens and --window (inactive when not given)
+  // How the blocks were chosen, as stored in the results file's `block_selection` attribute:
+  // "all", "indices=SPEC", "blocks=N" or "at-tokens=ID[,ID…];window=W".
+  std::string selection() const;
+  // UsageError for --at-tokens on a command whose input has no tokens (`command`, `why`).
+  void refuse_at_tokens(const std::string& command, const std::string& why) const;
 
  private:
   EssOptions o_;
-  std::string tol_mode_ = "absolute", engine_ = "auto", students_ = "default";
+  std::string tol_mode_ = "absolute", engine_ = "auto", students_ = "default", at_tokens_;
+  static constexpr int kNoWindow = std::numeric_limits<int>::min();
+  int window_ = kNoWindow;
 };
 
 // --metric, --saturated, --collapsed (diagnose, plot; fields of DiagnosisOptions).

@@ -9,6 +9,8 @@
 #include "libess/error.h"
 #include "libess/pipeline.h"
 #include "libess/results_io.h"
+#include "libess/resume.h"
+#include "libess/sha256.h"
 #include "models/fingerprint.h"
 #include "models/model.h"
 #include "models/text_input.h"
@@ -59,6 +61,9 @@ int run_analyze(int argc, char** argv) {
       "input: UTF-8 text through CKPT/tokenizer.json; documents separated by <|doc|> lines")(
       "max-len", po::value(&text_opts.max_len),
       "with --text: rows of exactly N tokens (tail dropped); default one row");
+  opts.add_options()("resume", po::bool_switch(),
+                     "continue an interrupted run of the same command: layers it finished (kept in "
+                     "RESULTS.h5.partial/) are not measured again (the forward pass runs again)");
   quiet.add_to(opts);
   ess_options.add_to(opts);
   memory.add_to(opts);
@@ -68,8 +73,9 @@ int run_analyze(int argc, char** argv) {
   if (!parse(argc, argv,
              "ess analyze CKPT -o RESULTS.h5 (--tokens FILE | --text FILE [--max-len N] | --mqar "
              "kv=16,len=256,n=8,seed=0)\n"
-             "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c] [--keep-sigma K]\n"
-             "            [--max-memory SIZE]\n\n"
+             "            [--tol 1e-3] [--tol-mode M] [--engine auto] [--indices a:b:c | i,j,k | --blocks N |\n"
+             "            --at-tokens ID[,ID…] [--window W]] [--keep-sigma K]\n"
+             "            [--max-memory SIZE] [--resume]\n\n"
              "Loads a Hugging Face checkpoint (config.json + model.safetensors or shards), runs it in C++\n"
              "(float64) on the input tokens, captures every sequence mixer's operator and computes its ESS.\n"
              "Stores the model's predictions (next-token log-probabilities, argmax) in /model and prints\n"
@@ -84,8 +90,9 @@ int run_analyze(int argc, char** argv) {
   // Under MPI (tools/ess/mpi.h) every rank runs the forward pass and measures its share of each
   // layer's channels; rank 0 gathers, writes and reports.
   Progress progress(quiet.quiet() || !mpi::writer());
-  Pipeline pipeline(mpi::rank_options(ess_options.values()), progress.layers());
-  pipeline.set_partition(mpi::partition());
+  ess_options.values();  // usage errors before the checkpoint is loaded
+  if (mpi::several() && vm["resume"].as<bool>())
+    throw UsageError("--resume is not available under MPI: resume the run as one process");
   memory.apply();
   const MqarSpec spec = vm.count("mqar") ? parse_mqar(mqar) : MqarSpec{};
   const std::string config = (std::filesystem::path(dir) / "config.json").string();
@@ -101,15 +108,40 @@ int run_analyze(int argc, char** argv) {
   const TokenBatch batch = vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size())
                            : vm.count("text") ? read_text_file(text_file, dir, model->vocab_size(), text_opts)
                                               : make_mqar(spec, model->vocab_size());
+  Pipeline pipeline(mpi::rank_options(ess_options.values(batch.tokens)), progress.layers());  // --at-tokens: tokens
+  pipeline.set_partition(mpi::partition());
   progress.update("running " + model->architecture() + " on " + std::to_string(batch.tokens.size()) + " × " +
                   std::to_string(batch.tokens[0].size()) + " tokens");
+
+  Provenance prov;
+  prov.source = dir;
+  const auto t_hash = Clock::now();
+  prov.source_sha256 = models::checkpoint_sha256(dir);
+  const double hash_s = seconds(t_hash);
+
+  // Every finished layer also goes to RESULTS.h5.partial/ (libess/resume.h) until the output is in
+  // place; --resume loads the layers an interrupted run finished instead of measuring them.
+  std::string token_text;
+  for (const auto& row : batch.tokens) {
+    for (int t : row) token_text += std::to_string(t) + ' ';
+    token_text += '\n';
+  }
+  // (One process only: under MPI every rank must measure every layer.)
+  std::vector<std::string> notes;
+  std::optional<PartialRun> partial;
+  if (!mpi::several())
+    partial.emplace(output.path(),
+                    run_fingerprint("analyze", vm, prov.source_sha256 + " tokens " + sha256_hex(token_text)),
+                    vm["resume"].as<bool>(), &notes);
+  token_text = std::string();
+  for (const auto& n : notes) std::cerr << "ess analyze: " << n << "\n";
 
   // Each mixer's operator is measured as soon as the forward pass has computed its output through
   // it, written, and freed: peak memory holds one layer's weights and one layer's operator.
   std::optional<ResultsWriter> writer;
   std::optional<SummarizingSink> results;
   if (mpi::writer()) {
-    writer.emplace(output.path(), command_line());
+    writer.emplace(output.path(), command_line_without("--resume"));
     results.emplace(*writer);
   }
   double ess_s = 0;
@@ -118,25 +150,28 @@ int run_analyze(int argc, char** argv) {
   models::ModelRun run = model->stream(batch.tokens, [&](OperatorLayer&& handed) {
     const OperatorLayer layer = std::move(handed);  // freed when this call returns
     const auto t = Clock::now();
-    LayerResult R = pipeline.measure(layer, position++, model->num_mixers());
-    if (results) results->add(std::move(R));
+    const int k = position++;
+    if (partial && partial->finished(k)) {
+      results->add(partial->load(k));
+    } else {
+      LayerResult R = pipeline.measure(layer, k, model->num_mixers());
+      if (partial) partial->save(k, R);
+      if (results) results->add(std::move(R));
+    }
     ess_s += seconds(t);
   });
   const double forward_s = seconds(t_run) - ess_s;
   progress.done();
   if (!mpi::writer()) return 0;
 
-  Provenance prov;
-  prov.source = dir;
-  const auto t_hash = Clock::now();
-  prov.source_sha256 = models::checkpoint_sha256(dir);
-  const double hash_s = seconds(t_hash);
   prov.input = batch.description;
+  prov.block_selection = ess_options.selection();
   prov.architecture = model->architecture();
   if (vm.count("mqar")) prov.mqar_accuracy = mqar_accuracy(batch, run.argmax);
   const Predictions predictions = to_predictions(batch.tokens, run, model->vocab_size());
   writer->write_predictions(predictions);
   writer->commit(prov);
+  if (partial) partial->finish();
   const double total_s = seconds(t0);
 
   std::cout << "wrote " << output.path() << ": " << model->architecture() << ", " << results->entries().size()

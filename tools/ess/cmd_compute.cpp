@@ -1,9 +1,11 @@
 // ess compute OPS.h5 -o RESULTS.h5: ESS of every layer of an operator file.
 #include <iostream>
+#include <optional>
 
 #include "libess/error.h"
 #include "libess/pipeline.h"
 #include "libess/results_io.h"
+#include "libess/resume.h"
 #include "libess/sha256.h"
 #include "operators/registry.h"
 #include "tools/ess/cli.h"
@@ -24,14 +26,18 @@ int run_compute(int argc, char** argv) {
   opts.add_options()("seq-len", po::value(&read_options.default_seq_len)->default_value(0),
                      "sequence length for layers without a time axis (s4d, ungated conv) that have no 'seq_len' "
                      "attribute");
+  opts.add_options()("resume", po::bool_switch(),
+                     "continue an interrupted run of the same command: layers it finished (kept in "
+                     "RESULTS.h5.partial/) are not measured again");
   quiet.add_to(opts);
   ess_options.add_to(opts);
   memory.add_to(opts);
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess compute OPS.h5 -o RESULTS.h5 [--tol 1e-3] [--tol-mode absolute|block|layer]\n"
-             "            [--engine auto|dense|structured|sweep|lanczos] [--indices start:stop:step]\n"
-             "            [--keep-sigma K] [--threads N] [--seq-len L] [--max-memory SIZE] [--quiet]\n\n"
+             "            [--engine auto|dense|structured|sweep|lanczos] [--indices a:b:c | i,j,k | --blocks N]\n"
+             "            [--keep-sigma K] [--threads N] [--seq-len L] [--max-memory SIZE] [--quiet]\n"
+             "            [--resume]\n\n"
              "Computes tolerance-ESS and entropy-ESS of every block H_i = T[i:, :i] of every\n"
              "channel/head of every layer in an operator file and writes a results file.",
              opts, {"operators"}, vm))
@@ -40,6 +46,11 @@ int run_compute(int argc, char** argv) {
   // Under MPI (tools/ess/mpi.h) every rank reads the file and measures its share of each layer's
   // channels; rank 0 gathers, writes and reports.
   Progress progress(quiet.quiet() || !mpi::writer());
+  ess_options.refuse_at_tokens("compute",
+                               "an operator file stores no input tokens (use ess analyze, or --indices "
+                               "with the positions)");
+  if (mpi::several() && vm["resume"].as<bool>())
+    throw UsageError("--resume is not available under MPI: resume the run as one process");
   Pipeline pipeline(mpi::rank_options(ess_options.values()), progress.layers());
   pipeline.set_partition(mpi::partition());
   memory.apply();
@@ -57,12 +68,30 @@ int run_compute(int argc, char** argv) {
   prov.source = input;
   prov.source_sha256 = sha256_file(input);
   prov.input = "operator file";
+  prov.block_selection = ess_options.selection();
 
-  ResultsWriter writer(output.path(), command_line());
+  // Every finished layer also goes to RESULTS.h5.partial/ (libess/resume.h) until the output is in
+  // place; --resume loads the layers an interrupted run finished instead of measuring them.
+  // (One process only: under MPI every rank must measure every layer.)
+  std::vector<std::string> notes;
+  std::optional<PartialRun> partial;
+  if (!mpi::several())
+    partial.emplace(output.path(), run_fingerprint("compute", vm, prov.source_sha256), vm["resume"].as<bool>(), &notes);
+  for (const auto& n : notes) std::cerr << "ess compute: " << n << "\n";
+  ResultsWriter writer(output.path(), command_line_without("--resume"));
   SummarizingSink results(writer);
-  pipeline.measure_all(std::move(layers), results);  // frees each layer's tensors once measured
+  pipeline.check_memory(layers);
+  const int n = static_cast<int>(layers.size());
+  for (int k = 0; k < n; ++k) {
+    const bool done = partial && partial->finished(k);
+    LayerResult R = done ? partial->load(k) : pipeline.measure(layers[k], k, n);
+    layers[k].op.reset();  // free the layer's tensors once measured
+    if (partial && !done) partial->save(k, R);
+    results.add(std::move(R));
+  }
   progress.done();
   writer.commit(prov);
+  if (partial) partial->finish();
 
   std::cout << "wrote " << output.path() << ": " << results.entries().size() << " layer(s)\n";
   for (const auto& [S, seconds] : results.entries()) {

@@ -15,10 +15,12 @@ int run_diagnose(int argc, char** argv) {
   diagnosis_options.add_to(opts, "utilization at or above which a channel is saturated",
                            "utilization at or below which a channel is collapsed");
   format_option.add_to(opts);
+  opts.add_options()("interior", po::bool_switch(),
+                     "use only interior blocks, min(i, L−i) ≥ TSS_i (no boundary blocks)");
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess diagnose RESULTS.h5 [--metric tolerance|entropy] [--utilization state|attainable]\n"
-             "             [--saturated 0.8] [--collapsed 0.3] [--format text|json|markdown]\n\n"
+             "             [--saturated 0.8] [--collapsed 0.3] [--format text|json|markdown] [--interior]\n\n"
              "Per channel, utilization = mean over (batch, i) of ESS_i / TSS_i (the share of the layer's\n"
              "own state the input uses; --utilization attainable: of min(TSS_i, i, L−i)). A channel is\n"
              "dead when its ESS is 0 at every block, else saturated at or above --saturated, collapsed at\n"
@@ -32,7 +34,8 @@ int run_diagnose(int argc, char** argv) {
     return 0;
   const DiagnosisOptions o = diagnosis_options.values();
   const Format format = format_option.format();
-  const ResultsFile file = read_results(input);
+  const bool interior = vm["interior"].as<bool>();
+  const ResultsFile file = interior ? interior_only(read_results(input)) : read_results(input);
   const auto layers = diagnose(file, o);
 
   if (format == Format::json) {
@@ -41,6 +44,7 @@ int run_diagnose(int argc, char** argv) {
     print_json(std::cout, {{"file", input},
                            {"metric", to_string(o.metric)},
                            {"utilization_basis", to_string(o.basis)},
+                           {"interior", interior},
                            {"saturated_threshold", o.saturated},
                            {"collapsed_threshold", o.collapsed},
                            {"summary", model_summary(layers)},
@@ -52,7 +56,8 @@ int run_diagnose(int argc, char** argv) {
             << "metric: " << to_string(o.metric) << "-ESS; utilization = mean of ESS_i / "
             << (o.basis == UtilizationBasis::state ? "TSS_i" : "min(TSS_i, i, L−i)") << "; saturated ≥ "
             << fmt(100 * o.saturated, 0) << "%, collapsed ≤ " << fmt(100 * o.collapsed, 0)
-            << "%, dead = ESS 0 everywhere\n\n";
+            << "%, dead = ESS 0 everywhere" << (interior ? "; interior blocks only (min(i, L−i) ≥ TSS_i)" : "")
+            << "\n\n";
   Table table({{"#", Table::right, "layer"},
                {"name"},
                {"family"},

@@ -87,15 +87,17 @@ int run_report(int argc, char** argv) {
   format_option.add_to(opts);
   opts.add_options()("per-position", po::bool_switch(),
                      "per block index i: the loss of predicting token i beside each layer's mean ESS_i")(
-      "metric", po::value(&metric_name), "with --per-position: tolerance (default) or entropy");
+      "metric", po::value(&metric_name), "with --per-position: tolerance (default) or entropy")(
+      "interior", po::bool_switch(), "aggregate only interior blocks, min(i, L−i) ≥ TSS_i (no boundary blocks)");
   po::variables_map vm;
   if (!parse(argc, argv,
-             "ess report RESULTS.h5 [--format text|json|markdown] [--per-position [--metric M]]\n\n"
+             "ess report RESULTS.h5 [--format text|json|markdown] [--per-position [--metric M]] [--interior]\n\n"
              "Per layer: family, channels, mean and max tolerance-ESS and entropy-ESS, TSS,\n"
              "utilization (ESS / min(TSS_i, i, L−i), averaged), and totals over channels and layers;\n"
              "the model's loss, perplexity and next-token accuracy on its input (ess analyze's /model).\n"
              "--per-position: one row per measured block index i with the loss of predicting token i\n"
-             "from tokens < i and each layer's mean ESS_i.",
+             "from tokens < i and each layer's mean ESS_i.\n"
+             "--interior: leave out the boundary blocks where min(i, L−i) < TSS_i.",
              opts, {"results"}, vm))
     return 0;
   const Format format = format_option.format();
@@ -103,7 +105,8 @@ int run_report(int argc, char** argv) {
   if (vm.count("metric") && !by_position)
     throw UsageError(std::vector<MessagePart>{Option{"metric"}, " goes with ", Option{"per_position"}});
   const Metric metric = parse_metric(metric_name);
-  const ResultsFile file = read_results(input);
+  const bool interior = vm["interior"].as<bool>();
+  const ResultsFile file = interior ? interior_only(read_results(input)) : read_results(input);
   const ResultsSummary summary = summarize(file);
   if (by_position) return print_per_position(input, file, summary, metric, format);
   const auto& S = summary.layers;
@@ -117,6 +120,7 @@ int run_report(int argc, char** argv) {
         {{"file", input},
          {"source", file.provenance.source},
          {"input", file.provenance.input},
+         {"interior", interior},
          {"layers", layers},
          {"model",
           {{"total_tolerance_ess", summary.total_tolerance_ess}, {"total_entropy_ess", summary.total_entropy_ess}}},
@@ -126,6 +130,7 @@ int run_report(int argc, char** argv) {
 
   const bool md = format == Format::markdown;
   print_header(std::cout, input, file, S.empty() ? nullptr : &S[0], md);
+  if (interior) std::cout << "interior blocks only: min(i, L−i) ≥ TSS_i (--interior)\n";
   std::cout << "\n";
   Table table({{"layer"},
                {"family"},

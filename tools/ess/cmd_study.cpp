@@ -306,7 +306,8 @@ int run_study(int argc, char** argv) {
     } else if (reuse && fs::exists(cached)) {
       file = read_results(cached);
     } else {
-      file = analyze_mqar(job.checkpoint, job.spec, options, command_line());
+      file = analyze_mqar(job.checkpoint, job.spec, options, command_line(), ess_opts.token_windows());
+      file.provenance.block_selection = ess_opts.selection();
       if (!cached.empty()) {
         write_results(cached, file.layers, file.provenance, command_line());
         file.path = cached;
@@ -324,6 +325,7 @@ int run_study(int argc, char** argv) {
   j["ess_options"] = {{"tol", options.tol},
                       {"tol_mode", to_string(options.tol_mode)},
                       {"indices", options.indices},
+                      {"block_selection", ess_opts.selection()},
                       {"mqar_n", n},
                       {"mqar_seed", mqar_seed}};
   j["bootstrap"] = {{"resamples", so.resamples}, {"seed", so.seed}, {"level", so.level}, {"method", "percentile"}};
