@@ -325,6 +325,26 @@ void MemoryOption::apply() const {
   if (!value_.empty()) set_memory_limit_override(parse_memory_size(value_, "--max-memory"));
 }
 
+std::vector<int> parse_size_list(const std::string& text, const std::string& flag, long max) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v <= 0 || v > max)
+      throw UsageError("bad " + flag + " '" + text + "' (expected positive sizes up to " + std::to_string(max) +
+                       ", e.g. 16,32,64)");
+    out.push_back(static_cast<int>(v));
+  }
+  return out;
+}
+
 std::string fmt_sig(double v, int significant) {
   if (std::isnan(v)) return "nan";
   std::ostringstream o;

@@ -213,6 +213,10 @@ struct CommandRegistrar {
   static ::ess::cli::CommandRegistrar ess_register_##fn(name, summary, order, fn)
 
 // Fixed-point text of v ("nan" for NaN), for tables and messages.
+// "16,32,64" → {16, 32, 64} for a size-list option (`flag` as the user writes it): every item an
+// integer in 1..max, else UsageError naming the flag and the value. Empty text → empty list.
+std::vector<int> parse_size_list(const std::string& text, const std::string& flag, long max);
+
 std::string fmt(double v, int precision = 2);
 // v with `significant` digits, switching to exponent notation for large or small values (%g):
 // perplexities of random-weight models reach 1e200.

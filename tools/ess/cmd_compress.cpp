@@ -25,27 +25,6 @@ std::string sci(double v, int digits = 3) {
   return buf;
 }
 
-std::vector<int> parse_states(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    long v = 0;
-    try {
-      v = std::stol(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size()) throw UsageError("bad --state '" + s + "' (expected e.g. 16,32,64)");
-    if (v <= 0) throw UsageError("--state values must be positive, got " + item);
-    if (v > 1000000) throw UsageError("--state value " + item + " is implausibly large");
-    out.push_back(static_cast<int>(v));
-  }
-  if (out.empty()) throw UsageError("--state needs at least one student state size");
-  return out;
-}
-
 }  // namespace
 
 int run_compress(int argc, char** argv) {
@@ -69,7 +48,7 @@ int run_compress(int argc, char** argv) {
              "mean masked and renormalized block errors and the ESS of the restricted operator.",
              opts, {"results"}, vm))
     return 0;
-  const std::vector<int> states = states_arg.empty() ? std::vector<int>{} : parse_states(states_arg);
+  const std::vector<int> states = parse_size_list(states_arg, "--state", 1000000);
   if (!(max_error >= 0) || !std::isfinite(max_error)) throw UsageError("--max-error must be a finite number ≥ 0");
   const Format format = format_option.format();
   const ResultsFile file = read_results(input);

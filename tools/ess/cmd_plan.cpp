@@ -29,26 +29,6 @@ std::string human(double v) {
   return buf;
 }
 
-std::vector<int> parse_list(const std::string& s, const char* flag) {
-  std::vector<int> out;
-  if (s.empty()) return out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    long v = 0;
-    try {
-      v = std::stol(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || v <= 0 || v > 100000000)
-      throw UsageError(std::string("bad ") + flag + " '" + s + "' (expected positive sizes, e.g. 8,16,32)");
-    out.push_back(static_cast<int>(v));
-  }
-  return out;
-}
-
 }  // namespace
 
 int run_plan(int argc, char** argv) {
@@ -84,7 +64,7 @@ int run_plan(int argc, char** argv) {
              "hybrid ratio and the memory saved at L and --length-factor × L.",
              opts, {"results"}, vm))
     return 0;
-  o.states = parse_list(states_arg, "--states");
+  o.states = parse_size_list(states_arg, "--states", 100000000);
   o.window_error = parse_window_error(window_error);
   o.validate();
   const Format format = format_option.format();
