@@ -279,6 +279,22 @@ Tensor ModelWeights::load(const std::string& role, int layer, int item) const {
   return t;
 }
 
+Tensor ModelWeights::load_rows(const std::string& role, const std::vector<std::int64_t>& rows) const {
+  const WeightDecl& d = decl(role);
+  const WeightCheck c = check_one(d, -1, 0);
+  if (c.problem()) throw InputError(c.message);
+  if (c.state != WeightCheck::State::ok)
+    throw std::logic_error("weight '" + c.name + "' (" + role + ") is not present; ask has() first");
+  Tensor t = ckpt_.read_rows(c.name, rows);
+  const std::size_t width = rows.empty() ? 0 : t.data.size() / rows.size();
+  for (std::size_t k = 0; k < t.data.size(); ++k)
+    if (!std::isfinite(t.data[k]))
+      throw InputError(c.found.file + ": tensor '" + c.name + "' has a non-finite value in row " +
+                       std::to_string(rows[k / width]) + " (flat index " +
+                       std::to_string(static_cast<std::uint64_t>(rows[k / width]) * width + k % width) + ")");
+  return t;
+}
+
 bool ModelWeights::present(const WeightDecl& d, int layer, int item) const {
   const WeightCheck c = check_one(d, d.per_layer ? layer : -1, item);
   if (c.problem()) throw InputError(c.message);
@@ -337,12 +353,23 @@ void declare_lm_head(WeightDecls& decls, int vocab, int dim, bool tied, const st
 // --- building blocks --------------------------------------------------------------------------
 
 std::vector<Matrix> embed(const ModelWeights& W, const Tokens& tokens) {
-  const LoadedWeights g = W.load_global({"embed"});
-  const auto emb = g.matrix("embed");
+  // Only the rows of the ids present are read and converted: the whole float64 embedding (2.1 GB
+  // for Llama-3.2-1B) is then held once, by the (tied) head at the end, never twice.
+  std::vector<std::int64_t> ids;
+  for (const auto& seq : tokens) ids.insert(ids.end(), seq.begin(), seq.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const Tensor rows = W.load_rows("embed", ids);
+  Index dim = 1;
+  for (size_t d = 1; d < rows.shape.size(); ++d) dim *= static_cast<Index>(rows.shape[d]);
+  const Eigen::Map<const RowMatrix> emb(rows.data.data(), static_cast<Index>(ids.size()), dim);
   std::vector<Matrix> H(tokens.size());
   for (size_t b = 0; b < tokens.size(); ++b) {
-    H[b].resize(static_cast<Index>(tokens[b].size()), emb.cols());
-    for (size_t t = 0; t < tokens[b].size(); ++t) H[b].row(static_cast<Index>(t)) = emb.row(tokens[b][t]);
+    H[b].resize(static_cast<Index>(tokens[b].size()), dim);
+    for (size_t t = 0; t < tokens[b].size(); ++t) {
+      const auto at = std::lower_bound(ids.begin(), ids.end(), static_cast<std::int64_t>(tokens[b][t]));
+      H[b].row(static_cast<Index>(t)) = emb.row(at - ids.begin());
+    }
   }
   return H;
 }
@@ -393,22 +420,45 @@ void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, boo
   std::vector<double> logprob(L, std::numeric_limits<double>::quiet_NaN());
   Matrix all;
   if (keep) all.resize(L, V);
-  const Index chunk = 64;
-  for (Index r0 = 0; r0 < L; r0 += chunk) {
-    const Index n = std::min(chunk, L - r0);
-    Matrix part = X.middleRows(r0, n) * head.transpose();
-    if (options.bias.size()) part.rowwise() += options.bias.transpose();
-    if (cap > 0) part = part.unaryExpr([cap](double v) { return cap * std::tanh(v / cap); });
-    for (Index r = 0; r < n; ++r) {
-      Index k;
-      const double top = part.row(r).maxCoeff(&k);
-      best[r0 + r] = static_cast<int>(k);
-      const Index t = r0 + r;
-      if (t + 1 < L)  // log p(next) = (logit(next) − max) − log Σ exp(logit − max): no overflow, and
-                      // no cancellation against a large max
-        logprob[t] = (part(r, ids[t + 1]) - top) - std::log((part.row(r).array() - top).exp().sum());
+  // Tiles of 64 positions × 4096 vocabulary rows (2 MB), so the logits never exist whole (a 256k
+  // vocabulary would make one 64-row chunk 131 MB); per position a running maximum, argmax (the
+  // first one on ties), the next token's logit and Σ exp(logit − max), rescaled when the maximum
+  // grows. log p(next) = (logit(next) − max) − log Σ exp(logit − max): no overflow, and no
+  // cancellation against a large max.
+  const Index rows = 64, cols = 4096;
+  Matrix part;
+  std::vector<double> top(rows), sum(rows), target(rows);
+  std::vector<Index> arg(rows);
+  for (Index r0 = 0; r0 < L; r0 += rows) {
+    const Index n = std::min(rows, L - r0);
+    std::fill(top.begin(), top.end(), -std::numeric_limits<double>::infinity());
+    std::fill(sum.begin(), sum.end(), 0.0);
+    std::fill(arg.begin(), arg.end(), Index{0});
+    std::fill(target.begin(), target.end(), std::numeric_limits<double>::quiet_NaN());
+    for (Index v0 = 0; v0 < V; v0 += cols) {
+      const Index m = std::min(cols, V - v0);
+      part.noalias() = X.middleRows(r0, n) * head.middleRows(v0, m).transpose();
+      if (options.bias.size()) part.rowwise() += options.bias.segment(v0, m).transpose();
+      if (cap > 0) part = part.unaryExpr([cap](double v) { return cap * std::tanh(v / cap); });
+      for (Index r = 0; r < n; ++r) {
+        Index k;
+        const double tile_top = part.row(r).maxCoeff(&k);
+        if (tile_top > top[r]) {
+          sum[r] *= std::exp(top[r] - tile_top);  // exp(−inf) = 0 on the first tile
+          top[r] = tile_top;
+          arg[r] = v0 + k;
+        }
+        sum[r] += (part.row(r).array() - top[r]).exp().sum();
+        const Index t = r0 + r;
+        if (t + 1 < L && ids[t + 1] >= v0 && ids[t + 1] < v0 + m) target[r] = part(r, ids[t + 1] - v0);
+      }
+      if (keep) all.block(r0, v0, n, m) = part;
     }
-    if (keep) all.middleRows(r0, n) = part;
+    for (Index r = 0; r < n; ++r) {
+      const Index t = r0 + r;
+      best[t] = static_cast<int>(arg[r]);
+      if (t + 1 < L) logprob[t] = (target[r] - top[r]) - std::log(sum[r]);
+    }
   }
   out.argmax.push_back(std::move(best));
   out.logprobs.push_back(std::move(logprob));

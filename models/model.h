@@ -170,6 +170,9 @@ class ModelWeights {
   bool has(const std::string& role, int layer = -1, int item = 0) const;
   // One tensor as float64 with its declared shape; InputError naming it on non-finite values.
   Tensor load(const std::string& role, int layer = -1, int item = 0) const;
+  // Only the given rows (along dim 0) of a global tensor, e.g. the embeddings of the tokens being
+  // run; InputError naming the tensor and row on non-finite values or a row out of range.
+  Tensor load_rows(const std::string& role, const std::vector<std::int64_t>& rows) const;
   // Every present tensor of the given global roles / of one layer, read when called: the forward
   // pass keeps one layer's weights at a time.
   LoadedWeights load_global(const std::vector<std::string>& roles) const;

@@ -207,8 +207,45 @@ const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   return it->second;
 }
 
+namespace {
+
+// n little-endian elements of `dtype` at p, converted to float64 (we only build for little-endian
+// hosts).
+void convert(const unsigned char* p, const std::string& dtype, std::size_t n, double* out) {
+  if (dtype == "F32") {
+    for (std::size_t k = 0; k < n; ++k) {
+      float f;
+      std::memcpy(&f, p + 4 * k, 4);
+      out[k] = f;
+    }
+  } else if (dtype == "F64") {
+    if (n > 0) std::memcpy(out, p, 8 * n);
+  } else {  // F16 or BF16 (the dtype was validated when the file was opened)
+    const bool bf = dtype == "BF16";
+    for (std::size_t k = 0; k < n; ++k) {
+      std::uint16_t h;
+      std::memcpy(&h, p + 2 * k, 2);
+      out[k] = bf ? bfloat16_to_double(h) : half_to_double(h);
+    }
+  }
+}
+
+// Drops the whole pages of [p, p + bytes) from this process's resident memory (they are re-read
+// from the file if touched again).
+void release_pages(const unsigned char* p, std::size_t bytes) {
+  const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+  const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(p) + bytes) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
+}  // namespace
+
 Tensor SafetensorsFile::read(const std::string& name) const {
   const TensorInfo& t = info(name);
+  if (t.dtype != "F32" && t.dtype != "F64" && t.dtype != "F16" && t.dtype != "BF16")
+    throw InputError(path_ + ": tensor '" + name + "' has unsupported dtype " + t.dtype +
+                     " (supported: F32, F16, BF16, F64)");
   Tensor out;
   out.shape = t.shape;
   const std::size_t width = dtype_size(t.dtype);
@@ -216,33 +253,42 @@ Tensor SafetensorsFile::read(const std::string& name) const {
   check_memory(n * sizeof(double), path_ + ": tensor '" + name + "' converted to float64");
   out.data.resize(n);
   const unsigned char* p = map_ + buffer_start_ + t.begin;
-  // Little-endian on disk; we only build for little-endian hosts.
-  if (t.dtype == "F32") {
-    for (std::size_t k = 0; k < n; ++k) {
-      float f;
-      std::memcpy(&f, p + 4 * k, 4);
-      out.data[k] = f;
-    }
-  } else if (t.dtype == "F64") {
-    if (n > 0) std::memcpy(out.data.data(), p, 8 * n);  // an empty vector's data() may be null
-  } else if (t.dtype == "F16" || t.dtype == "BF16") {
-    const bool bf = t.dtype == "BF16";
-    for (std::size_t k = 0; k < n; ++k) {
-      std::uint16_t h;
-      std::memcpy(&h, p + 2 * k, 2);
-      out.data[k] = bf ? bfloat16_to_double(h) : half_to_double(h);
-    }
-  } else {
+  // The float64 copy is what the caller keeps: the tensor's mapped file pages are dropped from this
+  // process's resident memory as the conversion passes them (8 MB at a time), so neither a forward
+  // pass over a large checkpoint nor one large tensor (a tied embedding) holds the file in RSS.
+  const std::size_t chunk = (std::size_t{8} << 20) / width;
+  for (std::size_t k = 0; k < n; k += chunk) {
+    const std::size_t m = std::min(chunk, n - k);
+    convert(p + k * width, t.dtype, m, out.data.data() + k);
+    release_pages(p + k * width, m * width);
+  }
+  return out;
+}
+
+Tensor SafetensorsFile::read_rows(const std::string& name, const std::vector<std::int64_t>& rows) const {
+  const TensorInfo& t = info(name);
+  if (t.dtype != "F32" && t.dtype != "F64" && t.dtype != "F16" && t.dtype != "BF16")
     throw InputError(path_ + ": tensor '" + name + "' has unsupported dtype " + t.dtype +
                      " (supported: F32, F16, BF16, F64)");
+  if (t.shape.empty()) throw InputError(path_ + ": tensor '" + name + "' is a scalar; it has no rows to read");
+  std::size_t row_elems = 1;
+  for (std::size_t d = 1; d < t.shape.size(); ++d) row_elems *= static_cast<std::size_t>(t.shape[d]);
+  const std::size_t width = dtype_size(t.dtype);
+  Tensor out;
+  out.shape = t.shape;
+  out.shape[0] = static_cast<std::int64_t>(rows.size());
+  check_memory(rows.size() * row_elems * sizeof(double),
+               path_ + ": rows of tensor '" + name + "' converted to float64");
+  out.data.resize(rows.size() * row_elems);
+  const unsigned char* base = map_ + buffer_start_ + t.begin;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r] < 0 || rows[r] >= t.shape[0])
+      throw InputError(path_ + ": row " + std::to_string(rows[r]) + " of tensor '" + name +
+                       "' is out of range (it has " + std::to_string(t.shape[0]) + " rows)");
+    const unsigned char* p = base + static_cast<std::size_t>(rows[r]) * row_elems * width;
+    convert(p, t.dtype, row_elems, out.data.data() + r * row_elems);
+    release_pages(p, row_elems * width);
   }
-  // The float64 copy is what the caller keeps: drop the tensor's mapped file pages from this
-  // process's resident memory (they are re-read from the file if the tensor is read again), so a
-  // forward pass over a large checkpoint does not hold the whole file in RSS.
-  const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
-  const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(p) + (t.end - t.begin)) / page * page;
-  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
   return out;
 }
 
@@ -355,6 +401,12 @@ Tensor Checkpoint::read(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) throw missing(name);
   return it->second->read(name);
+}
+
+Tensor Checkpoint::read_rows(const std::string& name, const std::vector<std::int64_t>& rows) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) throw missing(name);
+  return it->second->read_rows(name, rows);
 }
 
 std::vector<std::string> Checkpoint::files() const {

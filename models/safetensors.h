@@ -43,6 +43,9 @@ class SafetensorsFile {
   const TensorInfo& info(const std::string& name) const;
   // Converted to float64 (F32, F16, BF16, F64); NaN/Inf are returned as they are.
   Tensor read(const std::string& name) const;
+  // Only the given rows (indices along dim 0, in this order) as float64: shape [rows.size(), the
+  // other dims]. InputError on an index out of range.
+  Tensor read_rows(const std::string& name, const std::vector<std::int64_t>& rows) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
@@ -65,6 +68,7 @@ class Checkpoint {
   bool has(const std::string& name) const { return where_.count(name) > 0; }
   const TensorInfo& info(const std::string& name) const;
   Tensor read(const std::string& name) const;
+  Tensor read_rows(const std::string& name, const std::vector<std::int64_t>& rows) const;
   std::vector<std::string> files() const;  // the weight files, in order
 
  private:

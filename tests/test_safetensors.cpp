@@ -195,6 +195,26 @@ TEST_CASE("safetensors: F32, F64, F16 and BF16 tensors read back bit-exactly") {
 
   // Listed but not convertible: the file is valid, reading it is not.
   expect_input_error([&] { f.read("w.i64"); }, {path, "'w.i64'", "unsupported dtype I64"});
+
+  // Rows (the embedding lookup reads only the ids it needs): in the order asked, repeats allowed,
+  // bit-identical to the same rows of a whole read, for every dtype.
+  const Tensor rb = f.read_rows("w.bf16", {2, 0, 2});
+  CHECK(rb.shape == std::vector<std::int64_t>{3, 2});
+  REQUIRE(rb.data.size() == 6);
+  CHECK(rb.data[0] == tb.data[4]);
+  CHECK(std::isnan(rb.data[1]));
+  CHECK(rb.data[2] == tb.data[0]);
+  CHECK(rb.data[3] == tb.data[1]);
+  CHECK(rb.data[4] == tb.data[4]);
+  CHECK(f.read_rows("w.f64", {1}).data == std::vector<double>{std::ldexp(1.0, -1074), -inf});
+  CHECK(f.read_rows("w.f64", {1}).shape == std::vector<std::int64_t>{1, 2});
+  CHECK(f.read_rows("w.f32", {5, 1}).data == std::vector<double>{double(0.1f), -2.5});
+  CHECK(f.read_rows("w.f16", {4}).data == std::vector<double>{std::ldexp(1023.0, -24)});
+  CHECK(f.read_rows("w.f64", {}).shape == std::vector<std::int64_t>{0, 2});
+  expect_input_error([&] { f.read_rows("w.bf16", {3}); }, {path, "'w.bf16'", "row 3", "out of range", "3 rows"});
+  expect_input_error([&] { f.read_rows("w.bf16", {-1}); }, {path, "'w.bf16'", "row -1"});
+  expect_input_error([&] { f.read_rows("w.scalar", {0}); }, {path, "'w.scalar'", "scalar"});
+  expect_input_error([&] { f.read_rows("w.i64", {0}); }, {path, "'w.i64'", "unsupported dtype I64"});
 }
 
 TEST_CASE("safetensors: conversion helpers match IEEE half and bfloat16 for every bit pattern") {

@@ -32,6 +32,13 @@ MAMBA_130M = {  # state-spaces/mamba-130m-hf (transformers conversion; tie_word_
     "use_conv_bias": True, "vocab_size": 50280,
 }
 
+# state-spaces/mamba-2.8b-hf: the same transformers conversion at 64 layers × D 2560 (d_inner 5120,
+# time_step_rank ⌈2560 / 16⌉ = 160); 2,768,345,600 parameters in F32 (11.1 GB), saved in three shards
+# (transformers' default 5 GB shard size). Which tensor sits in which shard follows our own split
+# (names in order, evenly), not the upstream file's.
+MAMBA_28B = dict(MAMBA_130M, d_inner=5120, d_model=2560, hidden_size=2560, intermediate_size=5120, n_layer=64,
+                 num_hidden_layers=64, time_step_rank=160)
+
 LLAMA_32_1B = {  # meta-llama/Llama-3.2-1B
     "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
     "bos_token_id": 128000, "eos_token_id": 128001, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2048,
@@ -205,6 +212,8 @@ def lfm2_tensors(c):
 #          else the shard file names in order, tensors spread over them in name order)
 PUBLISHED = {
     "mamba-130m": (MAMBA_130M, mamba_tensors, "F32", []),
+    "mamba-2.8b": (MAMBA_28B, mamba_tensors, "F32",
+                   [f"model-0000{k}-of-00003.safetensors" for k in (1, 2, 3)]),
     "llama-3.2-1b": (LLAMA_32_1B, llama_tensors, "BF16", []),
     "qwen2.5-0.5b": (QWEN25_05B, qwen2_tensors, "BF16", []),
     "pythia-160m": (PYTHIA_160M, gpt_neox_tensors, "F16", []),
