@@ -47,8 +47,11 @@ std::vector<BenchRow> bench_scaling(const std::vector<std::string>& names, const
 struct StackResult {
   std::string case_name;
   int layers = 0, channels = 0, seq_len = 0, state = 0, threads = 0;
-  double seconds = 0, mean_tolerance_ess = 0;
-  double thread_seconds_per_channel = 0;  // seconds × threads / (layers × channels)
+  double seconds = 0, mean_tolerance_ess = 0;  // seconds: wall clock of the measurements (ESS only)
+  double thread_seconds_per_channel = 0;       // seconds × threads / (layers × channels)
+  // CPU seconds of the process (all threads) over the measurements, and per channel: what the
+  // stack costs on an idle machine, whatever the load while it ran.
+  double cpu_seconds = 0, cpu_seconds_per_channel = 0;
 };
 // `layer_done(l, seconds, engine)` is called after each layer.
 StackResult bench_stack(
