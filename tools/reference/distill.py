@@ -193,9 +193,22 @@ PARTS = os.path.join(ROOT, "data", "findings", "distill")
 def merge(output):
     """data/findings/distill/*.json (one per teacher) → one file with the summary."""
     parts = [json.load(open(os.path.join(PARTS, f))) for f in sorted(os.listdir(PARTS)) if f.endswith(".json")]
-    teachers = list({t["name"]: t for p in parts for t in p["teachers"]}.values())  # a teacher may be split by states
+    # A teacher may be split by states over several parts (--tag): its rows are joined, and its
+    # per-layer recommendation (compress's rule at its default --max-error 1e-2) is re-read from the
+    # joined rows' tails.
+    teachers = {}
+    for p in parts:
+        for t in p["teachers"]:
+            teachers.setdefault(t["name"], dict(t, compress_states=[]))["compress_states"] += p["states"]
+    teachers = list(teachers.values())
     rows = sorted([dict(r, steps=r.get("steps", p["steps"])) for p in parts for r in p["rows"]],
                   key=lambda r: ([t["name"] for t in teachers].index(r["teacher"]), r["student_state"]))
+    for t in teachers:
+        t.pop("compress", None)  # the full compress output of one part; the rows hold every state's tail
+        tr = [r for r in rows if r["teacher"] == t["name"]]
+        t["compress_states"] = sorted(t["compress_states"])
+        t["recommended_state"] = [min([r["student_state"] for r in tr if r["tail"][li] <= 1e-2], default=None)
+                                  for li in range(len(tr[0]["tail"]))]
     out = {"command": "/usr/bin/python3 tools/reference/distill.py --merge (parts: "
                       + "; ".join(p["command"] for p in parts) + ")",
            "steps": {t["name"]: sorted({r["steps"] for r in rows if r["teacher"] == t["name"]}) for t in teachers},
