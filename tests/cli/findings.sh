@@ -110,8 +110,10 @@ for name, m in mod["models"].items():
     cfg = json.load(open(os.path.join(text, name, "config.json")))
     assert cfg["eos_token_id"] == 0
     res = os.path.join(tmp, f"text-{name}.h5")
+    # only the blocks right after each EOS (the stored values come from a run over every block)
     subprocess.run([ess, "analyze", os.path.join(text, name), "--tokens", os.path.join(text, "eos_tokens.txt"), "-o", res,
-                    "--quiet", "--threads", "2"], check=True, stdout=subprocess.DEVNULL)
+                    "--indices", ",".join(str(e + 1) for e in sorted(set(pos))), "--quiet", "--threads", "2"],
+                   check=True, stdout=subprocess.DEVNULL)
     with h5py.File(res, "r") as f:
         assert set(f["layers"]) == set(m["layers"])
         for lname, g in f["layers"].items():
