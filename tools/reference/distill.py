@@ -193,11 +193,27 @@ PARTS = os.path.join(ROOT, "data", "findings", "distill")
 def merge(output):
     """data/findings/distill/*.json (one per teacher) → one file with the summary."""
     parts = [json.load(open(os.path.join(PARTS, f))) for f in sorted(os.listdir(PARTS)) if f.endswith(".json")]
-    teachers = [t for p in parts for t in p["teachers"]]
-    rows = [r for p in parts for r in p["rows"]]
-    out = {"command": "/usr/bin/python3 tools/reference/distill.py --teachers " + ",".join(t["name"] for t in teachers),
-           "steps": parts[0]["steps"], "states": parts[0]["states"], "teachers": teachers, "rows": rows,
-           "summary": summarize(teachers, rows)}
+    # A teacher may be split by states over several parts (--tag): its rows are joined, and its
+    # per-layer recommendation (compress's rule at its default --max-error 1e-2) is re-read from the
+    # joined rows' tails.
+    teachers = {}
+    for p in parts:
+        for t in p["teachers"]:
+            teachers.setdefault(t["name"], dict(t, compress_states=[]))["compress_states"] += p["states"]
+    teachers = list(teachers.values())
+    rows = sorted([dict(r, steps=r.get("steps", p["steps"])) for p in parts for r in p["rows"]],
+                  key=lambda r: ([t["name"] for t in teachers].index(r["teacher"]), r["student_state"]))
+    for t in teachers:
+        t.pop("compress", None)  # the full compress output of one part; the rows hold every state's tail
+        tr = [r for r in rows if r["teacher"] == t["name"]]
+        t["compress_states"] = sorted(t["compress_states"])
+        t["recommended_state"] = [min([r["student_state"] for r in tr if r["tail"][li] <= 1e-2], default=None)
+                                  for li in range(len(tr[0]["tail"]))]
+    out = {"command": "/usr/bin/python3 tools/reference/distill.py --merge (parts: "
+                      + "; ".join(p["command"] for p in parts) + ")",
+           "steps": {t["name"]: sorted({r["steps"] for r in rows if r["teacher"] == t["name"]}) for t in teachers},
+           "states": sorted({r["student_state"] for r in rows}), "parts": [p["command"] for p in parts],
+           "teachers": teachers, "rows": rows, "summary": summarize(teachers, rows)}
     json.dump(out, open(output, "w"), indent=1)
     return out
 
@@ -211,7 +227,8 @@ def main():
     ap.add_argument("--ess", default=os.path.join(ROOT, "build", "ess"))
     ap.add_argument("--n", type=int, default=16, help="MQAR sequences for the ess measurements")
     ap.add_argument("-o", "--output", default=os.path.join(ROOT, "data", "findings", "distill.json"))
-    ap.add_argument("--part", action="store_true", help="write data/findings/distill/TEACHER.json (one teacher)")
+    ap.add_argument("--part", action="store_true", help="write data/findings/distill/TEACHER[.TAG].json (one teacher)")
+    ap.add_argument("--tag", default="", help="with --part: a suffix, to split one teacher's states over processes")
     a = ap.parse_args()
     if a.merge:
         merge(a.output)
@@ -262,7 +279,7 @@ def main():
                 with h5py.File(sres, "r") as f:
                     sacc = float(f.attrs["mqar_accuracy"])
                 tails = [next(t["mean_tail"] for t in l["targets"] if t["state"] == ns) for l in comp["layers"]]
-                row = {"teacher": tname, "kv": kv, "len": length, "student_state": ns, "matching_error": errs,
+                row = {"teacher": tname, "kv": kv, "len": length, "student_state": ns, "steps": a.steps, "matching_error": errs,
                        "student_loss": loss, "student_accuracy_torch": acc, "student_accuracy_ess": sacc,
                        "teacher_accuracy_ess": tacc, "tail": tails, "cpu_seconds": round(cpu, 1),
                        "truncated_entropy_ess": [next(t["truncated_entropy_ess"] for t in l["targets"] if t["state"] == ns)
@@ -275,7 +292,7 @@ def main():
            "summary": summarize(teachers, rows)}
     if a.part:
         os.makedirs(PARTS, exist_ok=True)
-        path = os.path.join(PARTS, a.teachers.replace(",", "+") + ".json")
+        path = os.path.join(PARTS, a.teachers.replace(",", "+") + (f".{a.tag}" if a.tag else "") + ".json")
         json.dump(out, open(path, "w"), indent=1)
         print(path)
         return

@@ -143,7 +143,7 @@ def train(name, steps, out, log=print):
     return info
 
 
-def eos_tokens(out, n=16):
+def eos_tokens(out, n=32):
     """n sequences of L tokens with one EOS (held-out doc A's end, EOS, doc B's start) at position e_k,
     and n controls: L tokens from inside one held-out document (no EOS) — positions to compare."""
     _, held = corpus()
@@ -171,12 +171,31 @@ def eos_tokens(out, n=16):
               open(os.path.join(out, "eos_tokens.json"), "w"), indent=1)
 
 
+def bootstrap_ci(x, reps=4000, seed=0):
+    """95% percentile bootstrap interval of the mean of x."""
+    x = np.asarray(x, float)
+    if len(x) < 2:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (reps, len(x)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def paired_wilcoxon(a, b):
+    """Two-sided Wilcoxon signed-rank p of a − b; 1.0 when every pair is tied (integer tolerance-ESS)."""
+    from scipy.stats import wilcoxon
+    if len(a) < 6:
+        return None
+    if np.all(a == b):
+        return 1.0
+    return float(wilcoxon(a, b).pvalue)
+
+
 def modulation(ess, out, results_dir=None):
     """Per model and layer: ESS_i at i = e+1 (the past ends with the EOS) in the EOS rows, against
     ESS at the same i in the control rows; also the ratio within the EOS rows to their own blocks
     16+ tokens away from the boundary."""
     import h5py
-    from scipy.stats import wilcoxon
     meta = json.load(open(os.path.join(out, "eos_tokens.json")))
     n, pos = meta["rows_with_eos"], meta["eos_positions"]
     res = {}
@@ -211,13 +230,16 @@ def modulation(ess, out, results_dir=None):
                                     pc.append(E[n + k, p])
                             prof_eos.append(float(np.mean(pe)))
                             prof_ctrl.append(float(np.mean(pc)))
-                        ratios = [x / y for x, y in zip(at, ctrl) if y > 0]
-                        per[metric] = {"after_eos": float(np.mean(at)), "control_same_i": float(np.mean(ctrl)),
-                                       "ratio_to_control": float(np.mean(at) / np.mean(ctrl)),
+                        at_a, ctrl_a = np.array(at), np.array(ctrl)
+                        drop = 1 - at_a / np.where(ctrl_a > 0, ctrl_a, np.nan)  # per row: relative ESS drop at the EOS
+                        per[metric] = {"after_eos": float(at_a.mean()), "control_same_i": float(ctrl_a.mean()),
+                                       "ratio_to_control": float(at_a.mean() / ctrl_a.mean()),
                                        "same_row_away": float(np.mean(away)),
-                                       "ratio_to_same_row_away": float(np.mean(at) / np.mean(away)),
-                                       "per_row_ratio": [float(r) for r in ratios],
-                                       "wilcoxon_p": float(wilcoxon(at, ctrl).pvalue) if len(at) >= 6 else None,
+                                       "ratio_to_same_row_away": float(at_a.mean() / np.mean(away)),
+                                       "per_row_ratio": [float(1 - d) for d in drop],
+                                       "mean_drop": float(np.nanmean(drop)),
+                                       "mean_drop_ci95": bootstrap_ci(drop[np.isfinite(drop)]),
+                                       "wilcoxon_p": paired_wilcoxon(at_a, ctrl_a),
                                        "profile": {"offset": offs, "eos_rows": prof_eos, "control_rows": prof_ctrl}}
                     layers[lname] = per
             res[name] = {"family": FAMILY[name][0], "layers": layers}

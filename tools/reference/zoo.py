@@ -299,13 +299,16 @@ def main():
             done_path = lambda e: (os.path.join(textlm.OUT, e["text"], "train.json") if "text" in e  # noqa: E731
                                    else os.path.join(parts, e["distill"] + ".json") if "distill" in e
                                    else os.path.join(a.out, e["name"], "train.json"))
+            split = lambda e: "distill" in e and os.path.isdir(parts) and any(  # noqa: E731  (--tag parts)
+                f.startswith(e["distill"] + ".") for f in os.listdir(parts))
             ready = lambda e: "distill" not in e or os.path.exists(os.path.join(a.out, e["distill"], "train.json"))  # noqa
-            e = next((e for e in jobs if not os.path.exists(done_path(e)) and ready(e) and claim(a.out, e["name"])),
+            e = next((e for e in jobs if not os.path.exists(done_path(e)) and not split(e) and ready(e)
+                      and claim(a.out, e["name"])),
                      None)
             if e is None:
                 break
             if "text" in e:
-                textlm.train(e["text"], 1500, textlm.OUT)
+                textlm.train(e["text"], 2000, textlm.OUT)  # as shipped (docs/findings.md §3)
             elif "distill" in e:
                 subprocess.run([sys.executable, os.path.join(HERE, "distill.py"), "--teachers", e["distill"], "--part"],
                                check=True)
