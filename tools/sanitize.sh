@@ -12,17 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
-probe=$(mktemp -d)
-trap 'rm -rf "$probe"' EXIT
-printf 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }\n' >"$probe/p.cpp"
-if command -v clang++ >/dev/null && clang++ -fsanitize=fuzzer,address,undefined "$probe/p.cpp" -o "$probe/p" 2>/dev/null; then
+# shellcheck source=tools/fuzz/configure.sh
+source tools/fuzz/configure.sh
+if ess_fuzz_probe; then
   dir=build-fuzz
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-    -DESS_FUZZ=ON -DESS_WERROR=ON >/dev/null
+  ess_fuzz_configure "$dir"
 else
   dir=build-asan
-  # -O1: sanitizer builds compile faster and still run the suite in a few minutes.
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+  # -O1 -g1: sanitizer builds compile faster and still run the suite in a few minutes.
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
     -DESS_SANITIZE=ON -DESS_WERROR=ON >/dev/null
 fi
 build_start=$(date +%s)
