@@ -28,7 +28,7 @@ fi
 build_start=$(date +%s)
 cmake --build "$dir" -j"$(nproc)"
 echo "sanitize: build took $(($(date +%s) - build_start)) s"
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:suppressions=$PWD/tools/fuzz/asan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "sanitize: running the test suite in $dir/ (ASan + UBSan)"
 exclude='cli\.(tokenizer_reference|real_checkpoint|real_checkpoint_reference|notebooks|streaming_memory|layering|format)$'
