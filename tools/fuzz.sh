@@ -12,6 +12,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-60}
 shift || true
+# libFuzzer reads -max_total_time=0 as "no limit": refuse it (and anything not a whole number).
+if ! [[ $budget =~ ^[0-9]+$ ]] || [ "$budget" -lt 1 ]; then
+  echo "fuzz: the budget must be a whole number of seconds ≥ 1, got '$budget'" >&2
+  exit 2
+fi
 harnesses=("$@")
 [ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors json config tokens tokenizer operators results)
 
