@@ -453,11 +453,14 @@ TEST_CASE("attention architectures: unsupported config options and inputs are re
   }
   {
     // Variants the fixtures do not cover but the config allows: they load and run.
-    for (const auto& [fixture, changes] : std::vector<std::pair<std::string, nlohmann::json>>{
+    // (no structured binding: clang rejects capturing one in CAPTURE's lambda before C++20)
+    for (const auto& variant_case : std::vector<std::pair<std::string, nlohmann::json>>{
              {"tiny-gpt2", {{"tie_word_embeddings", false}}},  // then lm_head.weight is required
              {"tiny-gemma2", {{"layer_types", {"full_attention", "sliding_attention"}}}},
              {"tiny-gemma2", {{"attn_logit_softcapping", nullptr}, {"final_logit_softcapping", nullptr}}},
          }) {
+      const std::string& fixture = variant_case.first;
+      const nlohmann::json& changes = variant_case.second;
       CAPTURE(changes.dump());
       const std::string d = variant(fixture, changes);
       if (fixture == "tiny-gpt2") {

