@@ -277,7 +277,8 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       const bool try_krylov = expect <= o.full_fraction * r &&
                               (!o.compare_cost || (r > 32 && steps * 2 * gemm_ns(m, sup.cols, b) < 0.7 * dense));
       if (try_krylov) {
-        const int s_max = o.compare_cost ? r / 2 : r;
+        // At most 512 columns (3 × m × 512 doubles besides the block) unless testing without costs.
+        const int s_max = o.compare_cost ? std::min(r / 2, 512) : r;
         const KrylovOutcome ko =
             krylov_svd(Hv, b, s_max, o.compare_cost ? dense : std::numeric_limits<double>::infinity(), expect, o,
                        0x9e3779b9u ^ static_cast<unsigned>(i), sigma);
@@ -297,7 +298,10 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
     }
 
     // Not in memory: the Spectra solver on the family's products (one pass over its factors each).
-    int k = std::min(hint, r);
+    // k at most what a search space of 4 block widths within the i dimensions can hold.
+    int k_max = r;
+    while (k_max > 1 && 3 * block_width(k_max) > i) --k_max;
+    int k = std::min(hint, k_max);
 
     const double f2 = products.frobenius2(i);
     const double tol = std::max(o.residual_rtol * f2, 1e-300);
@@ -340,8 +344,12 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
         out.certified = true;
         break;
       }
+      if (k >= k_max) {  // the search space cannot grow: the values so far, uncertified
+        out.certified = false;
+        break;
+      }
       ritz = solver.eigenvectors();
-      k = std::min(2 * k, r);
+      k = std::min(2 * k, k_max);
     }
     sink.partial_block(static_cast<int>(pos), out);
     hint = next_hint(sigma.data(), out.count);

@@ -239,7 +239,8 @@ class SoftmaxBlockProducts final : public BlockProducts {
       table_.block(t0 - *lo, 0, n, *hi).setZero();
       table_.block(t0 - *lo, j0, n, i - j0) = P_;
       // Keys after the query (t < i_max): not part of any block, zero rather than whatever exp gave.
-      for (int r = 0; r < n && t0 + r + 1 < i; ++r) table_.row(t0 - *lo + r).segment(t0 + r + 1, i - t0 - r - 1).setZero();
+      for (int r = 0; r < n && t0 + r + 1 < i; ++r)
+        table_.row(t0 - *lo + r).segment(t0 + r + 1, i - t0 - r - 1).setZero();
     }
     return true;
   }
