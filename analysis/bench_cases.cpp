@@ -50,6 +50,16 @@ std::unique_ptr<LayerOperator> make_long_head(const std::string& name, int L, in
       *description = name == "long-local"
                          ? "softmax d=64, local: RoPE-like positional q = k, score 10 at distance 0, width ~4 tokens"
                          : "as long-local, in a sliding window of 512 keys (Gemma/Mistral-style local layer)";
+    } else if (name == "long-random") {
+      // High-rank control: content q, k ~ N(0, σ²) in all 64 dims with score std 2 — sharp,
+      // random attention whose blocks have nearly full numerical rank (the engine must fall back).
+      const double sd = std::sqrt(2.0 * 8.0 / 8.0);
+      for (int t = 0; t < L; ++t)
+        for (int j = 0; j < d; ++j) {
+          at(q, c, t)[j] = sd * normal(rng);
+          at(k, c, t)[j] = sd * normal(rng);
+        }
+      *description = "softmax d=64, random: content scores N(0, 2²), high rank (control: lanczos falls back to dense)";
     } else if (name == "long-sink" || name == "long-diffuse") {
       // Content q, k ~ N(0, σ²) in 63 dims with score std 0.5 (sink) or 0.1 (diffuse);
       // sink: dimension 0 carries q_t[0] = k_0[0] = √(12·8), a score of 12 on token 0 from every query.
@@ -98,7 +108,7 @@ std::unique_ptr<LayerOperator> make_long_head(const std::string& name, int L, in
 }  // namespace
 
 std::vector<std::string> long_bench_case_names() {
-  return {"long-local", "long-window", "long-sink", "long-diffuse", "long-induction"};
+  return {"long-local", "long-window", "long-sink", "long-diffuse", "long-induction", "long-random"};
 }
 
 std::vector<std::string> bench_case_names() {
@@ -187,7 +197,7 @@ BenchCase make_bench_case(const std::string& name, int L, int C, int N, unsigned
     bc.description = "long convolution K = L, sum of 8 damped oscillations (rank ≤ 16)";
     bc.op = std::make_unique<ConvOperator>(std::move(h), Tensor(), Tensor(), L, ctx);
   } else if (name == "long-local" || name == "long-window" || name == "long-sink" || name == "long-diffuse" ||
-             name == "long-induction") {
+             name == "long-induction" || name == "long-random") {
     bc.op = make_long_head(name, L, C, seed, &bc.description);
   } else {
     std::string known;

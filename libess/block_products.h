@@ -18,6 +18,12 @@ struct BlockSupport {
   int row0 = 0, rows = 0, col0 = 0, cols = 0;
 };
 
+// A read-only view of H_i's support in a table the family keeps: column-major, leading dimension ld.
+struct BlockView {
+  const double* data = nullptr;
+  Index ld = 0;
+};
+
 class BlockProducts {
  public:
   virtual ~BlockProducts() = default;
@@ -41,6 +47,12 @@ class BlockProducts {
   // fits in memory (one pass over the factors instead of one per iteration). The default applies
   // H_i to the identity (whole block).
   virtual void materialize_block(int i, Eigen::Ref<Matrix> H) const;
+  // Writes out, once, a table holding the supports of all the given blocks when it fits in
+  // max_bytes and costs less than writing each block out; cached_block() then views it. The default
+  // keeps none. Returns whether a table exists.
+  virtual bool cache(const std::vector<int>& /*indices*/, double /*max_bytes*/) const { return false; }
+  // H_i's support in the family's table (support(i).rows × support(i).cols), or data == nullptr.
+  virtual BlockView cached_block(int /*i*/) const { return {}; }
 };
 
 // Products with a materialized T (families without a realization or products of their own).
@@ -52,6 +64,9 @@ class DenseBlockProducts final : public BlockProducts {
   void apply_transpose(int i, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const override;
   double frobenius2(int i) const override;
   void materialize_block(int i, Eigen::Ref<Matrix> H) const override;
+  // T itself is the table.
+  bool cache(const std::vector<int>&, double) const override { return true; }
+  BlockView cached_block(int i) const override { return {T_.data() + i, T_.outerStride()}; }
 
  private:
   Eigen::Ref<const Matrix> T_;

@@ -77,11 +77,12 @@ std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, lo
                            const LanczosWork& lanczos) {
   const std::uint64_t l = static_cast<std::uint64_t>(std::max(0, L)), n = static_cast<std::uint64_t>(std::max(0, N));
   const std::uint64_t l2 = saturating_mul(l, l);
-  // Lanczos: a dense T only for families without products or a realization, the largest H_i its
-  // dense fallback writes out, and the solver's blocks of vectors.
+  // Lanczos: a dense T only for families without products or a realization, the family's table of
+  // the requested blocks (softmax: ≤ 8·L²) plus the largest H_i its dense SVD writes out, at most
+  // max_block_bytes together, and the solver's blocks of vectors.
   if (engine == EngineKind::lanczos)
     return saturating_add(saturating_add(lanczos.needs_T ? saturating_mul(8, l2) : 0,
-                                         std::min<std::uint64_t>(lanczos.max_block_bytes, saturating_mul(2, l2))),
+                                         std::min<std::uint64_t>(lanczos.max_block_bytes, saturating_mul(10, l2))),
                           saturating_mul(8 * 1024, l));
   if (engine != EngineKind::structured) return saturating_mul(16, l2);  // T + block copy / carry
   // Structured: up to kLanes channels at once, each with its realization (≈ 3 N L doubles), and

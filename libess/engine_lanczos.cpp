@@ -5,7 +5,13 @@
 // the residuals of the unconverged Ritz pairs (Davidson without a preconditioner, i.e. block
 // Lanczos with thick restarts), so every product with H_i is a product with a block of vectors —
 // one pass over the family's factors per iteration, whatever the block width.
+//
+// When H_i's support is in memory (the family's table of T, or the block written out) the engine
+// instead runs a randomized block Krylov SVD on it with BLAS only (KrylovSvd below): each step is
+// two GEMMs with the block, Rayleigh–Ritz comes from products already made, and a step that would
+// make the solver dearer than LAPACK's dense SVD of the block hands the block to the dense SVD.
 #include <Spectra/JDSymEigsBase.h>
+#include <lapacke.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,34 +23,23 @@ namespace ess {
 
 namespace {
 
-// H_iᵀH_i as Spectra's JD solvers see an operator: rows(), cols(), op * block. On H_i's support
-// written out (two GEMMs per product) when the engine could afford it, else through the family's
+// H_iᵀH_i as Spectra's JD solvers see an operator: rows(), cols(), op * block, through the family's
 // products (one pass over its factors per product).
 class GramOperator {
  public:
   using Scalar = double;
-  GramOperator(const BlockProducts& products, int i, const Matrix* H)
-      : products_(products), i_(i), H_(H), n_(H ? static_cast<int>(H->cols()) : i) {}
-  Index rows() const { return n_; }
-  Index cols() const { return n_; }
+  GramOperator(const BlockProducts& products, int i) : products_(products), i_(i) {}
+  Index rows() const { return i_; }
+  Index cols() const { return i_; }
   Matrix operator*(const Eigen::Ref<const Matrix>& X) const {
-    Matrix Y(n_, X.cols());
-    if (H_ != nullptr) {
-      Z_.resize(H_->rows(), X.cols());
-      blas_gemm(false, false, 1.0, *H_, X, 0.0, Z_);
-      blas_gemm(true, false, 1.0, *H_, Z_, 0.0, Y);
-    } else {
-      products_.gram(i_, X, Y);
-    }
+    Matrix Y(i_, X.cols());
+    products_.gram(i_, X, Y);
     return Y;
   }
 
  private:
   const BlockProducts& products_;
   int i_;
-  const Matrix* H_;
-  int n_;
-  mutable Matrix Z_;
 };
 
 // Davidson's correction with the identity for a preconditioner: the residuals G v − λ v of the
@@ -82,20 +77,6 @@ class KrylovEigensolver final : public Spectra::JDSymEigsBase<KrylovEigensolver,
 // Block width for k wanted values: a few extra vectors speed convergence of the k-th.
 int block_width(int k) { return k + std::max(8, k / 2); }
 
-// Whether the Krylov solver for k values of an m × n block (n: the Gram operator's dimension,
-// r = min(m, n)) is expected to cost less than a dense SVD of the block, in GEMM flop equivalents:
-// dgesdd ≈ 4·m·n·r flops at about a third of GEMM speed; the solver ≈ 15 iterations of a Gram
-// product (4·m·n·w) plus a Rayleigh–Ritz step on a search space of up to 4w vectors (an
-// eigendecomposition of (4w)³ at about a tenth of GEMM speed), w = block_width(k).
-bool krylov_cheaper(int k, int m, int n, int r, bool compare_cost) {
-  const double w = block_width(k);
-  if (3 * w > n) return false;  // the search space would not fit
-  if (!compare_cost) return true;
-  const double krylov = 15.0 * (4.0 * w * m * n + 640.0 * w * w * w);
-  const double dense = 12.0 * m * n * static_cast<double>(r);
-  return krylov < dense;
-}
-
 // Orthonormal n × width start: `keep` (previous Ritz vectors) first, Gaussian columns after.
 Matrix start_block(int n, int width, const Matrix& keep, unsigned seed) {
   Matrix V(n, width);
@@ -109,22 +90,149 @@ Matrix start_block(int n, int width, const Matrix& keep, unsigned seed) {
   return qr.householderQ() * Matrix::Identity(n, width);
 }
 
+// CPU cost of one thread, in ns, measured with this project's OpenBLAS on the 2-core VM (thread
+// CPU time): a GEMM of an m × n block with w vectors ≈ 0.06·m·n·w; LAPACK's dgesdd (values only) of
+// an m × n block ≈ (0.09 + 0.17·r/max(m, n))·m·n·r with r = min(m, n) (0.21–0.28 square,
+// 0.11–0.14 at 3:1 and 4:1).
+double gemm_ns(double m, double n, double w) { return 0.06 * m * n * w; }
+double dense_svd_ns(double m, double n) {
+  const double r = std::min(m, n);
+  return (0.09 + 0.17 * r / std::max(m, n)) * m * n * r;
+}
+
+using BlockMap = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
+
+struct KrylovOutcome {
+  bool certified = false;  // false: the budget or the subspace limit ran out first
+  int count = 0;           // values reported (σ̃_1 … σ̃_count in `sigma`)
+  int above = 0;           // of which above the threshold
+  double error = 0;        // max over the reported values of ‖r_l‖/√2
+};
+
+// Randomized block Krylov SVD (Musco & Musco, NeurIPS 2015) of an m × n block H in memory, with
+// Rayleigh–Ritz and residuals from products already made. Q is an orthonormal basis (m × s) of
+// [HΩ, (HHᵀ)HΩ, (HHᵀ)²HΩ, …] built b columns per step, Bt = HᵀQ (n × s), and HBt = H·Bt (m × s),
+// whose newest b columns are the next Krylov block: two GEMMs with H per step. The Ritz values σ̃_l
+// (singular values of QᵀH; eigenvalues of BtᵀBt = X Σ̃² Xᵀ) are lower bounds on σ_l(H)
+// (interlacing). With u = Q x_l and v = Bt x_l / σ̃_l: Hᵀu = σ̃_l v exactly and
+// r_l = H v − σ̃_l u = HBt x_l / σ̃_l − σ̃_l Q x_l, so [[0, H], [Hᵀ, 0]] has an eigenvalue — a singular
+// value of H — within ‖r_l‖/√2 of σ̃_l. Certified, as the Spectra path: the first σ̃ below the
+// threshold plus its error is below the threshold. Reported: that value and the ones before it,
+// then further values while their error stays within the largest error so far. Gives up
+// (certified = false) when the next step would pass s_max columns or budget_ns.
+KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, int expect, const LanczosOptions& o,
+                         unsigned seed, std::vector<double>& sigma) {
+  const Index m = H.rows(), n = H.cols();
+  KrylovOutcome out;
+  s_max = static_cast<int>(std::min<Index>({static_cast<Index>(s_max), m, n}));
+  b = std::min(b, s_max);
+  if (b < 1) return out;
+  Matrix Q(m, s_max), Bt(n, s_max), HBt(m, s_max), Y(m, b), C, G, R1, R2;
+  {
+    std::mt19937 rng(seed);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    Matrix omega(n, b);
+    for (Index c = 0; c < b; ++c)
+      for (Index r = 0; r < n; ++r) omega(r, c) = normal(rng);
+    blas_gemm(false, false, 1.0, H, omega, 0.0, Y);
+  }
+  double spent = gemm_ns(m, n, b);
+  std::vector<double> lambda;
+  int s = 0;
+  for (;;) {
+    const int w = std::min(b, s_max - s);
+    // The new block, orthogonal to Q and orthonormal (twice is enough; a block already in Q's span
+    // becomes rounding noise, and its orthonormalized columns are as good as any).
+    Matrix Yw = Y.leftCols(w);
+    for (int round = 0; round < 2; ++round) {
+      if (s > 0) {
+        C.resize(s, w);
+        blas_gemm(true, false, 1.0, Q.leftCols(s), Yw, 0.0, C);
+        blas_gemm(false, false, -1.0, Q.leftCols(s), C, 1.0, Yw);
+      }
+      Eigen::HouseholderQR<Matrix> qr(Yw);
+      Yw = qr.householderQ() * Matrix::Identity(m, w);
+    }
+    Q.middleCols(s, w) = Yw;
+    blas_gemm(true, false, 1.0, H, Q.middleCols(s, w), 0.0, Bt.middleCols(s, w));
+    blas_gemm(false, false, 1.0, H, Bt.middleCols(s, w), 0.0, HBt.middleCols(s, w));
+    spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
+    s += w;
+    // Rayleigh–Ritz once the space can hold the values expected above the threshold.
+    if (4 * s >= 3 * expect || s >= s_max) {
+      G.resize(s, s);
+      blas_gemm(true, false, 1.0, Bt.leftCols(s), Bt.leftCols(s), 0.0, G);
+      lambda.resize(s);
+      if (LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', s, G.data(), s, lambda.data()) != 0) return out;
+      // Descending: column s − 1 − l of G is x_l.
+      sigma.resize(s);
+      for (int l = 0; l < s; ++l) sigma[l] = std::sqrt(std::max(lambda[s - 1 - l], 0.0));
+      const double threshold = o.tol_mode == TolMode::absolute
+                                   ? o.tol
+                                   : tolerance_threshold(TolMode::block, o.tol, sigma.empty() ? 0.0 : sigma[0], 0.0);
+      const int above = count_above(sigma.data(), s, threshold);
+      spent += gemm_ns(n, s, s) + 1.0 * s * s * s;
+      if (above < s) {
+        const int nl = std::min(s, above + 16);
+        const Matrix X = G.rightCols(nl).rowwise().reverse();
+        R1.resize(m, nl);
+        R2.resize(m, nl);
+        blas_gemm(false, false, 1.0, HBt.leftCols(s), X, 0.0, R1);
+        blas_gemm(false, false, 1.0, Q.leftCols(s), X, 0.0, R2);
+        spent += 2 * gemm_ns(m, s, nl);
+        std::vector<double> err(nl, std::numeric_limits<double>::infinity());
+        for (int l = 0; l < nl; ++l)
+          if (sigma[l] > 0) err[l] = (R1.col(l) / sigma[l] - sigma[l] * R2.col(l)).norm() / std::sqrt(2.0);
+        // Fewer than min(m, n) values: a whole spectrum is the dense SVD's (exact entropy-ESS).
+        if (above + 1 < std::min(m, n) && sigma[above] + err[above] < threshold) {
+          double e = 0;
+          for (int l = 0; l <= above; ++l) e = std::max(e, err[l]);
+          int count = above + 1;
+          while (count < nl && count + 1 < std::min(m, n) && err[count] <= e) ++count;
+          out.certified = true;
+          out.count = count;
+          out.above = above;
+          out.error = e;
+          sigma.resize(count);
+          return out;
+        }
+      }
+    }
+    if (s >= s_max) return out;
+    const int next = std::min(b, s_max - s);
+    if (spent + 2 * gemm_ns(m, n, next) + 4 * gemm_ns(m, s, next) > budget_ns) return out;
+    Y.leftCols(w) = HBt.middleCols(s - w, w);
+    if (next < w) Y.conservativeResize(Eigen::NoChange, next);
+  }
+}
+
 }  // namespace
 
 void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>& indices, const LanczosOptions& o,
                            SpectrumSink& sink) {
   const int L = products.seq_len();
   int hint = std::max(1, o.initial_k);
+  int expect = hint;  // values expected above the threshold, plus one (the previous block's)
   std::vector<double> sigma, work;
   std::vector<int> iwork;
   Matrix H;
+  auto threshold_of = [&](const double* s, int count) {
+    return o.tol_mode == TolMode::absolute ? o.tol : o.tol * (count > 0 ? s[0] : 0.0);
+  };
   // The next block starts from this block's tolerance-ESS (neighbouring blocks have similar ranks).
   auto next_hint = [&](const double* s, int count) {
-    const double threshold = o.tol_mode == TolMode::absolute ? o.tol : o.tol * (count > 0 ? s[0] : 0.0);
-    const int above = count_above(s, count, threshold);
+    const int above = count_above(s, count, threshold_of(s, count));
+    expect = above + 1;
     return std::max(o.initial_k, above + above / 2 + 8);
   };
   products.prepare(indices);
+  // The family's table of the blocks' supports when it fits next to one block copy (dense SVD).
+  double largest = 0;
+  for (int i : indices) {
+    const BlockSupport sup = products.support(i);
+    largest = std::max(largest, 8.0 * std::max(sup.rows, 0) * std::max(sup.cols, 0));
+  }
+  products.cache(indices, o.max_block_bytes - largest);
   for (size_t pos = 0; pos < indices.size(); ++pos) {
     const int i = indices[pos];
     // The solver works on H_i's support (a window head's w × w corner): σ(H_i) are its σ.
@@ -133,16 +241,20 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
     const int m = sup.rows, r = std::min(sup.rows, sup.cols);
     SpectrumSink::Partial out;
     out.rank_bound = r;
-    // Written out once when it fits: every later product is a GEMM on it, the dense SVD needs it.
-    const bool cached = 8.0 * m * sup.cols <= o.max_block_bytes;
-    if (cached) {
+    // In memory: the family's table, or written out once when it fits.
+    BlockView view = products.cached_block(i);
+    const bool cached = view.data != nullptr || 8.0 * m * sup.cols <= o.max_block_bytes;
+    if (cached && view.data == nullptr) {
       H.resize(m, sup.cols);
       products.materialize_block(i, H);
+      view = {H.data(), m};
     }
-    const int n = cached ? sup.cols : i;  // the Gram operator's dimension
-    // The whole spectrum by a dense SVD of the support (false when it was too large to write out).
+    // The whole spectrum by a dense SVD of the support in memory.
     auto whole_spectrum = [&]() {
-      if (!cached) return false;
+      if (view.data != H.data()) {  // a view into the family's table: dgesdd destroys its input
+        H = BlockMap(view.data, m, sup.cols, Eigen::OuterStride<>(view.ld));
+        view = {H.data(), m};
+      }
       const double f2 = H.squaredNorm();
       sigma.assign(r, 0.0);
       const bool ok = singular_values(m, sup.cols, H.data(), sigma.data(), work, iwork);
@@ -153,15 +265,49 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       out.certified = true;
       sink.partial_block(static_cast<int>(pos), out);
       hint = next_hint(sigma.data(), r);
-      return true;
     };
-    int k = std::min(hint, r);
-    if ((k > o.full_fraction * r || !krylov_cheaper(k, m, n, r, o.compare_cost)) && whole_spectrum()) continue;
+    if (cached) {
+      // Block Krylov on the block in memory unless the dense SVD is expected to be cheaper: the
+      // solver needs about expect + b columns in steps of b, two GEMMs with the block per step, and
+      // gives up (to the dense SVD) once it has spent what the dense SVD costs.
+      const BlockMap Hv(view.data, m, sup.cols, Eigen::OuterStride<>(view.ld));
+      const int b = std::min(64, std::max(16, (expect + 8) / 2 + 7) / 8 * 8);
+      const double dense = dense_svd_ns(m, sup.cols);
+      const double steps = std::ceil(static_cast<double>(expect + b) / b) + 1;
+      const bool try_krylov = expect <= o.full_fraction * r &&
+                              (!o.compare_cost || (r > 32 && steps * 2 * gemm_ns(m, sup.cols, b) < 0.7 * dense));
+      if (try_krylov) {
+        // At most 512 columns (3 × m × 512 doubles besides the block) unless testing without costs.
+        const int s_max = o.compare_cost ? std::min(r / 2, 512) : r;
+        const KrylovOutcome ko =
+            krylov_svd(Hv, b, s_max, o.compare_cost ? dense : std::numeric_limits<double>::infinity(), expect, o,
+                       0x9e3779b9u ^ static_cast<unsigned>(i), sigma);
+        if (ko.certified) {
+          out.sigma = sigma.data();
+          out.count = ko.count;
+          out.frobenius2 = products.frobenius2(i);
+          out.error_bound = ko.error;
+          out.certified = true;
+          sink.partial_block(static_cast<int>(pos), out);
+          hint = next_hint(sigma.data(), ko.count);
+          continue;
+        }
+      }
+      whole_spectrum();
+      continue;
+    }
+
+    // Not in memory: the Spectra solver on the family's products (one pass over its factors each).
+    // k at most what a search space of 4 block widths within the i dimensions can hold.
+    int k_max = r;
+    while (k_max > 1 && 3 * block_width(k_max) > i) --k_max;
+    int k = std::min(hint, k_max);
 
     const double f2 = products.frobenius2(i);
     const double tol = std::max(o.residual_rtol * f2, 1e-300);
     out.frobenius2 = f2;
-    GramOperator op(products, i, cached ? &H : nullptr);
+    const int n = i;  // the Gram operator's dimension
+    GramOperator op(products, i);
     Matrix ritz;
     for (;;) {
       const int width = block_width(k);
@@ -198,15 +344,13 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
         out.certified = true;
         break;
       }
-      const int next = std::min(2 * k, r);
-      if ((next > o.full_fraction * r || !krylov_cheaper(next, m, n, r, o.compare_cost)) && whole_spectrum()) {
-        out.sigma = nullptr;  // already reported
+      if (k >= k_max) {  // the search space cannot grow: the values so far, uncertified
+        out.certified = false;
         break;
       }
       ritz = solver.eigenvectors();
-      k = next;
+      k = std::min(2 * k, k_max);
     }
-    if (out.sigma == nullptr) continue;
     sink.partial_block(static_cast<int>(pos), out);
     hint = next_hint(sigma.data(), out.count);
   }

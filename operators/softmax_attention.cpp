@@ -222,6 +222,34 @@ class SoftmaxBlockProducts final : public BlockProducts {
     }
   }
 
+  // Without a window: the rows [i_min, L) × keys [0, i_max) of P, which hold every requested block,
+  // computed once when that is less work than the blocks one by one.
+  bool cache(const std::vector<int>& indices, double max_bytes) const override {
+    table_.resize(0, 0);
+    if (window() > 0 || indices.empty()) return false;
+    const auto [lo, hi] = std::minmax_element(indices.begin(), indices.end());
+    double blocks = 0;
+    for (int i : indices) blocks += static_cast<double>(L_ - i) * i;
+    const double entries = static_cast<double>(L_ - *lo) * *hi;
+    if (*lo < 1 || 8.0 * entries > max_bytes || entries > blocks) return false;
+    table_row0_ = *lo;
+    table_.resize(L_ - *lo, *hi);
+    for (int t0 = *lo; t0 < L_; t0 += kTile) {
+      const int n = std::min(kTile, L_ - t0), i = std::min(*hi, t0 + n), j0 = tile(i, t0, n);
+      table_.block(t0 - *lo, 0, n, *hi).setZero();
+      table_.block(t0 - *lo, j0, n, i - j0) = P_;
+      // Keys after the query (t < i_max): not part of any block, zero rather than whatever exp gave.
+      for (int r = 0; r < n && t0 + r + 1 < i; ++r)
+        table_.row(t0 - *lo + r).segment(t0 + r + 1, i - t0 - r - 1).setZero();
+    }
+    return true;
+  }
+
+  BlockView cached_block(int i) const override {
+    if (table_.size() == 0 || i < table_row0_ || i > table_.cols()) return {};
+    return {table_.data() + (i - table_row0_), table_.rows()};
+  }
+
  private:
   static constexpr int kTile = SoftmaxAttentionOperator::kProductTile;
   int window() const { return op_.window_; }
@@ -317,7 +345,8 @@ class SoftmaxBlockProducts final : public BlockProducts {
   mutable bool stats_ = false;
   mutable Vector row_max_, inv_sum_;
   mutable std::map<int, double> frobenius2_;
-  mutable Matrix P_, Z_;
+  mutable Matrix P_, Z_, table_;
+  mutable int table_row0_ = 0;
 };
 
 std::unique_ptr<BlockProducts> SoftmaxAttentionOperator::block_products(int b, int c) const {

@@ -138,7 +138,8 @@ int run_bench(int argc, char** argv) {
       "stack-channels", po::value(&stack_channels)->default_value(1536), "channels per layer for --stack")(
       "threads", po::value(&threads)->default_value(0), "threads for --stack (0 = all cores)")(
       "long", po::bool_switch(&long_mode),
-      "long-context mode: softmax heads (d_k 64: long-local, long-sink, long-diffuse, long-induction) at --lengths "
+      "long-context mode: softmax heads (d_k 64: long-local, long-window, long-sink, long-diffuse, long-induction, "
+      "long-random) at --lengths "
       "(default 1024,...,32768), --blocks evenly spaced blocks, lanczos vs dense on the same blocks")(
       "blocks", po::value(&long_blocks)->default_value(32), "--long: evenly spaced interior blocks per head")(
       "dense-max-L", po::value(&dense_max_L)->default_value(4096), "--long: run the dense baseline up to this L")(
