@@ -156,8 +156,9 @@ int run_bench(int argc, char** argv) {
           "Builds synthetic operators (Mamba-, GLA-, DeltaNet-like, softmax attention with local,\n"
           "low-rank and random heads, long convolution), runs the fast engine `auto` picks and the\n"
           "dense engine on the same channels in the same run, single-threaded, and prints median\n"
-          "CPU seconds per channel (of the thread: load on the machine does not count), the speed-up, the largest singular-value deviation relative to\n"
-          "σ_1 of its block, and whether every tolerance-ESS value agrees. Cases: " +
+          "CPU seconds per channel (of the thread: load on the machine does not count), the\n"
+          "speed-up, the largest singular-value deviation relative to σ_1 of its block, and\n"
+          "whether every tolerance-ESS value agrees. Cases: " +
               [] {
                 std::string s;
                 for (auto& n : bench_case_names()) s += (s.empty() ? "" : ", ") + n;
