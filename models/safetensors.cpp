@@ -241,11 +241,16 @@ void release_pages(const unsigned char* p, std::size_t bytes) {
 
 }  // namespace
 
-Tensor SafetensorsFile::read(const std::string& name) const {
+const TensorInfo& SafetensorsFile::convertible(const std::string& name) const {
   const TensorInfo& t = info(name);
   if (t.dtype != "F32" && t.dtype != "F64" && t.dtype != "F16" && t.dtype != "BF16")
     throw InputError(path_ + ": tensor '" + name + "' has unsupported dtype " + t.dtype +
                      " (supported: F32, F16, BF16, F64)");
+  return t;
+}
+
+Tensor SafetensorsFile::read(const std::string& name) const {
+  const TensorInfo& t = convertible(name);
   Tensor out;
   out.shape = t.shape;
   const std::size_t width = dtype_size(t.dtype);
@@ -266,10 +271,7 @@ Tensor SafetensorsFile::read(const std::string& name) const {
 }
 
 Tensor SafetensorsFile::read_rows(const std::string& name, const std::vector<std::int64_t>& rows) const {
-  const TensorInfo& t = info(name);
-  if (t.dtype != "F32" && t.dtype != "F64" && t.dtype != "F16" && t.dtype != "BF16")
-    throw InputError(path_ + ": tensor '" + name + "' has unsupported dtype " + t.dtype +
-                     " (supported: F32, F16, BF16, F64)");
+  const TensorInfo& t = convertible(name);
   if (t.shape.empty()) throw InputError(path_ + ": tensor '" + name + "' is a scalar; it has no rows to read");
   std::size_t row_elems = 1;
   for (std::size_t d = 1; d < t.shape.size(); ++d) row_elems *= static_cast<std::size_t>(t.shape[d]);

@@ -49,6 +49,7 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
+  const TensorInfo& convertible(const std::string& name) const;  // info(); InputError on a dtype read() cannot convert
   std::string path_;
   const unsigned char* map_ = nullptr;
   std::size_t size_ = 0;

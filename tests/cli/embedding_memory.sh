@@ -10,6 +10,7 @@ set -uo pipefail
 ESS=$1
 PY=/usr/bin/python3
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/tests/cli/peak_rss.bash"
 $PY -c "import numpy" 2>/dev/null || { echo "no numpy: skipped"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -37,15 +38,7 @@ with open(os.path.join(tmp, "tokens.txt"), "w") as f:
     f.write(" ".join(str(x) for x in rng.integers(0, cfg["vocab_size"], 256)) + "\n")
 PYEOF
 
-peak() {  # CHECKPOINT → peak RSS of the analyze run in KiB
-  $PY - "$ESS" "$tmp/$1" "$tmp/tokens.txt" "$tmp/out-$1.h5" <<'PYEOF'
-import resource, subprocess, sys
-ess, ck, tok, out = sys.argv[1:5]
-subprocess.run([ess, "analyze", ck, "--tokens", tok, "-o", out, "--quiet", "--threads", "1", "--blocks", "4"],
-               check=True, stdout=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-PYEOF
-}
+peak() { peak_rss "$ESS" "$tmp/$1" "$tmp/tokens.txt" "$tmp/out-$1.h5" 4; }
 small=$(peak small) || { echo "FAIL: analyze with the small vocabulary"; exit 1; }
 large=$(peak large) || { echo "FAIL: analyze with the large vocabulary"; exit 1; }
 grown=$((extra * 32 * 8 / 1024))  # KiB of float64 embedding added

@@ -9,6 +9,7 @@ set -uo pipefail
 ESS=$1
 PY=/usr/bin/python3
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/tests/cli/peak_rss.bash"
 $PY -c "import numpy" 2>/dev/null || { echo "no numpy: skipped"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -40,15 +41,7 @@ with open(os.path.join(tmp, "tokens.txt"), "w") as f:
     f.write(" ".join(str(x) for x in rng.integers(0, cfg["vocab_size"], 16384)) + "\n")
 PYEOF
 
-peak() {  # LAYERS → peak RSS of the analyze run in KiB
-  $PY - "$ESS" "$tmp/m$1" "$tmp/tokens.txt" "$tmp/out$1.h5" <<'PYEOF'
-import resource, subprocess, sys
-ess, ck, tok, out = sys.argv[1:5]
-subprocess.run([ess, "analyze", ck, "--tokens", tok, "-o", out, "--quiet", "--threads", "1", "--blocks", "8"],
-               check=True, stdout=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-PYEOF
-}
+peak() { peak_rss "$ESS" "$tmp/m$1" "$tmp/tokens.txt" "$tmp/out$1.h5" 8; }
 p2=$(peak 2) || { echo "FAIL: analyze 2 layers"; exit 1; }
 p16=$(peak 16) || { echo "FAIL: analyze 16 layers"; exit 1; }
 echo "peak RSS: 2 layers $((p2 / 1024)) MiB, 16 layers $((p16 / 1024)) MiB"
