@@ -474,4 +474,16 @@ void final_norm_and_head(const ModelWeights& W, const std::string& norm_role, do
 
 void put_head(Tensor& t, int b, int h, const Eigen::Ref<const Matrix>& X) { t.matrix({b, h}) = X; }
 
+Matrix mamba2_inputs(const Matrix& xBC, Matrix dt, const Eigen::Ref<const Vector>& dt_bias, const Mamba2Dims& d, int b,
+                     Tensor& dt_t, Tensor& B_t, Tensor& C_t) {
+  for (Index t = 0; t < dt.rows(); ++t)
+    for (int h = 0; h < d.H; ++h) dt(t, h) = std::clamp(softplus(dt(t, h) + dt_bias(h)), d.dt_min, d.dt_max);
+  dt_t.matrix({b}) = dt.transpose();
+  for (int g = 0; g < d.G; ++g) {
+    B_t.matrix({b, g}) = xBC.middleCols(d.E + g * d.N, d.N);
+    C_t.matrix({b, g}) = xBC.middleCols(d.E + d.G * d.N + g * d.N, d.N);
+  }
+  return xBC.leftCols(d.E);
+}
+
 }  // namespace ess::models

@@ -159,15 +159,8 @@ class FalconH1 final : public CausalLM {
         zs[b] = proj.leftCols(E_);
         const Matrix xBC =
             activate(causal_depthwise_conv(proj.middleCols(E_, conv_dim_), w.matrix("conv"), conv_bias), conv_act_);
-        xs[b] = xBC.leftCols(E_);
-        Matrix dt = proj.rightCols(Hm_);
-        for (int t = 0; t < L; ++t)
-          for (int h = 0; h < Hm_; ++h) dt(t, h) = std::clamp(softplus(dt(t, h) + dt_bias(h)), dt_min_, dt_max_);
-        dt_t.matrix({b}) = dt.transpose();
-        for (int g = 0; g < G_; ++g) {
-          B_t.matrix({b, g}) = xBC.middleCols(E_ + g * N_, N_);
-          C_t.matrix({b, g}) = xBC.middleCols(E_ + G_ * N_ + g * N_, N_);
-        }
+        xs[b] =
+            mamba2_inputs(xBC, proj.rightCols(Hm_), dt_bias, {E_, G_, N_, Hm_, dt_min_, dt_max_}, b, dt_t, B_t, C_t);
       }
       auto mop = std::make_unique<Mamba2Operator>(std::move(dt_t), std::move(A_t), std::move(B_t), std::move(C_t),
                                                   W_.dir() + ":" + mname);

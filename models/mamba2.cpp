@@ -79,15 +79,7 @@ class Mamba2 final : public CausalLM {
         if (w.has("in_bias")) proj.rowwise() += w.vector("in_bias").transpose();
         z[b] = proj.leftCols(E_);
         const Matrix xBC = silu(causal_depthwise_conv(proj.middleCols(E_, conv_dim_), w.matrix("conv"), conv_bias));
-        xs[b] = xBC.leftCols(E_);
-        Matrix dt = proj.rightCols(H_);
-        for (int t = 0; t < L; ++t)
-          for (int h = 0; h < H_; ++h) dt(t, h) = std::clamp(softplus(dt(t, h) + dt_bias(h)), dt_min_, dt_max_);
-        dt_t.matrix({b}) = dt.transpose();
-        for (int g = 0; g < G_; ++g) {
-          B_t.matrix({b, g}) = xBC.middleCols(E_ + g * N_, N_);
-          C_t.matrix({b, g}) = xBC.middleCols(E_ + G_ * N_ + g * N_, N_);
-        }
+        xs[b] = mamba2_inputs(xBC, proj.rightCols(H_), dt_bias, {E_, G_, N_, H_, dt_min_, dt_max_}, b, dt_t, B_t, C_t);
       }
       const std::string name = "backbone.layers." + std::to_string(l) + ".mixer";
       auto op = std::make_unique<Mamba2Operator>(std::move(dt_t), std::move(A_t), std::move(B_t), std::move(C_t),

@@ -110,9 +110,6 @@ class WeightDecls {
   // A tensor of every layer: `pattern` contains "{l}".
   WeightDecl& layer(std::string role, std::string pattern, std::vector<std::int64_t> shape);
   int num_layers() const { return layers_; }
-  // Operators stream() hands over: one per mixer (hybrids with two mixers per block hand over more;
-  // layer_index is then the block index, shared by the block's mixers).
-  virtual int num_mixers() const { return layers_; }
   const std::vector<WeightDecl>& list() const { return decls_; }
 
  private:

@@ -67,6 +67,18 @@ void final_norm_and_head(const ModelWeights& W, const std::string& norm_role, do
 // Stores one head's L × d activations X into a [B, H, L, d] tensor at (b, h).
 void put_head(Tensor& t, int b, int h, const Eigen::Ref<const Matrix>& X);
 
+// The shape of a Mamba2 mixer's SSM inputs (Mamba2, Falcon-H1): inner width E = heads H × head
+// dim, G groups of state size N; dt is clamped to [dt_min, dt_max] (time_step_limit).
+struct Mamba2Dims {
+  int E = 0, G = 0, N = 0, H = 0;
+  double dt_min = 0.0, dt_max = 0.0;
+};
+// Splits sequence b's activated conv output xBC = [x | B | C] ([L, E + 2·G·N]) and the raw dt
+// section of in_proj ([L, H]) into the Mamba2 operator's inputs: dt_t(b) = clamp(softplus(dt +
+// dt_bias)) [H, L], B_t(b, g) and C_t(b, g) [L, N]. Returns x [L, E].
+Matrix mamba2_inputs(const Matrix& xBC, Matrix dt, const Eigen::Ref<const Vector>& dt_bias, const Mamba2Dims& dims,
+                     int b, Tensor& dt_t, Tensor& B_t, Tensor& C_t);
+
 // --- attention building blocks (models/attention.cpp) --------------------------------------------
 
 // X Wᵀ + b for an nn.Linear: W = the layer's weight role `weight` [out, in]; b = role `bias` when
