@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Is one predictor of accuracy better than another? A paired bootstrap over the models of an
+`ess study` output (docs/findings.md §1).
+
+    compare_predictors.py [STUDY.json] [--baseline tss/kv] [--bootstrap 2000] [--seed 0] [-o OUT.json]
+
+Separate intervals for ρ(ESS/kv, accuracy) and ρ(TSS/kv, accuracy) may overlap while one predictor
+is better on almost every resample: both are computed on the same models, so their errors are
+correlated. For each predictor P this resamples the models (with replacement, the same resample for
+P and the baseline) and reports the difference Δ = ρ_S(P, accuracy) − ρ_S(baseline, accuracy) (and
+the same for Pearson) with its 95% percentile interval and the fraction of resamples with Δ ≤ 0.
+Resamples where either correlation is undefined (a constant column) are skipped.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import scipy.stats as ss
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def corr(x, y):
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan, np.nan
+    return ss.spearmanr(x, y)[0], ss.pearsonr(x, y)[0]
+
+
+def compare(rows, baseline, n_boot, seed):
+    acc = np.array([r["accuracy"] for r in rows])
+    names = sorted(rows[0]["predictors"])
+    X = {p: np.array([r["predictors"][p] for r in rows], dtype=float) for p in names}
+    rng = np.random.default_rng(seed)
+    idx = [rng.integers(0, len(rows), len(rows)) for _ in range(n_boot)]
+    base = [corr(X[baseline][i], acc[i]) for i in idx]
+    out = []
+    for p in names:
+        if p == baseline:
+            continue
+        rs, rp = corr(X[p], acc)
+        bs, bp = corr(X[baseline], acc)
+        ds, dp = [], []
+        for i, (b_s, b_p) in zip(idx, base):
+            s, q = corr(X[p][i], acc[i])
+            if np.isfinite(s) and np.isfinite(b_s):
+                ds.append(s - b_s)
+                dp.append(q - b_p)
+        ds, dp = np.array(ds), np.array(dp)
+        out.append({"predictor": p, "baseline": baseline, "n": len(rows), "valid_resamples": int(len(ds)),
+                    "spearman_diff": rs - bs, "spearman_diff_ci": [float(np.percentile(ds, 2.5)), float(np.percentile(ds, 97.5))],
+                    "spearman_frac_not_better": float(np.mean(ds <= 0)),
+                    "pearson_diff": rp - bp, "pearson_diff_ci": [float(np.percentile(dp, 2.5)), float(np.percentile(dp, 97.5))],
+                    "pearson_frac_not_better": float(np.mean(dp <= 0))})
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("study", nargs="?", default=os.path.join(ROOT, "data", "findings", "study.json"))
+    ap.add_argument("--baseline", default="tss/kv")
+    ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output")
+    a = ap.parse_args()
+    study = json.load(open(a.study))
+    rows = study["rows"]
+    res = compare(rows, a.baseline, a.bootstrap, a.seed)
+    print(f"{len(rows)} models; paired bootstrap ({a.bootstrap} resamples, seed {a.seed}) against {a.baseline}")
+    print("| predictor | Δ Spearman | interval | P(Δ ≤ 0) | Δ Pearson | interval | P(Δ ≤ 0) |")
+    print("| :-- | --: | :-- | --: | --: | :-- | --: |")
+    for r in res:
+        print(f"| {r['predictor']} | {r['spearman_diff']:+.3f} | [{r['spearman_diff_ci'][0]:+.3f}, {r['spearman_diff_ci'][1]:+.3f}] "
+              f"| {r['spearman_frac_not_better']:.3f} | {r['pearson_diff']:+.3f} | [{r['pearson_diff_ci'][0]:+.3f}, "
+              f"{r['pearson_diff_ci'][1]:+.3f}] | {r['pearson_frac_not_better']:.3f} |")
+    if a.output:
+        tmp = a.output + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"command": "/usr/bin/python3 tools/reference/compare_predictors.py " + " ".join(sys.argv[1:]),
+                       "study": os.path.relpath(os.path.abspath(a.study), ROOT), "bootstrap": a.bootstrap,
+                       "seed": a.seed, "comparisons": res}, f, indent=1)
+        os.replace(tmp, a.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
