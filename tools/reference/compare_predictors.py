@@ -22,10 +22,19 @@ import scipy.stats as ss
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
-def corr(x, y):
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return np.nan, np.nan
-    return ss.spearmanr(x, y)[0], ss.pearsonr(x, y)[0]
+def pearson_rows(x, y):
+    """Pearson r of each row of x with the same row of y (NaN where a row is constant)."""
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    den = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (x * y).sum(axis=1) / den, np.nan)
+
+
+def corr_rows(x, y):
+    """(Spearman ρ, Pearson r) per row: ρ is Pearson's r of the average ranks (scipy.stats.spearmanr)."""
+    rx, ry = ss.rankdata(x, axis=1), ss.rankdata(y, axis=1)
+    return pearson_rows(rx, ry), pearson_rows(x, y)
 
 
 def compare(rows, baseline, n_boot, seed):
@@ -33,25 +42,24 @@ def compare(rows, baseline, n_boot, seed):
     names = sorted(rows[0]["predictors"])
     X = {p: np.array([r["predictors"][p] for r in rows], dtype=float) for p in names}
     rng = np.random.default_rng(seed)
-    idx = [rng.integers(0, len(rows), len(rows)) for _ in range(n_boot)]
-    base = [corr(X[baseline][i], acc[i]) for i in idx]
+    idx = np.array([rng.integers(0, len(rows), len(rows)) for _ in range(n_boot)])
+    A = acc[idx]
+    b_s, b_p = corr_rows(X[baseline][idx], A)
+    bs, bp = (v[0] for v in corr_rows(X[baseline][None], acc[None]))
     out = []
     for p in names:
         if p == baseline:
             continue
-        rs, rp = corr(X[p], acc)
-        bs, bp = corr(X[baseline], acc)
-        ds, dp = [], []
-        for i, (b_s, b_p) in zip(idx, base):
-            s, q = corr(X[p][i], acc[i])
-            if np.isfinite(s) and np.isfinite(b_s):
-                ds.append(s - b_s)
-                dp.append(q - b_p)
-        ds, dp = np.array(ds), np.array(dp)
-        out.append({"predictor": p, "baseline": baseline, "n": len(rows), "valid_resamples": int(len(ds)),
-                    "spearman_diff": rs - bs, "spearman_diff_ci": [float(np.percentile(ds, 2.5)), float(np.percentile(ds, 97.5))],
+        rs, rp = (v[0] for v in corr_rows(X[p][None], acc[None]))
+        s_, p_ = corr_rows(X[p][idx], A)
+        ok = np.isfinite(s_) & np.isfinite(b_s)
+        ds, dp = (s_ - b_s)[ok], (p_ - b_p)[ok]
+        out.append({"predictor": p, "baseline": baseline, "n": len(rows), "valid_resamples": int(ok.sum()),
+                    "spearman_diff": float(rs - bs),
+                    "spearman_diff_ci": [float(np.percentile(ds, 2.5)), float(np.percentile(ds, 97.5))],
                     "spearman_frac_not_better": float(np.mean(ds <= 0)),
-                    "pearson_diff": rp - bp, "pearson_diff_ci": [float(np.percentile(dp, 2.5)), float(np.percentile(dp, 97.5))],
+                    "pearson_diff": float(rp - bp),
+                    "pearson_diff_ci": [float(np.percentile(dp, 2.5)), float(np.percentile(dp, 97.5))],
                     "pearson_frac_not_better": float(np.mean(dp <= 0))})
     return out
 
