@@ -74,14 +74,16 @@ for f, table in marks:
 PYEOF
   for f in "$fd"/compare_predictors*.json; do
     [ -f "$f" ] || continue
-    s=$(basename "$f" .json); s=${s#compare_predictors}; s=study$s.json
-    $PY "$root/tools/reference/compare_predictors.py" "$tmp/$s" -o "$tmp/cmp.json" >/dev/null
+    s=$($PY -c "import json, os, sys; print(os.path.basename(json.load(open(sys.argv[1]))['study']))" "$f")
+    ctx=$($PY -c "import json, sys; print('--context-from' if json.load(open(sys.argv[1])).get('context_from') else '')" "$f")
+    $PY "$root/tools/reference/compare_predictors.py" "$tmp/$s" -o "$tmp/cmp.json" ${ctx:+$ctx "$tmp/res"} >/dev/null
     $PY - "$tmp/cmp.json" "$f" <<'PYEOF'
 import json, sys
 a, b = (json.load(open(p))["comparisons"] for p in sys.argv[1:3])
 assert [x["predictor"] for x in a] == [x["predictor"] for x in b]
 for x, y in zip(a, b):
-    for k in ("spearman_diff", "spearman_diff_ci", "spearman_frac_not_better", "pearson_diff", "pearson_diff_ci"):
+    for k in ("spearman", "pearson", "spearman_diff", "spearman_diff_ci", "spearman_frac_not_better", "pearson_diff",
+              "pearson_diff_ci"):
         u, v = (z[k] if isinstance(z[k], list) else [z[k]] for z in (x, y))
         assert all(abs(p - q) < 1e-9 for p, q in zip(u, v)), (y["predictor"], k, u, v)
 print(f"ok: {sys.argv[2].split('/')[-1]} regenerates")
