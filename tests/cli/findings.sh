@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# docs/findings.md §2 and §3 regenerate from what we ship, with ess alone:
+# docs/findings.md §1, §2 and §3 and the diagnose calibration regenerate from what we ship, with ess alone:
+#  - predictors of accuracy (data/findings/study*.json): `ess study` over the zoo's manifest (all
+#    models, and per difficulty with --where) gives the stored rows and correlations; every table in
+#    docs/findings.md marked <!-- from data/findings/F.json --> quotes F's correlations (3 decimals);
+#    the paired-bootstrap differences (compare_predictors.py) recompute to the stored ones;
+#  - calibration (data/findings/calibration.json): `ess diagnose` on those results gives the stored
+#    verdicts, hence the confusion tables (calibrate.py --results on the regenerated files);
 #  - distillation (data/findings/distill.json): for every teacher, `ess analyze` on its zoo checkpoint
 #    with the stored MQAR spec gives the stored accuracy and per-layer tolerance-/entropy-ESS, and
 #    `ess compress --state ...` the stored tails at every student state; the rank correlations and
@@ -14,10 +20,87 @@ ESS=$(realpath "$1")
 PY=/usr/bin/python3
 root=$(cd "$(dirname "$0")/../.." && pwd)
 fd=$root/data/findings
-[ -f "$fd/distill.json" ] || [ -f "$fd/modulation.json" ] || { echo "SKIP: no findings files"; exit 77; }
+[ -f "$fd/study.json" ] || [ -f "$fd/distill.json" ] || [ -f "$fd/modulation.json" ] || { echo "SKIP: no findings files"; exit 77; }
 $PY -c "import scipy, h5py, numpy" 2>/dev/null || { echo "SKIP: scipy / h5py / numpy missing"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+
+if [ -f "$fd/study.json" ]; then
+  man=$root/data/zoo/manifest.json
+  "$ESS" study --manifest "$man" --n 8 --results-dir "$tmp/res" -o "$tmp/study.json" --quiet >/dev/null
+  for d in d1 d3; do
+    [ -f "$fd/study_$d.json" ] || continue
+    "$ESS" study --manifest "$man" --n 8 --where difficulty=$d --results-dir "$tmp/res" --reuse \
+      -o "$tmp/study_$d.json" --quiet >/dev/null
+  done
+  $PY - "$root" "$tmp" <<'PYEOF'
+import json, os, re, sys
+import numpy as np
+root, tmp = sys.argv[1:3]
+fd = os.path.join(root, "data", "findings")
+for f in sorted(os.listdir(fd)):
+    if not re.fullmatch(r"study(_d\d)?\.json", f) or not os.path.exists(os.path.join(tmp, f)):
+        continue
+    a, b = json.load(open(os.path.join(tmp, f))), json.load(open(os.path.join(fd, f)))
+    assert [r["name"] for r in a["rows"]] == [r["name"] for r in b["rows"]], f
+    for ra, rb in zip(a["rows"], b["rows"]):
+        assert ra["accuracy"] == rb["accuracy"], (f, ra["name"], ra["accuracy"], rb["accuracy"])
+        for k, v in rb["predictors"].items():
+            assert abs(ra["predictors"][k] - v) <= 1e-9 * max(1, abs(v)), (f, ra["name"], k)
+    ca = {c["predictor"]: c for c in a["correlations"]}
+    for c in b["correlations"]:
+        for k in ("spearman", "pearson", "spearman_ci", "pearson_ci"):
+            assert np.allclose(ca[c["predictor"]][k], c[k], rtol=0, atol=1e-9), (f, c["predictor"], k)
+    print(f"ok: {f} regenerates ({len(b['rows'])} models)")
+# the tables of docs/findings.md quote the stored correlations
+doc = open(os.path.join(root, "docs", "findings.md")).read()
+marks = re.findall(r"<!-- from data/findings/(study[_a-z0-9]*\.json) -->\n((?:\|.*\n)+)", doc)
+assert marks, "docs/findings.md: no table marked <!-- from data/findings/study*.json -->"
+num = r"([-−0-9.]+)"
+for f, table in marks:
+    corr = {c["predictor"]: c for c in json.load(open(os.path.join(fd, f)))["correlations"]}
+    n = 0
+    for line in table.splitlines():
+        m = re.match(rf"\| `([a-z_/]+)` \| {num} \| \[{num}, {num}\] \| {num} \| \[{num}, {num}\] \|", line)
+        if not m:
+            continue
+        c = corr[m.group(1)]
+        want = [c["spearman"], *c["spearman_ci"], c["pearson"], *c["pearson_ci"]]
+        got = [float(x.replace("−", "-")) for x in m.groups()[1:]]
+        assert all(abs(g - w) <= 5e-4 + 1e-12 for g, w in zip(got, want)), (f, m.group(1), got, want)
+        n += 1
+    assert n >= 3, (f, "too few predictor rows parsed")
+    print(f"ok: docs/findings.md quotes {f} ({n} predictors)")
+PYEOF
+  for f in "$fd"/compare_predictors*.json; do
+    [ -f "$f" ] || continue
+    s=$($PY -c "import json, os, sys; print(os.path.basename(json.load(open(sys.argv[1]))['study']))" "$f")
+    ctx=$($PY -c "import json, sys; print('--context-from' if json.load(open(sys.argv[1])).get('context_from') else '')" "$f")
+    $PY "$root/tools/reference/compare_predictors.py" "$tmp/$s" -o "$tmp/cmp.json" ${ctx:+$ctx "$tmp/res"} >/dev/null
+    $PY - "$tmp/cmp.json" "$f" <<'PYEOF'
+import json, sys
+a, b = (json.load(open(p))["comparisons"] for p in sys.argv[1:3])
+assert [x["predictor"] for x in a] == [x["predictor"] for x in b]
+for x, y in zip(a, b):
+    for k in ("spearman", "pearson", "spearman_diff", "spearman_diff_ci", "spearman_frac_not_better", "pearson_diff",
+              "pearson_diff_ci"):
+        u, v = (z[k] if isinstance(z[k], list) else [z[k]] for z in (x, y))
+        assert all(abs(p - q) < 1e-9 for p, q in zip(u, v)), (y["predictor"], k, u, v)
+print(f"ok: {sys.argv[2].split('/')[-1]} regenerates")
+PYEOF
+  done
+  if [ -f "$fd/calibration.json" ]; then
+    $PY "$root/tools/reference/calibrate.py" --ess "$ESS" --results "$tmp/res" -o "$tmp/cal.json" >/dev/null
+    $PY - "$tmp/cal.json" "$fd/calibration.json" <<'PYEOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for k in ("confusion_calibration", "confusion_heldout", "confusion_unseen"):
+    assert a[k] == b[k], k
+assert [(m["name"], m["verdicts"], m["label"]) for m in a["models"]] == [(m["name"], m["verdicts"], m["label"]) for m in b["models"]]
+print(f"ok: calibration.json: verdicts and confusion tables of {len(b['models'])} models regenerate")
+PYEOF
+  fi
+fi
 
 if [ -f "$fd/distill.json" ]; then
   $PY - "$ESS" "$root" "$tmp" <<'PYEOF'
@@ -134,4 +217,4 @@ for name, m in mod["models"].items():
     print(f"ok: text LM {name}: ESS after EOS and in the control rows regenerate")
 PYEOF
 fi
-echo "findings: distillation and state modulation regenerate from the shipped checkpoints"
+echo "findings: predictors, calibration, distillation and state modulation regenerate from the shipped checkpoints"

@@ -2,7 +2,7 @@
 # The shipped MQAR zoo (data/zoo) regenerates from its checkpoints with ess alone:
 #  - manifest sanity: every model directory exists, its files hash to the recorded sha256, and the
 #    recorded accuracies through ess and PyTorch agree (up to near-ties);
-#  - for one model per family, `ess analyze --mqar <the manifest's spec>` gives exactly the
+#  - for one model per family and one per difficulty, `ess analyze --mqar <the manifest's spec>` gives exactly the
 #    manifest's accuracy (C++ forward on the batch ess draws);
 #  - `ess mqar` writes that batch, and the independent float64 PyTorch forward
 #    (tools/reference/reference_forward.py) + `ess compute` gives the same ESS as `ess analyze`
@@ -28,7 +28,16 @@ assert len(models) >= 14, len(models)
 fams = {m["family"] for m in models}
 assert {"sa", "gla", "la", "mamba", "mamba2"} <= fams, fams
 kvs = {m["kv"] for m in models}
-assert min(kvs) <= 4 and max(kvs) >= 16, kvs
+assert min(kvs) <= 4 and max(kvs) >= 64, kvs
+# two seeds for every featurizer at d1 (issue 13); d3 entries start from their d1 model (docs/zoo.md)
+for f in ("sa", "gla", "la", "mamba", "mamba2"):
+    assert {m["seed"] for m in models if m["family"] == f and m["difficulty"] == "d1"} >= {0, 1}, f
+byname = {m["name"]: m for m in models}
+for m in models:
+    if m["difficulty"] == "d3":
+        src = byname.get(m.get("init_from"))
+        assert src and (src["family"], src["state"], src["seed"], src["difficulty"]) == \
+            (m["family"], m["state"], m["seed"], "d1"), (m["name"], m.get("init_from"))
 for m in models:
     d = os.path.join(zoo, m["dir"])
     h = hashlib.sha256()
@@ -44,6 +53,9 @@ assert min(accs) < 0.5 and max(accs) > 0.95, "the zoo should hold models that fa
 pick = {}
 for m in sorted(models, key=lambda m: (m["len"], m["name"])):
     pick.setdefault(m["family"], m)
+for m in sorted(models, key=lambda m: m["name"]):  # and one model per difficulty
+    if m["name"] not in {p["name"] for p in pick.values()}:
+        pick.setdefault(m["difficulty"], m)
 with open(sys.argv[2], "w") as f:
     for m in pick.values():
         f.write(f"{m['name']} {os.path.join(zoo, m['dir'])} {m['mqar']['spec']} {m['mqar']['accuracy_ess']!r}\n")

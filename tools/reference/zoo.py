@@ -44,7 +44,7 @@ DEFAULT_OUT = os.path.join(ROOT, "data", "zoo")
 
 # Difficulties (kv pairs, sequence length) and their step budgets.
 DIFFICULTIES = {"d1": (4, 64), "d2": (16, 128), "d3": (64, 256)}
-MAX_STEPS = {"d1": 1500, "d2": 1500, "d3": 1500}
+MAX_STEPS = {"d1": 1500, "d2": 1500, "d3": 600}  # d3 warm-starts from d1 (zoo_entries)
 LR = {"sa": 3e-3, "gla": 3e-3, "gla0": 3e-3, "la": 3e-3, "mamba": 3e-3, "mamba2": 3e-3}
 
 
@@ -58,7 +58,7 @@ def entry(family, state, diff, seed, **extra):
 
 
 def zoo_entries():
-    """The zoo in training priority order (44 models): every family and state at d1 with seed 0;
+    """The zoo in training priority order (47 models): every family and state at d1 with seed 0;
     the GLA teachers (state 64) and softmax attention at d2 and d3; small and large states at d2;
     the second seed at d1 and d2; more d3 models last. Plus a control that cannot bind keys to
     values (gla0: no decay, no token shift). Mamba, whose sequential scan is the slowest to train,
@@ -76,6 +76,10 @@ def zoo_entries():
     out += [E("sa", 16, "d2", 1)] + [E(f, n, "d2", 1) for f, n in (("gla", 4), ("gla", 16), ("gla", 64), ("la", 4),
                                                                   ("la", 64), ("mamba2", 4), ("mamba2", 64))]
     out += [E("gla", 64, "d3", 1), E("sa", 16, "d3", 1), E("gla", 16, "d3", 0)]
+    out += [E("mamba2", 16, "d3", 0), E("mamba2", 64, "d3", 0), E("gla", 16, "d3", 1)]
+    for e in out:  # d3 (kv = 64, len = 256) is a curriculum step: it starts from the d1 model (docs/zoo.md)
+        if e["difficulty"] == "d3":
+            e["init_from"] = f"{e['family']}-n{e['state']}-d1-s{e['seed']}"
     return out
 
 
@@ -114,6 +118,17 @@ def train(e, outdir, log=print):
     note = (f"ess zoo {e['name']}: trained by tools/reference/zoo.py on MQAR kv={e['kv']}, len={e['len']}, "
             f"seed={e['seed']}")
     cfg, tensors, frozen = zm.build(e["family"], e["vocab"], e["d_model"], e["state"], e["seed"], e["layers"], note=note)
+    if e.get("init_from"):
+        # warm start: every tensor from the trained sibling at an easier difficulty (same family,
+        # state and seed, so the same shapes); only the MQAR difficulty changes
+        src = os.path.join(outdir, e["init_from"])
+        if not os.path.exists(os.path.join(src, "train.json")):
+            raise RuntimeError(f"{e['name']}: starts from {e['init_from']}, which is not trained yet ({src})")
+        _, W0 = load_checkpoint(src)
+        if sorted(W0) != sorted(tensors) or any(W0[n].shape != np.shape(tensors[n]) for n in tensors):
+            raise RuntimeError(f"{e['name']}: {src} does not have this model's tensors")
+        tensors = {n: W0[n] for n in tensors}
+        log(f"{e['name']}: starting from {e['init_from']}")
     model = zm.HFModel(cfg, tensors, frozen)
     decay = [p for n, p in model.p.items() if p.requires_grad and p.dim() >= 2]
     other = [p for n, p in model.p.items() if p.requires_grad and p.dim() < 2]
