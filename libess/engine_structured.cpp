@@ -267,7 +267,7 @@ void channel_spectra(const Realization& r, const std::vector<int>& indices, Spec
 }
 
 // Largest state the pack path takes (its per-pack working set grows as kLanes·N²·√I).
-constexpr int kMaxPackState = 32;
+constexpr int kMaxPackState = 256;
 
 // Pack path: channels 0..count−1 (count ≤ kLanes) with diagonal transitions, one per lane.
 void pack_spectra(const Realization* const* rs, int count, const std::vector<int>& indices,
@@ -279,7 +279,7 @@ void pack_spectra(const Realization* const* rs, int count, const std::vector<int
   const std::vector<size_t> seg = segment_starts(I);
   const size_t S = seg.size() - 1, seg_max = seg[1] - seg[0];
 
-  thread_local LaneBuffer buf_W, buf_F, buf_row, buf_a, buf_ckpt, buf_store, buf_P, buf_work, buf_sigma;
+  thread_local LaneBuffer buf_W, buf_F, buf_row, buf_a, buf_ckpt, buf_store, buf_P, buf_work, buf_sigma, buf_one;
   double* Wc = buf_W.get(LM);
   double* F = buf_F.get(LM);
   double* row = buf_row.get(static_cast<size_t>(N) * kLanes);
@@ -292,7 +292,7 @@ void pack_spectra(const Realization* const* rs, int count, const std::vector<int
 
   // A_t's diagonal, B_t or C_t of every lane, interleaved (idle lanes hold zeros: B = C = 0 keeps
   // their factors and blocks exactly zero).
-  double buf[kMaxPackState];
+  double* buf = buf_one.get(static_cast<size_t>(N));
   auto fetch = [&](int t, int what, double* out) {  // what: 0 = diag(A_t), 1 = B_t, 2 = C_t
     for (int l = 0; l < kLanes; ++l) {
       if (l >= count) {
