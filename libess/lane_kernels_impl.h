@@ -105,17 +105,44 @@ void scale_columns(int n, double* U_, const double* a_) {
   }
 }
 
-// P = (W diag(a)) Fᵀ: P(r, c) = Σ_{k ≥ max(r, c)} W(r, k) a(k) F(c, k).
+// P = (W diag(a)) Fᵀ: P(r, c) = Σ_{k ≥ max(r, c)} W(r, k) a(k) F(c, k), summed in ascending k.
+// Four columns of P at a time stay in registers/L1 while the columns of W stream past once.
 void upper_product(int n, const double* W_, const double* a_, const double* F_, double* P_) {
   for (int h = 0; h < kLanes; h += W) {
     const Arr Wp{const_cast<double*>(W_) + h}, a{const_cast<double*>(a_) + h}, F{const_cast<double*>(F_) + h};
     const Arr P{P_ + h};
     for (int i = 0; i < n * n; ++i) P[i] = splat(0.0);
-    for (int k = 0; k < n; ++k) {
-      const Arr wk = Wp + static_cast<size_t>(k) * (k + 1) / 2;  // column k of packed W, rows 0..k
-      for (int c = 0; c <= k; ++c) {
-        const V f = a[k] * F[c + k * n];
-        const Arr pc = P + static_cast<size_t>(c) * n;
+    int c0 = 0;
+    for (; c0 + 4 <= n; c0 += 4) {
+      const Arr p0 = P + static_cast<size_t>(c0) * n, p1 = p0 + n, p2 = p1 + n, p3 = p2 + n;
+      // k = c0 .. c0+2: the columns c ≤ k only (F is upper-triangular; same sums as below).
+      for (int k = c0; k < c0 + 3; ++k) {
+        const Arr wk = Wp + static_cast<size_t>(k) * (k + 1) / 2;
+        for (int c = c0; c <= k; ++c) {
+          const V f = a[k] * F[c + k * n];
+          const Arr pc = P + static_cast<size_t>(c) * n;
+          for (int r = 0; r <= k; ++r) pc[r] += wk[r] * f;
+        }
+      }
+      for (int k = c0 + 3; k < n; ++k) {
+        const Arr wk = Wp + static_cast<size_t>(k) * (k + 1) / 2;
+        const V ak = a[k];
+        const V f0 = ak * F[c0 + k * n], f1 = ak * F[c0 + 1 + k * n], f2 = ak * F[c0 + 2 + k * n],
+                f3 = ak * F[c0 + 3 + k * n];
+        for (int r = 0; r <= k; ++r) {
+          const V w = wk[r];
+          p0[r] += w * f0;
+          p1[r] += w * f1;
+          p2[r] += w * f2;
+          p3[r] += w * f3;
+        }
+      }
+    }
+    for (; c0 < n; ++c0) {
+      const Arr pc = P + static_cast<size_t>(c0) * n;
+      for (int k = c0; k < n; ++k) {
+        const Arr wk = Wp + static_cast<size_t>(k) * (k + 1) / 2;
+        const V f = a[k] * F[c0 + k * n];
         for (int r = 0; r <= k; ++r) pc[r] += wk[r] * f;
       }
     }

@@ -351,12 +351,13 @@ TEST_CASE("structured engine: every family with a realization matches dense SVD,
   }
 }
 
-TEST_CASE("structured engine: large states (block path) match dense SVD") {
+TEST_CASE("structured engine: large states (packs of up to 256) match dense SVD") {
+  // Nine heads: one full pack of eight channels in lanes and a pack with one busy lane.
   std::mt19937 rng(102);
   const int L = 90;
-  for (int N : {33, 48}) {
+  for (int N : {33, 64}) {
     CAPTURE(N);
-    Mamba2Operator op(uniform(rng, {1, 2, L}, 0.01, 0.3), uniform(rng, {2}, -1, -0.1), randn(rng, {1, 1, L, N}),
+    Mamba2Operator op(uniform(rng, {1, 9, L}, 0.01, 0.3), uniform(rng, {9}, -1, -0.1), randn(rng, {1, 1, L, N}),
                       randn(rng, {1, 1, L, N}), "t");
     check_layer_against_dense(op, all_indices(L), 1e-10);
   }
@@ -468,6 +469,51 @@ TEST_CASE("structured engine: a channel's values do not depend on its batch, lan
   const std::vector<int> chunk(idx.begin() + 10, idx.begin() + 23);
   const auto part = run_channels({all[3]}, chunk);
   for (size_t p = 0; p < chunk.size(); ++p) CHECK(same_bits(part[0].sigma[p], together[3].sigma[p + 10]));
+}
+
+TEST_CASE("lane kernels: triangular product (W diag(a)) Fᵀ matches Eigen, same bits on every instruction set") {
+  // Sizes around the four-column blocking of upper_product (remainder 0..3 columns).
+  using namespace ess::lanes;
+  std::mt19937 rng(106);
+  for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 33}) {
+    CAPTURE(n);
+    const size_t nn = static_cast<size_t>(n) * n;
+    std::vector<Matrix> Ws, Fs, As;
+    LaneBuffer bw, bf, ba, bp;
+    double* Wl = bw.get(packed_size(n) * kLanes);
+    double* Fl = bf.get(nn * kLanes);
+    double* al = ba.get(static_cast<size_t>(n) * kLanes);
+    for (int l = 0; l < kLanes; ++l) {
+      Matrix W = ess::test::random_matrix(rng, n, n).triangularView<Eigen::Upper>();
+      Matrix F = ess::test::random_matrix(rng, n, n).triangularView<Eigen::Upper>();
+      Matrix a = ess::test::random_matrix(rng, n, 1);
+      if (l == 3) W *= 1e-150;  // scales far apart do not meet in one lane
+      for (int c = 0; c < n; ++c) {
+        for (int r = 0; r <= c; ++r) Wl[packed_index(r, c) * kLanes + l] = W(r, c);
+        al[static_cast<size_t>(c) * kLanes + l] = a(c, 0);
+      }
+      for (size_t k = 0; k < nn; ++k) Fl[k * kLanes + l] = F.data()[k];
+      Ws.push_back(W);
+      Fs.push_back(F);
+      As.push_back(a);
+    }
+    std::vector<std::vector<double>> results;
+    for (const char* isa : {"sse2", "avx2", "avx512"}) {
+      const Kernels* kern = kernels_for(isa);
+      if (!kern) continue;
+      CAPTURE(isa);
+      double* P = bp.get(nn * kLanes);
+      kern->upper_product(n, Wl, al, Fl, P);
+      results.emplace_back(P, P + nn * kLanes);
+      for (int l = 0; l < kLanes; ++l) {
+        const Matrix ref = Ws[l] * As[l].col(0).asDiagonal() * Fs[l].transpose();
+        Matrix got(n, n);
+        for (size_t k = 0; k < nn; ++k) got.data()[k] = P[k * kLanes + l];
+        CHECK((got - ref).norm() <= 1e-14 * (ref.norm() + Ws[l].norm() * Fs[l].norm() * As[l].norm()));
+      }
+    }
+    for (const auto& r : results) CHECK(std::memcmp(r.data(), results[0].data(), sizeof(double) * r.size()) == 0);
+  }
 }
 
 TEST_CASE("lane kernels: every instruction set gives the same bits, and matches LAPACK") {
