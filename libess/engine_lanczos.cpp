@@ -15,6 +15,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <random>
 
 #include "libess/engine.h"
@@ -101,65 +104,127 @@ double dense_svd_ns(double m, double n) {
 }
 
 using BlockMap = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
+using MatMap = Eigen::Map<Matrix>;
+
+// Grow-only storage for a matrix the solver reuses from block to block: every fresh page costs a
+// page fault (on a VM a noticeable part of a block's time), so buffers are kept. Uninitialized;
+// only the columns used are ever touched.
+class Store {
+ public:
+  MatMap map(Index rows, Index cols) {
+    const size_t need = static_cast<size_t>(std::max<Index>(rows, 0)) * static_cast<size_t>(std::max<Index>(cols, 0));
+    if (need > cap_) {
+      data_.reset();
+      data_.reset(static_cast<double*>(std::malloc(need * sizeof(double))));
+      if (!data_) throw std::bad_alloc();
+      cap_ = need;
+    }
+    return MatMap(data_.get(), rows, cols);
+  }
+
+ private:
+  struct Free {
+    void operator()(double* p) const { std::free(p); }
+  };
+  std::unique_ptr<double, Free> data_;
+  size_t cap_ = 0;
+};
+
+// The Krylov solver's buffers, kept for a channel's blocks.
+struct KrylovWork {
+  Store Q, Bt, HBt, Y, Yw, R1, R2, start;
+  Matrix C, G;
+  std::vector<double> tau;
+};
+
+// Orthonormal columns in place (LAPACK's blocked Householder QR, then its Q).
+void orthonormalize(MatMap& Y, std::vector<double>& tau) {
+  const lapack_int m = static_cast<lapack_int>(Y.rows()), w = static_cast<lapack_int>(Y.cols());
+  if (w == 0) return;
+  tau.resize(static_cast<size_t>(w));
+  LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, w, Y.data(), m, tau.data());
+  LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, w, w, Y.data(), m, tau.data());
+}
 
 struct KrylovOutcome {
   bool certified = false;  // false: the budget or the subspace limit ran out first
   int count = 0;           // values reported (σ̃_1 … σ̃_count in `sigma`)
   int above = 0;           // of which above the threshold
   double error = 0;        // max over the reported values of ‖r_l‖/√2
+  int steps = 0;           // products with H and Hᵀ made (each with one block of vectors)
+  int columns = 0;         // the basis' final width
 };
 
 // Randomized block Krylov SVD (Musco & Musco, NeurIPS 2015) of an m × n block H in memory, with
 // Rayleigh–Ritz and residuals from products already made. Q is an orthonormal basis (m × s) of
-// [HΩ, (HHᵀ)HΩ, (HHᵀ)²HΩ, …] built b columns per step, Bt = HᵀQ (n × s), and HBt = H·Bt (m × s),
-// whose newest b columns are the next Krylov block: two GEMMs with H per step. The Ritz values σ̃_l
-// (singular values of QᵀH; eigenvalues of BtᵀBt = X Σ̃² Xᵀ) are lower bounds on σ_l(H)
-// (interlacing). With u = Q x_l and v = Bt x_l / σ̃_l: Hᵀu = σ̃_l v exactly and
+// [Y₀, (HHᵀ)Y₀, (HHᵀ)²Y₀, …] built a block per step, Bt = HᵀQ (n × s), and HBt = H·Bt (m × s):
+// two GEMMs with H per step. Y₀ is HΩ for a Gaussian Ω (cold start) or, warm, the left singular
+// vectors of a neighbouring block on the rows it shares with this one, plus Gaussian columns. The
+// Ritz values σ̃_l (singular values of QᵀH; eigenvalues of BtᵀBt = X Σ̃² Xᵀ) are lower bounds on
+// σ_l(H) (interlacing) whatever Q is. With u = Q x_l and v = Bt x_l / σ̃_l: Hᵀu = σ̃_l v exactly and
 // r_l = H v − σ̃_l u = HBt x_l / σ̃_l − σ̃_l Q x_l, so [[0, H], [Hᵀ, 0]] has an eigenvalue — a singular
 // value of H — within ‖r_l‖/√2 of σ̃_l. Certified, as the Spectra path: the first σ̃ below the
 // threshold plus its error is below the threshold. Reported: that value and the ones before it,
-// then further values while their error stays within the largest error so far. Gives up
-// (certified = false) when the next step would pass s_max columns or budget_ns.
-KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, int expect, const LanczosOptions& o,
-                         unsigned seed, std::vector<double>& sigma) {
+// then further values while their error stays within the largest error so far. The next block
+// is (HHᵀ) times the newest one while the space holds no Ritz value below the threshold, then
+// HHᵀ u_l = HBt x_l (already formed for the residuals) for the b Ritz vectors nearest the
+// threshold: the space grows where the certificate needs it, and stays a block Krylov space of Y₀.
+// Gives up (certified = false) when the next step would pass s_max columns or budget_ns.
+// `left` receives the left Ritz vectors u_l of the reported values and a few more (warm starts).
+KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, int expect, const MatMap& start,
+                         int extra, const LanczosOptions& o, unsigned seed, KrylovWork& kw, std::vector<double>& sigma,
+                         Matrix& left) {
   const Index m = H.rows(), n = H.cols();
   KrylovOutcome out;
   s_max = static_cast<int>(std::min<Index>({static_cast<Index>(s_max), m, n}));
   b = std::min(b, s_max);
   if (b < 1) return out;
-  Matrix Q(m, s_max), Bt(n, s_max), HBt(m, s_max), Y(m, b), C, G, R1, R2;
-  {
-    std::mt19937 rng(seed);
-    std::normal_distribution<double> normal(0.0, 1.0);
+  MatMap Q = kw.Q.map(m, s_max), Bt = kw.Bt.map(n, s_max), HBt = kw.HBt.map(m, s_max), Y = kw.Y.map(m, s_max),
+         R1 = kw.R1.map(0, 0), R2 = kw.R2.map(0, 0);
+  Matrix &C = kw.C, &G = kw.G;
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  double spent = 0;
+  const bool warm = start.cols() > 0 && start.rows() == m;
+  if (warm) {
+    const int k0 = static_cast<int>(std::min<Index>(start.cols(), s_max));
+    const int g = std::max(0, std::min(extra, s_max - k0));
+    new (&Y) MatMap(Y.data(), m, k0 + g);
+    Y.leftCols(k0) = start.leftCols(k0);
+    for (Index c = k0; c < k0 + g; ++c)
+      for (Index r = 0; r < m; ++r) Y(r, c) = normal(rng);
+  } else {
     Matrix omega(n, b);
     for (Index c = 0; c < b; ++c)
       for (Index r = 0; r < n; ++r) omega(r, c) = normal(rng);
+    new (&Y) MatMap(Y.data(), m, b);
     blas_gemm(false, false, 1.0, H, omega, 0.0, Y);
+    spent += gemm_ns(m, n, b);
   }
-  double spent = gemm_ns(m, n, b);
   std::vector<double> lambda;
   int s = 0;
   for (;;) {
-    const int w = std::min(b, s_max - s);
+    const int w = static_cast<int>(std::min<Index>(Y.cols(), s_max - s));
     // The new block, orthogonal to Q and orthonormal (twice is enough; a block already in Q's span
     // becomes rounding noise, and its orthonormalized columns are as good as any).
-    Matrix Yw = Y.leftCols(w);
+    MatMap Yw(Q.col(s).data(), m, w);
+    Yw = Y.leftCols(w);
     for (int round = 0; round < 2; ++round) {
       if (s > 0) {
         C.resize(s, w);
         blas_gemm(true, false, 1.0, Q.leftCols(s), Yw, 0.0, C);
         blas_gemm(false, false, -1.0, Q.leftCols(s), C, 1.0, Yw);
       }
-      Eigen::HouseholderQR<Matrix> qr(Yw);
-      Yw = qr.householderQ() * Matrix::Identity(m, w);
+      orthonormalize(Yw, kw.tau);
     }
-    Q.middleCols(s, w) = Yw;
     blas_gemm(true, false, 1.0, H, Q.middleCols(s, w), 0.0, Bt.middleCols(s, w));
     blas_gemm(false, false, 1.0, H, Bt.middleCols(s, w), 0.0, HBt.middleCols(s, w));
     spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
     s += w;
+    ++out.steps;
+    int above = s, nl = 0, lo = 0;
     // Rayleigh–Ritz once the space can hold the values expected above the threshold.
-    if (4 * s >= 3 * expect || s >= s_max) {
+    if (warm || 4 * s >= 3 * expect || s >= s_max) {
       G.resize(s, s);
       blas_gemm(true, false, 1.0, Bt.leftCols(s), Bt.leftCols(s), 0.0, G);
       lambda.resize(s);
@@ -170,13 +235,15 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
       const double threshold = o.tol_mode == TolMode::absolute
                                    ? o.tol
                                    : tolerance_threshold(TolMode::block, o.tol, sigma.empty() ? 0.0 : sigma[0], 0.0);
-      const int above = count_above(sigma.data(), s, threshold);
+      above = count_above(sigma.data(), s, threshold);
       spent += gemm_ns(n, s, s) + 1.0 * s * s * s;
       if (above < s) {
-        const int nl = std::min(s, above + 16);
+        // Residuals of the values up to the threshold and of the b Ritz vectors nearest it.
+        lo = std::max(0, std::min(above - b / 2, s - b));
+        nl = std::min(s, std::max(above + 16, lo + b));
         const Matrix X = G.rightCols(nl).rowwise().reverse();
-        R1.resize(m, nl);
-        R2.resize(m, nl);
+        new (&R1) MatMap(kw.R1.map(m, nl));
+        new (&R2) MatMap(kw.R2.map(m, nl));
         blas_gemm(false, false, 1.0, HBt.leftCols(s), X, 0.0, R1);
         blas_gemm(false, false, 1.0, Q.leftCols(s), X, 0.0, R2);
         spent += 2 * gemm_ns(m, s, nl);
@@ -193,7 +260,9 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
           out.count = count;
           out.above = above;
           out.error = e;
+          out.columns = s;
           sigma.resize(count);
+          left = R2.leftCols(std::min(nl, count + 8));
           return out;
         }
       }
@@ -201,8 +270,13 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     if (s >= s_max) return out;
     const int next = std::min(b, s_max - s);
     if (spent + 2 * gemm_ns(m, n, next) + 4 * gemm_ns(m, s, next) > budget_ns) return out;
-    Y.leftCols(w) = HBt.middleCols(s - w, w);
-    if (next < w) Y.conservativeResize(Eigen::NoChange, next);
+    if (nl > 0 && o.krylov_targeted) {
+      new (&Y) MatMap(Y.data(), m, std::min(next, nl - lo));
+      Y = R1.middleCols(lo, Y.cols());
+    } else {
+      new (&Y) MatMap(Y.data(), m, std::min(w, next));
+      Y = HBt.middleCols(s - w, Y.cols());
+    }
   }
 }
 
@@ -215,7 +289,11 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
   int expect = hint;  // values expected above the threshold, plus one (the previous block's)
   std::vector<double> sigma, work;
   std::vector<int> iwork;
-  Matrix H;
+  Matrix H, left;
+  KrylovWork kw;
+  // The previous block's left Ritz vectors (rows from global row warm_row0 on), or none.
+  Matrix warm;
+  Index warm_row0 = 0;
   auto threshold_of = [&](const double* s, int count) {
     return o.tol_mode == TolMode::absolute ? o.tol : o.tol * (count > 0 ? s[0] : 0.0);
   };
@@ -225,16 +303,20 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
     expect = above + 1;
     return std::max(o.initial_k, above + above / 2 + 8);
   };
-  products.prepare(indices);
-  // The family's table of the blocks' supports when it fits next to one block copy (dense SVD).
+  // The family's table of the blocks' supports when it fits next to one block copy (dense SVD),
+  // then the per-block quantities (a family may have made both in one pass: attention's sweep).
   double largest = 0;
   for (int i : indices) {
     const BlockSupport sup = products.support(i);
     largest = std::max(largest, 8.0 * std::max(sup.rows, 0) * std::max(sup.cols, 0));
   }
   products.cache(indices, o.max_block_bytes - largest);
+  products.prepare(indices);
   for (size_t pos = 0; pos < indices.size(); ++pos) {
     const int i = indices[pos];
+    // A large written-out block is not kept past its own (the solver's later blocks, or a smaller
+    // block, need that memory more): peak memory holds one block copy, not the largest one seen.
+    if (8.0 * static_cast<double>(H.size()) > 6.4e7) H = Matrix();
     // The solver works on H_i's support (a window head's w × w corner): σ(H_i) are its σ.
     BlockSupport sup = products.support(i);
     if (sup.rows <= 0 || sup.cols <= 0) sup = {0, L - i, 0, i};
@@ -265,6 +347,7 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       out.certified = true;
       sink.partial_block(static_cast<int>(pos), out);
       hint = next_hint(sigma.data(), r);
+      warm.resize(0, 0);
     };
     if (cached) {
       // Block Krylov on the block in memory unless the dense SVD is expected to be cheaper: the
@@ -279,10 +362,23 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       if (try_krylov) {
         // At most 512 columns (3 × m × 512 doubles besides the block) unless testing without costs.
         const int s_max = o.compare_cost ? std::min(r / 2, 512) : r;
+        // Warm: the previous block's left vectors on the rows both blocks share (most of them).
+        MatMap start = kw.start.map(0, 0);
+        const Index row0 = static_cast<Index>(i) + sup.row0;
+        if (o.warm_start && warm.cols() > 0) {
+          const Index a = std::max(row0, warm_row0), e = std::min(row0 + m, warm_row0 + warm.rows());
+          if (2 * (e - a) >= m) {
+            new (&start) MatMap(kw.start.map(m, warm.cols()));
+            start.setZero();
+            start.middleRows(a - row0, e - a) = warm.middleRows(a - warm_row0, e - a);
+          }
+        }
         const KrylovOutcome ko =
-            krylov_svd(Hv, b, s_max, o.compare_cost ? dense : std::numeric_limits<double>::infinity(), expect, o,
-                       0x9e3779b9u ^ static_cast<unsigned>(i), sigma);
+            krylov_svd(Hv, b, s_max, o.compare_cost ? dense : std::numeric_limits<double>::infinity(), expect, start,
+                       std::max(8, b / 4), o, 0x9e3779b9u ^ static_cast<unsigned>(i), kw, sigma, left);
         if (ko.certified) {
+          warm.swap(left);
+          warm_row0 = row0;
           out.sigma = sigma.data();
           out.count = ko.count;
           out.frobenius2 = products.frobenius2(i);
@@ -297,6 +393,7 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       continue;
     }
 
+    warm.resize(0, 0);
     // Not in memory: the Spectra solver on the family's products (one pass over its factors each).
     // k at most what a search space of 4 block widths within the i dimensions can hold.
     int k_max = r;

@@ -223,7 +223,8 @@ class SoftmaxBlockProducts final : public BlockProducts {
   }
 
   // Without a window: the rows [i_min, L) × keys [0, i_max) of P, which hold every requested block,
-  // computed once when that is less work than the blocks one by one.
+  // computed once when that is less work than the blocks one by one (entries with key ≥ query are
+  // in no block and left unwritten).
   bool cache(const std::vector<int>& indices, double max_bytes) const override {
     table_.resize(0, 0);
     if (window() > 0 || indices.empty()) return false;
@@ -234,6 +235,11 @@ class SoftmaxBlockProducts final : public BlockProducts {
     if (*lo < 1 || 8.0 * entries > max_bytes || entries > blocks) return false;
     table_row0_ = *lo;
     table_.resize(L_ - *lo, *hi);
+    // Before the first sweep: that sweep writes the table as it goes (and every block's ‖H_i‖_F²).
+    if (!stats_) {
+      sweep(indices, true);
+      return true;
+    }
     for (int t0 = *lo; t0 < L_; t0 += kTile) {
       const int n = std::min(kTile, L_ - t0), i = std::min(*hi, t0 + n), j0 = tile(i, t0, n);
       table_.block(t0 - *lo, 0, n, *hi).setZero();
@@ -283,7 +289,8 @@ class SoftmaxBlockProducts final : public BlockProducts {
 
   // One sweep over every row's allowed keys: m_t and z_t (first call), and ‖H_i‖_F² of the given
   // blocks: Σ_{t ≥ i} Σ_{s < i} P(t, s)², from prefix sums of P(t, ·)² along each row.
-  void sweep(std::vector<int> blocks) const {
+  // With fill_table (no window), rows t ≥ table_row0_ of P are also written into table_.
+  void sweep(std::vector<int> blocks, bool fill_table = false) const {
     std::sort(blocks.begin(), blocks.end());
     blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
     blocks.erase(std::remove_if(blocks.begin(), blocks.end(), [&](int i) { return frobenius2_.count(i) > 0; }),
@@ -324,6 +331,7 @@ class SoftmaxBlockProducts final : public BlockProducts {
           }
           for (int k = 0; k < len; ++k) p(k) = allow[k] ? std::exp(row(k) - row_max_(t)) * inv_sum_(t) : 0.0;
         }
+        if (fill_table) St.col(r).segment(lo, len) = p;  // no window here: lo = 0
         if (blocks.empty()) continue;
         // Blocks i ≤ t take Σ_{s < i} P(t, s)²: prefix sums at the cut points, in ascending i.
         double acc = 0;
@@ -333,6 +341,15 @@ class SoftmaxBlockProducts final : public BlockProducts {
           for (; k < upto; ++k) acc += p(k) * p(k);
           f2[b] += acc;
         }
+      }
+      if (fill_table && t0 + n > table_row0_) {
+        // Rows [max(t0, row0), t0 + n) of the tile, keys s < t (a block's entries have s < i ≤ t;
+        // the rest of the table is never read, so never written: its pages are never touched).
+        const int r0 = std::max(0, table_row0_ - t0), cols = static_cast<int>(table_.cols());
+        const int full = std::min(t0, cols);  // keys before the tile's first query: every row
+        if (full > 0) table_.block(t0 + r0 - table_row0_, 0, n - r0, full) = St.block(0, r0, full, n - r0).transpose();
+        for (int c = full; c < std::min(t0 + n, cols); ++c)
+          for (int r = std::max(r0, c - t0 + 1); r < n; ++r) table_(t0 + r - table_row0_, c) = St(c, r);
       }
     }
     stats_ = true;
