@@ -8,12 +8,7 @@
 # ≈ 2–2.5 ×.
 set -uo pipefail
 ESS=$1
-PY=/usr/bin/python3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-. "$root/tests/cli/peak_rss.bash"
-$PY -c "import numpy" 2>/dev/null || { echo "no numpy: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/peak_rss.bash"
 extra=409600
 
 $PY - "$root" "$tmp" "$extra" <<'PYEOF' || exit 1

@@ -7,12 +7,7 @@
 # may differ by at most 40 MB.
 set -uo pipefail
 ESS=$1
-PY=/usr/bin/python3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-. "$root/tests/cli/peak_rss.bash"
-$PY -c "import numpy" 2>/dev/null || { echo "no numpy: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/peak_rss.bash"
 
 $PY - "$root" "$tmp" <<'PYEOF' || exit 1
 import json, os, sys
