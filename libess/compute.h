@@ -128,8 +128,8 @@ void check_layer_memory(const LayerOperator& op, const EssOptions& options);
 // lanczos: a dense T only when the family has neither products nor a realization, the largest H_i
 // its dense fallback writes out, and the solver's vectors).
 struct LanczosWork {
-  bool needs_T = false;            // no block_products() and no realization: products go through T
-  double max_block_bytes = 7.5e8;  // LanczosOptions::max_block_bytes
+  bool needs_T = false;  // no block_products() and no realization: products go through T
+  double max_block_bytes = LanczosOptions{}.max_block_bytes;
 };
 LanczosWork lanczos_work(const LayerOperator& op, const EssOptions& options);
 std::uint64_t result_bytes(long long batch, long long channels, long long blocks, int keep_sigma);
