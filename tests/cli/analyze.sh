@@ -102,6 +102,22 @@ $PY -c "import h5py,sys; f=h5py.File(sys.argv[1],'a'); del f['model']; f.attrs['
   && grep -q "MQAR accuracy" "$tmp/mqar.out" && $PY -c "import h5py,sys; a=h5py.File(sys.argv[1]).attrs; assert 0 <= a['mqar_accuracy'] <= 1; assert 'mqar kv=4' in a['input']" "$tmp/mqar.h5" \
   && echo "ok: mqar" || { echo "FAIL: mqar"; fail=1; }
 
+
+# Progress in a log (stderr not a terminal, as under Slurm or nohup): one line per layer, in order,
+# naming it with its channel count; nothing with --quiet.
+"$ESS" analyze "$root/data/checkpoints/tiny-llama" --mqar kv=4,len=32,n=2,seed=1 --blocks 4 -o "$tmp/log.h5" \
+  >/dev/null 2>"$tmp/log.err" \
+  && "$ESS" analyze "$root/data/checkpoints/tiny-llama" --mqar kv=4,len=32,n=2,seed=1 --blocks 4 -o "$tmp/quiet.h5" \
+    --quiet >/dev/null 2>"$tmp/quiet.err" \
+  && $PY - "$tmp/log.err" "$tmp/quiet.err" <<'PYEOF' && echo "ok: progress lines in a log" || { echo "FAIL: progress in a log"; cat "$tmp/log.err"; fail=1; }
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+pattern = r"\[layer (\d)/2\] model\.layers\.(\d)\.self_attn: (\d+) channels measured, [0-9.]+ s elapsed"
+got = [re.fullmatch(pattern, l) for l in lines]
+assert len(lines) == 2 and all(got), lines
+assert [(int(m[1]), int(m[2]), int(m[3])) for m in got] == [(1, 0, 8), (2, 1, 8)], lines  # 2 rows × 4 heads
+assert open(sys.argv[2]).read() == "", "--quiet wrote to stderr"
+PYEOF
 # The shipped model trained on MQAR (tools/reference/train_mqar.py, 100% in training) must recall
 # through the C++ forward pass on batches it has never seen: an end-to-end check of the Llama path.
 "$ESS" analyze "$root/data/checkpoints/mqar-llama" --mqar kv=8,len=64,n=8,seed=7 -o "$tmp/trained.h5" --quiet >/dev/null \

@@ -223,18 +223,18 @@ DiagnosisOptions DiagnosisOptionGroup::values() const {
 
 // --- progress ------------------------------------------------------------------------------------
 
-Progress::Progress(bool quiet) : enabled_(!quiet && ::isatty(2)) {}
+Progress::Progress(bool quiet) : enabled_(!quiet), terminal_(::isatty(2) != 0) {}
 Progress::~Progress() { done(); }
 
 void Progress::update(const std::string& text) {
-  if (!enabled_) return;
+  if (!enabled_ || !terminal_) return;
   std::fprintf(stderr, "\r\033[K%s", text.c_str());
   std::fflush(stderr);
   shown_ = true;
 }
 
 void Progress::done() {
-  if (enabled_ && shown_) {
+  if (enabled_ && terminal_ && shown_) {
     std::fprintf(stderr, "\r\033[K");
     std::fflush(stderr);
   }
@@ -244,8 +244,14 @@ void Progress::done() {
 ProgressFn Progress::layers() {
   if (!enabled_) return {};
   return [this](const MeasureProgress& p) {
-    update("[layer " + std::to_string(p.layer + 1) + "/" + std::to_string(p.layers) + "] " + p.name + ": " +
-           std::to_string(p.done) + "/" + std::to_string(p.total) + " channels");
+    const std::string layer = "[layer " + std::to_string(p.layer + 1) + "/" + std::to_string(p.layers) + "] " + p.name;
+    if (terminal_) {
+      update(layer + ": " + std::to_string(p.done) + "/" + std::to_string(p.total) + " channels");
+    } else if (p.done == p.total) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      std::fprintf(stderr, "%s: %ld channels measured, %.1f s elapsed\n", layer.c_str(), p.total, s);
+      std::fflush(stderr);
+    }
   };
 }
 

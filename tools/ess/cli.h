@@ -2,6 +2,7 @@
 // the one table renderer (text and markdown) and the one JSON printer.
 #pragma once
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <iosfwd>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -132,19 +133,25 @@ class MemoryOption {
 
 // --- progress ------------------------------------------------------------------------------------
 
-// A one-line progress indicator on stderr, shown only on a terminal and without --quiet.
+// Progress on stderr, never with --quiet. On a terminal: one line rewritten in place. Otherwise
+// (a batch job's log file, a pipe): update() shows nothing, and layers() writes one line per layer
+// when its last channel is done, with the seconds since the Progress was made, so that a long run
+// under Slurm or nohup says where it is.
 class Progress {
  public:
   explicit Progress(bool quiet);
   ~Progress();
   void update(const std::string& text);
   void done();
-  // A pipeline callback showing "[layer k/n] name: done/total channels".
+  // A pipeline callback: "[layer k/n] name: done/total channels" (terminal), or once per layer
+  // "[layer k/n] name: total channels measured, T s elapsed" (log).
   ProgressFn layers();
 
  private:
-  bool enabled_;
+  bool enabled_;   // not quiet
+  bool terminal_;  // stderr is a terminal
   bool shown_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 // Passes each result on to `next` (e.g. a ResultsWriter), keeping its summary for the report the
