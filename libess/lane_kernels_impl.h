@@ -427,8 +427,8 @@ struct Dqds {
       i0max = i0v[l] > i0max ? static_cast<int>(i0v[l]) : i0max;
       n0min = n0v[l] < n0min ? static_cast<int>(n0v[l]) : n0min;
     }
-    t.fast_lo = i0max + 1;
-    t.fast_hi = n0min - 2;
+    t.fast_lo = i0max == kmin ? kmin : i0max + 1;  // at kmin, d starts at q[kmin] − τ (above)
+    t.fast_hi = n0min;
     return t;
   }
 
@@ -572,8 +572,9 @@ void dqds_slices(Dqds* sl, int count) {
         Dqds::Step tx = x.begin(), ty = y->begin();
         const int lo = x.kmin < y->kmin ? x.kmin : y->kmin, hi = x.kmax > y->kmax ? x.kmax : y->kmax;
         // Both windows span [lo, hi]: a slice outside its own [kmin, kmax] has no lane in window.
-        if (x.kmin != lo) tx.kmin = lo - 1;
-        if (y->kmin != lo) ty.kmin = lo - 1;
+        // A slice that starts later resets d at its window's start, in step().
+        if (x.kmin != lo) tx.kmin = lo - 1, tx.fast_lo = tx.fast_lo > x.kmin ? tx.fast_lo : x.kmin + 1;
+        if (y->kmin != lo) ty.kmin = lo - 1, ty.fast_lo = ty.fast_lo > y->kmin ? ty.fast_lo : y->kmin + 1;
         // The two slices step by step: their division chains overlap.
         for (int k = lo; k <= hi; ++k) {
           Dqds::any_step(tx, k);
