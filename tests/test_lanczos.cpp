@@ -367,8 +367,10 @@ TEST_CASE("auto picks lanczos only for long unstructured operators at sparse blo
   const BenchCase small = make_bench_case("attn-random", 512, 1, 8, 0);
   CHECK(choose_engine(*small.op, EngineKind::automatic, parse_indices("1:512:64", 512)) == EngineKind::dense);
   CHECK(choose_engine(*small.op, EngineKind::automatic, parse_indices("", 512)) == EngineKind::sweep);
-  const BenchCase mid = make_bench_case("long-sink", 4096, 1, 8, 0);
-  CHECK(choose_engine(*mid.op, EngineKind::automatic, parse_indices("128:4096:128", 4096)) == EngineKind::dense);
+  const BenchCase short_head = make_bench_case("long-sink", 1024, 1, 8, 0);
+  CHECK(choose_engine(*short_head.op, EngineKind::automatic, parse_indices("64:1024:64", 1024)) == EngineKind::dense);
+  const BenchCase mid = make_bench_case("long-sink", 2048, 1, 8, 0);
+  CHECK(choose_engine(*mid.op, EngineKind::automatic, parse_indices("128:2048:128", 2048)) == EngineKind::lanczos);
   const BenchCase big = make_bench_case("long-sink", 8192, 1, 8, 0);
   CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("256:8192:256", 8192)) == EngineKind::lanczos);
   CHECK(choose_engine(*big.op, EngineKind::automatic, parse_indices("", 8192)) == EngineKind::sweep);
