@@ -224,8 +224,7 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
       if (round == 1) {
         kw.R.resize(w, w);
         blas_gemm(true, false, 1.0, Yw, Yw, 0.0, kw.R);
-        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 &&
-            kw.R.diagonal().minCoeff() >= 1e-3) {
+        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 && kw.R.diagonal().minCoeff() >= 1e-3) {
           cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(m), w, 1.0,
                       kw.R.data(), w, Yw.data(), static_cast<int>(m));
           continue;

@@ -23,8 +23,8 @@ void blas_nn(int m, int n, int w, const double* H, long ldh, const double* X, lo
 }
 
 void blas_tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz) {
-  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, n, w, m, 1.0, H, static_cast<int>(ldh), Y,
-              static_cast<int>(ldy), 0.0, Z, static_cast<int>(ldz));
+  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, n, w, m, 1.0, H, static_cast<int>(ldh), Y, static_cast<int>(ldy),
+              0.0, Z, static_cast<int>(ldz));
 }
 
 #ifdef ESS_SKINNY_AVX512
@@ -61,8 +61,8 @@ void tn_tile(int m, const double* H, long ldh, const double* Y, long ldy, double
 #pragma GCC unroll 16
     for (int j = 0; j < NJ; ++j) {
       const __m512d h = _mm512_maskz_loadu_pd(k, H + t + j * ldh);
-  #pragma GCC unroll 16
-    for (int c = 0; c < NC; ++c) a[j][c] = _mm512_fmadd_pd(h, y[c], a[j][c]);
+#pragma GCC unroll 16
+      for (int c = 0; c < NC; ++c) a[j][c] = _mm512_fmadd_pd(h, y[c], a[j][c]);
     }
   }
 #pragma GCC unroll 16
@@ -78,12 +78,24 @@ void tn_rows(int m, int w, const double* H, long ldh, const double* Y, long ldy,
     const double* Yc = Y + c * ldy;
     double* Zc = Z + c * ldz;
     switch (nc) {
-      case 6: tn_tile<NJ, 6>(m, H, ldh, Yc, ldy, Zc, ldz, first); break;
-      case 5: tn_tile<NJ, 5>(m, H, ldh, Yc, ldy, Zc, ldz, first); break;
-      case 4: tn_tile<NJ, 4>(m, H, ldh, Yc, ldy, Zc, ldz, first); break;
-      case 3: tn_tile<NJ, 3>(m, H, ldh, Yc, ldy, Zc, ldz, first); break;
-      case 2: tn_tile<NJ, 2>(m, H, ldh, Yc, ldy, Zc, ldz, first); break;
-      default: tn_tile<NJ, 1>(m, H, ldh, Yc, ldy, Zc, ldz, first); break;
+      case 6:
+        tn_tile<NJ, 6>(m, H, ldh, Yc, ldy, Zc, ldz, first);
+        break;
+      case 5:
+        tn_tile<NJ, 5>(m, H, ldh, Yc, ldy, Zc, ldz, first);
+        break;
+      case 4:
+        tn_tile<NJ, 4>(m, H, ldh, Yc, ldy, Zc, ldz, first);
+        break;
+      case 3:
+        tn_tile<NJ, 3>(m, H, ldh, Yc, ldy, Zc, ldz, first);
+        break;
+      case 2:
+        tn_tile<NJ, 2>(m, H, ldh, Yc, ldy, Zc, ldz, first);
+        break;
+      default:
+        tn_tile<NJ, 1>(m, H, ldh, Yc, ldy, Zc, ldz, first);
+        break;
     }
     c += nc;
   }
@@ -100,10 +112,18 @@ void avx512_tn(int m, int n, int w, const double* H, long ldh, const double* Y, 
       const double* Yt = Y + t0;
       double* Zj = Z + j;
       switch (std::min(4, n - j)) {
-        case 4: tn_rows<4>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first); break;
-        case 3: tn_rows<3>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first); break;
-        case 2: tn_rows<2>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first); break;
-        default: tn_rows<1>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first); break;
+        case 4:
+          tn_rows<4>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
+          break;
+        case 3:
+          tn_rows<3>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
+          break;
+        case 2:
+          tn_rows<2>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
+          break;
+        default:
+          tn_rows<1>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
+          break;
       }
     }
   }
@@ -121,8 +141,7 @@ bool skinny_gemm_vectorized() {
   static const bool on = [] {
     const char* forced = std::getenv("ESS_SKINNY_GEMM");
     if (forced && std::strcmp(forced, "blas") == 0) return false;
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
   }();
   return on;
 #else
