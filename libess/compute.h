@@ -77,7 +77,7 @@ struct LayerResult {
 // T would not fit in memory), dense below. Measured (`ess bench --long`, 32 blocks, one thread):
 // at L = 2048 lanczos is 5–19× faster than dense on sink, diffuse, induction and window heads and
 // as fast (1.1×, dense fallback) on local and random high-rank heads; at L = 1024 the local head
-// is 0.7× (the table and failed Krylov attempts do not pay for themselves yet).
+// is 0.6–0.7× (the table and failed Krylov attempts do not pay for themselves yet).
 constexpr int kLanczosMinLength = 2048;
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices);
 
