@@ -11,6 +11,7 @@
 // two GEMMs with the block, Rayleigh–Ritz comes from products already made, and a step that would
 // make the solver dearer than LAPACK's dense SVD of the block hands the block to the dense SVD.
 #include <Spectra/JDSymEigsBase.h>
+#include <cblas.h>
 #include <lapacke.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <random>
 
 #include "libess/engine.h"
+#include "libess/skinny_gemm.h"
 
 namespace ess {
 
@@ -133,7 +135,7 @@ class Store {
 // The Krylov solver's buffers, kept for a channel's blocks.
 struct KrylovWork {
   Store Q, Bt, HBt, Y, Yw, R1, R2, start;
-  Matrix C, G;
+  Matrix C, G, BB, R;
   std::vector<double> tau;
 };
 
@@ -209,15 +211,32 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     // becomes rounding noise, and its orthonormalized columns are as good as any).
     MatMap Yw(Q.col(s).data(), m, w);
     Yw = Y.leftCols(w);
+    // The second round orthonormalizes a block that was orthonormal before its projection, so
+    // Cholesky QR (one GEMM, a w × w Cholesky factor and a triangular solve; orthogonality lost
+    // ~ε·κ²) is as accurate there as Householder and much cheaper — unless the projection left a
+    // column nearly dependent on the others (a diagonal of R under 10⁻³, κ ≳ 10³), then Householder.
     for (int round = 0; round < 2; ++round) {
       if (s > 0) {
         C.resize(s, w);
         blas_gemm(true, false, 1.0, Q.leftCols(s), Yw, 0.0, C);
         blas_gemm(false, false, -1.0, Q.leftCols(s), C, 1.0, Yw);
       }
+      if (round == 1) {
+        kw.R.resize(w, w);
+        blas_gemm(true, false, 1.0, Yw, Yw, 0.0, kw.R);
+        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 && kw.R.diagonal().minCoeff() >= 1e-3) {
+          cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(m), w, 1.0,
+                      kw.R.data(), w, Yw.data(), static_cast<int>(m));
+          continue;
+        }
+      }
       orthonormalize(Yw, kw.tau);
     }
-    blas_gemm(true, false, 1.0, H, Q.middleCols(s, w), 0.0, Bt.middleCols(s, w));
+    skinny_gemm_tn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Q.col(s).data(), m,
+                   Bt.col(s).data(), n);
+    // BtᵀBt grows by its new columns (upper triangle: what dsyevd reads).
+    if (kw.BB.rows() < s_max) kw.BB.resize(s_max, s_max);
+    blas_gemm(true, false, 1.0, Bt.leftCols(s + w), Bt.middleCols(s, w), 0.0, kw.BB.block(0, s, s + w, w));
     blas_gemm(false, false, 1.0, H, Bt.middleCols(s, w), 0.0, HBt.middleCols(s, w));
     spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
     s += w;
@@ -225,8 +244,7 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     int above = s, nl = 0, lo = 0;
     // Rayleigh–Ritz once the space can hold the values expected above the threshold.
     if (warm || 4 * s >= 3 * expect || s >= s_max) {
-      G.resize(s, s);
-      blas_gemm(true, false, 1.0, Bt.leftCols(s), Bt.leftCols(s), 0.0, G);
+      G = kw.BB.topLeftCorner(s, s);
       lambda.resize(s);
       if (LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', s, G.data(), s, lambda.data()) != 0) return out;
       // Descending: column s − 1 − l of G is x_l.

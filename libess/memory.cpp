@@ -1,5 +1,6 @@
 #include "libess/memory.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -234,6 +235,18 @@ std::uint64_t parse_memory_size(const std::string& text, const std::string& opti
   const long double value = std::strtold(number.c_str(), nullptr) * scale;
   if (!(value >= 1) || value >= 18446744073709551615.0L) throw bad();
   return static_cast<std::uint64_t>(value);
+}
+
+void advise_huge_pages(void* data, std::size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr std::uintptr_t kHuge = std::uintptr_t{1} << 21;
+  const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(kHuge - 1);
+  if (data != nullptr && end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
 }
 
 }  // namespace ess

@@ -9,6 +9,7 @@
 //   - RLIMIT_AS minus the address space already mapped, and RLIMIT_DATA minus the data segment,
 // unless an override is set (`--max-memory`), which replaces all of them.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -51,6 +52,12 @@ void check_memory(std::uint64_t bytes, const std::string& what, const std::strin
 // The same with a hint naming library options as Option parts (libess/error.h: the CLI prints
 // them as its flags); the message names the override as Option{"max_memory"}.
 void check_memory(std::uint64_t bytes, const std::string& what, const std::vector<MessagePart>& hint);
+
+// Asks the kernel to back [data, data + bytes) with transparent huge pages (madvise
+// MADV_HUGEPAGE; a no-op where unsupported). For large buffers about to be written for the first
+// time: one fault per 2 MB instead of per 4 kB page, and fewer TLB misses when they are read.
+// Call before the first write; only the whole 2 MB pages inside the range are advised.
+void advise_huge_pages(void* data, std::size_t bytes);
 
 // "28.8 GB" (decimal units, 3 significant digits).
 std::string format_bytes(std::uint64_t bytes);

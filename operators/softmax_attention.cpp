@@ -7,6 +7,7 @@
 #include <random>
 
 #include "libess/error.h"
+#include "libess/memory.h"
 #include "operators/common.h"
 
 namespace ess {
@@ -235,6 +236,7 @@ class SoftmaxBlockProducts final : public BlockProducts {
     if (*lo < 1 || 8.0 * entries > max_bytes || entries > blocks) return false;
     table_row0_ = *lo;
     table_.resize(L_ - *lo, *hi);
+    advise_huge_pages(table_.data(), sizeof(double) * static_cast<size_t>(table_.size()));
     // Before the first sweep: that sweep writes the table as it goes (and every block's ‖H_i‖_F²).
     if (!stats_) {
       sweep(indices, true);
@@ -313,11 +315,10 @@ class SoftmaxBlockProducts final : public BlockProducts {
         auto row = St.col(r).segment(lo, len);
         p.resize(len);
         if (op_.mask_.empty()) {
-          if (stats) {
-            row_max_(t) = row.maxCoeff();
-            inv_sum_(t) = 1.0 / (row.array() - row_max_(t)).exp().sum();
-          }
-          p.array() = (row.array() - row_max_(t)).exp() * inv_sum_(t);
+          if (stats) row_max_(t) = row.maxCoeff();
+          p.array() = (row.array() - row_max_(t)).exp();  // one exp per score
+          if (stats) inv_sum_(t) = 1.0 / p.sum();
+          p *= inv_sum_(t);
         } else {
           const std::uint8_t* allow = op_.mask_.data() + static_cast<size_t>(t) * L_ + j0 + lo;
           if (stats) {
