@@ -142,8 +142,11 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
   // 4, vector counts not a multiple of 6, leading dimensions larger than the rows.
   std::mt19937 rng(11);
   std::normal_distribution<double> normal(0.0, 1.0);
-  for (const auto& [m, n, w] : std::vector<std::array<int, 3>>{
+  for (const auto& shape : std::vector<std::array<int, 3>>{
            {1, 1, 1}, {7, 5, 3}, {9, 13, 7}, {517, 6, 13}, {1030, 37, 25}, {64, 1, 6}, {3, 300, 64}}) {
+    // Plain ints, not structured bindings: CAPTURE's lambda may not capture those before C++20
+    // (clang refuses; the sanitizer build uses clang).
+    const int m = shape[0], n = shape[1], w = shape[2];
     const int ldh = m + 3, ldy = m + 1, ldz = n + 2, ldx = n + 5;
     Matrix Hs(ldh, n), Ys(ldy, w), Xs(ldx, w);
     for (auto* M : {&Hs, &Ys, &Xs})
