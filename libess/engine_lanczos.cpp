@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -200,7 +201,8 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     for (Index c = 0; c < b; ++c)
       for (Index r = 0; r < n; ++r) omega(r, c) = normal(rng);
     new (&Y) MatMap(Y.data(), m, b);
-    blas_gemm(false, false, 1.0, H, omega, 0.0, Y);
+    skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), b, H.data(), H.outerStride(), omega.data(), n, Y.data(),
+                   m);
     spent += gemm_ns(m, n, b);
   }
   std::vector<double> lambda;
@@ -237,7 +239,8 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     // BtᵀBt grows by its new columns (upper triangle: what dsyevd reads).
     if (kw.BB.rows() < s_max) kw.BB.resize(s_max, s_max);
     blas_gemm(true, false, 1.0, Bt.leftCols(s + w), Bt.middleCols(s, w), 0.0, kw.BB.block(0, s, s + w, w));
-    blas_gemm(false, false, 1.0, H, Bt.middleCols(s, w), 0.0, HBt.middleCols(s, w));
+    skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Bt.col(s).data(), n,
+                   HBt.col(s).data(), m);
     spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
     s += w;
     ++out.steps;
@@ -275,6 +278,9 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
           int count = above + 1;
           while (count < nl && count + 1 < std::min(m, n) && err[count] <= e) ++count;
           out.certified = true;
+          if (std::getenv("ESS_KDEBUG"))
+            fprintf(stderr, "m=%ld n=%ld b=%d steps=%d s=%d above=%d sig=%.6g err=%.3g gap=%.3g\n", (long)m, (long)n, b,
+                    out.steps, s, above, sigma[above], err[above], threshold - sigma[above]);
           out.count = count;
           out.above = above;
           out.error = e;

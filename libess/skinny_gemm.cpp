@@ -5,8 +5,10 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ESS_SKINNY_AVX512 1
@@ -129,11 +131,86 @@ void avx512_tn(int m, int n, int w, const double* H, long ldh, const double* Y, 
   }
 }
 
+// Y(t : t + rows, 0 : nc) (+)= H(t : t + rows, 0 : kc) · X(0 : kc, 0 : nc) with rows ≤ 8·MV (the
+// last vector masked to `rem` rows) and X packed row-major with 8 entries per row (zero-padded past
+// nc): 8·MV × 8 accumulators, H's columns read where they lie (8·MV contiguous rows each).
+template <int MV>
+void nn_tile(int kc, const double* H, long ldh, const double* Xp, double* Y, long ldy, bool first, int rem, int nc) {
+  const __mmask8 last = rem >= 8 ? 0xff : static_cast<__mmask8>((1u << rem) - 1);
+  __m512d a[MV][8];
+#pragma GCC unroll 16
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 16
+    for (int c = 0; c < 8; ++c)
+      a[v][c] = first || c >= nc ? _mm512_setzero_pd()
+                                 : _mm512_maskz_loadu_pd(v == MV - 1 ? last : 0xff, Y + v * 8 + c * ldy);
+  for (int j = 0; j < kc; ++j) {
+    __m512d h[MV];
+#pragma GCC unroll 16
+    for (int v = 0; v < MV; ++v) h[v] = _mm512_maskz_loadu_pd(v == MV - 1 ? last : 0xff, H + v * 8 + j * ldh);
+#pragma GCC unroll 16
+    for (int c = 0; c < 8; ++c) {
+      const __m512d x = _mm512_set1_pd(Xp[j * 8 + c]);
+#pragma GCC unroll 16
+      for (int v = 0; v < MV; ++v) a[v][c] = _mm512_fmadd_pd(h[v], x, a[v][c]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 16
+    for (int c = 0; c < 8; ++c)
+      if (c < nc) _mm512_mask_storeu_pd(Y + v * 8 + c * ldy, v == MV - 1 ? last : 0xff, a[v][c]);
+}
+
+void avx512_nn(int m, int n, int w, const double* H, long ldh, const double* X, long ldx, double* Y, long ldy) {
+  // X in groups of 8 columns, each packed row-major (n × 8, zero-padded): one broadcast per entry.
+  const int groups = (w + 7) / 8;
+  thread_local std::vector<double> pack;
+  pack.resize(static_cast<size_t>(groups) * n * 8);
+  for (int g = 0; g < groups; ++g) {
+    double* P = pack.data() + static_cast<size_t>(g) * n * 8;
+    const int nc = std::min(8, w - 8 * g);
+    for (int c = 0; c < 8; ++c) {
+      const double* Xc = X + (8 * g + c) * ldx;
+      for (int j = 0; j < n; ++j) P[j * 8 + c] = c < nc ? Xc[j] : 0.0;
+    }
+  }
+  // Panels of 192 rows × 128 columns of H (192 KB) stay in L2 while every group of X passes; 24
+  // rows at a time against 8 vectors (24 accumulators).
+  constexpr int kRows = 192, kCols = 128;
+  for (int j0 = 0; j0 < n; j0 += kCols) {
+    const int kc = std::min(kCols, n - j0);
+    for (int t0 = 0; t0 < m; t0 += kRows) {
+      const int t1 = std::min(m, t0 + kRows);
+      for (int g = 0; g < groups; ++g) {
+        const double* P = pack.data() + static_cast<size_t>(g) * n * 8 + static_cast<size_t>(j0) * 8;
+        const int nc = std::min(8, w - 8 * g);
+        for (int t = t0; t < t1; t += 24) {
+          const int rows = std::min(24, t1 - t);
+          const double* Ht = H + t + j0 * ldh;
+          double* Yt = Y + t + 8 * g * ldy;
+          if (rows > 16)
+            nn_tile<3>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows - 16, nc);
+          else if (rows > 8)
+            nn_tile<2>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows - 8, nc);
+          else
+            nn_tile<1>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows, nc);
+        }
+      }
+    }
+  }
+}
+
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 #endif
 
+// skinny_gemm_use_blas(true): BLAS whatever the CPU (tests of the fallback, timings).
+std::atomic<bool> g_blas_only{false};
+
 }  // namespace
+
+void skinny_gemm_use_blas(bool on) { g_blas_only = on; }
 
 bool skinny_gemm_vectorized() {
 #ifdef ESS_SKINNY_AVX512
@@ -143,7 +220,7 @@ bool skinny_gemm_vectorized() {
     if (forced && std::strcmp(forced, "blas") == 0) return false;
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
   }();
-  return on;
+  return on && !g_blas_only;
 #else
   return false;
 #endif
@@ -155,8 +232,9 @@ void skinny_gemm_nn(int m, int n, int w, const double* H, long ldh, const double
     for (int c = 0; c < w; ++c) std::fill(Y + c * ldy, Y + c * ldy + m, 0.0);
     return;
   }
-  // A kernel reading H in place was tried for this product: H's rows are strided in memory and it
-  // ran at half of OpenBLAS's speed, packing included, so BLAS it is.
+#ifdef ESS_SKINNY_AVX512
+  if (skinny_gemm_vectorized()) return avx512_nn(m, n, w, H, ldh, X, ldx, Y, ldy);
+#endif
   blas_nn(m, n, w, H, ldh, X, ldx, Y, ldy);
 }
 

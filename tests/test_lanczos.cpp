@@ -138,32 +138,49 @@ Agreement check_engine(const LayerOperator& op, const std::vector<int>& blocks, 
 }  // namespace
 
 TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes, strides and chunk edges") {
-  // Rows not a multiple of 8 (masked tails) and past the 512-row chunk, columns not a multiple of
-  // 4, vector counts not a multiple of 6, leading dimensions larger than the rows.
+  // Rows not a multiple of 8 (masked tails) and past the 512-row chunk (Hᵀ Y) and the 192-row
+  // panel (H X), columns not a multiple of 4 and past the 128-column panel, vector counts not a
+  // multiple of 6 or 8, leading dimensions larger than the rows; the AVX-512 kernels (where the CPU
+  // has them) and the BLAS fallback.
   std::mt19937 rng(11);
   std::normal_distribution<double> normal(0.0, 1.0);
-  for (const auto& shape : std::vector<std::array<int, 3>>{
-           {1, 1, 1}, {7, 5, 3}, {9, 13, 7}, {517, 6, 13}, {1030, 37, 25}, {64, 1, 6}, {3, 300, 64}}) {
-    // Plain ints, not structured bindings: CAPTURE's lambda may not capture those before C++20
-    // (clang refuses; the sanitizer build uses clang).
-    const int m = shape[0], n = shape[1], w = shape[2];
-    const int ldh = m + 3, ldy = m + 1, ldz = n + 2, ldx = n + 5;
-    Matrix Hs(ldh, n), Ys(ldy, w), Xs(ldx, w);
-    for (auto* M : {&Hs, &Ys, &Xs})
-      for (Index k = 0; k < M->size(); ++k) M->data()[k] = normal(rng);
-    const Matrix H = Hs.topRows(m), Y = Ys.topRows(m), X = Xs.topRows(n);
-    Matrix Z = Matrix::Constant(ldz, w, 7.0), out = Matrix::Constant(ldh, w, 7.0);
-    skinny_gemm_tn(m, n, w, Hs.data(), ldh, Ys.data(), ldy, Z.data(), ldz);
-    skinny_gemm_nn(m, n, w, Hs.data(), ldh, Xs.data(), ldx, out.data(), ldh);
-    const Matrix Zref = H.transpose() * Y, Oref = H * X;
-    CAPTURE(m);
-    CAPTURE(n);
-    CAPTURE(w);
-    CHECK((Z.topRows(n) - Zref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + Zref.cwiseAbs().maxCoeff()));
-    CHECK((out.topRows(m) - Oref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + Oref.cwiseAbs().maxCoeff()));
-    // Entries past the rows (the leading dimension's padding) are left alone.
-    if (ldz > n) CHECK(Z.bottomRows(ldz - n).isConstant(7.0));
+  for (const bool blas_only : {false, true}) {
+    CAPTURE(blas_only);
+    skinny_gemm_use_blas(blas_only);
+    for (const auto& shape : std::vector<std::array<int, 3>>{{1, 1, 1},
+                                                             {7, 5, 3},
+                                                             {9, 13, 7},
+                                                             {17, 9, 9},
+                                                             {23, 130, 8},
+                                                             {517, 6, 13},
+                                                             {1030, 37, 25},
+                                                             {64, 1, 6},
+                                                             {3, 300, 64},
+                                                             {401, 259, 17},
+                                                             {200, 129, 40}}) {
+      // Plain ints, not structured bindings: CAPTURE's lambda may not capture those before C++20
+      // (clang refuses; the sanitizer build uses clang).
+      const int m = shape[0], n = shape[1], w = shape[2];
+      const int ldh = m + 3, ldy = m + 1, ldz = n + 2, ldx = n + 5;
+      Matrix Hs(ldh, n), Ys(ldy, w), Xs(ldx, w);
+      for (auto* M : {&Hs, &Ys, &Xs})
+        for (Index k = 0; k < M->size(); ++k) M->data()[k] = normal(rng);
+      const Matrix H = Hs.topRows(m), Y = Ys.topRows(m), X = Xs.topRows(n);
+      Matrix Z = Matrix::Constant(ldz, w, 7.0), out = Matrix::Constant(ldh, w, 7.0);
+      skinny_gemm_tn(m, n, w, Hs.data(), ldh, Ys.data(), ldy, Z.data(), ldz);
+      skinny_gemm_nn(m, n, w, Hs.data(), ldh, Xs.data(), ldx, out.data(), ldh);
+      const Matrix Zref = H.transpose() * Y, Oref = H * X;
+      CAPTURE(m);
+      CAPTURE(n);
+      CAPTURE(w);
+      CHECK((Z.topRows(n) - Zref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + Zref.cwiseAbs().maxCoeff()));
+      CHECK((out.topRows(m) - Oref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + Oref.cwiseAbs().maxCoeff()));
+      // Entries past the rows (the leading dimension's padding) are left alone.
+      if (ldz > n) CHECK(Z.bottomRows(ldz - n).isConstant(7.0));
+      CHECK(out.bottomRows(ldh - m).isConstant(7.0));
+    }
   }
+  skinny_gemm_use_blas(false);
 }
 
 TEST_CASE("lanczos products: every family's H_i x, H_iᵀ y, Gram, ‖H_i‖_F² and H_i equal the dense block") {
