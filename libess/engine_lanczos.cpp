@@ -378,7 +378,10 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       // solver needs about expect + b columns in steps of b, two GEMMs with the block per step, and
       // gives up (to the dense SVD) once it has spent what the dense SVD costs.
       const BlockMap Hv(view.data, m, sup.cols, Eigen::OuterStride<>(view.ld));
-      const int b = std::min(64, std::max(16, (expect + 8) / 2 + 7) / 8 * 8);
+      int b = std::min(64, std::max(16, (expect + 8) / 2 + 7) / 8 * 8);
+      if (std::getenv("ESS_KB"))
+        b = std::min(std::atoi(std::getenv("ESS_KB")),
+                     std::max(16, (expect * std::atoi(std::getenv("ESS_KF")) / 8 + 8 + 7) / 8 * 8));
       const double dense = dense_svd_ns(m, sup.cols);
       const double steps = std::ceil(static_cast<double>(expect + b) / b) + 1;
       const bool try_krylov = expect <= o.full_fraction * r &&

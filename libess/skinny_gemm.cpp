@@ -37,105 +37,15 @@ void blas_tn(int m, int n, int w, const double* H, long ldh, const double* Y, lo
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-// The sum of a vector's eight entries (through memory: GCC 12's reduction and extraction
-// intrinsics trip -Wmaybe-uninitialized in its own header; 24 sums per tile, negligible).
-inline double sum8(__m512d v) {
-  alignas(64) double e[8];
-  _mm512_store_pd(e, v);
-  return ((e[0] + e[4]) + (e[1] + e[5])) + ((e[2] + e[6]) + (e[3] + e[7]));
-}
-
-// Z(j0 : j0 + NJ, c0 : c0 + NC) = H(:, j0 : j0 + NJ)ᵀ Y(:, c0 : c0 + NC): 8 rows at a time, the
-// last ones masked, then one horizontal sum per entry.
-template <int NJ, int NC>
-void tn_tile(int m, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz, bool first) {
-  __m512d a[NJ][NC];
-#pragma GCC unroll 16
-  for (int j = 0; j < NJ; ++j)
-#pragma GCC unroll 16
-    for (int c = 0; c < NC; ++c) a[j][c] = _mm512_setzero_pd();
-  for (int t = 0; t < m; t += 8) {
-    const int rem = m - t;
-    const __mmask8 k = rem >= 8 ? 0xff : static_cast<__mmask8>((1u << rem) - 1);
-    __m512d y[NC];
-#pragma GCC unroll 16
-    for (int c = 0; c < NC; ++c) y[c] = _mm512_maskz_loadu_pd(k, Y + t + c * ldy);
-#pragma GCC unroll 16
-    for (int j = 0; j < NJ; ++j) {
-      const __m512d h = _mm512_maskz_loadu_pd(k, H + t + j * ldh);
-#pragma GCC unroll 16
-      for (int c = 0; c < NC; ++c) a[j][c] = _mm512_fmadd_pd(h, y[c], a[j][c]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int j = 0; j < NJ; ++j)
-#pragma GCC unroll 16
-    for (int c = 0; c < NC; ++c) Z[j + c * ldz] = (first ? 0.0 : Z[j + c * ldz]) + sum8(a[j][c]);
-}
-
-template <int NJ>
-void tn_rows(int m, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz, bool first) {
-  for (int c = 0; c < w;) {
-    const int nc = std::min(6, w - c);
-    const double* Yc = Y + c * ldy;
-    double* Zc = Z + c * ldz;
-    switch (nc) {
-      case 6:
-        tn_tile<NJ, 6>(m, H, ldh, Yc, ldy, Zc, ldz, first);
-        break;
-      case 5:
-        tn_tile<NJ, 5>(m, H, ldh, Yc, ldy, Zc, ldz, first);
-        break;
-      case 4:
-        tn_tile<NJ, 4>(m, H, ldh, Yc, ldy, Zc, ldz, first);
-        break;
-      case 3:
-        tn_tile<NJ, 3>(m, H, ldh, Yc, ldy, Zc, ldz, first);
-        break;
-      case 2:
-        tn_tile<NJ, 2>(m, H, ldh, Yc, ldy, Zc, ldz, first);
-        break;
-      default:
-        tn_tile<NJ, 1>(m, H, ldh, Yc, ldy, Zc, ldz, first);
-        break;
-    }
-    c += nc;
-  }
-}
-
-void avx512_tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz) {
-  // Chunks of 512 rows: Y's rows stay in cache while every group of four columns of H passes.
-  constexpr int kChunk = 512;
-  for (int t0 = 0; t0 < m; t0 += kChunk) {
-    const int mt = std::min(kChunk, m - t0);
-    const bool first = t0 == 0;
-    for (int j = 0; j < n; j += 4) {
-      const double* Hj = H + t0 + j * ldh;
-      const double* Yt = Y + t0;
-      double* Zj = Z + j;
-      switch (std::min(4, n - j)) {
-        case 4:
-          tn_rows<4>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
-          break;
-        case 3:
-          tn_rows<3>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
-          break;
-        case 2:
-          tn_rows<2>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
-          break;
-        default:
-          tn_rows<1>(mt, w, Hj, ldh, Yt, ldy, Zj, ldz, first);
-          break;
-      }
-    }
-  }
-}
+// Eight entries of a column of H from p (the lanes outside k zero).
+inline __m512d load8(__mmask8 k, const double* p) { return _mm512_maskz_loadu_pd(k, p); }
 
 // Y(t : t + rows, 0 : nc) (+)= H(t : t + rows, 0 : kc) · X(0 : kc, 0 : nc) with rows ≤ 8·MV (the
 // last vector masked to `rem` rows) and X packed row-major with 8 entries per row (zero-padded past
 // nc): 8·MV × 8 accumulators, H's columns read where they lie (8·MV contiguous rows each).
 template <int MV>
-void nn_tile(int kc, const double* H, long ldh, const double* Xp, double* Y, long ldy, bool first, int rem, int nc) {
+void nn_tile(int kc, const double* H, long ldh, const double* Xp, double* Y, long ldy, bool first, int rem, int nc,
+             const double* pf, int kpf) {
   const __mmask8 last = rem >= 8 ? 0xff : static_cast<__mmask8>((1u << rem) - 1);
   __m512d a[MV][8];
 #pragma GCC unroll 16
@@ -147,7 +57,10 @@ void nn_tile(int kc, const double* H, long ldh, const double* Xp, double* Y, lon
   for (int j = 0; j < kc; ++j) {
     __m512d h[MV];
 #pragma GCC unroll 16
-    for (int v = 0; v < MV; ++v) h[v] = _mm512_maskz_loadu_pd(v == MV - 1 ? last : 0xff, H + v * 8 + j * ldh);
+    for (int v = 0; v < MV; ++v) h[v] = load8(v == MV - 1 ? last : 0xff, H + v * 8 + j * ldh);
+    if (j < kpf)
+#pragma GCC unroll 16
+      for (int v = 0; v < MV; ++v) _mm_prefetch(reinterpret_cast<const char*>(pf + v * 8 + j * ldh), _MM_HINT_T1);
 #pragma GCC unroll 16
     for (int c = 0; c < 8; ++c) {
       const __m512d x = _mm512_set1_pd(Xp[j * 8 + c]);
@@ -189,13 +102,100 @@ void avx512_nn(int m, int n, int w, const double* H, long ldh, const double* X, 
           const int rows = std::min(24, t1 - t);
           const double* Ht = H + t + j0 * ldh;
           double* Yt = Y + t + 8 * g * ldy;
+          // The first group's pass fetches the next panel's rows at the same offset into L2 (the
+          // panel's columns are strided: the hardware prefetchers see short runs only).
+          const double* pf = nullptr;
+          int kpf = 0;
+          if (g == 0) {
+            const int tn = t1 < m ? t1 : 0, jn = t1 < m ? j0 : j0 + kCols, off = t - t0;
+            if (jn < n && tn + off < m) {
+              pf = H + tn + off + static_cast<long>(jn) * ldh;
+              kpf = std::min(kCols, n - jn);
+            }
+          }
           if (rows > 16)
-            nn_tile<3>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows - 16, nc);
+            nn_tile<3>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows - 16, nc, pf, kpf);
           else if (rows > 8)
-            nn_tile<2>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows - 8, nc);
+            nn_tile<2>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows - 8, nc, pf, kpf);
           else
-            nn_tile<1>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows, nc);
+            nn_tile<1>(kc, Ht, ldh, P, Yt, ldy, j0 == 0, rows, nc, pf, kpf);
         }
+      }
+    }
+  }
+}
+
+// Z(j : j + NJ, c : c + 8·MV) (+)= H(0 : mt, j : j + NJ)ᵀ Y(0 : mt, c : c + 8·MV) with Y packed
+// row-major, 8·MV entries per row (zero-padded past nc): vectors run along Y's columns, each
+// entry of H is broadcast, so no horizontal sums; the MV × NJ accumulators are written transposed.
+template <int MV, int NJ>
+void tn_tile(int mt, const double* H, long ldh, const double* Yp, double* Z, long ldz, bool first, int nc) {
+  __m512d a[MV][NJ];
+#pragma GCC unroll 32
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 32
+    for (int j = 0; j < NJ; ++j) a[v][j] = _mm512_setzero_pd();
+  for (int t = 0; t < mt; ++t) {
+    __m512d y[MV];
+#pragma GCC unroll 32
+    for (int v = 0; v < MV; ++v) y[v] = _mm512_loadu_pd(Yp + t * 8 * MV + 8 * v);
+#pragma GCC unroll 32
+    for (int j = 0; j < NJ; ++j) {
+      const __m512d h = _mm512_set1_pd(H[t + j * ldh]);
+#pragma GCC unroll 32
+      for (int v = 0; v < MV; ++v) a[v][j] = _mm512_fmadd_pd(y[v], h, a[v][j]);
+    }
+  }
+  alignas(64) double e[8];
+#pragma GCC unroll 32
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 32
+    for (int j = 0; j < NJ; ++j) {
+      _mm512_store_pd(e, a[v][j]);
+      for (int l = 0; l < 8 && 8 * v + l < nc; ++l) {
+        double& z = Z[j + (8 * v + l) * ldz];
+        z = first ? e[l] : z + e[l];
+      }
+    }
+}
+
+template <int MV>
+void tn_cols(int mt, int n, const double* H, long ldh, const double* Yp, double* Z, long ldz, bool first, int nc) {
+  constexpr int NJ = 24 / MV;
+  int j = 0;
+  for (; j + NJ <= n; j += NJ) tn_tile<MV, NJ>(mt, H + j * ldh, ldh, Yp, Z + j, ldz, first, nc);
+  for (; j < n; ++j) tn_tile<MV, 1>(mt, H + j * ldh, ldh, Yp, Z + j, ldz, first, nc);
+}
+
+void avx512_tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz) {
+  // Y in groups of up to 32 columns, each chunk of kChunk rows packed row-major (zero-padded to a
+  // multiple of 8): H's columns pass once per group and chunk.
+  constexpr int kChunk = 512;
+  thread_local std::vector<double> pack;
+  pack.resize(static_cast<size_t>(kChunk) * 32);
+  for (int t0 = 0; t0 < m; t0 += kChunk) {
+    const int mt = std::min(kChunk, m - t0);
+    for (int c0 = 0; c0 < w; c0 += 32) {
+      const int nc = std::min(32, w - c0), mv = (nc + 7) / 8;
+      for (int t = 0; t < mt; ++t)
+        for (int c = 0; c < 8 * mv; ++c)
+          pack[static_cast<size_t>(t) * 8 * mv + c] = c < nc ? Y[t0 + t + (c0 + c) * ldy] : 0.0;
+      const double* Ht = H + t0;
+      double* Zc = Z + c0 * ldz;
+      const bool first = t0 == 0;
+      switch (mv) {
+        case 4:
+          tn_cols<4>(mt, n, Ht, ldh, pack.data(), Zc, ldz, first, nc);
+          break;
+        case 3:
+          tn_cols<3>(mt, n, Ht, ldh, pack.data(), Zc, ldz, first, nc);
+          break;
+        case 2:
+          tn_cols<2>(mt, n, Ht, ldh, pack.data(), Zc, ldz, first, nc);
+          break;
+        default:
+          tn_cols<1>(mt, n, Ht, ldh, pack.data(), Zc, ldz, first, nc);
+          break;
       }
     }
   }
@@ -226,7 +226,9 @@ bool skinny_gemm_vectorized() {
 #endif
 }
 
-void skinny_gemm_nn(int m, int n, int w, const double* H, long ldh, const double* X, long ldx, double* Y, long ldy) {
+namespace {
+
+void nn(int m, int n, int w, const double* H, long ldh, const double* X, long ldx, double* Y, long ldy) {
   if (m <= 0 || w <= 0) return;
   if (n <= 0) {
     for (int c = 0; c < w; ++c) std::fill(Y + c * ldy, Y + c * ldy + m, 0.0);
@@ -238,7 +240,7 @@ void skinny_gemm_nn(int m, int n, int w, const double* H, long ldh, const double
   blas_nn(m, n, w, H, ldh, X, ldx, Y, ldy);
 }
 
-void skinny_gemm_tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz) {
+void tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz) {
   if (n <= 0 || w <= 0) return;
   if (m <= 0) {
     for (int c = 0; c < w; ++c) std::fill(Z + c * ldz, Z + c * ldz + n, 0.0);
@@ -248,6 +250,15 @@ void skinny_gemm_tn(int m, int n, int w, const double* H, long ldh, const double
   if (skinny_gemm_vectorized()) return avx512_tn(m, n, w, H, ldh, Y, ldy, Z, ldz);
 #endif
   blas_tn(m, n, w, H, ldh, Y, ldy, Z, ldz);
+}
+
+}  // namespace
+
+void skinny_gemm_nn(int m, int n, int w, const double* H, long ldh, const double* X, long ldx, double* Y, long ldy) {
+  nn(m, n, w, H, ldh, X, ldx, Y, ldy);
+}
+void skinny_gemm_tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz) {
+  tn(m, n, w, H, ldh, Y, ldy, Z, ldz);
 }
 
 }  // namespace ess

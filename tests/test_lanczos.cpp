@@ -157,7 +157,8 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
                                                              {64, 1, 6},
                                                              {3, 300, 64},
                                                              {401, 259, 17},
-                                                             {200, 129, 40}}) {
+                                                             {200, 129, 40},
+                                                             {600, 50, 70}}) {
       // Plain ints, not structured bindings: CAPTURE's lambda may not capture those before C++20
       // (clang refuses; the sanitizer build uses clang).
       const int m = shape[0], n = shape[1], w = shape[2];
