@@ -136,7 +136,7 @@ class Store {
 // The Krylov solver's buffers, kept for a channel's blocks.
 struct KrylovWork {
   Store Q, Bt, HBt, Y, Yw, R1, R2, start;
-  Matrix C, G, BB, R;
+  Matrix C, G, BB, R, omega;
   std::vector<double> tau;
 };
 
@@ -197,12 +197,21 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     for (Index c = k0; c < k0 + g; ++c)
       for (Index r = 0; r < m; ++r) Y(r, c) = normal(rng);
   } else {
-    Matrix omega(n, b);
-    for (Index c = 0; c < b; ++c)
-      for (Index r = 0; r < n; ++r) omega(r, c) = normal(rng);
+    // One Gaussian Ω for all of a channel's blocks, its first n rows and b columns: column c is
+    // the stream of a generator seeded by c, so Ω's entries do not depend on the blocks before
+    // (drawn again, larger, when a block needs more: at least twice the rows).
+    Matrix& omega = kw.omega;
+    if (omega.rows() < n || omega.cols() < b) {
+      omega.resize(std::max(2 * omega.rows(), n), std::max<Index>({omega.cols(), b, 64}));
+      for (Index c = 0; c < omega.cols(); ++c) {
+        std::mt19937 column(0x9e3779b9u + static_cast<unsigned>(c));
+        std::normal_distribution<double> draw(0.0, 1.0);
+        for (Index r = 0; r < omega.rows(); ++r) omega(r, c) = draw(column);
+      }
+    }
     new (&Y) MatMap(Y.data(), m, b);
-    skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), b, H.data(), H.outerStride(), omega.data(), n, Y.data(),
-                   m);
+    skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), b, H.data(), H.outerStride(), omega.data(), omega.rows(),
+                   Y.data(), m);
     spent += gemm_ns(m, n, b);
   }
   std::vector<double> lambda;
@@ -378,10 +387,7 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       // solver needs about expect + b columns in steps of b, two GEMMs with the block per step, and
       // gives up (to the dense SVD) once it has spent what the dense SVD costs.
       const BlockMap Hv(view.data, m, sup.cols, Eigen::OuterStride<>(view.ld));
-      int b = std::min(64, std::max(16, (expect + 8) / 2 + 7) / 8 * 8);
-      if (std::getenv("ESS_KB"))
-        b = std::min(std::atoi(std::getenv("ESS_KB")),
-                     std::max(16, (expect * std::atoi(std::getenv("ESS_KF")) / 8 + 8 + 7) / 8 * 8));
+      const int b = std::min(64, std::max(16, (expect + 8) / 2 + 7) / 8 * 8);
       const double dense = dense_svd_ns(m, sup.cols);
       const double steps = std::ceil(static_cast<double>(expect + b) / b) + 1;
       const bool try_krylov = expect <= o.full_fraction * r &&
