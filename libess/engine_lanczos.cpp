@@ -135,7 +135,7 @@ class Store {
 
 // The Krylov solver's buffers, kept for a channel's blocks.
 struct KrylovWork {
-  Store Q, Bt, HBt, Y, Yw, R1, R2, start;
+  Store Q, Bt, HBt, Y, Yw, R1, R2, start, QC;
   Matrix C, G, BB, R, omega;
   std::vector<double> tau;
 };
@@ -229,8 +229,10 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     for (int round = 0; round < 2; ++round) {
       if (s > 0) {
         C.resize(s, w);
-        blas_gemm(true, false, 1.0, Q.leftCols(s), Yw, 0.0, C);
-        blas_gemm(false, false, -1.0, Q.leftCols(s), C, 1.0, Yw);
+        skinny_gemm_tn(static_cast<int>(m), s, w, Q.data(), m, Yw.data(), m, C.data(), s);
+        MatMap QC = kw.QC.map(m, w);
+        skinny_gemm_nn(static_cast<int>(m), s, w, Q.data(), m, C.data(), s, QC.data(), m);
+        Yw -= QC;
       }
       if (round == 1) {
         kw.R.resize(w, w);
@@ -247,13 +249,14 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
                    Bt.col(s).data(), n);
     // BtᵀBt grows by its new columns (upper triangle: what dsyevd reads).
     if (kw.BB.rows() < s_max) kw.BB.resize(s_max, s_max);
-    blas_gemm(true, false, 1.0, Bt.leftCols(s + w), Bt.middleCols(s, w), 0.0, kw.BB.block(0, s, s + w, w));
+    skinny_gemm_tn(static_cast<int>(n), s + w, w, Bt.data(), n, Bt.col(s).data(), n, kw.BB.col(s).data(), kw.BB.rows());
     skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Bt.col(s).data(), n,
                    HBt.col(s).data(), m);
     spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
     s += w;
     ++out.steps;
     int above = s, nl = 0, lo = 0;
+    double threshold_now = 0, near_err = 0;
     // Rayleigh–Ritz once the space can hold the values expected above the threshold.
     if (warm || 4 * s >= 3 * expect || s >= s_max) {
       G = kw.BB.topLeftCorner(s, s);
@@ -274,13 +277,19 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
         const Matrix X = G.rightCols(nl).rowwise().reverse();
         new (&R1) MatMap(kw.R1.map(m, nl));
         new (&R2) MatMap(kw.R2.map(m, nl));
-        blas_gemm(false, false, 1.0, HBt.leftCols(s), X, 0.0, R1);
-        blas_gemm(false, false, 1.0, Q.leftCols(s), X, 0.0, R2);
+        skinny_gemm_nn(static_cast<int>(m), s, nl, HBt.data(), m, X.data(), s, R1.data(), m);
+        skinny_gemm_nn(static_cast<int>(m), s, nl, Q.data(), m, X.data(), s, R2.data(), m);
         spent += 2 * gemm_ns(m, s, nl);
         std::vector<double> err(nl, std::numeric_limits<double>::infinity());
         for (int l = 0; l < nl; ++l)
           if (sigma[l] > 0) err[l] = (R1.col(l) / sigma[l] - sigma[l] * R2.col(l)).norm() / std::sqrt(2.0);
         // Fewer than min(m, n) values: a whole spectrum is the dense SVD's (exact entropy-ESS).
+        threshold_now = threshold;
+        near_err = err[above];
+        if (std::getenv("ESS_KDEBUG"))
+          fprintf(stderr, "  step %d s=%d w=%d above=%d gap=%.3g err=%.3g err0=%.3g errmax=%.3g\n", out.steps, s, w,
+                  above, threshold - sigma[above], err[above], err[0],
+                  *std::max_element(err.begin(), err.begin() + above + 1));
         if (above + 1 < std::min(m, n) && sigma[above] + err[above] < threshold) {
           double e = 0;
           for (int l = 0; l <= above; ++l) e = std::max(e, err[l]);
@@ -301,11 +310,19 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
       }
     }
     if (s >= s_max) return out;
-    const int next = std::min(b, s_max - s);
+    int next = std::min(b, s_max - s);
+    int near_lo = lo;
+    if (nl > 0 && o.krylov_targeted && std::getenv("ESS_KNEAR")) {
+      const double gap = threshold_now - sigma[above];
+      if (near_err < std::atof(std::getenv("ESS_KNEAR")) * gap) {
+        next = std::min(next, std::atoi(std::getenv("ESS_KW")));
+        near_lo = std::max(0, std::min(above - next / 2, nl - next));
+      }
+    }
     if (spent + 2 * gemm_ns(m, n, next) + 4 * gemm_ns(m, s, next) > budget_ns) return out;
     if (nl > 0 && o.krylov_targeted) {
-      new (&Y) MatMap(Y.data(), m, std::min(next, nl - lo));
-      Y = R1.middleCols(lo, Y.cols());
+      new (&Y) MatMap(Y.data(), m, std::min(next, nl - near_lo));
+      Y = R1.middleCols(near_lo, Y.cols());
     } else {
       new (&Y) MatMap(Y.data(), m, std::min(w, next));
       Y = HBt.middleCols(s - w, Y.cols());

@@ -247,7 +247,8 @@ void tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ld
     return;
   }
 #ifdef ESS_SKINNY_AVX512
-  if (skinny_gemm_vectorized()) return avx512_tn(m, n, w, H, ldh, Y, ldy, Z, ldz);
+  // (Fewer than 48 columns of H: packing Y costs more than the kernel saves; BLAS.)
+  if (n >= 48 && skinny_gemm_vectorized()) return avx512_tn(m, n, w, H, ldh, Y, ldy, Z, ldz);
 #endif
   blas_tn(m, n, w, H, ldh, Y, ldy, Z, ldz);
 }
