@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -288,7 +287,7 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
     s += w;
     ++out.steps;
-    int above = s, nl = 0, lo = 0;
+    int above = s, nl = 0, lo = 0, r1_first = 0;  // R1's first column is x_{r1_first}'s
     // Rayleigh–Ritz once the space can hold the values expected above the threshold.
     if (warm || 4 * s >= 3 * expect || s >= s_max) {
       G = kw.BB.topLeftCorner(s, s);
@@ -307,35 +306,46 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
         lo = std::max(0, std::min(above - b / 2, s - b));
         nl = std::min(s, std::max(above + 16, lo + b));
         const Matrix X = G.rightCols(nl).rowwise().reverse();
-        new (&R1) MatMap(kw.R1.map(m, nl));
-        new (&R2) MatMap(kw.R2.map(m, nl));
-        skinny_gemm_nn(static_cast<int>(m), s, nl, HBt.data(), m, X.data(), s, R1.data(), m);
-        skinny_gemm_nn(static_cast<int>(m), s, nl, Q.data(), m, X.data(), s, R2.data(), m);
-        spent += 2 * gemm_ns(m, s, nl);
-        std::vector<double> err(nl, std::numeric_limits<double>::infinity());
-        for (int l = 0; l < nl; ++l)
-          if (sigma[l] > 0) err[l] = (R1.col(l) / sigma[l] - sigma[l] * R2.col(l)).norm() / std::sqrt(2.0);
-        // Fewer than min(m, n) values: a whole spectrum is the dense SVD's (exact entropy-ESS).
-        if (std::getenv("ESS_KDEBUG"))
-          fprintf(stderr, "  step %d s=%d w=%d above=%d gap=%.3g err=%.3g err0=%.3g errmax=%.3g\n", out.steps, s, w,
-                  above, threshold - sigma[above], err[above], err[0],
-                  *std::max_element(err.begin(), err.begin() + above + 1));
-        if (above + 1 < std::min(m, n) && sigma[above] + err[above] < threshold) {
-          double e = 0;
-          for (int l = 0; l <= above; ++l) e = std::max(e, err[l]);
-          int count = above + 1;
-          while (count < nl && count + 1 < std::min(m, n) && err[count] <= e) ++count;
-          out.certified = true;
-          if (std::getenv("ESS_KDEBUG"))
-            fprintf(stderr, "m=%ld n=%ld b=%d steps=%d s=%d above=%d sig=%.6g err=%.3g gap=%.3g\n", (long)m, (long)n, b,
-                    out.steps, s, above, sigma[above], err[above], threshold - sigma[above]);
-          out.count = count;
-          out.above = above;
-          out.error = e;
-          out.columns = s;
-          sigma.resize(count);
-          left = R2.leftCols(std::min(nl, count + 8));
-          return out;
+        // The residual of the first value below the threshold decides: only when it certifies are
+        // the others needed (the reported errors); otherwise only the products the targeted
+        // expansion takes (columns lo … lo + next of R1).
+        const double sa = sigma[above];
+        double err_above = std::numeric_limits<double>::infinity();
+        if (sa > 0)
+          err_above =
+              (HBt.leftCols(s) * X.col(above) / sa - sa * (Q.leftCols(s) * X.col(above))).norm() / std::sqrt(2.0);
+        spent += 2 * gemm_ns(m, s, 1);
+        if (above + 1 < std::min(m, n) && sa + err_above < threshold) {
+          r1_first = 0;
+          new (&R1) MatMap(kw.R1.map(m, nl));
+          new (&R2) MatMap(kw.R2.map(m, nl));
+          skinny_gemm_nn(static_cast<int>(m), s, nl, HBt.data(), m, X.data(), s, R1.data(), m);
+          skinny_gemm_nn(static_cast<int>(m), s, nl, Q.data(), m, X.data(), s, R2.data(), m);
+          spent += 2 * gemm_ns(m, s, nl);
+          std::vector<double> err(nl, std::numeric_limits<double>::infinity());
+          for (int l = 0; l < nl; ++l)
+            if (sigma[l] > 0) err[l] = (R1.col(l) / sigma[l] - sigma[l] * R2.col(l)).norm() / std::sqrt(2.0);
+          // Fewer than min(m, n) values: a whole spectrum is the dense SVD's (exact entropy-ESS).
+          if (sigma[above] + err[above] < threshold) {
+            double e = 0;
+            for (int l = 0; l <= above; ++l) e = std::max(e, err[l]);
+            int count = above + 1;
+            while (count < nl && count + 1 < std::min(m, n) && err[count] <= e) ++count;
+            out.certified = true;
+            out.count = count;
+            out.above = above;
+            out.error = e;
+            out.columns = s;
+            sigma.resize(count);
+            left = R2.leftCols(std::min(nl, count + 8));
+            return out;
+          }
+        } else if (o.krylov_targeted) {
+          r1_first = lo;
+          const int cols = std::min(std::min(b, s_max - s), nl - lo);
+          new (&R1) MatMap(kw.R1.map(m, cols));
+          skinny_gemm_nn(static_cast<int>(m), s, cols, HBt.data(), m, X.col(lo).data(), s, R1.data(), m);
+          spent += gemm_ns(m, s, cols);
         }
       }
     }
@@ -344,7 +354,7 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
     if (spent + 2 * gemm_ns(m, n, next) + 4 * gemm_ns(m, s, next) > budget_ns) return out;
     if (nl > 0 && o.krylov_targeted) {
       new (&Y) MatMap(Y.data(), m, std::min(next, nl - lo));
-      Y = R1.middleCols(lo, Y.cols());
+      Y = R1.middleCols(lo - r1_first, Y.cols());
     } else {
       new (&Y) MatMap(Y.data(), m, std::min(w, next));
       Y = HBt.middleCols(s - w, Y.cols());
@@ -470,7 +480,6 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
           continue;
         }
       }
-      if (std::getenv("ESS_KDEBUG")) fprintf(stderr, "dense m=%d n=%d try=%d expect=%d\n", m, sup.cols, (int)try_krylov, expect);
       whole_spectrum();
       continue;
     }
