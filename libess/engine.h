@@ -48,8 +48,9 @@ struct DenseWorkspace {
 void dense_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices, DenseWorkspace& ws,
                          SpectrumSink& sink);
 
-// Singular values (descending) of a general m×n matrix stored column-major in `a` (destroyed).
-// Returns false if LAPACK did not converge.
+// Singular values (descending) of a general m×n matrix stored column-major in `a` (destroyed):
+// LAPACK's dgesdd (values only), after a QR (LQ) factorization at aspect ratios 1.3–2.2 where that
+// is faster. Returns false if LAPACK did not converge.
 bool singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork);
 
 // Square-root Gramian recursion on a realization (structured engine). indices ascending.

@@ -106,34 +106,6 @@ double dense_svd_ns(double m, double n) {
   return (0.09 + 0.17 * r / std::max(m, n)) * m * n * r;
 }
 
-// Every singular value of an m × n block in a (column-major, destroyed). LAPACK's dgesdd
-// bidiagonalizes the block itself below an aspect ratio of 11/6 (memory-bound BLAS-2 work over all
-// m·n entries); from about 1.3 a QR (or LQ) factorization first (BLAS-3), then dgesdd of its
-// min(m, n)² triangle, is faster: thread CPU with this project's OpenBLAS, m + n = 4096,
-// ratio 1.33 / 1.5 / 1.6 / 2.0: 10 / 19 / 28 / 13% less; at 1.17 9% more, square 35% more. The
-// singular values are the block's (orthogonal factor), to rounding.
-bool block_singular_values(int m, int n, double* a, double* s, std::vector<double>& work, std::vector<int>& iwork,
-                           std::vector<double>& tau) {
-  const int r = std::min(m, n), big = std::max(m, n);
-  const double ratio = r > 0 ? static_cast<double>(big) / r : 0.0;
-  if (ratio < 1.3 || ratio > 2.2 || r < 64 ||
-      !Eigen::Map<const Matrix>(a, m, n).allFinite())  // non-finite: singular_values reports it
-    return singular_values(m, n, a, s, work, iwork);
-  tau.resize(static_cast<size_t>(r));
-  if (m >= n) {
-    if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, a, m, tau.data()) != 0) return false;
-    // R (n × n, upper) packed to the front of a, column by column (never over what is still to read).
-    for (int j = 0; j < n; ++j)
-      for (int i = 0; i < n; ++i) a[static_cast<size_t>(j) * n + i] = i <= j ? a[static_cast<size_t>(j) * m + i] : 0.0;
-  } else {
-    // L (m × m, lower) is already the front of a (leading dimension m).
-    if (LAPACKE_dgelqf(LAPACK_COL_MAJOR, m, n, a, m, tau.data()) != 0) return false;
-    for (int j = 1; j < m; ++j)
-      for (int i = 0; i < j; ++i) a[static_cast<size_t>(j) * m + i] = 0.0;
-  }
-  return singular_values(r, r, a, s, work, iwork);
-}
-
 using BlockMap = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
 using MatMap = Eigen::Map<Matrix>;
 
@@ -431,7 +403,7 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       }
       const double f2 = H.squaredNorm();
       sigma.assign(r, 0.0);
-      const bool ok = block_singular_values(m, sup.cols, H.data(), sigma.data(), work, iwork, kw.tau);
+      const bool ok = singular_values(m, sup.cols, H.data(), sigma.data(), work, iwork);
       out.sigma = sigma.data();
       out.count = r;
       out.frobenius2 = f2;
