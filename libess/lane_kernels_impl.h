@@ -60,6 +60,22 @@ inline V vsqrt(V x) {
 #endif
 }
 
+// Σ_{r=lo}^{hi−1} a[r]·b[r] in four partial sums (r − lo mod 4), added as (s0 + s1) + (s2 + s3):
+// the additions of one sum do not wait on each other (one running sum is a chain of dependent
+// additions, latency- instead of throughput-bound). The same order on every instruction set.
+inline V dot(Arr a, Arr b, int lo, int hi) {
+  V s0 = splat(0.0), s1 = s0, s2 = s0, s3 = s0;
+  int r = lo;
+  for (; r + 4 <= hi; r += 4) {
+    s0 += a[r] * b[r];
+    s1 += a[r + 1] * b[r + 1];
+    s2 += a[r + 2] * b[r + 2];
+    s3 += a[r + 3] * b[r + 3];
+  }
+  for (; r < hi; ++r) s0 += a[r] * b[r];
+  return (s0 + s1) + (s2 + s3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Square-root factor updates.
 
@@ -174,14 +190,12 @@ void general_product(int n, const double* M_, const double* F_, double* P_) {
 // reflector of row k. Two sweeps over the trailing matrix per step: w = A u, then the right
 // update fused with the next step's left update, column by column while the column is hot (the
 // same operations in the same order as applying them one after the other).
-void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
+void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w) {
   const V one = splat(1.0), zero = splat(0.0);
-  auto col = [&](int c) { return A + static_cast<size_t>(c) * n; };
+  auto col = [&](int c) { return A + static_cast<size_t>(c) * ld; };
   // Householder vector of x[k0:] (x[k0] = α): I − τ v vᵀ maps it to β e_{k0}; v[k0] = 1.
   auto reflector = [&](Arr x, int k0, V& beta, V& tau, Arr vout) {
-    V norm2 = zero;
-    for (int r = k0; r < n; ++r) norm2 += x[r] * x[r];
-    const V norm = vsqrt(norm2), alpha = x[k0];
+    const V norm = vsqrt(dot(x, x, k0, n)), alpha = x[k0];
     const Mask null = norm == zero;
     beta = lane_select(alpha > zero, -norm, norm);
     tau = lane_select(null, zero, (beta - alpha) / lane_select(null, one, beta));
@@ -196,17 +210,23 @@ void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
   d[0] = beta;
   for (int c = 1; c < n; ++c) {
     const Arr x = col(c);
-    V s = zero;
-    for (int r = 0; r < n; ++r) s += v[r] * x[r];
-    const V ts = tau_l * s;
+    const V ts = tau_l * dot(v, x, 0, n);
     for (int r = 0; r < n; ++r) x[r] -= ts * v[r];
   }
   for (int k = 0; k + 1 < n; ++k) {
     // Right reflector u (kept in v) of row k, columns k+1..n−1.
     {
-      V norm2 = zero;
-      for (int c = k + 1; c < n; ++c) norm2 += col(c)[k] * col(c)[k];
-      const V norm = vsqrt(norm2), alpha = col(k + 1)[k];
+      V s0 = zero, s1 = zero, s2 = zero, s3 = zero;  // partial sums as in dot()
+      int c = k + 1;
+      for (; c + 4 <= n; c += 4) {
+        const V x0 = col(c)[k], x1 = col(c + 1)[k], x2 = col(c + 2)[k], x3 = col(c + 3)[k];
+        s0 += x0 * x0;
+        s1 += x1 * x1;
+        s2 += x2 * x2;
+        s3 += x3 * x3;
+      }
+      for (; c < n; ++c) s0 += col(c)[k] * col(c)[k];
+      const V norm = vsqrt((s0 + s1) + (s2 + s3)), alpha = col(k + 1)[k];
       const Mask null = norm == zero;
       const V b = lane_select(alpha > zero, -norm, norm);
       tau_r = lane_select(null, zero, (b - alpha) / lane_select(null, one, b));
@@ -216,8 +236,23 @@ void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
       for (int c = k + 2; c < n; ++c) v[c] = col(c)[k] * inv;
     }
     // w = A[k+1:, k+1:] u.
+    // Four columns at a time with w[r] in a register: the same additions in the same order as
+    // one column at a time, a quarter of the loads and stores of w.
     for (int r = k + 1; r < n; ++r) w[r] = zero;
-    for (int c = k + 1; c < n; ++c) {
+    int c = k + 1;
+    for (; c + 4 <= n; c += 4) {
+      const Arr x0 = col(c), x1 = col(c + 1), x2 = col(c + 2), x3 = col(c + 3);
+      const V v0 = v[c], v1 = v[c + 1], v2 = v[c + 2], v3 = v[c + 3];
+      for (int r = k + 1; r < n; ++r) {
+        V t = w[r];
+        t += x0[r] * v0;
+        t += x1[r] * v1;
+        t += x2[r] * v2;
+        t += x3[r] * v3;
+        w[r] = t;
+      }
+    }
+    for (; c < n; ++c) {
       const Arr x = col(c);
       const V vc = v[c];
       for (int r = k + 1; r < n; ++r) w[r] += x[r] * vc;
@@ -234,10 +269,28 @@ void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
     for (int c = k + 2; c < n; ++c) {
       const Arr x = col(c);
       const V tv = tau_r * v[c];
-      for (int r = k + 1; r < n; ++r) x[r] -= w[r] * tv;  // right update (step k)
-      V s = zero;
-      for (int r = k + 1; r < n; ++r) s += vl[r] * x[r];  // left update (step k+1)
-      const V ts = tau_l * s;
+      // The right update (step k) and the left update's dot product (step k+1) in one pass, the
+      // dot product in partial sums as in dot().
+      V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+      int r = k + 1;
+      for (; r + 4 <= n; r += 4) {
+        const V x0 = x[r] - w[r] * tv, x1 = x[r + 1] - w[r + 1] * tv, x2 = x[r + 2] - w[r + 2] * tv,
+                x3 = x[r + 3] - w[r + 3] * tv;
+        x[r] = x0;
+        x[r + 1] = x1;
+        x[r + 2] = x2;
+        x[r + 3] = x3;
+        s0 += vl[r] * x0;
+        s1 += vl[r + 1] * x1;
+        s2 += vl[r + 2] * x2;
+        s3 += vl[r + 3] * x3;
+      }
+      for (; r < n; ++r) {
+        const V xr = x[r] - w[r] * tv;
+        x[r] = xr;
+        s0 += vl[r] * xr;
+      }
+      const V ts = tau_l * ((s0 + s1) + (s2 + s3));
       for (int r = k + 1; r < n; ++r) x[r] -= ts * vl[r];
     }
   }
@@ -592,6 +645,11 @@ void dqds_slices(Dqds* sl, int count) {
   }
 }
 
+// Doubles of workspace per batch (singular_values_work in lane_kernels.h, not called here: every
+// function of this file is compiled for one instruction set): 14n lane vectors, then the padded
+// copy of the matrix.
+inline size_t batch_work(int n) { return static_cast<size_t>(n) * (n + 15) * kLanes; }
+
 // Singular values of `slices` slices of W lanes each: slice j is A + j·W (stride kLanes within a
 // batch; slices past kLanes / W continue in the next batch, nn·kLanes further). work: per slice,
 // 14n lane entries.
@@ -604,7 +662,8 @@ void singular_values_slices(int n, double* A_, double* sigma, double* work_, uns
   for (int j = 0; j < slices; ++j) {
     const int b = j / per_batch, h = (j % per_batch) * W;
     Arr A{A_ + b * nn * kLanes + h};
-    Arr work{work_ + b * 14 * static_cast<size_t>(n) * kLanes + h};
+    Arr work{work_ + b * batch_work(n) + h};
+    Arr Ap = work + 14 * static_cast<size_t>(n);  // the scaled copy, leading dimension n + 1
     unsigned char* st = status + b * kLanes + h;
 #ifdef ESS_LANE_DUMP_MATRIX
     ESS_LANE_DUMP_MATRIX(n, A);
@@ -627,8 +686,14 @@ void singular_values_slices(int n, double* A_, double* sigma, double* work_, uns
       st[l] = finite[l] ? lane_ok : lane_non_finite;
     }
     const V sv = *reinterpret_cast<const V*>(scale);
-    for (size_t i = 0; i < nn; ++i) A[i] = lane_select(finite, A[i] * sv, splat(0.0));
-    bidiagonalize(n, A, d, e, v, w);
+    // Columns n + 1 lane entries apart: at n = 64, 128, 256 columns n·kLanes·8 bytes apart would
+    // all map to the same L1 sets (and alias the work vectors modulo 4 KiB).
+    for (int c = 0; c < n; ++c)
+      for (int r = 0; r < n; ++r) {
+        const size_t i = r + static_cast<size_t>(c) * n;
+        Ap[r + static_cast<size_t>(c) * (n + 1)] = lane_select(finite, A[i] * sv, splat(0.0));
+      }
+    bidiagonalize(n, n + 1, Ap, d, e, v, w);
 #ifdef ESS_LANE_DUMP
     ESS_LANE_DUMP(n, d, e);
 #endif
