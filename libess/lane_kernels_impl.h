@@ -40,6 +40,28 @@ inline Mask all_true() { return Mask{} - 1; }
 inline V lane_select(Mask m, V a, V b) { return m ? a : b; }
 inline V vabs(V x) { return (V)((Mask)x & (Mask{} + 0x7fffffffffffffffLL)); }
 inline V vmax(V a, V b) { return a > b ? a : b; }
+inline V vmin(V a, V b) { return a < b ? a : b; }
+// Largest / smallest of a vector's lanes (exact: a max or min of doubles is one of them).
+inline double hmax(V x) {
+#if defined(__clang__)
+#define ESS_SWAP(x, ...) __builtin_shufflevector(x, x, __VA_ARGS__)
+#else
+#define ESS_SWAP(x, ...) __builtin_shuffle(x, Mask{__VA_ARGS__})
+#endif
+#if ESS_LANE_WIDTH == 8
+  x = vmax(x, ESS_SWAP(x, 4, 5, 6, 7, 0, 1, 2, 3));
+  x = vmax(x, ESS_SWAP(x, 2, 3, 0, 1, 6, 7, 4, 5));
+  x = vmax(x, ESS_SWAP(x, 1, 0, 3, 2, 5, 4, 7, 6));
+#elif ESS_LANE_WIDTH == 4
+  x = vmax(x, ESS_SWAP(x, 2, 3, 0, 1));
+  x = vmax(x, ESS_SWAP(x, 1, 0, 3, 2));
+#else
+  x = vmax(x, ESS_SWAP(x, 1, 0));
+#endif
+#undef ESS_SWAP
+  return x[0];
+}
+inline double hmin(V x) { return -hmax(-x); }
 inline bool any(Mask m) {
 #if ESS_LANE_WIDTH == 8
   return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0;
@@ -184,6 +206,30 @@ void general_product(int n, const double* M_, const double* F_, double* P_) {
 // ---------------------------------------------------------------------------------------------
 // Singular values.
 
+// Columns x[0..NC−1] (rows lo..n−1) of the trailing matrix: the right update x ← x − w·tv (step k)
+// and then the left update x ← x − τ_l (vlᵀx) vl (step k+1). The right update is computed twice,
+// once for the dot product (four partial sums as in dot()) and once for the store, so each column
+// is stored once and w, vl are loaded once for NC columns: the loop is bound by loads and stores.
+template <int NC>
+inline void two_sided_update(const Arr* x, const V* tv, Arr w, Arr vl, V tau_l, int lo, int n) {
+  V s[NC][4];
+  for (int j = 0; j < NC; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = splat(0.0);
+  int r = lo;
+  for (; r + 4 <= n; r += 4)
+    for (int i = 0; i < 4; ++i) {
+      const V wr = w[r + i], vr = vl[r + i];
+      for (int j = 0; j < NC; ++j) s[j][i] += vr * (x[j][r + i] - wr * tv[j]);
+    }
+  for (; r < n; ++r)
+    for (int j = 0; j < NC; ++j) s[j][0] += vl[r] * (x[j][r] - w[r] * tv[j]);
+  V ts[NC];
+  for (int j = 0; j < NC; ++j) ts[j] = tau_l * ((s[j][0] + s[j][1]) + (s[j][2] + s[j][3]));
+  for (r = lo; r < n; ++r) {
+    const V wr = w[r], vr = vl[r];
+    for (int j = 0; j < NC; ++j) x[j][r] = (x[j][r] - wr * tv[j]) - ts[j] * vr;
+  }
+}
+
 // Householder reduction of the n×n matrices A (destroyed) to upper bidiagonal form: diagonal d
 // (n), superdiagonal e (n − 1). v: n entries, w: 2n. Entries are assumed scaled to ≲ 1 (no
 // overflow in the squared norms). Step k: the left reflector of column k, then the right
@@ -266,32 +312,18 @@ void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w) {
     const Arr vl = w + n;  // the left reflector's vector (u stays in v): the caller gives w 2n entries
     reflector(col(k + 1), k + 1, beta, tau_l, vl);
     d[k + 1] = beta;
-    for (int c = k + 2; c < n; ++c) {
-      const Arr x = col(c);
-      const V tv = tau_r * v[c];
-      // The right update (step k) and the left update's dot product (step k+1) in one pass, the
-      // dot product in partial sums as in dot().
-      V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
-      int r = k + 1;
-      for (; r + 4 <= n; r += 4) {
-        const V x0 = x[r] - w[r] * tv, x1 = x[r + 1] - w[r + 1] * tv, x2 = x[r + 2] - w[r + 2] * tv,
-                x3 = x[r + 3] - w[r + 3] * tv;
-        x[r] = x0;
-        x[r + 1] = x1;
-        x[r + 2] = x2;
-        x[r + 3] = x3;
-        s0 += vl[r] * x0;
-        s1 += vl[r + 1] * x1;
-        s2 += vl[r + 2] * x2;
-        s3 += vl[r + 3] * x3;
-      }
-      for (; r < n; ++r) {
-        const V xr = x[r] - w[r] * tv;
-        x[r] = xr;
-        s0 += vl[r] * xr;
-      }
-      const V ts = tau_l * ((s0 + s1) + (s2 + s3));
-      for (int r = k + 1; r < n; ++r) x[r] -= ts * vl[r];
+    // The other columns, two at a time: the right update (step k), the left update's dot product
+    // (step k+1), then both updates again, stored once.
+    int c2 = k + 2;
+    for (; c2 + 2 <= n; c2 += 2) {
+      const Arr x[2] = {col(c2), col(c2 + 1)};
+      const V tv[2] = {tau_r * v[c2], tau_r * v[c2 + 1]};
+      two_sided_update<2>(x, tv, w, vl, tau_l, k + 1, n);
+    }
+    if (c2 < n) {
+      const Arr x[1] = {col(c2)};
+      const V tv[1] = {tau_r * v[c2]};
+      two_sided_update<1>(x, tv, w, vl, tau_l, k + 1, n);
     }
   }
 }
@@ -427,15 +459,8 @@ struct Dqds {
     const Mask active = (N0 >= zero) & ~fallback;
     fallback |= active & (ITERS >= maxit());
     run = active & ~fallback;
-    alignas(64) double i0v[W], n0v[W];
-    *reinterpret_cast<V*>(i0v) = lane_select(run, I0, splat(n));
-    *reinterpret_cast<V*>(n0v) = lane_select(run, N0, splat(-1.0));
-    kmin = n;
-    kmax = -1;
-    for (int l = 0; l < W; ++l) {
-      kmin = i0v[l] < kmin ? static_cast<int>(i0v[l]) : kmin;
-      kmax = n0v[l] > kmax ? static_cast<int>(n0v[l]) : kmax;
-    }
+    kmin = static_cast<int>(hmin(lane_select(run, I0, splat(n))));
+    kmax = static_cast<int>(hmax(lane_select(run, N0, splat(-1.0))));
   }
 
   // State of one transform in flight (pointers copied so stores through them cannot alias them).
@@ -472,14 +497,8 @@ struct Dqds {
     t.run = run;
     t.kmin = kmin;
     t.n = n;
-    alignas(64) double i0v[W], n0v[W];
-    *reinterpret_cast<V*>(i0v) = lane_select(run, I0, splat(-1.0));
-    *reinterpret_cast<V*>(n0v) = lane_select(run, N0, splat(n));
-    int i0max = -1, n0min = n;
-    for (int l = 0; l < W; ++l) {
-      i0max = i0v[l] > i0max ? static_cast<int>(i0v[l]) : i0max;
-      n0min = n0v[l] < n0min ? static_cast<int>(n0v[l]) : n0min;
-    }
+    const int i0max = static_cast<int>(hmax(lane_select(run, I0, splat(-1.0))));
+    const int n0min = static_cast<int>(hmin(lane_select(run, N0, splat(n))));
     t.fast_lo = i0max == kmin ? kmin : i0max + 1;  // at kmin, d starts at q[kmin] − τ (above)
     t.fast_hi = n0min;
     return t;
