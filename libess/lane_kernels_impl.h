@@ -101,36 +101,77 @@ inline V dot(Arr a, Arr b, int lo, int hi) {
 // ---------------------------------------------------------------------------------------------
 // Square-root factor updates.
 
-// R factor of [U; rᵀ] by Givens rotations; U upper-triangular, r destroyed. A lane whose r(k) is
-// zero is left exactly as it was (c = 1, s = 0). Lanes whose a² + b² under- or overflows get
+// Rotation that maps (a, b) to (ρ, 0): c = a/ρ, s = b/ρ; returns what the diagonal becomes. A lane
+// whose b is zero keeps a exactly (c = 1, s = 0). Lanes whose a² + b² under- or overflows get
 // ρ = m·√((a/m)² + (b/m)²), m = max(|a|, |b|).
-void givens_append_slice(int n, Arr U, Arr r) {
+inline V givens_rotation(V a, V b, V& c, V& s) {
   const V one = splat(1.0), zero = splat(0.0);
-  for (int k = 0; k < n; ++k) {
-    const V a = U[k + k * n], b = r[k];
-    const V rho2 = a * a + b * b;
-    V rho = vsqrt(rho2);
-    const Mask skip = b == zero;
-    const Mask bad = ~skip & ~((rho2 >= splat(kTiny)) & (rho2 <= splat(kHuge)));
-    if (any(bad)) {
-      const V m = lane_select(bad, vmax(vabs(a), vabs(b)), one);
-      const V as = a / m, bs = b / m;
-      rho = lane_select(bad, m * vsqrt(as * as + bs * bs), rho);
-    }
-    const V inv = one / lane_select(skip, one, rho);
-    const V c = lane_select(skip, one, a * inv), s = lane_select(skip, zero, b * inv);
-    U[k + k * n] = lane_select(skip, a, rho);
-    r[k] = zero;
-    for (int j = k + 1; j < n; ++j) {
-      const V u = U[k + j * n], v = r[j];
-      U[k + j * n] = c * u + s * v;
-      r[j] = c * v - s * u;
-    }
+  const V rho2 = a * a + b * b;
+  V rho = vsqrt(rho2);
+  const Mask skip = b == zero;
+  const Mask bad = ~skip & ~((rho2 >= splat(kTiny)) & (rho2 <= splat(kHuge)));
+  if (any(bad)) {
+    const V m = lane_select(bad, vmax(vabs(a), vabs(b)), one);
+    const V as = a / m, bs = b / m;
+    rho = lane_select(bad, m * vsqrt(as * as + bs * bs), rho);
   }
+  const V inv = one / lane_select(skip, one, rho);
+  c = lane_select(skip, one, a * inv);
+  s = lane_select(skip, zero, b * inv);
+  return lane_select(skip, a, rho);
+}
+
+// R factor of [U; rᵀ] by Givens rotations; U upper-triangular, r destroyed (zeroed). Rotation k
+// acts on row k of U and on r: (U(k, j), r(j)) ← (c u + s v, c v − s u) for j > k. Done column by
+// column (rotations 0..j−1 to column j and r(j), then rotation j from U(j, j) and r(j)), two
+// columns at a time so their dependency chains overlap: the same operations on every element in
+// the same order as row by row, but over contiguous memory (rows of U are n·kLanes·8 bytes apart).
+// cs: 2n lane vectors of scratch (the rotations).
+void givens_append_slice(int n, Arr U, Arr r, Arr cs) {
+  int j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const Arr u0 = U + static_cast<size_t>(j) * n, u1 = u0 + n;
+    V v0 = r[j], v1 = r[j + 1];
+    for (int k = 0; k < j; ++k) {
+      const V c = cs[2 * k], s = cs[2 * k + 1];
+      const V a0 = u0[k], a1 = u1[k];
+      u0[k] = c * a0 + s * v0;
+      v0 = c * v0 - s * a0;
+      u1[k] = c * a1 + s * v1;
+      v1 = c * v1 - s * a1;
+    }
+    V c, s;
+    u0[j] = givens_rotation(u0[j], v0, c, s);
+    cs[2 * j] = c;
+    cs[2 * j + 1] = s;
+    const V a1 = u1[j];
+    u1[j] = c * a1 + s * v1;
+    v1 = c * v1 - s * a1;
+    u1[j + 1] = givens_rotation(u1[j + 1], v1, c, s);
+    cs[2 * j + 2] = c;
+    cs[2 * j + 3] = s;
+  }
+  if (j < n) {
+    const Arr u0 = U + static_cast<size_t>(j) * n;
+    V v0 = r[j];
+    for (int k = 0; k < j; ++k) {
+      const V c = cs[2 * k], s = cs[2 * k + 1];
+      const V a0 = u0[k];
+      u0[k] = c * a0 + s * v0;
+      v0 = c * v0 - s * a0;
+    }
+    V c, s;
+    u0[j] = givens_rotation(u0[j], v0, c, s);
+  }
+  for (int k = 0; k < n; ++k) r[k] = splat(0.0);
 }
 
 void givens_append(int n, double* U, double* r) {
-  for (int h = 0; h < kLanes; h += W) givens_append_slice(n, Arr{U + h}, Arr{r + h});
+  // Scratch for the rotations: 2n lane vectors on the stack (32 KiB at n = 256).
+  const auto raw =
+      reinterpret_cast<std::uintptr_t>(__builtin_alloca(sizeof(double) * (2 * static_cast<size_t>(n) + 1) * kLanes));
+  double* cs = reinterpret_cast<double*>((raw + 63) & ~static_cast<std::uintptr_t>(63));
+  for (int h = 0; h < kLanes; h += W) givens_append_slice(n, Arr{U + h}, Arr{r + h}, Arr{cs + h});
 }
 
 void scale_columns(int n, double* U_, const double* a_) {
