@@ -252,7 +252,7 @@ void general_product(int n, const double* M_, const double* F_, double* P_) {
 // once for the dot product (four partial sums as in dot()) and once for the store, so each column
 // is stored once and w, vl are loaded once for NC columns: the loop is bound by loads and stores.
 template <int NC>
-inline void two_sided_update(const Arr* x, const V* tv, Arr w, Arr vl, V tau_l, int lo, int n) {
+inline void two_sided_update(const Arr* x, const V* tv, Arr w, Arr vl, V tau_l, int lo, int n, Arr z, int z_from) {
   V s[NC][4];
   for (int j = 0; j < NC; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = splat(0.0);
   int r = lo;
@@ -263,21 +263,39 @@ inline void two_sided_update(const Arr* x, const V* tv, Arr w, Arr vl, V tau_l, 
     }
   for (; r < n; ++r)
     for (int j = 0; j < NC; ++j) s[j][0] += vl[r] * (x[j][r] - w[r] * tv[j]);
-  V ts[NC];
+  V ts[NC], top[NC];
   for (int j = 0; j < NC; ++j) ts[j] = tau_l * ((s[j][0] + s[j][1]) + (s[j][2] + s[j][3]));
-  for (r = lo; r < n; ++r) {
+  for (int j = 0; j < NC; ++j) top[j] = x[j][lo] = (x[j][lo] - w[lo] * tv[j]) - ts[j] * vl[lo];
+  if (z_from >= NC) {
+    for (r = lo + 1; r < n; ++r) {
+      const V wr = w[r], vr = vl[r];
+      for (int j = 0; j < NC; ++j) x[j][r] = (x[j][r] - wr * tv[j]) - ts[j] * vr;
+    }
+    return;
+  }
+  // Look-ahead: z[r] += Σ_j x_j[r]·x_j[lo] over the columns from z_from on (rows lo+1..), with the
+  // values just stored: the next step's w = A u without another sweep (bidiagonalize()).
+  for (r = lo + 1; r < n; ++r) {
     const V wr = w[r], vr = vl[r];
-    for (int j = 0; j < NC; ++j) x[j][r] = (x[j][r] - wr * tv[j]) - ts[j] * vr;
+    V t = z[r];
+    for (int j = 0; j < NC; ++j) {
+      const V xr = (x[j][r] - wr * tv[j]) - ts[j] * vr;
+      x[j][r] = xr;
+      if (j >= z_from) t += xr * top[j];
+    }
+    z[r] = t;
   }
 }
 
-// Householder reduction of the n×n matrices A (destroyed) to upper bidiagonal form: diagonal d
-// (n), superdiagonal e (n − 1). v: n entries, w: 2n. Entries are assumed scaled to ≲ 1 (no
-// overflow in the squared norms). Step k: the left reflector of column k, then the right
-// reflector of row k. Two sweeps over the trailing matrix per step: w = A u, then the right
-// update fused with the next step's left update, column by column while the column is hot (the
-// same operations in the same order as applying them one after the other).
-void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w) {
+// Householder reduction of the n×n matrices A (destroyed; column c at A + c·ld) to upper
+// bidiagonal form: diagonal d (n), superdiagonal e (n − 1). v: n entries, w: 2n, z: n. Entries
+// are assumed scaled to ≲ 1 (no overflow in the squared norms). Step k: the right reflector u of
+// row k, w = A u, then the right update fused with the next step's left update, four columns at
+// a time while they are hot (two_sided_update). That sweep also accumulates z = A(:, k+3:)·A(k+1,
+// k+3:)ᵀ from the values it stores, from which the next step's w = A u follows in O(n) (u is
+// e_{k+2} plus a multiple of that row): one sweep over the trailing matrix per step, plus its
+// dot-product pass, instead of three.
+void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w, Arr z) {
   const V one = splat(1.0), zero = splat(0.0);
   auto col = [&](int c) { return A + static_cast<size_t>(c) * ld; };
   // Householder vector of x[k0:] (x[k0] = α): I − τ v vᵀ maps it to β e_{k0}; v[k0] = 1.
@@ -292,7 +310,7 @@ void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w) {
     beta = lane_select(null, zero, beta);
   };
   // Left reflector of column 0, applied to columns 1..n−1.
-  V beta, tau_l, tau_r;
+  V beta, tau_l, tau_r, inv_r;
   reflector(col(0), 0, beta, tau_l, v);
   d[0] = beta;
   for (int c = 1; c < n; ++c) {
@@ -317,32 +335,37 @@ void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w) {
       const Mask null = norm == zero;
       const V b = lane_select(alpha > zero, -norm, norm);
       tau_r = lane_select(null, zero, (b - alpha) / lane_select(null, one, b));
-      const V inv = one / lane_select(null, one, alpha - b);
+      inv_r = one / lane_select(null, one, alpha - b);
       e[k] = lane_select(null, zero, b);
       v[k + 1] = one;
-      for (int c = k + 2; c < n; ++c) v[c] = col(c)[k] * inv;
+      for (int c = k + 2; c < n; ++c) v[c] = col(c)[k] * inv_r;
     }
-    // w = A[k+1:, k+1:] u.
-    // Four columns at a time with w[r] in a register: the same additions in the same order as
-    // one column at a time, a quarter of the loads and stores of w.
-    for (int r = k + 1; r < n; ++r) w[r] = zero;
-    int c = k + 1;
-    for (; c + 4 <= n; c += 4) {
-      const Arr x0 = col(c), x1 = col(c + 1), x2 = col(c + 2), x3 = col(c + 3);
-      const V v0 = v[c], v1 = v[c + 1], v2 = v[c + 2], v3 = v[c + 3];
-      for (int r = k + 1; r < n; ++r) {
-        V t = w[r];
-        t += x0[r] * v0;
-        t += x1[r] * v1;
-        t += x2[r] * v2;
-        t += x3[r] * v3;
-        w[r] = t;
+    // w = A[k+1:, k+1:] u. After step 0: u = e_{k+1} + inv_r·(row k beyond column k+1), and the
+    // previous step's update left z[r] = Σ_{c ≥ k+2} A(r, c) A(k, c).
+    if (k > 0) {
+      const Arr x = col(k + 1);
+      for (int r = k + 1; r < n; ++r) w[r] = x[r] + inv_r * z[r];
+    } else {
+      // Four columns at a time with w[r] in a register: a quarter of the loads and stores of w.
+      for (int r = k + 1; r < n; ++r) w[r] = zero;
+      int c = k + 1;
+      for (; c + 4 <= n; c += 4) {
+        const Arr x0 = col(c), x1 = col(c + 1), x2 = col(c + 2), x3 = col(c + 3);
+        const V v0 = v[c], v1 = v[c + 1], v2 = v[c + 2], v3 = v[c + 3];
+        for (int r = k + 1; r < n; ++r) {
+          V t = w[r];
+          t += x0[r] * v0;
+          t += x1[r] * v1;
+          t += x2[r] * v2;
+          t += x3[r] * v3;
+          w[r] = t;
+        }
       }
-    }
-    for (; c < n; ++c) {
-      const Arr x = col(c);
-      const V vc = v[c];
-      for (int r = k + 1; r < n; ++r) w[r] += x[r] * vc;
+      for (; c < n; ++c) {
+        const Arr x = col(c);
+        const V vc = v[c];
+        for (int r = k + 1; r < n; ++r) w[r] += x[r] * vc;
+      }
     }
     // Right update of column k+1, then the left reflector of column k+1 (rows k+1..).
     {
@@ -353,18 +376,28 @@ void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w) {
     const Arr vl = w + n;  // the left reflector's vector (u stays in v): the caller gives w 2n entries
     reflector(col(k + 1), k + 1, beta, tau_l, vl);
     d[k + 1] = beta;
-    // The other columns, two at a time: the right update (step k), the left update's dot product
-    // (step k+1), then both updates again, stored once.
+    // The other columns, four at a time: the right update (step k), the left update's dot product
+    // (step k+1), then both updates again, stored once, accumulating the next step's z from
+    // column k+3 on (rows k+2..).
+    const bool look_ahead = k + 2 < n;  // step k + 1 exists
+    if (look_ahead)
+      for (int r = k + 2; r < n; ++r) z[r] = zero;
+    auto skip = [&](int c, int nc) { return !look_ahead ? nc : c == k + 2 ? 1 : 0; };
     int c2 = k + 2;
+    for (; c2 + 4 <= n; c2 += 4) {
+      const Arr x[4] = {col(c2), col(c2 + 1), col(c2 + 2), col(c2 + 3)};
+      const V tv[4] = {tau_r * v[c2], tau_r * v[c2 + 1], tau_r * v[c2 + 2], tau_r * v[c2 + 3]};
+      two_sided_update<4>(x, tv, w, vl, tau_l, k + 1, n, z, skip(c2, 4));
+    }
     for (; c2 + 2 <= n; c2 += 2) {
       const Arr x[2] = {col(c2), col(c2 + 1)};
       const V tv[2] = {tau_r * v[c2], tau_r * v[c2 + 1]};
-      two_sided_update<2>(x, tv, w, vl, tau_l, k + 1, n);
+      two_sided_update<2>(x, tv, w, vl, tau_l, k + 1, n, z, skip(c2, 2));
     }
     if (c2 < n) {
       const Arr x[1] = {col(c2)};
       const V tv[1] = {tau_r * v[c2]};
-      two_sided_update<1>(x, tv, w, vl, tau_l, k + 1, n);
+      two_sided_update<1>(x, tv, w, vl, tau_l, k + 1, n, z, skip(c2, 1));
     }
   }
 }
@@ -753,7 +786,7 @@ void singular_values_slices(int n, double* A_, double* sigma, double* work_, uns
         const size_t i = r + static_cast<size_t>(c) * n;
         Ap[r + static_cast<size_t>(c) * (n + 1)] = lane_select(finite, A[i] * sv, splat(0.0));
       }
-    bidiagonalize(n, n + 1, Ap, d, e, v, w);
+    bidiagonalize(n, n + 1, Ap, d, e, v, w, scratch);
 #ifdef ESS_LANE_DUMP
     ESS_LANE_DUMP(n, d, e);
 #endif
