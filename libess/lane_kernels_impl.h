@@ -428,8 +428,16 @@ inline V gather(Arr a, V idx, Mask m) {
 #endif
 }
 inline void scatter(Arr a, V idx, V x, Mask m) {
+#if ESS_LANE_WIDTH == 8
+  // No branch per lane (the masks are data-dependent): one masked scatter, distinct addresses.
+  const __m512i lane_ids = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i at =
+      _mm512_add_epi64(_mm512_mullo_epi64(_mm512_cvttpd_epi64((__m512d)idx), _mm512_set1_epi64(kLanes)), lane_ids);
+  _mm512_mask_i64scatter_pd(a.p, _mm512_test_epi64_mask((__m512i)m, (__m512i)m), at, (__m512d)x, 8);
+#else
   for (int l = 0; l < W; ++l)
     if (m[l]) a.lane(static_cast<size_t>(idx[l]), l) = x[l];
+#endif
 }
 
 // Eigenvalues of BᵀB for the bidiagonals whose squared entries are q (n) and e (n − 1), by the
