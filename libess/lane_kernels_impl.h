@@ -752,8 +752,8 @@ void dqds_slices(Dqds* sl, int count) {
 inline size_t batch_work(int n) { return static_cast<size_t>(n) * (n + 15) * kLanes; }
 
 // Singular values of `slices` slices of W lanes each: slice j is A + j·W (stride kLanes within a
-// batch; slices past kLanes / W continue in the next batch, nn·kLanes further). work: per slice,
-// 14n lane entries.
+// batch; slices past kLanes / W continue in the next batch, nn·kLanes further). work:
+// batch_work(n) per batch (14n lane entries and the padded copy, n(n + 1)), a slice at its lanes.
 void singular_values_slices(int n, double* A_, double* sigma, double* work_, unsigned char* status, int slices) {
   const size_t nn = static_cast<size_t>(n) * n;
   constexpr int per_batch = kLanes / W;
