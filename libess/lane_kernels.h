@@ -47,7 +47,7 @@ struct Kernels {
 };
 
 // Doubles of workspace singular_values() needs for size n.
-inline size_t singular_values_work(int n) { return static_cast<size_t>(14 * n + 16) * kLanes; }
+inline size_t singular_values_work(int n) { return (static_cast<size_t>(n) * (n + 15) + 16) * kLanes; }
 // Offset of element (r, c), r ≤ c, of an upper triangle packed by columns.
 inline size_t packed_index(int r, int c) { return static_cast<size_t>(c) * (c + 1) / 2 + r; }
 inline size_t packed_size(int n) { return static_cast<size_t>(n) * (n + 1) / 2; }

@@ -40,6 +40,28 @@ inline Mask all_true() { return Mask{} - 1; }
 inline V lane_select(Mask m, V a, V b) { return m ? a : b; }
 inline V vabs(V x) { return (V)((Mask)x & (Mask{} + 0x7fffffffffffffffLL)); }
 inline V vmax(V a, V b) { return a > b ? a : b; }
+inline V vmin(V a, V b) { return a < b ? a : b; }
+// Largest / smallest of a vector's lanes (exact: a max or min of doubles is one of them).
+inline double hmax(V x) {
+#if defined(__clang__)
+#define ESS_SWAP(x, ...) __builtin_shufflevector(x, x, __VA_ARGS__)
+#else
+#define ESS_SWAP(x, ...) __builtin_shuffle(x, Mask{__VA_ARGS__})
+#endif
+#if ESS_LANE_WIDTH == 8
+  x = vmax(x, ESS_SWAP(x, 4, 5, 6, 7, 0, 1, 2, 3));
+  x = vmax(x, ESS_SWAP(x, 2, 3, 0, 1, 6, 7, 4, 5));
+  x = vmax(x, ESS_SWAP(x, 1, 0, 3, 2, 5, 4, 7, 6));
+#elif ESS_LANE_WIDTH == 4
+  x = vmax(x, ESS_SWAP(x, 2, 3, 0, 1));
+  x = vmax(x, ESS_SWAP(x, 1, 0, 3, 2));
+#else
+  x = vmax(x, ESS_SWAP(x, 1, 0));
+#endif
+#undef ESS_SWAP
+  return x[0];
+}
+inline double hmin(V x) { return -hmax(-x); }
 inline bool any(Mask m) {
 #if ESS_LANE_WIDTH == 8
   return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0;
@@ -60,39 +82,96 @@ inline V vsqrt(V x) {
 #endif
 }
 
+// Σ_{r=lo}^{hi−1} a[r]·b[r] in four partial sums (r − lo mod 4), added as (s0 + s1) + (s2 + s3):
+// the additions of one sum do not wait on each other (one running sum is a chain of dependent
+// additions, latency- instead of throughput-bound). The same order on every instruction set.
+inline V dot(Arr a, Arr b, int lo, int hi) {
+  V s0 = splat(0.0), s1 = s0, s2 = s0, s3 = s0;
+  int r = lo;
+  for (; r + 4 <= hi; r += 4) {
+    s0 += a[r] * b[r];
+    s1 += a[r + 1] * b[r + 1];
+    s2 += a[r + 2] * b[r + 2];
+    s3 += a[r + 3] * b[r + 3];
+  }
+  for (; r < hi; ++r) s0 += a[r] * b[r];
+  return (s0 + s1) + (s2 + s3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Square-root factor updates.
 
-// R factor of [U; rᵀ] by Givens rotations; U upper-triangular, r destroyed. A lane whose r(k) is
-// zero is left exactly as it was (c = 1, s = 0). Lanes whose a² + b² under- or overflows get
+// Rotation that maps (a, b) to (ρ, 0): c = a/ρ, s = b/ρ; returns what the diagonal becomes. A lane
+// whose b is zero keeps a exactly (c = 1, s = 0). Lanes whose a² + b² under- or overflows get
 // ρ = m·√((a/m)² + (b/m)²), m = max(|a|, |b|).
-void givens_append_slice(int n, Arr U, Arr r) {
+inline V givens_rotation(V a, V b, V& c, V& s) {
   const V one = splat(1.0), zero = splat(0.0);
-  for (int k = 0; k < n; ++k) {
-    const V a = U[k + k * n], b = r[k];
-    const V rho2 = a * a + b * b;
-    V rho = vsqrt(rho2);
-    const Mask skip = b == zero;
-    const Mask bad = ~skip & ~((rho2 >= splat(kTiny)) & (rho2 <= splat(kHuge)));
-    if (any(bad)) {
-      const V m = lane_select(bad, vmax(vabs(a), vabs(b)), one);
-      const V as = a / m, bs = b / m;
-      rho = lane_select(bad, m * vsqrt(as * as + bs * bs), rho);
-    }
-    const V inv = one / lane_select(skip, one, rho);
-    const V c = lane_select(skip, one, a * inv), s = lane_select(skip, zero, b * inv);
-    U[k + k * n] = lane_select(skip, a, rho);
-    r[k] = zero;
-    for (int j = k + 1; j < n; ++j) {
-      const V u = U[k + j * n], v = r[j];
-      U[k + j * n] = c * u + s * v;
-      r[j] = c * v - s * u;
-    }
+  const V rho2 = a * a + b * b;
+  V rho = vsqrt(rho2);
+  const Mask skip = b == zero;
+  const Mask bad = ~skip & ~((rho2 >= splat(kTiny)) & (rho2 <= splat(kHuge)));
+  if (any(bad)) {
+    const V m = lane_select(bad, vmax(vabs(a), vabs(b)), one);
+    const V as = a / m, bs = b / m;
+    rho = lane_select(bad, m * vsqrt(as * as + bs * bs), rho);
   }
+  const V inv = one / lane_select(skip, one, rho);
+  c = lane_select(skip, one, a * inv);
+  s = lane_select(skip, zero, b * inv);
+  return lane_select(skip, a, rho);
+}
+
+// R factor of [U; rᵀ] by Givens rotations; U upper-triangular, r destroyed (zeroed). Rotation k
+// acts on row k of U and on r: (U(k, j), r(j)) ← (c u + s v, c v − s u) for j > k. Done column by
+// column (rotations 0..j−1 to column j and r(j), then rotation j from U(j, j) and r(j)), two
+// columns at a time so their dependency chains overlap: the same operations on every element in
+// the same order as row by row, but over contiguous memory (rows of U are n·kLanes·8 bytes apart).
+// cs: 2n lane vectors of scratch (the rotations).
+void givens_append_slice(int n, Arr U, Arr r, Arr cs) {
+  int j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const Arr u0 = U + static_cast<size_t>(j) * n, u1 = u0 + n;
+    V v0 = r[j], v1 = r[j + 1];
+    for (int k = 0; k < j; ++k) {
+      const V c = cs[2 * k], s = cs[2 * k + 1];
+      const V a0 = u0[k], a1 = u1[k];
+      u0[k] = c * a0 + s * v0;
+      v0 = c * v0 - s * a0;
+      u1[k] = c * a1 + s * v1;
+      v1 = c * v1 - s * a1;
+    }
+    V c, s;
+    u0[j] = givens_rotation(u0[j], v0, c, s);
+    cs[2 * j] = c;
+    cs[2 * j + 1] = s;
+    const V a1 = u1[j];
+    u1[j] = c * a1 + s * v1;
+    v1 = c * v1 - s * a1;
+    u1[j + 1] = givens_rotation(u1[j + 1], v1, c, s);
+    cs[2 * j + 2] = c;
+    cs[2 * j + 3] = s;
+  }
+  if (j < n) {
+    const Arr u0 = U + static_cast<size_t>(j) * n;
+    V v0 = r[j];
+    for (int k = 0; k < j; ++k) {
+      const V c = cs[2 * k], s = cs[2 * k + 1];
+      const V a0 = u0[k];
+      u0[k] = c * a0 + s * v0;
+      v0 = c * v0 - s * a0;
+    }
+    V c, s;
+    u0[j] = givens_rotation(u0[j], v0, c, s);
+  }
+  for (int k = 0; k < n; ++k) r[k] = splat(0.0);
 }
 
 void givens_append(int n, double* U, double* r) {
-  for (int h = 0; h < kLanes; h += W) givens_append_slice(n, Arr{U + h}, Arr{r + h});
+  // Scratch for the rotations: 2n lane vectors on the stack (32 KiB at n = 256).
+  const auto raw =
+      reinterpret_cast<std::uintptr_t>(__builtin_alloca(sizeof(double) * (2 * static_cast<size_t>(n) + 1) * kLanes));
+  double* cs = reinterpret_cast<double*>((raw + 63) & ~static_cast<std::uintptr_t>(63));
+  for (int h = 0; h < kLanes; h += W) givens_append_slice(n, Arr{U + h}, Arr{r + h}, Arr{cs + h});
 }
 
 void scale_columns(int n, double* U_, const double* a_) {
@@ -168,20 +247,60 @@ void general_product(int n, const double* M_, const double* F_, double* P_) {
 // ---------------------------------------------------------------------------------------------
 // Singular values.
 
-// Householder reduction of the n×n matrices A (destroyed) to upper bidiagonal form: diagonal d
-// (n), superdiagonal e (n − 1). v: n entries, w: 2n. Entries are assumed scaled to ≲ 1 (no
-// overflow in the squared norms). Step k: the left reflector of column k, then the right
-// reflector of row k. Two sweeps over the trailing matrix per step: w = A u, then the right
-// update fused with the next step's left update, column by column while the column is hot (the
-// same operations in the same order as applying them one after the other).
-void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
+// Columns x[0..NC−1] (rows lo..n−1) of the trailing matrix: the right update x ← x − w·tv (step k)
+// and then the left update x ← x − τ_l (vlᵀx) vl (step k+1). The right update is computed twice,
+// once for the dot product (four partial sums as in dot()) and once for the store, so each column
+// is stored once and w, vl are loaded once for NC columns: the loop is bound by loads and stores.
+template <int NC>
+inline void two_sided_update(const Arr* x, const V* tv, Arr w, Arr vl, V tau_l, int lo, int n, Arr z, int z_from) {
+  V s[NC][4];
+  for (int j = 0; j < NC; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = splat(0.0);
+  int r = lo;
+  for (; r + 4 <= n; r += 4)
+    for (int i = 0; i < 4; ++i) {
+      const V wr = w[r + i], vr = vl[r + i];
+      for (int j = 0; j < NC; ++j) s[j][i] += vr * (x[j][r + i] - wr * tv[j]);
+    }
+  for (; r < n; ++r)
+    for (int j = 0; j < NC; ++j) s[j][0] += vl[r] * (x[j][r] - w[r] * tv[j]);
+  V ts[NC], top[NC];
+  for (int j = 0; j < NC; ++j) ts[j] = tau_l * ((s[j][0] + s[j][1]) + (s[j][2] + s[j][3]));
+  for (int j = 0; j < NC; ++j) top[j] = x[j][lo] = (x[j][lo] - w[lo] * tv[j]) - ts[j] * vl[lo];
+  if (z_from >= NC) {
+    for (r = lo + 1; r < n; ++r) {
+      const V wr = w[r], vr = vl[r];
+      for (int j = 0; j < NC; ++j) x[j][r] = (x[j][r] - wr * tv[j]) - ts[j] * vr;
+    }
+    return;
+  }
+  // Look-ahead: z[r] += Σ_j x_j[r]·x_j[lo] over the columns from z_from on (rows lo+1..), with the
+  // values just stored: the next step's w = A u without another sweep (bidiagonalize()).
+  for (r = lo + 1; r < n; ++r) {
+    const V wr = w[r], vr = vl[r];
+    V t = z[r];
+    for (int j = 0; j < NC; ++j) {
+      const V xr = (x[j][r] - wr * tv[j]) - ts[j] * vr;
+      x[j][r] = xr;
+      if (j >= z_from) t += xr * top[j];
+    }
+    z[r] = t;
+  }
+}
+
+// Householder reduction of the n×n matrices A (destroyed; column c at A + c·ld) to upper
+// bidiagonal form: diagonal d (n), superdiagonal e (n − 1). v: n entries, w: 2n, z: n. Entries
+// are assumed scaled to ≲ 1 (no overflow in the squared norms). Step k: the right reflector u of
+// row k, w = A u, then the right update fused with the next step's left update, four columns at
+// a time while they are hot (two_sided_update). That sweep also accumulates z = A(:, k+3:)·A(k+1,
+// k+3:)ᵀ from the values it stores, from which the next step's w = A u follows in O(n) (u is
+// e_{k+2} plus a multiple of that row): one sweep over the trailing matrix per step, plus its
+// dot-product pass, instead of three.
+void bidiagonalize(int n, int ld, Arr A, Arr d, Arr e, Arr v, Arr w, Arr z) {
   const V one = splat(1.0), zero = splat(0.0);
-  auto col = [&](int c) { return A + static_cast<size_t>(c) * n; };
+  auto col = [&](int c) { return A + static_cast<size_t>(c) * ld; };
   // Householder vector of x[k0:] (x[k0] = α): I − τ v vᵀ maps it to β e_{k0}; v[k0] = 1.
   auto reflector = [&](Arr x, int k0, V& beta, V& tau, Arr vout) {
-    V norm2 = zero;
-    for (int r = k0; r < n; ++r) norm2 += x[r] * x[r];
-    const V norm = vsqrt(norm2), alpha = x[k0];
+    const V norm = vsqrt(dot(x, x, k0, n)), alpha = x[k0];
     const Mask null = norm == zero;
     beta = lane_select(alpha > zero, -norm, norm);
     tau = lane_select(null, zero, (beta - alpha) / lane_select(null, one, beta));
@@ -191,36 +310,62 @@ void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
     beta = lane_select(null, zero, beta);
   };
   // Left reflector of column 0, applied to columns 1..n−1.
-  V beta, tau_l, tau_r;
+  V beta, tau_l, tau_r, inv_r;
   reflector(col(0), 0, beta, tau_l, v);
   d[0] = beta;
   for (int c = 1; c < n; ++c) {
     const Arr x = col(c);
-    V s = zero;
-    for (int r = 0; r < n; ++r) s += v[r] * x[r];
-    const V ts = tau_l * s;
+    const V ts = tau_l * dot(v, x, 0, n);
     for (int r = 0; r < n; ++r) x[r] -= ts * v[r];
   }
   for (int k = 0; k + 1 < n; ++k) {
     // Right reflector u (kept in v) of row k, columns k+1..n−1.
     {
-      V norm2 = zero;
-      for (int c = k + 1; c < n; ++c) norm2 += col(c)[k] * col(c)[k];
-      const V norm = vsqrt(norm2), alpha = col(k + 1)[k];
+      V s0 = zero, s1 = zero, s2 = zero, s3 = zero;  // partial sums as in dot()
+      int c = k + 1;
+      for (; c + 4 <= n; c += 4) {
+        const V x0 = col(c)[k], x1 = col(c + 1)[k], x2 = col(c + 2)[k], x3 = col(c + 3)[k];
+        s0 += x0 * x0;
+        s1 += x1 * x1;
+        s2 += x2 * x2;
+        s3 += x3 * x3;
+      }
+      for (; c < n; ++c) s0 += col(c)[k] * col(c)[k];
+      const V norm = vsqrt((s0 + s1) + (s2 + s3)), alpha = col(k + 1)[k];
       const Mask null = norm == zero;
       const V b = lane_select(alpha > zero, -norm, norm);
       tau_r = lane_select(null, zero, (b - alpha) / lane_select(null, one, b));
-      const V inv = one / lane_select(null, one, alpha - b);
+      inv_r = one / lane_select(null, one, alpha - b);
       e[k] = lane_select(null, zero, b);
       v[k + 1] = one;
-      for (int c = k + 2; c < n; ++c) v[c] = col(c)[k] * inv;
+      for (int c = k + 2; c < n; ++c) v[c] = col(c)[k] * inv_r;
     }
-    // w = A[k+1:, k+1:] u.
-    for (int r = k + 1; r < n; ++r) w[r] = zero;
-    for (int c = k + 1; c < n; ++c) {
-      const Arr x = col(c);
-      const V vc = v[c];
-      for (int r = k + 1; r < n; ++r) w[r] += x[r] * vc;
+    // w = A[k+1:, k+1:] u. After step 0: u = e_{k+1} + inv_r·(row k beyond column k+1), and the
+    // previous step's update left z[r] = Σ_{c ≥ k+2} A(r, c) A(k, c).
+    if (k > 0) {
+      const Arr x = col(k + 1);
+      for (int r = k + 1; r < n; ++r) w[r] = x[r] + inv_r * z[r];
+    } else {
+      // Four columns at a time with w[r] in a register: a quarter of the loads and stores of w.
+      for (int r = k + 1; r < n; ++r) w[r] = zero;
+      int c = k + 1;
+      for (; c + 4 <= n; c += 4) {
+        const Arr x0 = col(c), x1 = col(c + 1), x2 = col(c + 2), x3 = col(c + 3);
+        const V v0 = v[c], v1 = v[c + 1], v2 = v[c + 2], v3 = v[c + 3];
+        for (int r = k + 1; r < n; ++r) {
+          V t = w[r];
+          t += x0[r] * v0;
+          t += x1[r] * v1;
+          t += x2[r] * v2;
+          t += x3[r] * v3;
+          w[r] = t;
+        }
+      }
+      for (; c < n; ++c) {
+        const Arr x = col(c);
+        const V vc = v[c];
+        for (int r = k + 1; r < n; ++r) w[r] += x[r] * vc;
+      }
     }
     // Right update of column k+1, then the left reflector of column k+1 (rows k+1..).
     {
@@ -231,14 +376,28 @@ void bidiagonalize(int n, Arr A, Arr d, Arr e, Arr v, Arr w) {
     const Arr vl = w + n;  // the left reflector's vector (u stays in v): the caller gives w 2n entries
     reflector(col(k + 1), k + 1, beta, tau_l, vl);
     d[k + 1] = beta;
-    for (int c = k + 2; c < n; ++c) {
-      const Arr x = col(c);
-      const V tv = tau_r * v[c];
-      for (int r = k + 1; r < n; ++r) x[r] -= w[r] * tv;  // right update (step k)
-      V s = zero;
-      for (int r = k + 1; r < n; ++r) s += vl[r] * x[r];  // left update (step k+1)
-      const V ts = tau_l * s;
-      for (int r = k + 1; r < n; ++r) x[r] -= ts * vl[r];
+    // The other columns, four at a time: the right update (step k), the left update's dot product
+    // (step k+1), then both updates again, stored once, accumulating the next step's z from
+    // column k+3 on (rows k+2..).
+    const bool look_ahead = k + 2 < n;  // step k + 1 exists
+    if (look_ahead)
+      for (int r = k + 2; r < n; ++r) z[r] = zero;
+    auto skip = [&](int c, int nc) { return !look_ahead ? nc : c == k + 2 ? 1 : 0; };
+    int c2 = k + 2;
+    for (; c2 + 4 <= n; c2 += 4) {
+      const Arr x[4] = {col(c2), col(c2 + 1), col(c2 + 2), col(c2 + 3)};
+      const V tv[4] = {tau_r * v[c2], tau_r * v[c2 + 1], tau_r * v[c2 + 2], tau_r * v[c2 + 3]};
+      two_sided_update<4>(x, tv, w, vl, tau_l, k + 1, n, z, skip(c2, 4));
+    }
+    for (; c2 + 2 <= n; c2 += 2) {
+      const Arr x[2] = {col(c2), col(c2 + 1)};
+      const V tv[2] = {tau_r * v[c2], tau_r * v[c2 + 1]};
+      two_sided_update<2>(x, tv, w, vl, tau_l, k + 1, n, z, skip(c2, 2));
+    }
+    if (c2 < n) {
+      const Arr x[1] = {col(c2)};
+      const V tv[1] = {tau_r * v[c2]};
+      two_sided_update<1>(x, tv, w, vl, tau_l, k + 1, n, z, skip(c2, 1));
     }
   }
 }
@@ -269,8 +428,16 @@ inline V gather(Arr a, V idx, Mask m) {
 #endif
 }
 inline void scatter(Arr a, V idx, V x, Mask m) {
+#if ESS_LANE_WIDTH == 8
+  // No branch per lane (the masks are data-dependent): one masked scatter, distinct addresses.
+  const __m512i lane_ids = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i at =
+      _mm512_add_epi64(_mm512_mullo_epi64(_mm512_cvttpd_epi64((__m512d)idx), _mm512_set1_epi64(kLanes)), lane_ids);
+  _mm512_mask_i64scatter_pd(a.p, _mm512_test_epi64_mask((__m512i)m, (__m512i)m), at, (__m512d)x, 8);
+#else
   for (int l = 0; l < W; ++l)
     if (m[l]) a.lane(static_cast<size_t>(idx[l]), l) = x[l];
+#endif
 }
 
 // Eigenvalues of BᵀB for the bidiagonals whose squared entries are q (n) and e (n − 1), by the
@@ -374,15 +541,8 @@ struct Dqds {
     const Mask active = (N0 >= zero) & ~fallback;
     fallback |= active & (ITERS >= maxit());
     run = active & ~fallback;
-    alignas(64) double i0v[W], n0v[W];
-    *reinterpret_cast<V*>(i0v) = lane_select(run, I0, splat(n));
-    *reinterpret_cast<V*>(n0v) = lane_select(run, N0, splat(-1.0));
-    kmin = n;
-    kmax = -1;
-    for (int l = 0; l < W; ++l) {
-      kmin = i0v[l] < kmin ? static_cast<int>(i0v[l]) : kmin;
-      kmax = n0v[l] > kmax ? static_cast<int>(n0v[l]) : kmax;
-    }
+    kmin = static_cast<int>(hmin(lane_select(run, I0, splat(n))));
+    kmax = static_cast<int>(hmax(lane_select(run, N0, splat(-1.0))));
   }
 
   // State of one transform in flight (pointers copied so stores through them cannot alias them).
@@ -419,14 +579,8 @@ struct Dqds {
     t.run = run;
     t.kmin = kmin;
     t.n = n;
-    alignas(64) double i0v[W], n0v[W];
-    *reinterpret_cast<V*>(i0v) = lane_select(run, I0, splat(-1.0));
-    *reinterpret_cast<V*>(n0v) = lane_select(run, N0, splat(n));
-    int i0max = -1, n0min = n;
-    for (int l = 0; l < W; ++l) {
-      i0max = i0v[l] > i0max ? static_cast<int>(i0v[l]) : i0max;
-      n0min = n0v[l] < n0min ? static_cast<int>(n0v[l]) : n0min;
-    }
+    const int i0max = static_cast<int>(hmax(lane_select(run, I0, splat(-1.0))));
+    const int n0min = static_cast<int>(hmin(lane_select(run, N0, splat(n))));
     t.fast_lo = i0max == kmin ? kmin : i0max + 1;  // at kmin, d starts at q[kmin] − τ (above)
     t.fast_hi = n0min;
     return t;
@@ -592,9 +746,14 @@ void dqds_slices(Dqds* sl, int count) {
   }
 }
 
+// Doubles of workspace per batch (singular_values_work in lane_kernels.h, not called here: every
+// function of this file is compiled for one instruction set): 14n lane vectors, then the padded
+// copy of the matrix.
+inline size_t batch_work(int n) { return static_cast<size_t>(n) * (n + 15) * kLanes; }
+
 // Singular values of `slices` slices of W lanes each: slice j is A + j·W (stride kLanes within a
-// batch; slices past kLanes / W continue in the next batch, nn·kLanes further). work: per slice,
-// 14n lane entries.
+// batch; slices past kLanes / W continue in the next batch, nn·kLanes further). work:
+// batch_work(n) per batch (14n lane entries and the padded copy, n(n + 1)), a slice at its lanes.
 void singular_values_slices(int n, double* A_, double* sigma, double* work_, unsigned char* status, int slices) {
   const size_t nn = static_cast<size_t>(n) * n;
   constexpr int per_batch = kLanes / W;
@@ -604,7 +763,8 @@ void singular_values_slices(int n, double* A_, double* sigma, double* work_, uns
   for (int j = 0; j < slices; ++j) {
     const int b = j / per_batch, h = (j % per_batch) * W;
     Arr A{A_ + b * nn * kLanes + h};
-    Arr work{work_ + b * 14 * static_cast<size_t>(n) * kLanes + h};
+    Arr work{work_ + b * batch_work(n) + h};
+    Arr Ap = work + 14 * static_cast<size_t>(n);  // the scaled copy, leading dimension n + 1
     unsigned char* st = status + b * kLanes + h;
 #ifdef ESS_LANE_DUMP_MATRIX
     ESS_LANE_DUMP_MATRIX(n, A);
@@ -627,8 +787,14 @@ void singular_values_slices(int n, double* A_, double* sigma, double* work_, uns
       st[l] = finite[l] ? lane_ok : lane_non_finite;
     }
     const V sv = *reinterpret_cast<const V*>(scale);
-    for (size_t i = 0; i < nn; ++i) A[i] = lane_select(finite, A[i] * sv, splat(0.0));
-    bidiagonalize(n, A, d, e, v, w);
+    // Columns n + 1 lane entries apart: at n = 64, 128, 256 columns n·kLanes·8 bytes apart would
+    // all map to the same L1 sets (and alias the work vectors modulo 4 KiB).
+    for (int c = 0; c < n; ++c)
+      for (int r = 0; r < n; ++r) {
+        const size_t i = r + static_cast<size_t>(c) * n;
+        Ap[r + static_cast<size_t>(c) * (n + 1)] = lane_select(finite, A[i] * sv, splat(0.0));
+      }
+    bidiagonalize(n, n + 1, Ap, d, e, v, w, scratch);
 #ifdef ESS_LANE_DUMP
     ESS_LANE_DUMP(n, d, e);
 #endif
