@@ -2,6 +2,7 @@
 
 #include <hdf5.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <limits>
@@ -46,15 +48,21 @@ std::string hdf5_reason() {
 
 // --- guard against HDF5 failing inside its own code --------------------------------------------
 // HDF5 1.10 loops forever on some corrupt global heaps and B-trees, and can fault on others (found
-// by fuzzing tools/fuzz/fuzz_operators.cpp). Calls that read a file run inside a Guard; with a
-// handler installed (install_failure_guard), a watchdog thread ends a call that runs past its time
-// budget and a fault inside HDF5 is reported, both through the handler, naming the file.
+// by fuzzing tools/fuzz/fuzz_operators.cpp). It also trusts the length a corrupt variable-length
+// string declares and allocates and clears that much (16 GB for a one-string attribute: fuzzing
+// tools/fuzz/fuzz_results.cpp). Calls that read a file run inside a Guard; with a handler installed
+// (install_failure_guard), a watchdog thread ends a call that runs past its time budget or grows
+// the process past its memory allowance, and a fault inside HDF5 is reported, all through the
+// handler, naming the file.
 std::atomic<int> g_depth{0};                 // guards alive (HDF5 is called from one thread)
 std::atomic<std::int64_t> g_deadline_ns{0};  // steady-clock deadline of the outermost guard
+std::atomic<std::int64_t> g_rss_limit{0};    // resident bytes the guarded call may reach (0: unchecked)
 std::atomic<FailureHandler> g_handler{nullptr};
 double g_budget_seconds = 60;
 char g_file[1024];  // the file the outermost guard reads, for the handler's message
 struct sigaction g_previous[NSIG];
+
+std::int64_t budget_ns() { return static_cast<std::int64_t>(g_budget_seconds * 1e9); }
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -83,26 +91,70 @@ extern "C" void ess_hdf5_fault(int sig, siginfo_t* info, void* context) {
   (void)context;
 }
 
+// The process's resident set in bytes (/proc/self/statm), or 0 where it cannot be read.
+std::int64_t resident_bytes() {
+  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  long long size = 0, resident = 0;
+  if (std::sscanf(buf, "%lld %lld", &size, &resident) != 2) return 0;
+  return static_cast<std::int64_t>(resident) * ::sysconf(_SC_PAGESIZE);
+}
+
+// What a guarded call may add to the resident set: HDF5's own buffers (chunk cache, conversion
+// and filter buffers: a few MB for the files ess and h5py write) with a wide margin for other
+// threads of the process, plus twice the data a read declares (its output and one copy).
+constexpr std::int64_t kGuardMemoryAllowance = std::int64_t{1} << 30;
+std::int64_t add_capped(std::int64_t a, std::int64_t b) {  // a, b ≥ 0
+  return a > std::numeric_limits<std::int64_t>::max() - b ? std::numeric_limits<std::int64_t>::max() : a + b;
+}
+
 void watchdog() {
+  // Every 20 ms: a runaway allocation is caught within a few hundred MB of its allowance.
   for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (g_depth.load() <= 0) continue;
     const std::int64_t deadline = g_deadline_ns.load();
-    if (g_depth.load() > 0 && deadline > 0 && now_ns() > deadline)
-      fail_with("stalled (no result within its time budget, ESS_HDF5_TIMEOUT)");
+    if (deadline > 0 && now_ns() > deadline) fail_with("stalled (no result within its time budget, ESS_HDF5_TIMEOUT)");
+    const std::int64_t limit = g_rss_limit.load();
+    if (limit > 0 && g_depth.load() > 0 && resident_bytes() > limit)
+      fail_with("ran away with memory (far more than the data it was asked for)");
   }
 }
 
 class Guard {
  public:
-  explicit Guard(const std::string& file, double extra_seconds = 0) {
-    if (g_depth.fetch_add(1) > 0) return;  // the outermost guard sets the budget
+  // `data_bytes`: what the guarded call reads, if anything; its time budget grows by 0.1 s per MB
+  // and its memory allowance by twice that (a nested guard extends the outermost one's budget).
+  explicit Guard(const std::string& file, double data_bytes = 0) {
+    const auto extra_ns = static_cast<std::int64_t>(data_bytes / 10e6 * 1e9);
+    const auto extra_rss = static_cast<std::int64_t>(std::min(2 * data_bytes, 4e18));
+    if (g_depth.fetch_add(1) > 0) {
+      if (data_bytes > 0) {
+        const std::int64_t deadline = g_deadline_ns.load();
+        if (deadline > 0) g_deadline_ns.store(std::max(deadline, now_ns() + extra_ns + budget_ns()));
+        const std::int64_t limit = g_rss_limit.load();
+        if (limit > 0) g_rss_limit.store(add_capped(limit, extra_rss));
+      }
+      return;
+    }
     const std::size_t n = std::min(file.size(), sizeof g_file - 1);
     std::memcpy(g_file, file.data(), n);
     g_file[n] = '\0';
-    g_deadline_ns.store(now_ns() + static_cast<std::int64_t>((g_budget_seconds + extra_seconds) * 1e9));
+    g_deadline_ns.store(now_ns() + budget_ns() + extra_ns);
+    // Only with the watchdog running (it is what reads the limit).
+    const std::int64_t rss = g_handler.load() != nullptr ? resident_bytes() : 0;
+    g_rss_limit.store(rss > 0 ? add_capped(add_capped(rss, kGuardMemoryAllowance), extra_rss) : 0);
   }
   ~Guard() {
-    if (g_depth.fetch_sub(1) == 1) g_deadline_ns.store(0);
+    if (g_depth.fetch_sub(1) == 1) {
+      g_deadline_ns.store(0);
+      g_rss_limit.store(0);
+    }
   }
   Guard(const Guard&) = delete;
   Guard& operator=(const Guard&) = delete;
@@ -504,8 +556,9 @@ std::vector<T> Object::read_as(const std::string& dataset, hid mem_type, std::ve
   const auto bytes = checked_mul<std::uint64_t>(count, sizeof(T));
   check_memory(bytes ? *bytes : kUnlimitedMemory, where(dataset) + " " + shape_string(shape),
                "the file declares a dataset larger than this process may use");
+  // Time and memory budgets grow with the data (10 MB/s), before the output is allocated.
+  const Guard data_guard(file_, static_cast<double>(*bytes));
   std::vector<T> out(static_cast<size_t>(count));
-  const Guard data_guard(file_, static_cast<double>(*bytes) / 10e6);  // time budget grows with the data (10 MB/s)
   if (!out.empty())
     check_status(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
                  "cannot read dataset " + where(dataset) + " (file truncated or corrupt?)");

@@ -5,8 +5,10 @@
 #include <limits>
 #include <stdexcept>
 
+#include "libess/checked.h"
 #include "libess/error.h"
 #include "libess/hdf5.h"
+#include "libess/memory.h"
 #include "libess/tensor.h"
 
 namespace ess {
@@ -143,7 +145,46 @@ void expect_shape(const h5::Object& g, const std::string& ds, const std::vector<
   if (got != want) throw InputError(g.where(ds) + ": shape " + shape_string(got) + ", expected " + shape_string(want));
 }
 
-LayerResult read_layer(const h5::Object& g) {
+// A results file is read into memory whole, and a few kB of HDF5 can declare many large datasets
+// (unallocated chunks read as their fill value; several groups can link one dataset). Each read
+// is checked on its own by h5::Object; this checks the running total of everything read so far,
+// before each read, so such a file is refused instead of growing the process without bound.
+class ReadTally {
+ public:
+  explicit ReadTally(std::string path) : path_(std::move(path)) {}
+  // Counts `dataset` (elements × `element_bytes`) and refuses when the total exceeds the limit.
+  void reserve(const h5::Object& g, const std::string& dataset, std::uint64_t element_bytes) {
+    if (!g.has(dataset)) return;  // the read itself reports the missing dataset
+    std::uint64_t elements = 1;
+    for (std::int64_t d : g.shape(dataset)) elements = saturating_mul(elements, static_cast<std::uint64_t>(d));
+    held_ = saturating_add(held_, saturating_mul(elements, element_bytes));
+    check_memory(held_, path_ + ": the results read so far, up to " + g.where(dataset),
+                 "the file declares more data in all than this process may use");
+  }
+  // Every dataset directly in `g` (the /students group), counted as 8-byte values.
+  void reserve_all(const h5::Object& g) {
+    for (const std::string& name : g.children())
+      if (!g.is_group(name)) reserve(g, name, 8);
+  }
+  std::vector<double> read_double(const h5::Object& g, const std::string& ds, std::vector<std::int64_t>* shape) {
+    reserve(g, ds, sizeof(double));
+    return g.read_double(ds, shape);
+  }
+  std::vector<std::int32_t> read_int32(const h5::Object& g, const std::string& ds, std::vector<std::int64_t>* shape) {
+    reserve(g, ds, sizeof(std::int32_t));
+    return g.read_int32(ds, shape);
+  }
+  std::vector<std::uint8_t> read_uint8(const h5::Object& g, const std::string& ds, std::vector<std::int64_t>* shape) {
+    reserve(g, ds, sizeof(std::uint8_t));
+    return g.read_uint8(ds, shape);
+  }
+
+ private:
+  std::string path_;
+  std::uint64_t held_ = 0;
+};
+
+LayerResult read_layer(const h5::Object& g, ReadTally& tally) {
   LayerResult R;
   R.name = g.has_attr("name") ? g.attr_string("name") : g.path().substr(g.path().rfind('/') + 1);
   R.family = g.attr_string("family");
@@ -164,7 +205,7 @@ LayerResult read_layer(const h5::Object& g) {
   if (g.has_attr("seconds")) R.seconds = g.attr_double("seconds");
 
   std::vector<std::int64_t> shape;
-  R.tolerance_ess = g.read_int32("tolerance_ess", &shape);
+  R.tolerance_ess = tally.read_int32(g, "tolerance_ess", &shape);
   if (shape.size() != 3)
     throw InputError(g.where("tolerance_ess") + ": expected 3 dimensions [B, C, I], got " + shape_string(shape));
   const std::int64_t B = shape[0], C = shape[1], I = shape[2];
@@ -173,18 +214,18 @@ LayerResult read_layer(const h5::Object& g) {
                      " is out of range (batch and channels ≤ 2^31 − 1, fewer blocks than seq_len)");
   R.batch = static_cast<int>(B);
   R.channels = static_cast<int>(C);
-  R.entropy_ess = g.read_double("entropy_ess", &shape);
+  R.entropy_ess = tally.read_double(g, "entropy_ess", &shape);
   expect_shape(g, "entropy_ess", shape, {B, C, I});
-  R.tss = g.read_int32("tss", &shape);
+  R.tss = tally.read_int32(g, "tss", &shape);
   expect_shape(g, "tss", shape, {I});
-  R.indices = g.read_int32("indices", &shape);
+  R.indices = tally.read_int32(g, "indices", &shape);
   expect_shape(g, "indices", shape, {I});
   for (int i : R.indices)
     if (i < 1 || i >= R.seq_len)
       throw InputError(g.where("indices") + ": block index " + std::to_string(i) + " outside 1.." +
                        std::to_string(R.seq_len - 1));
   if (g.has("attainable")) {
-    R.attainable = g.read_int32("attainable", &shape);
+    R.attainable = tally.read_int32(g, "attainable", &shape);
     expect_shape(g, "attainable", shape, {I});
   } else {
     for (std::int64_t p = 0; p < I; ++p)
@@ -192,7 +233,7 @@ LayerResult read_layer(const h5::Object& g) {
   }
   auto optional_bci = [&](const std::string& ds, std::vector<double>& out) {
     if (!g.has(ds)) return;
-    out = g.read_double(ds, &shape);
+    out = tally.read_double(g, ds, &shape);
     expect_shape(g, ds, shape, {B, C, I});
   };
   optional_bci("frobenius_norm", R.frobenius);
@@ -204,19 +245,19 @@ LayerResult read_layer(const h5::Object& g) {
     throw InputError(g.where(R.entropy_ess_lower.empty() ? "entropy_ess_upper" : "entropy_ess_lower") +
                      ": present without its other end (entropy_ess_lower and entropy_ess_upper come together)");
   if (g.has("sigma_count")) {
-    R.sigma_count = g.read_int32("sigma_count", &shape);
+    R.sigma_count = tally.read_int32(g, "sigma_count", &shape);
     expect_shape(g, "sigma_count", shape, {B, C, I});
   }
   if (g.has("status")) {
-    R.status = g.read_uint8("status", &shape);
+    R.status = tally.read_uint8(g, "status", &shape);
     expect_shape(g, "status", shape, {B, C, I});
   }
   if (g.has("layer_sigma_max")) {
-    R.layer_sigma_max = g.read_double("layer_sigma_max", &shape);
+    R.layer_sigma_max = tally.read_double(g, "layer_sigma_max", &shape);
     expect_shape(g, "layer_sigma_max", shape, {B});
   }
   if (g.has("sigma")) {
-    auto sigma = g.read_double("sigma", &shape);
+    auto sigma = tally.read_double(g, "sigma", &shape);
     if (shape.size() != 4 || shape[0] != B || shape[1] != C || shape[2] != I || shape[3] > (1 << 20))
       throw InputError(g.where("sigma") + ": shape " + shape_string(shape) + ", expected [" + std::to_string(B) + ", " +
                        std::to_string(C) + ", " + std::to_string(I) + ", K]");
@@ -225,22 +266,23 @@ LayerResult read_layer(const h5::Object& g) {
     for (float v : R.sigma)
       if (!std::isfinite(v) || v < 0) throw InputError(g.where("sigma") + ": contains negative or non-finite values");
   }
+  if (g.has("students") && g.is_group("students")) tally.reserve_all(g.group("students"));
   R.students = read_students(g, R.batch, R.channels, static_cast<int>(I));  // empty when absent
   return R;
 }
 
-Predictions read_predictions(const h5::Object& g) {
+Predictions read_predictions(const h5::Object& g, ReadTally& tally) {
   Predictions p;
   std::vector<std::int64_t> shape;
-  p.input_ids = g.read_int32("input_ids", &shape);
+  p.input_ids = tally.read_int32(g, "input_ids", &shape);
   if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1)
     throw InputError(g.where("input_ids") + ": shape " + shape_string(shape) + ", expected [B, L]");
   const std::int64_t B = shape[0], L = shape[1];
   p.batch = static_cast<int>(B);
   p.seq_len = static_cast<int>(L);
-  p.argmax = g.read_int32("argmax", &shape);
+  p.argmax = tally.read_int32(g, "argmax", &shape);
   expect_shape(g, "argmax", shape, {B, L});
-  p.logprobs = g.read_double("logprobs", &shape);
+  p.logprobs = tally.read_double(g, "logprobs", &shape);
   expect_shape(g, "logprobs", shape, {B, L});
   p.vocab_size = g.has_attr("vocab_size") ? static_cast<int>(g.attr_int("vocab_size")) : 0;
   for (size_t k = 0; k < p.input_ids.size(); ++k) {
@@ -279,9 +321,10 @@ ResultsFile read_results(const std::string& path) {
   if (root.has_attr("block_selection")) f.provenance.block_selection = root.attr_string("block_selection");
   if (!root.has("layers")) throw InputError(path + ": no /layers group");
   const h5::Object layers = root.group("layers");
-  for (const std::string& name : layers.children()) f.layers.push_back(read_layer(layers.group(name)));
+  ReadTally tally(path);
+  for (const std::string& name : layers.children()) f.layers.push_back(read_layer(layers.group(name), tally));
   if (f.layers.empty()) throw InputError(path + ": /layers is empty");
-  if (root.has("model")) f.predictions = read_predictions(root.group("model"));
+  if (root.has("model")) f.predictions = read_predictions(root.group("model"), tally);
   std::stable_sort(f.layers.begin(), f.layers.end(),
                    [](const LayerResult& a, const LayerResult& b) { return a.layer_index < b.layer_index; });
   return f;

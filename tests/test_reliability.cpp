@@ -26,6 +26,7 @@
 #include "libess/memory.h"
 #include "libess/output_path.h"
 #include "libess/pipeline.h"
+#include "libess/results_io.h"
 #include "models/model.h"
 #include "models/safetensors.h"
 #include "models/tokens.h"
@@ -505,6 +506,21 @@ TEST_CASE("operator files: dims multiplying past 2^64 and huge declared sizes ar
                                                   {{"q", {1, 1, 1ULL << 33, 0}}, {"k", {1, 1, 1ULL << 33, 0}}}));
       },
       {"wide.h5", "axis 2 is longer than 2147483647"});
+}
+
+TEST_CASE("results files: the total of all datasets is checked, not only each one (fuzz: 2 GB from 17 kB)") {
+  // tools/fuzz/corpus/results/crash-fill-value-datasets (made by hand after CI's fuzz run saved an
+  // input that timed out, then used 2.1 GB): two layer groups link the same chunked datasets whose
+  // chunks were never written, so they read as their fill value. Each [1, 30, 10^6] dataset fits a
+  // 256 MB limit on its own (240 MB); the layers' nine of them together need 2.2 GB.
+  const std::string input = std::string(ESS_SOURCE_DIR) + "/tools/fuzz/corpus/results/crash-fill-value-datasets";
+  MemoryOverride limit(256ULL << 20);
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_input_error(
+      [&] { (void)read_results(input); },
+      {"crash-fill-value-datasets: the results read so far, up to", "crash-fill-value-datasets:/layers/x/",
+       "268 MB (--max-memory)", "more data in all than this process may use"});
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
 }
 
 TEST_CASE("operator files: layer_index must lie in [0, 2^31 − 1] (2^40 was stored as 0)") {

@@ -79,10 +79,15 @@ fuzz_one() {
       a="build-fuzz/crashes/$art"
       [ -e "build-fuzz/hdf5-library-bugs/$art" ] && continue
       # Whose fault? Replay it in the sanitized harness: a UBSan report, or a first stack frame
-      # outside libhdf5, is a bug of ours whatever the CLI does with it.
-      ASAN_OPTIONS=detect_leaks=0 timeout 120 ./build-fuzz/fuzz_"$h" -runs=1 -timeout=10 "$a" >"$replay" 2>&1
+      # outside libhdf5, is a bug of ours whatever the CLI does with it. An explicit malloc limit
+      # makes one huge allocation report the stack that asked for it (an RSS-limit report shows
+      # only the largest live allocations, often libFuzzer's own, down to main: no culprit).
+      ASAN_OPTIONS=detect_leaks=0 timeout 120 ./build-fuzz/fuzz_"$h" -runs=1 -timeout=10 -rss_limit_mb=2048 \
+        -malloc_limit_mb=2048 "$a" >"$replay" 2>&1
+      # The first frame that is libhdf5's or ours (our namespace or sources): libc (memcpy, named
+      # by its own sources when it has debug info), the sanitizers and libFuzzer are neither.
       first=$(grep -E '^ +#[0-9]+ ' "$replay" |
-        grep -vE 'libclang_rt|sanitizer|fuzzer::|libc\.so|__interceptor|__asan|__ubsan|AlarmCallback|fuzz_[a-z]+\+0x' | head -1)
+        grep -E 'libhdf5|ess::|\.\./(libess|operators|models|analysis|tools|tests)/' | head -1)
       if grep -q "runtime error:" "$replay" || { [ -n "$first" ] && [[ "$first" != *libhdf5* ]]; }; then
         echo "fuzz $h: $a: a bug in ess, not in libhdf5:"
         grep -E "runtime error:|ERROR:|SUMMARY" "$replay" | head -3
