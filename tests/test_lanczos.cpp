@@ -141,12 +141,13 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
   // Rows not a multiple of 8 (masked tails) and past the 512-row chunk (Hᵀ Y) and the 192-row
   // panel (H X), columns not a multiple of 4 and past the 128-column panel, vector counts not a
   // multiple of 6 or 8, leading dimensions larger than the rows; the AVX-512 kernels (where the CPU
-  // has them) and the BLAS fallback.
+  // has them), the AVX2 kernel (where it has AVX2) and the BLAS fallback.
   std::mt19937 rng(11);
   std::normal_distribution<double> normal(0.0, 1.0);
-  for (const bool blas_only : {false, true}) {
-    CAPTURE(blas_only);
-    skinny_gemm_use_blas(blas_only);
+  for (const int path : {0, 1, 2}) {
+    CAPTURE(path);
+    skinny_gemm_use_blas(path == 1);
+    skinny_gemm_use_avx2(path == 2);
     for (const auto& shape : std::vector<std::array<int, 3>>{{1, 1, 1},
                                                              {7, 5, 3},
                                                              {9, 13, 7},
@@ -154,6 +155,7 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
                                                              {23, 130, 8},
                                                              {517, 6, 13},
                                                              {1030, 37, 25},
+                                                             {2100, 53, 9},
                                                              {64, 1, 6},
                                                              {3, 300, 64},
                                                              {401, 259, 17},
@@ -182,6 +184,7 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
     }
   }
   skinny_gemm_use_blas(false);
+  skinny_gemm_use_avx2(false);
 }
 
 TEST_CASE("lanczos products: every family's H_i x, H_iᵀ y, Gram, ‖H_i‖_F² and H_i equal the dense block") {
