@@ -14,16 +14,26 @@
 // Thread CPU on the 2-core VM (AMD EPYC), 2048 × 2048 block, leading dimension 3972, 16 / 32 / 64
 // vectors: H X 59 / 76 / 79 GFLOP/s, Hᵀ Y 69 / 72 / 72, OpenBLAS's DGEMM 23–40 (1.9–2.9×); at a
 // power-of-two leading dimension ≈ 10% slower.
+// Without AVX-512 (AVX2 + FMA: Zen 3), Hᵀ Y runs the same scheme with 4-wide vectors (groups of 8
+// vectors × 6 columns of H, chunks of 1024 rows): 25–37 GFLOP/s against OpenBLAS's 16–24 at 16–64
+// vectors (the core's DGEMM peak there ≈ 34); H X stays with BLAS (no AVX2 tiling tried beat it).
 // Results equal BLAS's up to rounding (the sums are taken in another order).
 #pragma once
 
 namespace ess {
 
-// Whether the AVX-512 kernels run on this CPU (else skinny_gemm_* call BLAS).
+// The kernels skinny_gemm_* run: BLAS, AVX2 + FMA, or AVX-512 (the best the CPU has, capped by
+// ESS_SKINNY_GEMM=blas or =avx2 and by the switches below).
+enum class SkinnyPath { blas, avx2, avx512 };
+SkinnyPath skinny_gemm_path();
+
+// Whether the AVX-512 kernels run on this CPU.
 bool skinny_gemm_vectorized();
 
 // Process-wide: true makes skinny_gemm_* call BLAS whatever the CPU (tests of the fallback, timings).
 void skinny_gemm_use_blas(bool on);
+// Process-wide: true runs the AVX2 kernels where AVX-512 would run (tests of that path, timings).
+void skinny_gemm_use_avx2(bool on);
 
 // Y (m × w, leading dimension ldy) = H (m × n, ldh) · X (n × w, ldx). Column-major, no aliasing.
 void skinny_gemm_nn(int m, int n, int w, const double* H, long ldh, const double* X, long ldx, double* Y, long ldy);

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <map>
+#include <memory>
+#include <new>
 #include <random>
 
 #include "libess/error.h"
@@ -161,6 +164,44 @@ Vector SoftmaxAttentionOperator::apply(int b, int c, const Vector& x) const {
   return y;
 }
 
+namespace {
+
+// Storage for the table of P (below), kept by each thread from head to head: a fresh 100 MB table
+// costs page faults on first touch (≈ 15 % of an L = 4096 head's lanczos time on the VM), and a
+// layer's heads on one thread need tables of the same size. One table at a time per thread: taking
+// the storage bumps its generation, so a table whose generation is stale is never read again (the
+// engine then writes blocks out, as without a table). Grow-only; freed when the thread and every
+// products object that took it are gone.
+struct TableStorage {
+  struct Free {
+    void operator()(double* p) const { std::free(p); }
+  };
+  std::unique_ptr<double, Free> data;
+  size_t capacity = 0;           // doubles
+  std::uint64_t generation = 0;  // bumped by every take()
+
+  // At least `count` doubles (uninitialized), for a new owner.
+  double* take(size_t count) {
+    ++generation;
+    if (count > capacity) {
+      data.reset();
+      capacity = 0;
+      data.reset(static_cast<double*>(std::malloc(std::max<size_t>(count, 1) * sizeof(double))));
+      if (!data) throw std::bad_alloc();
+      capacity = count;
+      advise_huge_pages(data.get(), count * sizeof(double));
+    }
+    return data.get();
+  }
+};
+
+std::shared_ptr<TableStorage> thread_table_storage() {
+  thread_local std::shared_ptr<TableStorage> storage = std::make_shared<TableStorage>();
+  return storage;
+}
+
+}  // namespace
+
 // H_i = T[i:, :i] from q and k: P(t, s) = exp(q_t·k_s·scale − m_t) / z_t over allowed s, with the
 // row maximum m_t and normalizer z_t = Σ_{allowed s ≤ t} exp(q_t·k_s·scale − m_t) of every row
 // computed once (they need all keys s ≤ t, not only those of the block).
@@ -226,8 +267,10 @@ class SoftmaxBlockProducts final : public BlockProducts {
   // Without a window: the rows [i_min, L) × keys [0, i_max) of P, which hold every requested block,
   // computed once when that is less work than the blocks one by one (entries with key ≥ query are
   // in no block and left unwritten).
+  // The table lives in this thread's storage (TableStorage): valid until the thread's next table.
   bool cache(const std::vector<int>& indices, double max_bytes) const override {
-    table_.resize(0, 0);
+    new (&table_) MatMap(nullptr, 0, 0);
+    storage_.reset();
     if (window() > 0 || indices.empty()) return false;
     const auto [lo, hi] = std::minmax_element(indices.begin(), indices.end());
     double blocks = 0;
@@ -235,8 +278,9 @@ class SoftmaxBlockProducts final : public BlockProducts {
     const double entries = static_cast<double>(L_ - *lo) * *hi;
     if (*lo < 1 || 8.0 * entries > max_bytes || entries > blocks) return false;
     table_row0_ = *lo;
-    table_.resize(L_ - *lo, *hi);
-    advise_huge_pages(table_.data(), sizeof(double) * static_cast<size_t>(table_.size()));
+    storage_ = thread_table_storage();
+    new (&table_) MatMap(storage_->take(static_cast<size_t>(entries)), L_ - *lo, *hi);
+    generation_ = storage_->generation;
     // Before the first sweep: that sweep writes the table as it goes (and every block's ‖H_i‖_F²).
     if (!stats_) {
       sweep(indices, true);
@@ -255,6 +299,7 @@ class SoftmaxBlockProducts final : public BlockProducts {
 
   BlockView cached_block(int i) const override {
     if (table_.size() == 0 || i < table_row0_ || i > table_.cols()) return {};
+    if (!storage_ || storage_->generation != generation_) return {};  // the storage has a newer table
     return {table_.data() + (i - table_row0_), table_.rows()};
   }
 
@@ -363,7 +408,11 @@ class SoftmaxBlockProducts final : public BlockProducts {
   mutable bool stats_ = false;
   mutable Vector row_max_, inv_sum_;
   mutable std::map<int, double> frobenius2_;
-  mutable Matrix P_, Z_, table_;
+  using MatMap = Eigen::Map<Matrix>;
+  mutable Matrix P_, Z_;
+  mutable MatMap table_{nullptr, 0, 0};
+  mutable std::shared_ptr<TableStorage> storage_;
+  mutable std::uint64_t generation_ = 0;
   mutable int table_row0_ = 0;
 };
 

@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <random>
+#include <thread>
 
 #include "analysis/bench_cases.h"
 #include "libess/compute.h"
@@ -141,12 +142,13 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
   // Rows not a multiple of 8 (masked tails) and past the 512-row chunk (Hᵀ Y) and the 192-row
   // panel (H X), columns not a multiple of 4 and past the 128-column panel, vector counts not a
   // multiple of 6 or 8, leading dimensions larger than the rows; the AVX-512 kernels (where the CPU
-  // has them) and the BLAS fallback.
+  // has them), the AVX2 kernel (where it has AVX2) and the BLAS fallback.
   std::mt19937 rng(11);
   std::normal_distribution<double> normal(0.0, 1.0);
-  for (const bool blas_only : {false, true}) {
-    CAPTURE(blas_only);
-    skinny_gemm_use_blas(blas_only);
+  for (const int path : {0, 1, 2}) {
+    CAPTURE(path);
+    skinny_gemm_use_blas(path == 1);
+    skinny_gemm_use_avx2(path == 2);
     for (const auto& shape : std::vector<std::array<int, 3>>{{1, 1, 1},
                                                              {7, 5, 3},
                                                              {9, 13, 7},
@@ -154,6 +156,7 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
                                                              {23, 130, 8},
                                                              {517, 6, 13},
                                                              {1030, 37, 25},
+                                                             {2100, 53, 9},
                                                              {64, 1, 6},
                                                              {3, 300, 64},
                                                              {401, 259, 17},
@@ -182,6 +185,7 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
     }
   }
   skinny_gemm_use_blas(false);
+  skinny_gemm_use_avx2(false);
 }
 
 TEST_CASE("lanczos products: every family's H_i x, H_iᵀ y, Gram, ‖H_i‖_F² and H_i equal the dense block") {
@@ -236,6 +240,46 @@ TEST_CASE("lanczos products: softmax attention's table of P, written by its firs
       CHECK(P->frobenius2(i) == doctest::Approx(H.squaredNorm()).epsilon(1e-11));
     }
   }
+}
+
+TEST_CASE("lanczos products: softmax tables share one thread's storage; a superseded table is never read") {
+  std::mt19937 rng(13);
+  const int L = 260;
+  const std::vector<int> blocks = {40, 130, 200};
+  SoftmaxAttentionOperator a(gaussian(rng, {1, 1, L, 16}, 1.5), gaussian(rng, {1, 1, L, 16}, 1.5), {}, 0.0, 0, "a");
+  SoftmaxAttentionOperator b(gaussian(rng, {1, 1, L, 16}, 1.5), gaussian(rng, {1, 1, L, 16}, 1.5), {}, 0.0, 0, "b");
+  const Matrix Ta = a.dense_matrix(0, 0), Tb = b.dense_matrix(0, 0);
+  DenseWorkspace ws;
+  const auto Pa = channel_products(a, 0, 0, ws), Pb = channel_products(b, 0, 0, ws);
+  REQUIRE(Pa->cache(blocks, 1e9));
+  const double* first = Pa->cached_block(blocks[0]).data;
+  REQUIRE(first != nullptr);
+  // b's table takes the same storage (no fresh pages); a's is superseded and no longer viewed.
+  REQUIRE(Pb->cache(blocks, 1e9));
+  CHECK(Pb->cached_block(blocks[0]).data == first);
+  for (int i : blocks) {
+    CAPTURE(i);
+    CHECK(Pa->cached_block(i).data == nullptr);
+    const BlockView v = Pb->cached_block(i);
+    REQUIRE(v.data != nullptr);
+    const Matrix H = Tb.block(i, 0, L - i, i);
+    const Matrix C = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>(v.data, L - i, i, Eigen::OuterStride<>(v.ld));
+    CHECK((C - H).norm() <= 1e-14 * H.norm());
+  }
+  // A table taken on another thread is that thread's: this thread's b table stays valid.
+  std::thread([&] {
+    DenseWorkspace other;
+    const auto Pc = channel_products(a, 0, 0, other);
+    CHECK(Pc->cache(blocks, 1e9));
+    CHECK(Pc->cached_block(blocks[0]).data != first);
+  }).join();
+  // a's blocks are still written out from q and k (what the engine does without a table).
+  for (int i : blocks) {
+    Matrix Hm(L - i, i);
+    Pa->materialize_block(i, Hm);
+    CHECK((Hm - Ta.block(i, 0, L - i, i)).norm() <= 1e-13 * Hm.norm());
+  }
+  CHECK(Pb->cached_block(blocks[1]).data != nullptr);
 }
 
 TEST_CASE("lanczos engine: whole spectra by QR or LQ first (aspect ratios 1.3–2.2) equal the dense SVD") {
