@@ -84,7 +84,9 @@ void fail_with(const char* what) {
 
 extern "C" void ess_hdf5_fault(int sig, siginfo_t* info, void* context) {
   if (g_depth.load() > 0)
-    fail_with(sig == SIGSEGV || sig == SIGBUS ? "crashed (memory fault)" : "crashed (fatal signal)");
+    fail_with(sig == SIGSEGV || sig == SIGBUS ? "crashed (memory fault)"
+              : sig == SIGABRT                ? "crashed (abort: its heap is corrupt)"
+                                              : "crashed (fatal signal)");
   // Not ours: give the signal back to whoever handled it before (the default, or a sanitizer).
   ::sigaction(sig, &g_previous[sig], nullptr);
   (void)info;
@@ -142,9 +144,12 @@ class Guard {
       }
       return;
     }
-    const std::size_t n = std::min(file.size(), sizeof g_file - 1);
-    std::memcpy(g_file, file.data(), n);
-    g_file[n] = '\0';
+    // No name (closing an identifier): the message names the last file read, whose objects these are.
+    if (!file.empty()) {
+      const std::size_t n = std::min(file.size(), sizeof g_file - 1);
+      std::memcpy(g_file, file.data(), n);
+      g_file[n] = '\0';
+    }
     g_deadline_ns.store(now_ns() + budget_ns() + extra_ns);
     // Only with the watchdog running (it is what reads the limit).
     const std::int64_t rss = g_handler.load() != nullptr ? resident_bytes() : 0;
@@ -675,7 +680,9 @@ void install_failure_guard(FailureHandler handler, double seconds) {
     ss.ss_size = alt.size();
     ::sigaltstack(&ss, nullptr);
   }
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) {
+  // SIGABRT: glibc aborts in free() when HDF5 has overrun a heap buffer (H5HG_read on a corrupt
+  // global heap; fuzzing found it).
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
     struct sigaction sa {};
     sa.sa_sigaction = ess_hdf5_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;

@@ -111,9 +111,10 @@ class OutputFile {
 
 // HDF5 1.10 can loop forever or fault inside its own code on a corrupt file (fuzzing found both).
 // Every call that reads a file runs under a guard. Once this is called (the CLI does, at start), a
-// call that takes longer than `seconds` (plus 0.1 s per MB of data it reads), or a fault (SIGSEGV,
-// SIGBUS, SIGFPE, SIGILL) while inside HDF5, calls `handler` with "<file>: stalled|memory fault
-// inside the HDF5 library while reading it (the file is corrupt)"; the handler must not return
+// call that takes longer than `seconds` (plus 0.1 s per MB of data it reads) or grows the resident
+// memory by more than 1 GiB plus twice that data, or a fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+// SIGABRT) while inside HDF5, calls `handler` with "<file>: the HDF5 library stalled|ran away with
+// memory|crashed … while reading it (the file is corrupt)"; the handler must not return
 // (the CLI prints, removes temporary files and exits 3; it may run in a signal handler or on a
 // watchdog thread). Faults outside HDF5 go to the previous handler (default, or a sanitizer's).
 using FailureHandler = void (*)(const char* message);

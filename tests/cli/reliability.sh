@@ -133,7 +133,16 @@ fi
 
 # HDF5 1.10 itself loops forever, faults or allocates without bound on these (found by fuzzing):
 # ess ends in time with exit 3.
+# (global-heap-abort: HDF5 overruns a heap buffer and glibc aborts in free(); under AddressSanitizer
+# ASan reports that bad free itself, exit 1, before any handler runs, so that file is checked
+# with the plain build only, and said so.)
+asan=0
+grep -q __asan_init "$ESS" && asan=1
 for f in "$here"/hdf5_library_bugs/*.h5; do
+  if [ $asan = 1 ] && [[ $f == *-abort-* ]]; then
+    echo "not checked here (AddressSanitizer build): $(basename "$f")"
+    continue
+  fi
   expect 3 "the HDF5 library \(stalled\|crashed\|ran away with memory\)\|expected 'ess-operators'" -- \
     env ESS_HDF5_TIMEOUT=2 "$ESS" compute "$f" -o out/r.h5
   expect 3 "the HDF5 library \(stalled\|crashed\|ran away with memory\)" -- env ESS_HDF5_TIMEOUT=2 "$ESS" report "$f"
