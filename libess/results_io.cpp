@@ -155,8 +155,8 @@ class ReadTally {
   // Counts `dataset` (elements × `element_bytes`) and refuses when the total exceeds the limit.
   void reserve(const h5::Object& g, const std::string& dataset, std::uint64_t element_bytes) {
     if (!g.has(dataset)) return;  // the read itself reports the missing dataset
-    std::uint64_t elements = 1;
-    for (std::int64_t d : g.shape(dataset)) elements = saturating_mul(elements, static_cast<std::uint64_t>(d));
+    // h5::Object::shape refuses shapes whose count passes 2^63, so the count is always there.
+    const std::uint64_t elements = element_count(g.shape(dataset)).value_or(kUnlimitedMemory);
     held_ = saturating_add(held_, saturating_mul(elements, element_bytes));
     check_memory(held_, path_ + ": the results read so far, up to " + g.where(dataset),
                  "the file declares more data in all than this process may use");
