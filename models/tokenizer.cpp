@@ -974,6 +974,9 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
 namespace {
+// Unused ids a tokenizer.json may have below its largest id.
+constexpr size_t kMaxIdGap = size_t{1} << 20;
+
 // tokenizer.json through the bounded parser (docs/reliability.md): real files are up to ~35 MB
 // and nest < 10 deep.
 JsonLimits tokenizer_json_limits() {
@@ -1010,6 +1013,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& file) {
       AddedToken t;
       if (!a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") || !a["content"].is_string())
         throw InputError(file + ": added token " + a.dump() + " needs \"id\" and \"content\"");
+      if (a["id"].get<long long>() < 0 || a["id"].get<long long>() > INT32_MAX)  // as the vocabulary's ids
+        throw InputError(file + ": added token " + a["content"].dump() + " has id " + a["id"].dump());
       t.id = a["id"].get<int>();
       t.content = a["content"].get<std::string>();
       t.single_word = get_bool(a, "single_word", false);
@@ -1024,7 +1029,14 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& file) {
       (t.normalized ? impl->normalized_matcher : impl->raw_matcher).add(matched);
       impl->added.push_back(t);
     }
-    impl->id_to_token.assign(max_id + 1, std::string());
+    // Ids index a dense table: refuse one so far past the entries that the table would be mostly
+    // holes (a corrupt file; real ones number their tokens from 0 with few gaps), before it is
+    // allocated (an id near 2^31 would ask for 64 GB).
+    const size_t entries = impl->bpe.vocab.size() + impl->added.size();
+    if (max_id >= 0 && static_cast<size_t>(max_id) >= entries + kMaxIdGap)
+      throw InputError(file + ": token id " + std::to_string(max_id) + " is far past the " + std::to_string(entries) +
+                       " tokens it numbers (more than " + std::to_string(kMaxIdGap) + " unused ids)");
+    impl->id_to_token.assign(static_cast<size_t>(max_id) + 1, std::string());
     for (const auto& [tok, id] : impl->bpe.vocab) impl->id_to_token[id] = tok;
     for (const auto& t : impl->added) impl->id_to_token[t.id] = t.content;
     auto check_ids = [&](const std::vector<int>& ids) {

@@ -300,6 +300,24 @@ TEST_CASE("unsupported components and broken tokenizer.json: InputError naming t
         "does not compile");
   CHECK_THROWS_WITH_AS(Tokenizer::from_json_text("{not json", "test.json"),
                        doctest::Contains("test.json: not valid JSON"), InputError);
+  // Token ids (found by fuzzing): an added token's id outside [0, 2^31) was used as it came (a
+  // negative one indexed before the id table, one past 2^31 wrapped around); an id far past the
+  // tokens sized the dense id table by it (599999995: a 19 GB allocation).
+  auto added = [](const json& id) { return json::array({{{"id", id}, {"content", "<x>"}, {"special", true}}}); };
+  fails(tokenizer_json(bpe(toks), nullptr, nullptr, nullptr, added(-3)), "has id -3");
+  fails(tokenizer_json(bpe(toks), nullptr, nullptr, nullptr, added(4294967301LL)), "has id 4294967301");
+  fails(tokenizer_json(bpe(toks), nullptr, nullptr, nullptr, added(599999995)),
+        "token id 599999995 is far past the 3 tokens it numbers");
+  json far = bpe(toks);
+  far["vocab"]["b"] = 2147483647;
+  fails(tokenizer_json(far), "token id 2147483647 is far past the 2 tokens");
+  // Gaps up to 2^20 are accepted: the id table then has that many empty entries.
+  json gap = bpe(toks);
+  gap["vocab"]["b"] = 1000000;
+  const Tokenizer t = make(tokenizer_json(gap));
+  CHECK(t.size() == 1000001);
+  CHECK(t.id_to_token(1000000) == "b");
+  CHECK(t.id_to_token(1) == "");
 }
 
 TEST_CASE("invalid UTF-8 is found at its first byte") {
