@@ -64,12 +64,13 @@ std::optional<std::string> token_name(const json& config, const char* key) {
   return std::nullopt;
 }
 
-// An id in generation_config.json / config.json: an integer or a list (the first is taken).
-std::optional<int> token_id(const json& config, const char* key) {
+// An id in generation_config.json / config.json: an integer or a list (the first is taken), as
+// written (the caller checks its range: as an int, 2^32 + 5 would wrap to 5).
+std::optional<long long> token_id(const json& config, const char* key) {
   if (!config.contains(key)) return std::nullopt;
   const json& v = config[key];
-  if (v.is_number_integer()) return v.get<int>();
-  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int>();
+  if (v.is_number_integer()) return v.get<long long>();
+  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<long long>();
   return std::nullopt;
 }
 
@@ -97,7 +98,7 @@ Resolved resolve(const std::string& which, const fs::path& dir, const std::optio
       if (*id < 0 || *id >= tok.size())
         throw InputError((dir / file).string() + ": " + id_key + " " + std::to_string(*id) +
                          " is outside the tokenizer's vocabulary");
-      return {*id, std::string(file) + " " + id_key};
+      return {static_cast<int>(*id), std::string(file) + " " + id_key};
     }
   }
   return {};

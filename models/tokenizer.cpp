@@ -910,11 +910,17 @@ Tokenizer::Template make_template(const json& j, const std::string& file, std::s
     name = "Sequence[" + names + "]";
     return t;
   }
+  // A token id as the template gives it, in [0, 2^31) (get<int>() would wrap a larger one).
+  auto checked_id = [&](const json& v) {
+    if (!v.is_number_integer() || v.get<long long>() < 0 || v.get<long long>() > INT32_MAX)
+      throw InputError(where + ": " + type + " has token id " + v.dump());
+    return v.get<int>();
+  };
   if (type == "RobertaProcessing" || type == "BertProcessing") {
     auto id_of = [&](const char* key) {
       if (!j.contains(key) || !j[key].is_array() || j[key].size() != 2 || !j[key][1].is_number_integer())
         throw InputError(where + ": " + type + " needs \"" + key + "\": [token, id]");
-      return j[key][1].get<int>();
+      return checked_id(j[key][1]);
     };
     t.prefix = {id_of("cls")};
     t.suffix = {id_of("sep")};
@@ -939,7 +945,7 @@ Tokenizer::Template make_template(const json& j, const std::string& file, std::s
       const std::string sid = piece["SpecialToken"]["id"].get<std::string>();
       if (!specials.contains(sid) || !specials[sid].contains("ids") || !specials[sid]["ids"].is_array())
         throw InputError(where + ": TemplateProcessing special token '" + sid + "' has no ids in \"special_tokens\"");
-      for (const auto& id : specials[sid]["ids"]) (seen_a ? t.suffix : t.prefix).push_back(id.get<int>());
+      for (const auto& id : specials[sid]["ids"]) (seen_a ? t.suffix : t.prefix).push_back(checked_id(id));
       name += " " + sid;
     }
     name += " )";

@@ -311,6 +311,9 @@ TEST_CASE("unsupported components and broken tokenizer.json: InputError naming t
   json far = bpe(toks);
   far["vocab"]["b"] = 2147483647;
   fails(tokenizer_json(far), "token id 2147483647 is far past the 2 tokens");
+  fails(tokenizer_json(bpe(toks), nullptr, nullptr,
+                       {{"type", "RobertaProcessing"}, {"cls", {"a", 4294967296LL}}, {"sep", {"b", 1}}}),
+        "RobertaProcessing has token id 4294967296");
   // Gaps up to 2^20 are accepted: the id table then has that many empty entries.
   json gap = bpe(toks);
   gap["vocab"]["b"] = 1000000;
@@ -383,6 +386,11 @@ TEST_CASE("BOS/EOS rules: tokenizer_config flags, post-processor template, EOS b
   rules = special_token_rules(dir.path, tok);
   CHECK(rules.separator == 2);
   CHECK(encode_documents(tok, rules, docs) == std::vector<int>{1, 3, 4, 2, 1, 4, 2, 1, 3, 2});
+  // An id past 2^31 is reported as written, not wrapped into the vocabulary (2^32 + 2 is not 2).
+  dir.write("generation_config.json", R"({"eos_token_id": 4294967298})");
+  CHECK_THROWS_WITH_AS(special_token_rules(dir.path, tok),
+                       doctest::Contains("eos_token_id 4294967298 is outside the tokenizer's vocabulary"), InputError);
+  dir.write("generation_config.json", R"({"eos_token_id": [2, 0]})");
   // tokenizer_config.json flags override the template; a document ending in EOS gets no second one.
   dir.write("tokenizer_config.json",
             R"({"add_bos_token": false, "add_eos_token": true, "eos_token": {"content": "</s>"}})");
