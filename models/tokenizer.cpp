@@ -739,6 +739,12 @@ std::optional<std::string> optional_string(const json& j, const char* key, const
   return j[key].get<std::string>();
 }
 
+// A token id in a tokenizer.json (vocabulary, added tokens, post-processor templates): an integer
+// in [0, 2^31). get<int>() alone would wrap 2^32 + 5 to 5.
+bool is_token_id(const json& v) {
+  return v.is_number_integer() && v.get<long long>() >= 0 && v.get<long long>() <= INT32_MAX;
+}
+
 Bpe make_bpe(const json& m, const std::string& file, std::string& name) {
   const std::string where = where_of(file, "model");
   if (!m.is_object()) throw InputError(where + " is missing");
@@ -753,7 +759,7 @@ Bpe make_bpe(const json& m, const std::string& file, std::string& name) {
   Bpe bpe;
   if (!m.contains("vocab") || !m["vocab"].is_object()) throw InputError(where + ": BPE \"vocab\" must be an object");
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<long long>() < 0 || it.value().get<long long>() > INT32_MAX)
+    if (!is_token_id(it.value()))
       throw InputError(where + ": vocab entry '" + it.key() + "' has id " + it.value().dump());
     bpe.vocab.emplace(it.key(), it.value().get<int>());
   }
@@ -910,10 +916,8 @@ Tokenizer::Template make_template(const json& j, const std::string& file, std::s
     name = "Sequence[" + names + "]";
     return t;
   }
-  // A token id as the template gives it, in [0, 2^31) (get<int>() would wrap a larger one).
   auto checked_id = [&](const json& v) {
-    if (!v.is_number_integer() || v.get<long long>() < 0 || v.get<long long>() > INT32_MAX)
-      throw InputError(where + ": " + type + " has token id " + v.dump());
+    if (!is_token_id(v)) throw InputError(where + ": " + type + " has token id " + v.dump());
     return v.get<int>();
   };
   if (type == "RobertaProcessing" || type == "BertProcessing") {
@@ -1019,7 +1023,7 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& file) {
       AddedToken t;
       if (!a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") || !a["content"].is_string())
         throw InputError(file + ": added token " + a.dump() + " needs \"id\" and \"content\"");
-      if (a["id"].get<long long>() < 0 || a["id"].get<long long>() > INT32_MAX)  // as the vocabulary's ids
+      if (!is_token_id(a["id"]))
         throw InputError(file + ": added token " + a["content"].dump() + " has id " + a["id"].dump());
       t.id = a["id"].get<int>();
       t.content = a["content"].get<std::string>();

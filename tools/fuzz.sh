@@ -99,8 +99,8 @@ fuzz_one() {
       fi
       cmd=${cli[$h]//INPUT/$a}
       cmd=${cmd//OUTPUT/build-fuzz/cli-out-$h.h5}
-      # shellcheck disable=SC2086
       # A stalled HDF5 call on a file of a few KB: 3 s is plenty (tests/cli/reliability.sh uses 2).
+      # shellcheck disable=SC2086
       ESS_HDF5_TIMEOUT=3 timeout 90 build/ess $cmd >/dev/null 2>"$err"
       crc=$?
       if [ $crc -le 4 ] && [ $crc != 1 ]; then
