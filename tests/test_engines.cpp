@@ -79,8 +79,7 @@ std::unique_ptr<Realization> make_realization(const std::string& kind, int L, in
   }
   if (kind == "dense_invariant") {
     Matrix A = ess::test::random_matrix(rng, N, N);
-    Eigen::JacobiSVD<Matrix> svd(A);
-    A *= 0.95 / svd.singularValues()(0);
+    A *= 0.95 / ess::test::jacobi_singular_values(A)(0);
     return std::make_unique<DenseInvariantRealization>(A, B, C);
   }
   if (kind == "delta") {

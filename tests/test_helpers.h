@@ -30,12 +30,14 @@ struct CollectSink : SpectrumSink {
   }
 };
 
-// Reference singular values of H_i by Eigen's JacobiSVD (independent of LAPACK).
+// Singular values of A, descending, by Eigen's JacobiSVD (independent of LAPACK). Defined once in
+// tests/test_helpers.cpp: instantiating JacobiSVD costs seconds of compile time per file.
+Vector jacobi_singular_values(const Matrix& A);
+
+// Reference singular values of H_i by Eigen's JacobiSVD.
 inline std::vector<double> reference_sigma(const Matrix& T, int i) {
   const int L = static_cast<int>(T.rows());
-  Matrix H = T.block(i, 0, L - i, i);
-  Eigen::JacobiSVD<Matrix> svd(H);
-  const Vector s = svd.singularValues();
+  const Vector s = jacobi_singular_values(T.block(i, 0, L - i, i));
   return std::vector<double>(s.data(), s.data() + s.size());
 }
 

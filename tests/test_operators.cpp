@@ -169,8 +169,7 @@ std::vector<Case> all_cases(std::mt19937& rng) {
 // Numerical rank: singular values above 1e-10 σ_1.
 int numerical_rank(const Matrix& H) {
   if (H.size() == 0) return 0;
-  Eigen::JacobiSVD<Matrix> svd(H);
-  const Vector s = svd.singularValues();
+  const Vector s = ess::test::jacobi_singular_values(H);
   int r = 0;
   for (int k = 0; k < s.size(); ++k) r += s(k) > 1e-10 * std::max(s(0), 1e-300);
   return r;
