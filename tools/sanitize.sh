@@ -6,7 +6,7 @@
 # Left out here (they run in the normal suite, tools/test.sh), as they exercise no reader or writer
 # the other tests do not and take most of the sanitizer suite's time (ASan + UBSan run 3-10×
 # slower): the tokenizer reference (Node.js + several MB of text), the real checkpoint and its
-# PyTorch reference (a 60 MB model's forward pass), the notebooks (Jupyter) and the streaming
+# PyTorch reference (a 60 MB model's forward pass; also cli.real_checkpoint_text), the notebooks (Jupyter) and the streaming
 # memory test (16 layers × 16384 tokens; it compares peak RSS, which ASan's shadow memory and
 # quarantine distort), cli.findings (`ess study` over the 34 zoo checkpoints: 346 s under ASan
 # against 62 s, while cli.study and cli.zoo run the same reader and study code on a few) and the
@@ -35,7 +35,7 @@ echo "sanitize: build took $(($(date +%s) - build_start)) s"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:suppressions=$PWD/tools/fuzz/asan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "sanitize: running the test suite in $dir/ (ASan + UBSan)"
-exclude='^(cli\.(tokenizer_reference|real_checkpoint|real_checkpoint_reference|notebooks|streaming_memory|findings|layering|format)|lanczos engine: warm and cold starts.*)$'
+exclude='^(cli\.(tokenizer_reference|real_checkpoint|real_checkpoint_reference|real_checkpoint_text|notebooks|streaming_memory|findings|layering|format)|lanczos engine: warm and cold starts.*)$'
 [ "${ESS_SANITIZE_ALL:-0}" = 1 ] && exclude='^$'
 start=$(date +%s)
 ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" -E "$exclude" ${1:+-R "$1"}

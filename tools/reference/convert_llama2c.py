@@ -6,8 +6,10 @@
     ... [--verify SPEC.json]     first check the inputs' sizes and SHA-256 against SPEC's "files"
 
 Writes OUTDIR/config.json, OUTDIR/generation_config.json, OUTDIR/model.safetensors (F32, the
-values exactly as stored) and OUTDIR/llama2c-tokenizer.bin (a copy of the tokenizer, which the
-checks decode with; it is not a Hugging Face tokenizer file). The format and the conversion
+values exactly as stored), OUTDIR/tokenizer.json and tokenizer_config.json (the vocabulary as a
+Hugging Face Llama-2 tokenizer, for `ess analyze --text`; llama2c.Tokenizer.hf_files) and
+OUTDIR/llama2c-tokenizer.bin (a copy of the tokenizer, which the checks encode and decode with).
+The format and the conversion
 (q/k row permutation from adjacent-pair to rotate-half RoPE, shared classifier → tied head) are
 described in llama2c.py.
 
@@ -87,7 +89,7 @@ def convert(model_bin, tokenizer_bin, outdir):
     err = max(np.abs(t["freq_cis_real"] - cos).max(), np.abs(t["freq_cis_imag"] - sin).max())
     if err > 1e-4:  # float32 tables; a different theta or pairing differs by O(1)
         raise llama2c.FormatError(f"{model_bin}: stored RoPE tables differ from theta = 10000 by {err:.2e}")
-    llama2c.Tokenizer(tokenizer_bin, cfg["vocab_size"])  # validates
+    tokenizer, tokenizer_config = llama2c.Tokenizer(tokenizer_bin, cfg["vocab_size"]).hf_files()  # validates
     hf, W = llama2c.to_hf(cfg, t)
     os.makedirs(outdir, exist_ok=True)
     for name in ("model.safetensors", "model.safetensors.index.json"):
@@ -95,9 +97,10 @@ def convert(model_bin, tokenizer_bin, outdir):
             os.remove(os.path.join(outdir, name))
     write_safetensors(os.path.join(outdir, "model.safetensors"), W, "F32")
     gen = {"bos_token_id": llama2c.BOS, "eos_token_id": llama2c.EOS}
-    for name, obj in (("config.json", hf), ("generation_config.json", gen)):
-        with open(os.path.join(outdir, name + ".tmp"), "w") as f:
-            json.dump(obj, f, indent=2)
+    for name, obj in (("config.json", hf), ("generation_config.json", gen), ("tokenizer.json", tokenizer),
+                      ("tokenizer_config.json", tokenizer_config)):
+        with open(os.path.join(outdir, name + ".tmp"), "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=None if name == "tokenizer.json" else 2, ensure_ascii=False)
             f.write("\n")
         os.replace(os.path.join(outdir, name + ".tmp"), os.path.join(outdir, name))
     shutil.copyfile(tokenizer_bin, os.path.join(outdir, "llama2c-tokenizer.bin"))

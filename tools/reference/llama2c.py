@@ -189,6 +189,64 @@ class Tokenizer:
             ids.append(EOS)
         return ids
 
+    def hf_files(self):
+        """(tokenizer.json, tokenizer_config.json) of this vocabulary in the Hugging Face
+        `tokenizers` form of a Llama-2 SentencePiece BPE (the "legacy" one: Prepend "▁" and Replace
+        " " → "▁" normalizers, byte fallback, a `<s> $A` template), so `ess analyze --text` can
+        tokenize for the model. Pieces keep their ids; a space in a piece is "▁" there, the byte
+        tokens are named <0xXX>. SentencePiece merges the adjacent pair whose concatenation has the
+        highest score; a BPE model applies the lowest-ranked merge present instead, so the merges
+        are every split (left, right) of every piece into two pieces, ranked by the score of the
+        piece they make (highest first; ties by the piece's id, then the parts' ids)."""
+        names = []
+        for i, p in enumerate(self.pieces):
+            if i in self.byte_of:
+                names.append(f"<0x{self.byte_of[i]:02X}>")
+            elif i < BYTE0:
+                names.append(("<unk>", "<s>", "</s>")[i])
+            else:
+                names.append(p.decode("utf-8").replace(" ", "\u2581"))
+        vocab = {}
+        for i, n in enumerate(names):
+            if n in vocab:
+                raise FormatError(f"token {i} ({n!r}) repeats token {vocab[n]}")
+            vocab[n] = i
+        merges = []
+        for j in range(BYTE0 + 256, len(names)):
+            piece = names[j]
+            for k in range(1, len(piece)):
+                left, right = vocab.get(piece[:k]), vocab.get(piece[k:])
+                if left is not None and right is not None and left >= BYTE0 + 256 and right >= BYTE0 + 256:
+                    merges.append((-self.scores[j], j, left, right))
+        merges.sort()
+        special = [{"id": i, "content": names[i], "single_word": False, "lstrip": False, "rstrip": False,
+                    "normalized": False, "special": True} for i in range(BYTE0)]
+        bos = {"SpecialToken": {"id": "<s>", "type_id": 0}}
+        tokenizer = {
+            "version": "1.0",
+            "truncation": None,
+            "padding": None,
+            "added_tokens": special,
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "Prepend", "prepend": "\u2581"},
+                {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+            "pre_tokenizer": None,
+            "post_processor": {
+                "type": "TemplateProcessing",
+                "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, bos, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [BOS], "tokens": ["<s>"]}}},
+            "decoder": {"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+            "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                      "vocab": vocab, "merges": [f"{names[l]} {names[r]}" for _, _, l, r in merges]},
+        }
+        config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
+                  "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "legacy": True}
+        return tokenizer, config
+
     def piece_bytes(self, i):
         return bytes([self.byte_of[i]]) if i in self.byte_of else self.pieces[i]
 
@@ -206,3 +264,21 @@ class Tokenizer:
             out += p
             prev = i
         return out.decode("utf-8", errors="replace")
+
+
+def main(argv=None):
+    """llama2c.py encode TOKENIZER.bin TEXT_FILE: the ids llama2.c's encoder gives the file's text,
+    BOS first, on one line (the reference tests/cli/real_checkpoint_text.sh compares with)."""
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3 or argv[0] != "encode":
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    with open(argv[2], encoding="utf-8") as f:
+        text = f.read()
+    print(" ".join(map(str, Tokenizer(argv[1]).encode(text))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Offline checks of the llama2.c reader, converter and tokenizer (llama2c.py, convert_llama2c.py).
 
-    test_llama2c.py
+    test_llama2c.py [ESS]
 
 1. Random llama2.c checkpoints (GQA, shared and unshared classifier) are written in the legacy .bin
    format; a forward pass written here in llama2.c's own conventions (adjacent-pair RoPE with run.c's
@@ -11,10 +11,14 @@
 2. A hand-built tokenizer in both tokenizer.bin schemas: BPE merges by score, the dummy prefix,
    byte fallback, decode, and rejection of a malformed file.
 3. Bad checkpoints (truncated, wrong header) are refused with a message naming the file.
+4. With the path of the ess binary: the tokenizer.json the conversion writes for the hand-built
+   vocabulary (llama2c.Tokenizer.hf_files) makes `ess tokenize` give llama2.c's encoding, including
+   where the pair merged first is not the first merge of a piece (" a" before "ab").
 Prints one line per check and 'N passed, N failed'; exit 1 on any failure.
 """
 import os
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -189,6 +193,20 @@ def test_tokenizer(tmp):
         check("malformed tokenizer refused", "bad.bin" in str(e), str(e))
 
 
+def test_hf_tokenizer(tmp, ess):
+    """`ess tokenize` on the directory test_conversion wrote (hand-built vocabulary, V = 300)."""
+    out = os.path.join(tmp, "hfTrue")
+    tok = llama2c.Tokenizer(os.path.join(out, "llama2c-tokenizer.bin"))
+    for text in ("ab ab", "abc", "aé", "ü", " ab  abc\né", "cab bca x260"):
+        path = os.path.join(tmp, "text.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        r = subprocess.run([ess, "tokenize", out, "--text", path], capture_output=True, text=True)
+        got = [int(x) for x in r.stdout.split()] if r.returncode == 0 else r.stderr.strip()
+        want = tok.encode(text)
+        check(f"ess tokenize with the converted tokenizer.json: {text!r}", got == want, f"{got} vs {want}")
+
+
 def test_bad_checkpoints(tmp):
     rng = np.random.default_rng(1)
     b = os.path.join(tmp, "ok.bin")
@@ -212,6 +230,8 @@ def main():
         test_conversion(tmp)
         test_tokenizer(tmp)
         test_bad_checkpoints(tmp)
+        if len(sys.argv) > 1:
+            test_hf_tokenizer(tmp, sys.argv[1])
     print(f"{passed} passed, {len(failed)} failed")
     return 1 if failed else 0
 
