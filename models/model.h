@@ -211,6 +211,10 @@ class CausalLM {
   virtual int num_mixers() const { return layers_; }
   // The checkpoint and this architecture's declared weights.
   const ModelWeights& weights() const { return W_; }
+  // config.json's max_position_embeddings, the context the model was configured for; 0 when it
+  // gives none (state-space models). Longer inputs still run (rotary positions extrapolate), and
+  // `ess analyze` notes it; GPT-2's learned positions refuse them (n_positions).
+  long long max_positions() const { return max_positions_; }
 
   // Runs the model on [B][L] token ids in [0, vocab_size()) (InputError otherwise), handing each
   // mixer's operator to on_layer as soon as its output has been computed through it. Peak memory:
@@ -233,7 +237,9 @@ class CausalLM {
   int vocab_ = 0, layers_ = 0;
 
  private:
+  friend std::unique_ptr<CausalLM> open_causal_lm(const std::string& dir);
   std::string architecture_;
+  long long max_positions_ = 0;
 };
 
 // Memory guard of the forward pass (docs/reliability.md): a lower bound on what a forward pass

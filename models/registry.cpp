@@ -97,7 +97,13 @@ std::unique_ptr<CausalLM> open_causal_lm(const std::string& dir) {
   for (const auto& [name, entry] : registry()) {
     bool match = name == arch;
     for (const auto& a : entry.aliases) match = match || a == arch;
-    if (match) return entry.factory(dir, c);
+    if (!match) continue;
+    auto model = entry.factory(dir, c);
+    // Informational only (no architecture reads it), so a malformed value is ignored, not refused.
+    const auto mp = c.json().find("max_position_embeddings");
+    if (mp != c.json().end() && mp->is_number_integer() && mp->get<long long>() > 0)
+      model->max_positions_ = mp->get<long long>();
+    return model;
   }
   std::string list;
   for (const auto& a : supported_architectures()) list += (list.empty() ? "" : ", ") + a;

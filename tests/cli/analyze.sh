@@ -123,6 +123,18 @@ PYEOF
 "$ESS" analyze "$root/data/checkpoints/mqar-llama" --mqar kv=8,len=64,n=8,seed=7 -o "$tmp/trained.h5" --quiet >/dev/null \
   && $PY -c "import h5py,sys; acc=h5py.File(sys.argv[1]).attrs['mqar_accuracy']; print('trained MQAR accuracy', acc); assert acc >= 0.95" "$tmp/trained.h5" \
   || { echo "FAIL: trained MQAR model does not recall"; fail=1; }
+# Past config.json's max_position_embeddings (64 for mqar-llama) the run goes on with a note on
+# stderr (rotary positions extrapolate); at 64 tokens there is none.
+for len in 64 80; do
+  "$ESS" analyze "$root/data/checkpoints/mqar-llama" --mqar kv=8,len=$len,n=1,seed=7 -o "$tmp/len$len.h5" --quiet \
+    >/dev/null 2>"$tmp/err$len" || { echo "FAIL: analyze mqar-llama at $len tokens"; fail=1; }
+done
+if grep -q "80 tokens per sequence, more than the 64 of config.json's max_position_embeddings" "$tmp/err80" &&
+  [ ! -s "$tmp/err64" ]; then
+  echo "ok: a note past max_position_embeddings ($(head -c 90 "$tmp/err80")…), none within it"
+else
+  echo "FAIL: max_position_embeddings note"; cat "$tmp/err64" "$tmp/err80"; fail=1
+fi
 
 # Bad inputs: exit 3, file named, nothing written.
 bad() {  # bad NAME PATTERN python-mutation

@@ -108,6 +108,11 @@ int run_analyze(int argc, char** argv) {
   const TokenBatch batch = vm.count("tokens") ? read_tokens_file(tokens_file, model->vocab_size())
                            : vm.count("text") ? read_text_file(text_file, dir, model->vocab_size(), text_opts)
                                               : make_mqar(spec, model->vocab_size());
+  const long long seq_len = static_cast<long long>(batch.tokens[0].size());
+  if (mpi::writer() && model->max_positions() > 0 && seq_len > model->max_positions())
+    std::cerr << "ess analyze: note: " << seq_len << " tokens per sequence, more than the " << model->max_positions()
+              << " of config.json's max_position_embeddings: the model was not "
+              << "trained on the positions past it, so its predictions and ESS there describe extrapolation\n";
   Pipeline pipeline(mpi::rank_options(ess_options.values(batch.tokens)), progress.layers());  // --at-tokens: tokens
   pipeline.set_partition(mpi::partition());
   progress.update("running " + model->architecture() + " on " + std::to_string(batch.tokens.size()) + " × " +
