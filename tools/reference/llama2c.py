@@ -205,7 +205,10 @@ class Tokenizer:
             elif i < BYTE0:
                 names.append(("<unk>", "<s>", "</s>")[i])
             else:
-                names.append(p.decode("utf-8").replace(" ", "\u2581"))
+                try:
+                    names.append(p.decode("utf-8").replace(" ", "\u2581"))
+                except UnicodeDecodeError:
+                    raise FormatError(f"token {i} ({p!r}) is not UTF-8 text") from None
         vocab = {}
         for i, n in enumerate(names):
             if n in vocab:
