@@ -5,10 +5,10 @@
 # the same objects serve tools/fuzz.sh, so CI compiles once); otherwise gcc into build-asan/.
 # Left out here (they run in the normal suite, tools/test.sh), as they exercise no reader or writer
 # the other tests do not and take most of the sanitizer suite's time (ASan + UBSan run 3-10×
-# slower): the tokenizer reference (Node.js + several MB of text), the real checkpoint and its
-# PyTorch reference (a 60 MB model's forward pass; also cli.real_checkpoint_text), the notebooks (Jupyter) and the streaming
-# memory test (16 layers × 16384 tokens; it compares peak RSS, which ASan's shadow memory and
-# quarantine distort), cli.findings (`ess study` over the 34 zoo checkpoints: 346 s under ASan
+# slower): the tokenizer reference (Node.js + several MB of text), the real checkpoint, its text
+# input and its PyTorch reference (a 60 MB model's forward pass), the notebooks (Jupyter) and the
+# streaming memory test (16 layers × 16384 tokens; it compares peak RSS, which ASan's shadow memory
+# and quarantine distort), cli.findings (`ess study` over the 34 zoo checkpoints: 346 s under ASan
 # against 62 s, while cli.study and cli.zoo run the same reader and study code on a few) and the
 # lanczos warm/cold-start sweep (282 s against 10 s: many lengths × blocks × start strategies of one
 # numerical path that the other lanczos tests also run under the sanitizers). Also left out:

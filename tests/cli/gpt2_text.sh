@@ -12,15 +12,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 PY=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-nm="$root/tools/node/node_modules"
-unavailable() {
-  if [ "${CI:-}" = true ]; then echo "FAIL: $1 (CI must install it: tools/setup.sh)"; exit 1; fi
-  echo "SKIP: $1 (run tools/setup_node.sh)"; exit 77
-}
-command -v node >/dev/null 2>&1 || unavailable "node is not installed"
-if [ ! -f "$nm/@huggingface/tokenizers/package.json" ]; then
-  bash "$root/tools/setup_node.sh" >&2 || unavailable "the npm packages could not be installed"
-fi
+# shellcheck source=tests/cli/node_setup.bash
+source "$root/tests/cli/node_setup.bash"
 fail=0
 ck="$tmp/gpt2"
 $PY "$root/tools/reference/make_checkpoints.py" "$ck" --arch gpt2 --vocab 50257 --dtype BF16 --seed 3 >/dev/null \

@@ -8,7 +8,8 @@
 # tabs, newlines, digits, accents, CJK and emoji (byte fallback). And `ess analyze --text` on the
 # "bos" sample's raw text must reproduce the published greedy generation
 # (tools/reference/check_real_checkpoint.py ess, as tests/cli/real_checkpoint.sh does from token ids).
-# Skipped (77) without torch, Node.js or tokenizers.js, or when npm / the package cannot be had.
+# Skipped (77) without torch or when npm / the package cannot be had; without Node.js or tokenizers.js
+# too, except under CI=true (tests/cli/node_setup.bash).
 set -uo pipefail
 source "$(dirname "$0")/real_checkpoint_setup.bash" "$1"
 $PY - "$spec" "$tmp" <<'PYEOF' || exit 1
@@ -30,14 +31,11 @@ with open(f"{out}/names", "w") as f:
 with open(f"{out}/docs.json", "w", encoding="utf-8") as f:
     json.dump(list(texts.values()), f)
 PYEOF
-# The same tokenizer.json read by tokenizers.js (@huggingface/tokenizers, tools/setup_node.sh): the file
-# is one Hugging Face's own implementation reads the same way.
-node_dir=$root/tools/node
-if ! command -v node >/dev/null || [ ! -d "$node_dir/node_modules/@huggingface/tokenizers" ]; then
-  echo "SKIP: Node.js or tokenizers.js is not installed (tools/setup.sh installs them)"
-  exit 77
-fi
-(cd "$node_dir" && node encode.mjs "$ckpt" "$tmp/docs.json") >"$tmp/js.txt" 2>"$tmp/js.err" ||
+# The same tokenizer.json read by tokenizers.js (@huggingface/tokenizers): the file is one Hugging
+# Face's own implementation reads the same way.
+# shellcheck source=tests/cli/node_setup.bash
+source "$root/tests/cli/node_setup.bash"
+(cd "$root/tools/node" && node encode.mjs "$ckpt" "$tmp/docs.json") >"$tmp/js.txt" 2>"$tmp/js.err" ||
   { echo "FAIL: tokenizers.js: $(tail -3 "$tmp/js.err")"; exit 1; }
 n=0
 while IFS= read -r name; do

@@ -14,16 +14,8 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-nm="$root/tools/node/node_modules"
-
-unavailable() {
-  if [ "${CI:-}" = true ]; then echo "FAIL: $1 (CI must install it: tools/setup.sh)"; exit 1; fi
-  echo "SKIP: $1 (run tools/setup_node.sh)"; exit 77
-}
-command -v node >/dev/null 2>&1 || unavailable "node is not installed"
-if [ ! -f "$nm/@huggingface/tokenizers/package.json" ]; then
-  bash "$root/tools/setup_node.sh" >&2 || unavailable "the npm packages could not be installed"
-fi
+# shellcheck source=tests/cli/node_setup.bash
+source "$root/tests/cli/node_setup.bash"
 
 # Tokenizer directories: name → files.
 mk() { mkdir -p "$tmp/tok/$1"; }

@@ -35,6 +35,7 @@ accepted, and decoding gives the byte itself.
 """
 import re
 import struct
+import sys
 
 import numpy as np
 
@@ -218,8 +219,8 @@ class Tokenizer:
         for j in range(BYTE0 + 256, len(names)):
             piece = names[j]
             for k in range(1, len(piece)):
-                left, right = vocab.get(piece[:k]), vocab.get(piece[k:])
-                if left is not None and right is not None and left >= BYTE0 + 256 and right >= BYTE0 + 256:
+                left, right = vocab.get(piece[:k], -1), vocab.get(piece[k:], -1)
+                if min(left, right) >= BYTE0 + 256:  # two ordinary pieces (not special, not bytes)
                     merges.append((-self.scores[j], j, left, right))
         merges.sort()
         special = [{"id": i, "content": names[i], "single_word": False, "lstrip": False, "rstrip": False,
@@ -272,7 +273,6 @@ class Tokenizer:
 def main(argv=None):
     """llama2c.py encode TOKENIZER.bin TEXT_FILE: the ids llama2.c's encoder gives the file's text,
     BOS first, on one line (the reference tests/cli/real_checkpoint_text.sh compares with)."""
-    import sys
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3 or argv[0] != "encode":
         print(main.__doc__, file=sys.stderr)
