@@ -331,7 +331,7 @@ TEST_CASE("compress: mean and max over blocks with different spectra, bad blocks
   CHECK(c.targets[0].max_tail == doctest::Approx(0.6).epsilon(1e-7));
 }
 
-TEST_CASE("compress: missing or too few singular values are input errors; bad states are usage errors") {
+TEST_CASE("compress: missing or too few singular values are input errors — bad states are usage errors") {
   LayerResult R = known_layer();
   CHECK_THROWS_WITH_AS(compressibility(R, {4}, 0.01), doctest::Contains("with keep_sigma K"), InputError);
   R = geometric_layer(2);

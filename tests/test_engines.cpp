@@ -515,7 +515,7 @@ TEST_CASE("lane kernels: triangular product (W diag(a)) Fᵀ matches Eigen, same
   }
 }
 
-TEST_CASE("lane kernels: Givens row append gives the R factor of [U; rᵀ], same bits on every instruction set") {
+TEST_CASE("lane kernels: Givens row append gives the R factor of U stacked on rᵀ, same bits on every instruction set") {
   // Sizes around the two-column order of givens_append (odd and even n); lanes with r = 0 (U kept
   // exactly), r with leading zeros, and scales whose squares under- or overflow.
   using namespace ess::lanes;

@@ -68,7 +68,7 @@ TEST_CASE("--indices selects blocks Python-style and rejects nonsense") {
   CHECK_THROWS_AS(parse_indices("", 1), UsageError);
 }
 
-TEST_CASE("--indices lists: exact blocks, sorted, deduplicated, negatives from L; count agrees") {
+TEST_CASE("--indices lists: exact blocks, sorted, deduplicated, negatives from L — count agrees") {
   CHECK(parse_indices("100,200,300", 1000) == std::vector<int>{100, 200, 300});
   CHECK(parse_indices("9,2,-1,2", 14) == std::vector<int>{2, 9, 13});
   CHECK(parse_indices("5,5", 8) == std::vector<int>{5});
@@ -81,7 +81,7 @@ TEST_CASE("--indices lists: exact blocks, sorted, deduplicated, negatives from L
   CHECK_THROWS_AS(count_indices("3,x", 8), UsageError);
 }
 
-TEST_CASE("--blocks N: evenly spaced interior blocks round((j+1)·L/(N+1)); count agrees with the list") {
+TEST_CASE("--blocks N: evenly spaced interior blocks round((j+1)·L/(N+1)) — count agrees with the list") {
   EssOptions o;
   o.blocks = 4;
   CHECK(o.block_indices(14) == std::vector<int>{3, 6, 8, 11});  // 2.8, 5.6, 8.4, 11.2

@@ -153,7 +153,7 @@ TEST_CASE("pipeline: invalid options and layer errors name the option in library
   }
 }
 
-TEST_CASE("results writer: streamed layers give the same file as write_results; no commit, no file") {
+TEST_CASE("results writer: streamed layers give the same file as write_results — no commit, no file") {
   std::mt19937 rng(13);
   const auto layers = random_layers(rng);
   EssOptions o;
@@ -188,7 +188,7 @@ TEST_CASE("results writer: streamed layers give the same file as write_results; 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("results writer: the /model group (predictions) round-trips; files without it read as before") {
+TEST_CASE("results writer: the /model group (predictions) round-trips — files without it read as before") {
   std::mt19937 rng(5);
   const auto layers = random_layers(rng);
   const Pipeline pipeline{EssOptions{}};

@@ -197,7 +197,7 @@ TEST_CASE("json: Python's bare Infinity/NaN only when asked, restored without re
   expect_input_error([&] { parse_json(nested(100000, '[', ']', "NaN"), "t", limits); }, {"deeper than 64"});
 }
 
-TEST_CASE("safetensors: NUL padding, deep headers and deep index files are refused; space padding is fine") {
+TEST_CASE("safetensors: NUL padding, deep headers and deep index files are refused — space padding is fine") {
   TempDir dir("st");
   const auto file = [](const std::string& header) {
     std::string out(8, '\0');
@@ -298,7 +298,7 @@ TEST_CASE("files: atomic writes leave the old file and no temporary when the dis
   CHECK(read(out) == "new");
 }
 
-TEST_CASE("hdf5: a results file that cannot be written fails cleanly; HDF5 stays usable") {
+TEST_CASE("hdf5: a results file that cannot be written fails cleanly — HDF5 stays usable") {
   TempDir dir("h5full");
   const std::string out = dir / "r.h5";
   const auto make = [&](std::size_t n) {
@@ -379,7 +379,7 @@ TEST_CASE("checked sizes: no signed overflow, no wrap-around") {
   CHECK(saturating_add(std::numeric_limits<std::uint64_t>::max(), 1) == std::numeric_limits<std::uint64_t>::max());
 }
 
-TEST_CASE("memory: sizes parse with binary and decimal units; bad sizes are usage errors") {
+TEST_CASE("memory: sizes parse with binary and decimal units — bad sizes are usage errors") {
   CHECK(parse_memory_size("1000") == 1000u);
   CHECK(parse_memory_size("8G") == 8ULL << 30);
   CHECK(parse_memory_size("8g") == 8ULL << 30);
@@ -654,7 +654,7 @@ TEST_CASE("compute: --indices with a huge step neither overflows nor allocates p
 
 // --- config.json numbers ---------------------------------------------------------------------------
 
-TEST_CASE("config: integers in range, numbers finite, products within int; layers ≥ 1") {
+TEST_CASE("config: integers in range, numbers finite, products within int — layers ≥ 1") {
   using models::Config;
   JsonLimits py;
   py.python_literals = true;
@@ -733,7 +733,7 @@ TEST_CASE("config: bad numbers in a checkpoint's config.json are refused when th
 
 // --- tokens ----------------------------------------------------------------------------------------
 
-TEST_CASE("tokens: a huge single line is refused before it is stored; limits are checked while reading") {
+TEST_CASE("tokens: a huge single line is refused before it is stored — limits are checked while reading") {
   TempDir dir("tokens");
   std::string line;
   while (line.size() <= kMaxTokenLineBytes) line += "1 2 3 4 5 6 7 8 9 ";

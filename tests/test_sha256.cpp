@@ -19,7 +19,7 @@ TEST_CASE("sha256: NIST known-answer vectors") {
   CHECK(sha256_hex(std::string(1000000, 'a')) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
-TEST_CASE("sha256: a file read in chunks has the digest of its bytes; non-regular files are refused") {
+TEST_CASE("sha256: a file read in chunks has the digest of its bytes — non-regular files are refused") {
   const std::string dir = ess::test::temp_dir("sha256");
   std::string bytes;
   for (int k = 0; k < 3 * (1 << 20) + 17; ++k) bytes += static_cast<char>((k * 2654435761u) >> 24);  // spans chunks

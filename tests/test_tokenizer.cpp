@@ -234,7 +234,7 @@ TEST_CASE("added tokens: leftmost-longest, raw vs normalized, lstrip/rstrip, sin
   }
 }
 
-TEST_CASE("normalizers: NFC, NFKC, Lowercase, Strip, Replace with a regex; Digits pre-tokenizer") {
+TEST_CASE("normalizers: NFC, NFKC, Lowercase, Strip, Replace with a regex — Digits pre-tokenizer") {
   V toks{"e", "\xc3\xa9", "f", "i", "\xc3\xa0", "b", " ", "x", "1", "2", "3", "123"};
   CHECK(pieces(make(tokenizer_json(bpe(toks), {{"type", "NFC"}})), "e\xcc\x81") == V{"\xc3\xa9"});
   CHECK(pieces(make(tokenizer_json(bpe(toks), {{"type", "NFKC"}})), "\xef\xac\x81") == V{"f", "i"});  // ﬁ
