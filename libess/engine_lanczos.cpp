@@ -250,13 +250,11 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
       }
       orthonormalize(Yw, kw.tau);
     }
-    skinny_gemm_tn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Q.col(s).data(), m,
-                   Bt.col(s).data(), n);
+    skinny_gemm_tn_nn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Q.col(s).data(), m,
+                      Bt.col(s).data(), n, HBt.col(s).data(), m);
     // BtᵀBt grows by its new columns (upper triangle: what dsyevd reads).
     if (kw.BB.rows() < s_max) kw.BB.resize(s_max, s_max);
     skinny_gemm_tn(static_cast<int>(n), s + w, w, Bt.data(), n, Bt.col(s).data(), n, kw.BB.col(s).data(), kw.BB.rows());
-    skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Bt.col(s).data(), n,
-                   HBt.col(s).data(), m);
     spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
     s += w;
     ++out.steps;

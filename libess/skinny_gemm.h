@@ -41,4 +41,10 @@ void skinny_gemm_nn(int m, int n, int w, const double* H, long ldh, const double
 // Z (n × w, ldz) = Hᵀ · Y with H (m × n, ldh) and Y (m × w, ldy). Column-major, no aliasing.
 void skinny_gemm_tn(int m, int n, int w, const double* H, long ldh, const double* Y, long ldy, double* Z, long ldz);
 
+// Both at once: Z (n × w, ldz) = Hᵀ · Q (Q: m × w, ldq), then Y (m × w, ldy) = H · Z, the two
+// products of a block Krylov step. Equal to skinny_gemm_tn followed by skinny_gemm_nn up to
+// rounding; with AVX2 (no AVX-512) H is read from memory once instead of twice.
+void skinny_gemm_tn_nn(int m, int n, int w, const double* H, long ldh, const double* Q, long ldq, double* Z, long ldz,
+                       double* Y, long ldy);
+
 }  // namespace ess

@@ -161,7 +161,8 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
                                                              {3, 300, 64},
                                                              {401, 259, 17},
                                                              {200, 129, 40},
-                                                             {600, 50, 70}}) {
+                                                             {600, 50, 70},
+                                                             {700, 389, 20}}) {
       // Plain ints, not structured bindings: CAPTURE's lambda may not capture those before C++20
       // (clang refuses; the sanitizer build uses clang).
       const int m = shape[0], n = shape[1], w = shape[2];
@@ -180,6 +181,16 @@ TEST_CASE("skinny products: Hᵀ Y and H X equal Eigen's products at odd shapes,
       CHECK((Z.topRows(n) - Zref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + Zref.cwiseAbs().maxCoeff()));
       CHECK((out.topRows(m) - Oref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + Oref.cwiseAbs().maxCoeff()));
       // Entries past the rows (the leading dimension's padding) are left alone.
+      if (ldz > n) CHECK(Z.bottomRows(ldz - n).isConstant(7.0));
+      CHECK(out.bottomRows(ldh - m).isConstant(7.0));
+      // The fused pair (one pass over H in panels of 128 columns where it applies, n ≥ 256):
+      // Z = Hᵀ Y, then out = H Z.
+      Z.setConstant(7.0);
+      out.setConstant(7.0);
+      skinny_gemm_tn_nn(m, n, w, Hs.data(), ldh, Ys.data(), ldy, Z.data(), ldz, out.data(), ldh);
+      const Matrix HZref = H * Zref;
+      CHECK((Z.topRows(n) - Zref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + Zref.cwiseAbs().maxCoeff()));
+      CHECK((out.topRows(m) - HZref).cwiseAbs().maxCoeff() <= 1e-12 * (1 + HZref.cwiseAbs().maxCoeff()));
       if (ldz > n) CHECK(Z.bottomRows(ldz - n).isConstant(7.0));
       CHECK(out.bottomRows(ldh - m).isConstant(7.0));
     }
