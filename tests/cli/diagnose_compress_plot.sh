@@ -231,9 +231,16 @@ for path, layers, metric in ((sys.argv[1], ["full", "lowrank", "off", "mid", "lt
         assert len(raw) == (w + 1) * h, (w, h, len(raw))
 print("ok: plot writes well-formed self-contained SVGs with every panel, axis label and heat map")
 PYEOF
+# An independent SVG renderer (librsvg, tools/setup.sh installs it) must accept the figure; without
+# it that check is reported as not run, and under CI=true it is a failure.
 if command -v rsvg-convert >/dev/null; then
   rsvg-convert "$tmp/fig.svg" -o "$tmp/fig.png" && [ -s "$tmp/fig.png" ] || { echo "FAIL: rsvg-convert"; exit 1; }
   echo "ok: rsvg-convert renders the SVG"
+elif [ "${CI:-}" = true ]; then
+  echo "FAIL: rsvg-convert missing (CI must install librsvg2-bin: tools/setup.sh)"
+  exit 1
+else
+  echo "not checked: rsvg-convert rendering (install librsvg2-bin)"
 fi
 
 check() {  # check CODE PATTERN command...: exit code and message; no output file left behind
@@ -265,7 +272,7 @@ check 2 "collapsed" "$ESS" diagnose "$tmp/r.h5" --collapsed 0.95
 check 2 "saturated" "$ESS" diagnose "$tmp/r.h5" --saturated 1.5
 check 2 "collapsed" "$ESS" diagnose "$tmp/r.h5" --collapsed -0.1
 check 2 "format" "$ESS" diagnose "$tmp/r.h5" --format yaml
-check 3 "" "$ESS" diagnose "$tmp/ops.h5"
+check 3 "expected 'ess-results'" "$ESS" diagnose "$tmp/ops.h5"
 check 2 "unknown --metric" "$ESS" plot "$tmp/r.h5" -o "$tmp/bad.svg" --metric rank
 check 2 "no layer named" "$ESS" plot "$tmp/r.h5" -o "$tmp/bad.svg" --layers nope
 check 3 "no such file" "$ESS" plot "$tmp/absent.h5" -o "$tmp/bad.svg"

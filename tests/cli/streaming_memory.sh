@@ -40,6 +40,15 @@ peak() { peak_rss "$ESS" "$tmp/m$1" "$tmp/tokens.txt" "$tmp/out$1.h5" 8; }
 p2=$(peak 2) || { echo "FAIL: analyze 2 layers"; exit 1; }
 p16=$(peak 16) || { echo "FAIL: analyze 16 layers"; exit 1; }
 echo "peak RSS: 2 layers $((p2 / 1024)) MiB, 16 layers $((p16 / 1024)) MiB"
+# (Both runs measured every layer: a run that stopped early would use less memory too.)
+$PY - "$tmp" <<'PYEOF' || exit 1
+import sys, h5py
+for n in (2, 16):
+    with h5py.File(f"{sys.argv[1]}/out{n}.h5", "r") as f:
+        got = len(f["layers"])
+    assert got == n, f"out{n}.h5 holds {got} layers, not {n}"
+print("ok: the 2- and 16-layer results hold 2 and 16 layers")
+PYEOF
 if [ $((p16 - p2)) -gt $((40 * 1024)) ]; then
   echo "FAIL: peak memory grows with the number of layers ($((p2 / 1024)) → $((p16 / 1024)) MiB)"
   exit 1

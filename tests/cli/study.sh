@@ -83,7 +83,7 @@ for c in study["correlations"]:
             stats.append(ss.spearmanr(x[k], y[k])[0])
     lo, hi = np.percentile(stats, [2.5, 97.5])
     assert abs(lo - c["spearman_ci"][0]) < 0.12 and abs(hi - c["spearman_ci"][1]) < 0.12, (p, lo, hi, c["spearman_ci"])
-    assert c["spearman_ci"][0] <= c["spearman"] + 1e-12 or c["spearman_ci"][0] <= c["spearman_ci"][1]
+    assert c["spearman_ci"][0] <= c["spearman_ci"][1], (p, c["spearman_ci"])  # (a percentile interval need not hold the estimate)
     checked += 1
 assert checked >= 3, checked
 print(f"ok: {len(rows)} rows, {checked} predictors match scipy")

@@ -75,7 +75,7 @@ done <"$tmp/pick.txt"
 # ESS of zoo checkpoints through the independent PyTorch forward equals ess analyze's.
 for fam in gla mamba2; do
   name=$(awk -v f="$fam-" 'index($1, f) == 1 {print $1; exit}' "$tmp/pick.txt")
-  [ -n "$name" ] || continue
+  [ -n "$name" ] || { echo "FAIL: the pick has no $fam checkpoint to compare with the PyTorch forward"; exit 1; }
   dir=$root/data/zoo/$name
   vocab=$($PY -c "import json; print(json.load(open('$dir/config.json'))['vocab_size'])")
   "$ESS" mqar kv=4,len=40,n=2,seed=3 --vocab "$vocab" -o "$tmp/t.txt" >/dev/null

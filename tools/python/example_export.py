@@ -162,7 +162,7 @@ def main():
             x, y = vals[name]
             err = (T @ x - y).abs().max().item() / max(1.0, y.abs().max().item())
             print(f"check {name}: max rel |T x - layer output| = {err:.1e}", file=sys.stderr)
-            if err > 1e-10:
+            if not err <= 1e-10:  # (NaN fails too)
                 sys.exit(f"check failed for {name}")
     print(args.output)
 

@@ -172,8 +172,8 @@ def cmd_ess(a, spec, m):
     ids, n_p = sample_ids(m, s)
     with h5py.File(a.results, "r") as f:
         if "model" not in f:
-            print(f"SKIP: {a.results} has no /model group (this ess analyze does not store predictions yet)")
-            return 77
+            print(f"FAIL: {a.results} has no /model group (ess analyze stores the predictions there)")
+            return 1
         g = f["model"]
         got = {k: g[k][...] for k in ("input_ids", "argmax", "logprobs")}
         loss, ppl = float(g.attrs["loss"]), float(g.attrs["perplexity"])

@@ -916,7 +916,7 @@ def check_layers(layers):
         x, y = acts["scan_input"], acts["scan_output"]  # [B, C, L, P]
         err = ((T @ x - y).abs().max() / max(1.0, float(y.abs().max()))).item()
         print(f"check {name} ({family}): max rel |T x - scan output| = {err:.1e}", file=sys.stderr)
-        worst = max(worst, err)
+        worst = max(worst, err if err == err else float("inf"))  # NaN: a failure, not dropped by max
     return worst
 
 
@@ -929,7 +929,7 @@ def main(argv=None):
     ap.add_argument("--activations", action="store_true", help="also store each mixer's inputs and outputs")
     args = ap.parse_args(argv)
     cfg, tokens, logits, layers = run(args.ckpt, args.tokens)
-    if args.check and check_layers(layers) > 1e-10:
+    if args.check and not check_layers(layers) <= 1e-10:
         print("reference_forward: operator check FAILED", file=sys.stderr)
         return 1
     cmd = " ".join(["reference_forward.py"] + (sys.argv[1:] if argv is None else list(argv)))
@@ -946,6 +946,8 @@ def main(argv=None):
                 w.add_gla(name, op["q"], op["k"], op["log_decay"], layer_index=idx)
             elif family == "conv":
                 w.add_conv(name, op["h"], pre_gate=op["pre_gate"], post_gate=op["post_gate"], layer_index=idx)
+            else:
+                raise ValueError(f"reference_forward: no operator writer for family {family!r} (layer {name})")
             if args.activations:
                 for k, v in acts.items():
                     w.file.create_dataset(f"activations/{name}/{k}", data=v.numpy())
