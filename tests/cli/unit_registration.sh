@@ -11,7 +11,7 @@ build=$(dirname "$1")
 [ -x "$build/ess_tests" ] || { echo "no $build/ess_tests"; exit 1; }
 ctest --test-dir "$build" --show-only=json-v1 > "${TMPDIR:-/tmp}/ess_ctest_$$.json" || exit 1
 trap 'rm -f "${TMPDIR:-/tmp}/ess_ctest_$$.json"' EXIT
-python3 - "$build/ess_tests" "${TMPDIR:-/tmp}/ess_ctest_$$.json" <<'EOF'
+/usr/bin/python3 - "$build/ess_tests" "${TMPDIR:-/tmp}/ess_ctest_$$.json" <<'EOF'
 import json, os, re, subprocess, sys
 
 binary, listing = sys.argv[1], sys.argv[2]
