@@ -3,11 +3,9 @@
 # they are missing. Without node or the packages the test skips (77), except under CI=true, where
 # that is a failure.
 nm="$root/tools/node/node_modules"
-unavailable() {
-  if [ "${CI:-}" = true ]; then echo "FAIL: $1 (CI must install it: tools/setup.sh)"; exit 1; fi
-  echo "SKIP: $1 (run tools/setup_node.sh)"; exit 77
-}
-command -v node >/dev/null 2>&1 || unavailable "node is not installed"
+# shellcheck source=tests/cli/unavailable.bash
+source "$root/tests/cli/unavailable.bash"
+command -v node >/dev/null 2>&1 || unavailable "node is not installed" "run tools/setup_node.sh"
 if [ ! -f "$nm/@huggingface/tokenizers/package.json" ]; then
-  bash "$root/tools/setup_node.sh" >&2 || unavailable "the npm packages could not be installed"
+  bash "$root/tools/setup_node.sh" >&2 || unavailable "the npm packages could not be installed" "run tools/setup_node.sh"
 fi

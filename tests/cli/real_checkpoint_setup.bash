@@ -6,10 +6,8 @@ ESS=$1
 PY=/usr/bin/python3
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 spec=$root/data/real/stories15M.json
-unavailable() {
-  if [ "${CI:-}" = true ]; then echo "FAIL: $1 (CI must install it: tools/setup.sh)"; exit 1; fi
-  echo "SKIP: $1"; exit 77
-}
+# shellcheck source=tests/cli/unavailable.bash
+source "$root/tests/cli/unavailable.bash"
 $PY -c "import torch, h5py, numpy" 2>/dev/null || unavailable "python3-torch / h5py / numpy not installed"
 ckpt=$(bash "$root/tools/setup_real_checkpoints.sh")
 rc=$?
