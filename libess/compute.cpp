@@ -50,16 +50,6 @@ bool EssOptions::IsValid(std::string* error) const {
   }
 }
 
-namespace {
-
-// Bytes this process may still use (ess::memory_limit_bytes), or 0 when unknown.
-std::uint64_t available_memory_bytes() {
-  const std::uint64_t limit = memory_limit_bytes();  // MemAvailable, cgroup, rlimits or --max-memory
-  return limit == kUnlimitedMemory ? 0 : limit;
-}
-
-}  // namespace
-
 std::uint64_t result_bytes(long long batch, long long channels, long long blocks, int keep_sigma) {
   const auto u = [](long long v) { return static_cast<std::uint64_t>(std::max(0LL, v)); };
   // Per block: tolerance-ESS 4, entropy-ESS 8, Frobenius 8, error bound 8, status 1 (+ top-K σ

@@ -159,6 +159,11 @@ MemoryLimit memory_limit() {
 
 std::uint64_t memory_limit_bytes() { return memory_limit().bytes; }
 
+std::uint64_t available_memory_bytes() {
+  const std::uint64_t limit = memory_limit_bytes();
+  return limit == kUnlimitedMemory ? 0 : limit;
+}
+
 void set_memory_limit_override(std::uint64_t bytes) { g_override.store(bytes); }
 std::uint64_t memory_limit_override() { return g_override.load(); }
 

@@ -40,6 +40,9 @@ MemoryLimit memory_limit();
 MemoryLimit memory_limit(const MemorySources& sources);  // without the override
 // memory_limit().bytes.
 std::uint64_t memory_limit_bytes();
+// Bytes this process may still use (memory_limit_bytes()), or 0 when nothing could be read: for
+// work sized to fit (threads, tiles), where "unknown" means "do not shrink".
+std::uint64_t available_memory_bytes();
 
 // Process-wide override (the CLI's --max-memory); 0 removes it. Thread-safe.
 void set_memory_limit_override(std::uint64_t bytes);

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
-#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <sstream>
@@ -15,6 +14,7 @@
 #include "libess/engine.h"
 #include "libess/error.h"
 #include "libess/hdf5.h"
+#include "libess/memory.h"
 #include "libess/operator.h"
 #include "libess/tensor.h"
 
@@ -150,15 +150,6 @@ std::string to_string(const StudentOptions& o) {
 }
 
 namespace {
-
-std::uint64_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key, unit;
-  std::uint64_t value = 0;
-  while (in >> key >> value >> unit)
-    if (key == "MemAvailable:") return value * 1024;
-  return 0;
-}
 
 // Tolerance- and entropy-ESS of the restricted blocks of one (pattern, batch, channel).
 class RestrictedEssSink final : public SpectrumSink {

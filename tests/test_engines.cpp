@@ -23,6 +23,8 @@
 
 using namespace ess;
 using ess::test::CollectSink;
+using ess::test::randn;
+using ess::test::uniform;
 
 namespace {
 
@@ -247,20 +249,6 @@ TEST_CASE("dense engine: hand-checked blocks of a small T") {
 // inputs, bit-identical values whatever the batching, the instruction set or the threads.
 
 namespace {
-
-Tensor randn(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<double> n(0.0, scale);
-  for (auto& v : t.data) v = n(rng);
-  return t;
-}
-
-Tensor uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi) {
-  Tensor t(std::move(shape));
-  std::uniform_real_distribution<double> u(lo, hi);
-  for (auto& v : t.data) v = u(rng);
-  return t;
-}
 
 // Every channel of op through the multi-channel structured engine, against dense SVD of the
 // materialized blocks.

@@ -15,10 +15,9 @@
 #include "test_helpers.h"
 
 using namespace ess;
+using ess::test::relative_error;
 
 namespace {
-
-double relative_error(const Matrix& a, const Matrix& b) { return (a - b).norm() / std::max(b.norm(), 1e-300); }
 
 std::vector<EngineKind> engines_for(const LayerOperator& op) {
   std::vector<EngineKind> e = {EngineKind::dense, EngineKind::sweep};

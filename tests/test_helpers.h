@@ -1,15 +1,20 @@
 // Test utilities shared by the unit tests.
 #pragma once
+#include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "libess/engine.h"
+#include "libess/error.h"
 #include "libess/operator.h"
+#include "libess/tensor.h"
 
 namespace ess::test {
 
@@ -65,6 +70,50 @@ inline Matrix random_matrix(std::mt19937& rng, int rows, int cols, double scale 
   for (int c = 0; c < cols; ++c)
     for (int r = 0; r < rows; ++r) M(r, c) = n(rng);
   return M;
+}
+
+// Tensors of the given shape with independent N(0, scale²) / U(lo, hi) entries.
+inline Tensor randn(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0) {
+  Tensor t(std::move(shape));
+  std::normal_distribution<double> n(0.0, scale);
+  for (auto& v : t.data) v = n(rng);
+  return t;
+}
+inline Tensor uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi) {
+  Tensor t(std::move(shape));
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (auto& v : t.data) v = u(rng);
+  return t;
+}
+
+// ‖a − b‖_F / ‖b‖_F.
+inline double relative_error(const Matrix& a, const Matrix& b) { return (a - b).norm() / std::max(b.norm(), 1e-300); }
+
+// Writes `bytes` to `path` (binary); returns the path.
+inline std::string write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return path;
+}
+
+// `call` must throw InputError whose message contains every fragment; options named in the message
+// (Option parts) are written as the CLI writes them: max_memory → --max-memory.
+template <class F>
+void expect_input_error(F&& call, std::initializer_list<std::string> fragments) {
+  try {
+    call();
+    FAIL("no error");
+  } catch (const InputError& e) {
+    const std::string m = e.message([](std::string o) {
+      std::replace(o.begin(), o.end(), '_', '-');
+      return "--" + o;
+    });
+    CAPTURE(m);
+    for (const auto& f : fragments) {
+      CAPTURE(f);
+      CHECK(m.find(f) != std::string::npos);
+    }
+  }
 }
 
 inline std::string temp_dir(const std::string& name) {

@@ -125,7 +125,7 @@ LayerResult measure_in_shares(const OperatorLayer& layer, EssOptions o, int P, b
   return std::move(out[0]);
 }
 
-bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+bool same_values(const std::vector<double>& a, const std::vector<double>& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](double x, double y) {
            return x == y || (std::isnan(x) && std::isnan(y));
          });
@@ -134,18 +134,18 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
 void check_equal(const LayerResult& a, const LayerResult& b) {
   CHECK(a.engine == b.engine);
   CHECK(a.tolerance_ess == b.tolerance_ess);
-  CHECK(same_bits(a.entropy_ess, b.entropy_ess));
-  CHECK(same_bits(a.frobenius, b.frobenius));
-  CHECK(same_bits(a.error_bound, b.error_bound));
+  CHECK(same_values(a.entropy_ess, b.entropy_ess));
+  CHECK(same_values(a.frobenius, b.frobenius));
+  CHECK(same_values(a.error_bound, b.error_bound));
   CHECK(a.status == b.status);
   CHECK(a.sigma == b.sigma);
-  CHECK(same_bits(a.sigma_tail, b.sigma_tail));
-  CHECK(same_bits(a.layer_sigma_max, b.layer_sigma_max));
-  CHECK(same_bits(a.students.masked_error, b.students.masked_error));
-  CHECK(same_bits(a.students.renormalized_error, b.students.renormalized_error));
-  CHECK(same_bits(a.students.operator_masked_error, b.students.operator_masked_error));
+  CHECK(same_values(a.sigma_tail, b.sigma_tail));
+  CHECK(same_values(a.layer_sigma_max, b.layer_sigma_max));
+  CHECK(same_values(a.students.masked_error, b.students.masked_error));
+  CHECK(same_values(a.students.renormalized_error, b.students.renormalized_error));
+  CHECK(same_values(a.students.operator_masked_error, b.students.operator_masked_error));
   CHECK(a.students.tolerance_ess == b.students.tolerance_ess);
-  CHECK(same_bits(a.students.entropy_ess, b.students.entropy_ess));
+  CHECK(same_values(a.students.entropy_ess, b.students.entropy_ess));
 }
 
 }  // namespace

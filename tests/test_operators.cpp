@@ -24,22 +24,11 @@
 #include "test_helpers.h"
 
 using namespace ess;
+using ess::test::randn;
+using ess::test::relative_error;
+using ess::test::uniform;
 
 namespace {
-
-Tensor randn(std::mt19937& rng, std::vector<std::int64_t> shape, double scale = 1.0) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<double> n(0.0, scale);
-  for (auto& v : t.data) v = n(rng);
-  return t;
-}
-
-Tensor uniform(std::mt19937& rng, std::vector<std::int64_t> shape, double lo, double hi) {
-  Tensor t(std::move(shape));
-  std::uniform_real_distribution<double> u(lo, hi);
-  for (auto& v : t.data) v = u(rng);
-  return t;
-}
 
 Tensor lower_triangular(Tensor T) {
   for (std::int64_t b = 0; b < T.dim(0); ++b)
@@ -174,8 +163,6 @@ int numerical_rank(const Matrix& H) {
   for (int k = 0; k < s.size(); ++k) r += s(k) > 1e-10 * std::max(s(0), 1e-300);
   return r;
 }
-
-double relative_error(const Matrix& a, const Matrix& b) { return (a - b).norm() / std::max(b.norm(), 1e-300); }
 
 }  // namespace
 

@@ -34,41 +34,17 @@
 #include "test_helpers.h"
 
 using namespace ess;
+using ess::test::expect_input_error;
+using ess::test::write_file;
 namespace fs = std::filesystem;
 
 namespace {
 
 using ess::test::TempDir;
 
-std::string write(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  return path;
-}
-
 std::string read(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-// `call` must throw InputError whose message contains every fragment.
-template <class F>
-void expect_input_error(F&& call, std::initializer_list<std::string> fragments) {
-  try {
-    call();
-    FAIL("no error");
-  } catch (const InputError& e) {
-    // Options named in the message (Option parts) written as the CLI writes them: max_memory → --max-memory.
-    const std::string m = e.message([](std::string o) {
-      std::replace(o.begin(), o.end(), '_', '-');
-      return "--" + o;
-    });
-    CAPTURE(m);
-    for (const auto& f : fragments) {
-      CAPTURE(f);
-      CHECK(m.find(f) != std::string::npos);
-    }
-  }
 }
 
 std::string nested(int depth, char open, char close, const std::string& inner = "") {
@@ -205,22 +181,22 @@ TEST_CASE("safetensors: NUL padding, deep headers and deep index files are refus
     return out + header;
   };
   using namespace std::string_literals;
-  expect_input_error([&] { st::SafetensorsFile f(write(dir / "nul.safetensors", file("{}\0\0\0\0"s))); },
+  expect_input_error([&] { st::SafetensorsFile f(write_file(dir / "nul.safetensors", file("{}\0\0\0\0"s))); },
                      {"nul.safetensors", "NUL byte"});
-  expect_input_error([&] { st::SafetensorsFile f(write(dir / "nul2.safetensors", file("{}\0garbage"s))); },
+  expect_input_error([&] { st::SafetensorsFile f(write_file(dir / "nul2.safetensors", file("{}\0garbage"s))); },
                      {"NUL byte"});
-  CHECK(st::SafetensorsFile(write(dir / "spaces.safetensors", file("{}      "))).names().empty());
+  CHECK(st::SafetensorsFile(write_file(dir / "spaces.safetensors", file("{}      "))).names().empty());
   const std::string deep =
       "{\"w\":{\"dtype\":\"F32\",\"shape\":" + nested(100000, '[', ']') + ",\"data_offsets\":[0,0]}}";
-  expect_input_error([&] { st::SafetensorsFile f(write(dir / "deep.safetensors", file(deep))); },
+  expect_input_error([&] { st::SafetensorsFile f(write_file(dir / "deep.safetensors", file(deep))); },
                      {"deep.safetensors", "deeper than 64"});
   fs::create_directories(dir.path / "ckpt");
-  write(dir / "ckpt/model.safetensors.index.json", "{\"weight_map\":" + nested(100000, '[', ']') + "}");
+  write_file(dir / "ckpt/model.safetensors.index.json", "{\"weight_map\":" + nested(100000, '[', ']') + "}");
   expect_input_error([&] { st::Checkpoint c(dir / "ckpt"); }, {"index.json", "deeper than 64"});
-  write(dir / "ckpt/model.safetensors.index.json",
-        "{\"weight_map\":{\"a\":\"x.safetensors\",\"a\":\"y.safetensors\"}}");
+  write_file(dir / "ckpt/model.safetensors.index.json",
+             "{\"weight_map\":{\"a\":\"x.safetensors\",\"a\":\"y.safetensors\"}}");
   expect_input_error([&] { st::Checkpoint c(dir / "ckpt"); }, {"'a'", "more than once"});
-  write(dir / "cfg.json", "{\"a\":" + nested(100000, '[', ']') + "}");
+  write_file(dir / "cfg.json", "{\"a\":" + nested(100000, '[', ']') + "}");
   expect_input_error([&] { st::read_config_json(dir / "cfg.json"); }, {"cfg.json", "deeper than 64"});
 }
 
@@ -252,7 +228,7 @@ TEST_CASE("files: FIFOs, directories and devices are refused at once, never wait
   expect_input_error([&] { InputFile f(dir / "absent"); }, {"no such file"});
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
   // A regular file reads back; a size cap is enforced before reading.
-  write(dir / "f.txt", "hello");
+  write_file(dir / "f.txt", "hello");
   CHECK(read_input_file(dir / "f.txt", 5) == "hello");
   expect_input_error([&] { read_input_file(dir / "f.txt", 4); }, {"5 bytes", "4"});
 }
@@ -260,7 +236,7 @@ TEST_CASE("files: FIFOs, directories and devices are refused at once, never wait
 TEST_CASE("files: an output may not be an input, however it is spelled") {
   TempDir dir("same");
   fs::create_directories(dir.path / "sub");
-  const std::string in = write(dir / "in.h5", "data");
+  const std::string in = write_file(dir / "in.h5", "data");
   expect_input_error([&] { check_output_path(in, {in}); }, {"refusing to write the output over the input"});
   expect_input_error([&] { check_output_path(dir / "sub/../in.h5", {in}); }, {"over the input"});
   fs::create_symlink(in, dir.path / "link.h5");
@@ -326,7 +302,7 @@ TEST_CASE("files: stale temporary files of dead processes are removed, live ones
   const std::string dead = dir / (".r.h5.tmp" + std::to_string(dead_pid()));
   const std::string mine = temp_path_for(out);
   const std::string init = dir / ".r.h5.tmp1";  // PID 1 is alive
-  for (const auto& p : {dead, mine, init, dir / ".r.h5.tmpx1", dir / ".other.h5.tmp999999999"}) write(p, "x");
+  for (const auto& p : {dead, mine, init, dir / ".r.h5.tmpx1", dir / ".other.h5.tmp999999999"}) write_file(p, "x");
   CHECK(remove_stale_temp_files(out) == 1);
   CHECK(!fs::exists(dead));
   CHECK(fs::exists(mine));
@@ -347,7 +323,7 @@ TEST_CASE("files: a signal during the write phase removes the temporary file and
       install_signal_cleanup();
       const std::string tmp = temp_path_for(out);
       register_temp_file(tmp);
-      write(tmp, "partial");
+      write_file(tmp, "partial");
       char c = 1;
       if (::write(ready[1], &c, 1) != 1) ::_exit(3);
       for (;;) ::pause();
@@ -399,32 +375,32 @@ TEST_CASE("memory: sizes parse with binary and decimal units — bad sizes are u
 TEST_CASE("memory: the limit is the smallest of MemAvailable and the cgroup (v1 and v2, with ancestors)") {
   TempDir dir("mem");
   MemorySources s;
-  s.meminfo = write(dir / "meminfo", "MemTotal: 64000000 kB\nMemAvailable:   40000000 kB\n");
+  s.meminfo = write_file(dir / "meminfo", "MemTotal: 64000000 kB\nMemAvailable:   40000000 kB\n");
   s.self_cgroup = dir / "cgroup";
   s.cgroup_root = dir / "sys";
   s.self_status = dir / "status";
   s.use_rlimits = false;
-  write(s.self_cgroup, "0::/job/step\n");
+  write_file(s.self_cgroup, "0::/job/step\n");
   auto limit = memory_limit(s);
   CHECK(limit.bytes == 40000000ULL * 1024);
   CHECK(limit.source == "MemAvailable");
   // v2: the parent's memory.max binds (8 GB − 3 GB used + 1 GB inactive file cache = 6 GB).
   fs::create_directories(dir.path / "sys/job/step");
-  write(dir / "sys/job/step/memory.max", "max\n");
-  write(dir / "sys/job/memory.max", "8000000000\n");
-  write(dir / "sys/job/memory.current", "3000000000\n");
-  write(dir / "sys/job/memory.stat", "anon 2000000000\ninactive_file 1000000000\nactive_file 5\n");
+  write_file(dir / "sys/job/step/memory.max", "max\n");
+  write_file(dir / "sys/job/memory.max", "8000000000\n");
+  write_file(dir / "sys/job/memory.current", "3000000000\n");
+  write_file(dir / "sys/job/memory.stat", "anon 2000000000\ninactive_file 1000000000\nactive_file 5\n");
   limit = memory_limit(s);
   CHECK(limit.bytes == 6000000000ULL);
   CHECK(limit.source.find("cgroup memory.max") != std::string::npos);
   CHECK(limit.source.find("/job") != std::string::npos);
   // v1 memory controller, tighter still; unlimited (≈2^63) values ignored.
-  write(s.self_cgroup, "4:memory:/batch\n2:cpu:/\n");
+  write_file(s.self_cgroup, "4:memory:/batch\n2:cpu:/\n");
   fs::create_directories(dir.path / "sys/memory/batch");
-  write(dir / "sys/memory/memory.limit_in_bytes", "9223372036854771712\n");
-  write(dir / "sys/memory/batch/memory.limit_in_bytes", "2000000000\n");
-  write(dir / "sys/memory/batch/memory.usage_in_bytes", "500000000\n");
-  write(dir / "sys/memory/batch/memory.stat", "total_inactive_file 100000000\n");
+  write_file(dir / "sys/memory/memory.limit_in_bytes", "9223372036854771712\n");
+  write_file(dir / "sys/memory/batch/memory.limit_in_bytes", "2000000000\n");
+  write_file(dir / "sys/memory/batch/memory.usage_in_bytes", "500000000\n");
+  write_file(dir / "sys/memory/batch/memory.stat", "total_inactive_file 100000000\n");
   limit = memory_limit(s);
   CHECK(limit.bytes == 1600000000ULL);
   CHECK(limit.source.find("memory.limit_in_bytes") != std::string::npos);
@@ -726,7 +702,7 @@ TEST_CASE("config: bad numbers in a checkpoint's config.json are refused when th
     if (c.fixture == "tiny-mamba" && c.field == "expand") j.erase("intermediate_size");
     j.erase(c.field);
     const std::string text = "{\"" + c.field + "\": " + c.value + ", " + j.dump().substr(1);
-    write((d / "config.json").string(), text);
+    write_file((d / "config.json").string(), text);
     expect_input_error([&] { models::load_causal_lm(d.string()); }, {"config.json", c.fragment});
   }
 }
@@ -737,12 +713,12 @@ TEST_CASE("tokens: a huge single line is refused before it is stored — limits 
   TempDir dir("tokens");
   std::string line;
   while (line.size() <= kMaxTokenLineBytes) line += "1 2 3 4 5 6 7 8 9 ";
-  write(dir / "long.txt", line + "\n");
+  write_file(dir / "long.txt", line + "\n");
   expect_input_error([&] { read_tokens_file(dir / "long.txt", 10); },
                      {"long.txt:1", "longer than " + std::to_string(kMaxTokenLineBytes) + " bytes"});
-  write(dir / "word.txt", "1 " + std::string(1000, '7') + "\n");
+  write_file(dir / "word.txt", "1 " + std::string(1000, '7') + "\n");
   expect_input_error([&] { read_tokens_file(dir / "word.txt", 10); }, {"word.txt:1", "is not a token id", "..."});
-  write(dir / "ok.txt", "\n1 2 3\n\n4 5 6");  // blank lines skipped, last line without a newline
+  write_file(dir / "ok.txt", "\n1 2 3\n\n4 5 6");  // blank lines skipped, last line without a newline
   const auto batch = read_tokens_file(dir / "ok.txt", 10);
   CHECK(batch.tokens == models::Tokens{{1, 2, 3}, {4, 5, 6}});
 }

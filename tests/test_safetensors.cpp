@@ -18,6 +18,8 @@
 #include "test_helpers.h"
 
 using namespace ess;
+using ess::test::expect_input_error;
+using ess::test::write_file;
 using namespace ess::st;
 
 namespace {
@@ -67,11 +69,6 @@ std::string entry(const std::string& name, const std::string& dtype, const std::
          std::to_string(begin) + "," + std::to_string(end) + "]}";
 }
 
-std::string write(const std::string& path, const std::string& content) {
-  std::ofstream(path, std::ios::binary) << content;
-  return path;
-}
-
 // One-tensor F32 file with the given value.
 std::string one_f32(const std::string& name, std::uint32_t bits) {
   return file_bytes("{" + entry(name, "F32", "[1]", 0, 4) + "}", le32s({bits}));
@@ -88,22 +85,6 @@ void expect_bad(const std::string& path, std::initializer_list<const char*> frag
     CAPTURE(m);
     CHECK(m.find(path) != std::string::npos);
     for (const char* f : fragments) {
-      CAPTURE(f);
-      CHECK(m.find(f) != std::string::npos);
-    }
-  }
-}
-
-// `call` must throw InputError whose message contains every fragment.
-template <class F>
-void expect_input_error(F&& call, std::initializer_list<std::string> fragments) {
-  try {
-    call();
-    FAIL("no error");
-  } catch (const InputError& e) {
-    const std::string m = e.what();
-    CAPTURE(m);
-    for (const auto& f : fragments) {
       CAPTURE(f);
       CHECK(m.find(f) != std::string::npos);
     }
@@ -141,7 +122,8 @@ TEST_CASE("safetensors: F32, F64, F16 and BF16 tensors read back bit-exactly") {
   o += 4;
   header += entry("w.empty", "F32", "[0,3]", o, o) + ",";
   header += entry("w.i64", "I64", "[1]", o, o + 8) + "}";
-  const auto path = write(dir / "model.safetensors", file_bytes(header, f64 + f32 + f16 + bf16 + scalar + le64(7)));
+  const auto path =
+      write_file(dir / "model.safetensors", file_bytes(header, f64 + f32 + f16 + bf16 + scalar + le64(7)));
 
   SafetensorsFile f(path);
   CHECK(f.path() == path);
@@ -244,25 +226,26 @@ TEST_CASE("safetensors: conversion helpers match IEEE half and bfloat16 for ever
 TEST_CASE("safetensors: trailing-space padding and a header with only metadata are accepted") {
   TempDir dir("pad");
   const std::string h = "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
-  const auto p1 = write(dir / "pad.safetensors", le64(h.size() + 13) + h + std::string(13, ' ') + le32s({0x3f800000}));
+  const auto p1 =
+      write_file(dir / "pad.safetensors", le64(h.size() + 13) + h + std::string(13, ' ') + le32s({0x3f800000}));
   CHECK(SafetensorsFile(p1).read("x").data == std::vector<double>{1.0});
-  const auto p2 = write(dir / "meta.safetensors", file_bytes("{\"__metadata__\":{}}", ""));
+  const auto p2 = write_file(dir / "meta.safetensors", file_bytes("{\"__metadata__\":{}}", ""));
   CHECK(SafetensorsFile(p2).names().empty());
-  const auto p3 = write(dir / "empty.safetensors", file_bytes("{}", ""));
+  const auto p3 = write_file(dir / "empty.safetensors", file_bytes("{}", ""));
   CHECK(SafetensorsFile(p3).names().empty());
 }
 
 TEST_CASE("safetensors: truncated files and bad headers are refused, naming the file") {
   TempDir dir("bad_header");
-  expect_bad(write(dir / "empty.safetensors", ""), {"0 bytes", "too short"});
-  expect_bad(write(dir / "short.safetensors", "abcdefg"), {"7 bytes", "too short"});
-  expect_bad(write(dir / "long_header.safetensors", le64(1000) + "{}"), {"header length 1000", "2 bytes"});
-  expect_bad(write(dir / "huge_header.safetensors", le64(~0ull) + "{}"), {"longer than the file"});
-  expect_bad(write(dir / "json.safetensors", file_bytes("{not json", "")), {"not valid JSON"});
-  expect_bad(write(dir / "array.safetensors", file_bytes("[1,2]", "")), {"does not start with '{'"});
-  expect_bad(write(dir / "zero_header.safetensors", le64(0)), {"empty header"});
-  expect_bad(write(dir / "trailing.safetensors", file_bytes("{} x", "")), {"not valid JSON"});
-  expect_bad(write(dir / "meta.safetensors", file_bytes("{\"__metadata__\":{\"n\":3}}", "")),
+  expect_bad(write_file(dir / "empty.safetensors", ""), {"0 bytes", "too short"});
+  expect_bad(write_file(dir / "short.safetensors", "abcdefg"), {"7 bytes", "too short"});
+  expect_bad(write_file(dir / "long_header.safetensors", le64(1000) + "{}"), {"header length 1000", "2 bytes"});
+  expect_bad(write_file(dir / "huge_header.safetensors", le64(~0ull) + "{}"), {"longer than the file"});
+  expect_bad(write_file(dir / "json.safetensors", file_bytes("{not json", "")), {"not valid JSON"});
+  expect_bad(write_file(dir / "array.safetensors", file_bytes("[1,2]", "")), {"does not start with '{'"});
+  expect_bad(write_file(dir / "zero_header.safetensors", le64(0)), {"empty header"});
+  expect_bad(write_file(dir / "trailing.safetensors", file_bytes("{} x", "")), {"not valid JSON"});
+  expect_bad(write_file(dir / "meta.safetensors", file_bytes("{\"__metadata__\":{\"n\":3}}", "")),
              {"__metadata__", "'n'", "must be a string"});
   expect_bad(dir / "absent.safetensors", {"no such file"});
   fs::create_directories(dir / "a_dir.safetensors");
@@ -274,7 +257,7 @@ TEST_CASE("safetensors: bad tensor entries are refused, naming the file and the 
   const std::string four = le32s({1, 2, 3, 4});  // 16 bytes
   const auto one = [&](const std::string& file, const std::string& e, const std::string& buffer,
                        std::initializer_list<const char*> fragments) {
-    expect_bad(write(dir / file, file_bytes("{" + e + "}", buffer)), fragments);
+    expect_bad(write_file(dir / file, file_bytes("{" + e + "}", buffer)), fragments);
   };
   one("oob.safetensors", entry("w", "F32", "[4]", 0, 16), four.substr(0, 8), {"'w'", "beyond the data buffer"});
   one("reversed.safetensors", entry("w", "F32", "[0]", 8, 4), four, {"'w'", "reversed"});
@@ -305,7 +288,7 @@ TEST_CASE("safetensors: bad tensor entries are refused, naming the file and the 
 
 TEST_CASE("safetensors: asking for a tensor the file does not have names the file and the tensor") {
   TempDir dir("missing");
-  const auto path = write(dir / "model.safetensors", one_f32("x", 0x3f800000));
+  const auto path = write_file(dir / "model.safetensors", one_f32("x", 0x3f800000));
   SafetensorsFile f(path);
   CHECK_FALSE(f.has("nope"));
   expect_input_error([&] { f.read("nope"); }, {path + ": no tensor 'nope'"});
@@ -314,7 +297,7 @@ TEST_CASE("safetensors: asking for a tensor the file does not have names the fil
 
 TEST_CASE("checkpoint: single model.safetensors") {
   TempDir dir("ckpt_single");
-  write(dir / "model.safetensors", one_f32("x", 0x40000000));
+  write_file(dir / "model.safetensors", one_f32("x", 0x40000000));
   Checkpoint c(dir.path);
   CHECK(c.dir() == dir.path);
   CHECK(c.names() == std::vector<std::string>{"x"});
@@ -327,14 +310,14 @@ TEST_CASE("checkpoint: single model.safetensors") {
 
 TEST_CASE("checkpoint: sharded index maps every tensor to its shard") {
   TempDir dir("ckpt_sharded");
-  write(dir / "model-00001-of-00002.safetensors",
-        file_bytes("{" + entry("a", "F32", "[1]", 0, 4) + "," + entry("c", "BF16", "[1]", 4, 6) + "}",
-                   le32s({0x3f800000}) + le16s({0xc020})));
-  write(dir / "model-00002-of-00002.safetensors",
-        file_bytes("{" + entry("b", "F64", "[1]", 0, 8) + "}", le64s({0x4008000000000000})));
-  write(dir / "model.safetensors.index.json",
-        R"({"metadata":{"total_size":14},"weight_map":{"a":"model-00001-of-00002.safetensors",)"
-        R"("b":"model-00002-of-00002.safetensors","c":"model-00001-of-00002.safetensors"}})");
+  write_file(dir / "model-00001-of-00002.safetensors",
+             file_bytes("{" + entry("a", "F32", "[1]", 0, 4) + "," + entry("c", "BF16", "[1]", 4, 6) + "}",
+                        le32s({0x3f800000}) + le16s({0xc020})));
+  write_file(dir / "model-00002-of-00002.safetensors",
+             file_bytes("{" + entry("b", "F64", "[1]", 0, 8) + "}", le64s({0x4008000000000000})));
+  write_file(dir / "model.safetensors.index.json",
+             R"({"metadata":{"total_size":14},"weight_map":{"a":"model-00001-of-00002.safetensors",)"
+             R"("b":"model-00002-of-00002.safetensors","c":"model-00001-of-00002.safetensors"}})");
   Checkpoint c(dir.path);
   CHECK(c.names() == std::vector<std::string>{"a", "b", "c"});
   CHECK(c.read("a").data == std::vector<double>{1.0});
@@ -346,29 +329,30 @@ TEST_CASE("checkpoint: sharded index maps every tensor to its shard") {
 
 TEST_CASE("checkpoint: missing shard, tensor not in its shard and bad index are refused") {
   TempDir dir("ckpt_bad");
-  write(dir / "model-00001-of-00002.safetensors", one_f32("a", 0x3f800000));
+  write_file(dir / "model-00001-of-00002.safetensors", one_f32("a", 0x3f800000));
   const std::string index = dir / "model.safetensors.index.json";
 
-  write(index, R"({"weight_map":{"a":"model-00001-of-00002.safetensors","c":"model-00003-of-00003.safetensors"}})");
+  write_file(index,
+             R"({"weight_map":{"a":"model-00001-of-00002.safetensors","c":"model-00003-of-00003.safetensors"}})");
   expect_input_error([&] { Checkpoint c(dir.path); },
                      {dir / "model-00003-of-00003.safetensors", "'c'", "does not exist"});
 
-  write(index, R"({"weight_map":{"b":"model-00001-of-00002.safetensors"}})");
+  write_file(index, R"({"weight_map":{"b":"model-00001-of-00002.safetensors"}})");
   expect_input_error([&] { Checkpoint c(dir.path); },
                      {dir / "model-00001-of-00002.safetensors", "'b'", "does not contain it"});
 
-  write(index, R"({"weight_map":{"a":"../model-00001-of-00002.safetensors"}})");
+  write_file(index, R"({"weight_map":{"a":"../model-00001-of-00002.safetensors"}})");
   expect_input_error([&] { Checkpoint c(dir.path); }, {index, "'a'", "expected a file name"});
 
-  write(index, R"({"weight_map": )");
+  write_file(index, R"({"weight_map": )");
   expect_input_error([&] { Checkpoint c(dir.path); }, {index + ": not valid JSON"});
 
-  write(index, R"({"metadata":{}})");
+  write_file(index, R"({"metadata":{}})");
   expect_input_error([&] { Checkpoint c(dir.path); }, {index, "'weight_map'"});
 
   // A shard that is itself malformed is reported by its own path.
-  write(dir / "model-00002-of-00002.safetensors", "short");
-  write(index, R"({"weight_map":{"a":"model-00002-of-00002.safetensors"}})");
+  write_file(dir / "model-00002-of-00002.safetensors", "short");
+  write_file(index, R"({"weight_map":{"a":"model-00002-of-00002.safetensors"}})");
   expect_input_error([&] { Checkpoint c(dir.path); }, {dir / "model-00002-of-00002.safetensors", "too short"});
 }
 
@@ -376,7 +360,7 @@ TEST_CASE("checkpoint: a directory without weights says what was looked for") {
   TempDir dir("ckpt_none");
   expect_input_error([&] { Checkpoint c(dir.path); },
                      {dir.path, "looked for model.safetensors and model.safetensors.index.json"});
-  write(dir / "pytorch_model.bin", "x");
+  write_file(dir / "pytorch_model.bin", "x");
   expect_input_error([&] { Checkpoint c(dir.path); }, {dir.path, "found instead: pytorch_model.bin"});
   expect_input_error([&] { Checkpoint c(dir / "absent"); }, {dir / "absent", "does not exist"});
   expect_input_error([&] { Checkpoint c(dir / "pytorch_model.bin"); }, {dir / "pytorch_model.bin", "found a file"});
@@ -384,7 +368,7 @@ TEST_CASE("checkpoint: a directory without weights says what was looked for") {
 
 TEST_CASE("config.json: Infinity, -Infinity and NaN literals parse as numbers but stay strings inside strings") {
   TempDir dir("config");
-  const auto path = write(dir / "config.json", R"({
+  const auto path = write_file(dir / "config.json", R"({
   "a": Infinity, "b": -Infinity, "c": NaN, "d": "Infinity", "e": [1, NaN, -Infinity],
   "f": 2.5, "g": "say \"NaN\" and -Infinity", "h": {"NaN": Infinity}, "i": "__ess_literal_NaN__",
   "j": null, "k": true, "l": -3
@@ -410,6 +394,6 @@ TEST_CASE("config.json: Infinity, -Infinity and NaN literals parse as numbers bu
   expect_input_error([] { parse_config_json("{\"a\": Infinit}", "cfg.json"); }, {"cfg.json: not valid JSON"});
   expect_input_error([] { parse_config_json("[1]", "cfg.json"); }, {"cfg.json", "expected a JSON object"});
   expect_input_error([&] { read_config_json(dir / "absent.json"); }, {dir / "absent.json", "no such file"});
-  const auto bad = write(dir / "bad.json", "{\"a\": NaN,}");
+  const auto bad = write_file(dir / "bad.json", "{\"a\": NaN,}");
   expect_input_error([&] { read_config_json(bad); }, {bad, "not valid JSON"});
 }

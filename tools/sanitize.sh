@@ -28,7 +28,7 @@ else
   dir=build-asan
   # -O1 -g1: sanitizer builds compile faster and still run the suite in a few minutes.
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
-    -DESS_SANITIZE=ON -DESS_WERROR=ON >/dev/null
+    -DESS_SANITIZE=ON -DESS_WERROR=ON -DESS_UNITY=ON >/dev/null
 fi
 build_start=$(date +%s)
 cmake --build "$dir" -j"$(nproc)"

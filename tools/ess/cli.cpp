@@ -359,6 +359,13 @@ std::string fmt_sig(double v, int significant) {
   return o.str();
 }
 
+std::string fmt_sci(double v, int digits, const std::string& nan_text) {
+  if (std::isnan(v)) return nan_text;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*e", digits, v);
+  return buf;
+}
+
 std::string fmt(double v, int precision) {
   if (std::isnan(v)) return "nan";
   std::ostringstream o;

@@ -219,12 +219,14 @@ struct CommandRegistrar {
 #define ESS_REGISTER_COMMAND(name, summary, order, fn) \
   static ::ess::cli::CommandRegistrar ess_register_##fn(name, summary, order, fn)
 
-// Fixed-point text of v ("nan" for NaN), for tables and messages.
 // "16,32,64" → {16, 32, 64} for a size-list option (`flag` as the user writes it): every item an
 // integer in 1..max, else UsageError naming the flag and the value. Empty text → empty list.
 std::vector<int> parse_size_list(const std::string& text, const std::string& flag, long max);
 
+// Fixed-point text of v ("nan" for NaN), for tables and messages.
 std::string fmt(double v, int precision = 2);
+// v in exponent notation with `digits` after the point (1.23e-04); `nan_text` for NaN.
+std::string fmt_sci(double v, int digits, const std::string& nan_text = "nan");
 // v with `significant` digits, switching to exponent notation for large or small values (%g):
 // perplexities of random-weight models reach 1e200.
 std::string fmt_sig(double v, int significant = 6);

@@ -13,13 +13,6 @@ namespace ess::cli {
 
 namespace {
 
-std::string sci(double v) {
-  if (std::isnan(v)) return "—";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2e", v);
-  return buf;
-}
-
 void print_rows(const std::vector<BenchRow>& rows, std::ostream& out) {
   Table table({{"case"},
                {"L", Table::right},
@@ -36,9 +29,9 @@ void print_rows(const std::vector<BenchRow>& rows, std::ostream& out) {
     const std::string same =
         r.dense_run ? (r.ess_mismatches == 0 ? "yes" : "NO(" + std::to_string(r.ess_mismatches) + ")") : "—";
     table.add({r.name, std::to_string(r.seq_len), std::to_string(r.state), std::to_string(r.channels), r.fast_engine,
-               sci(r.fast_seconds), sci(r.dense_seconds),
-               r.dense_run ? fmt(r.dense_seconds / r.fast_seconds, 1) + "x" : "—", sci(r.max_deviation), same,
-               std::isnan(r.fast_seconds) ? "—" : fmt(r.mean_tolerance_ess, 2)});
+               fmt_sci(r.fast_seconds, 2, "—"), fmt_sci(r.dense_seconds, 2, "—"),
+               r.dense_run ? fmt(r.dense_seconds / r.fast_seconds, 1) + "x" : "—", fmt_sci(r.max_deviation, 2, "—"),
+               same, std::isnan(r.fast_seconds) ? "—" : fmt(r.mean_tolerance_ess, 2)});
   }
   table.print(out, false);
   // What each case is (its first measured row says).

@@ -19,12 +19,6 @@ std::string fmt_g(double v) {
   return buf;
 }
 
-std::string sci(double v, int digits = 3) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*e", digits, v);
-  return buf;
-}
-
 }  // namespace
 
 int run_compress(int argc, char** argv) {
@@ -111,9 +105,9 @@ int run_compress(int argc, char** argv) {
                    {"loss", Table::right},
                    {""}});
       for (const auto& t : l.targets)
-        table.add({std::to_string(t.state), sci(t.mean_tail), sci(t.max_tail), fmt(100 * t.frac_exceeding, 1) + "%",
-                   fmt(t.truncated_entropy_ess, 2), fmt(100 * t.relative_entropy_ess_loss, 1) + "%",
-                   t.exceeds_layer_state ? "> layer state" : ""});
+        table.add({std::to_string(t.state), fmt_sci(t.mean_tail, 3), fmt_sci(t.max_tail, 3),
+                   fmt(100 * t.frac_exceeding, 1) + "%", fmt(t.truncated_entropy_ess, 2),
+                   fmt(100 * t.relative_entropy_ess_loss, 1) + "%", t.exceeds_layer_state ? "> layer state" : ""});
       table.print(std::cout, format, md ? "" : "  ");
       std::cout << "\n";
     }
@@ -130,9 +124,9 @@ int run_compress(int argc, char** argv) {
               {"tol-ESS", Table::right, "tolerance-ESS"},
               {"ent-ESS", Table::right, "entropy-ESS"}});
     for (const auto& t : students[k])
-      st.add({to_string(t.pattern), sci(t.mean_masked), sci(t.max_masked), sci(t.mean_renormalized),
-              sci(t.max_renormalized), sci(t.operator_masked), fmt(t.mean_tolerance_ess, 2),
-              fmt(t.mean_entropy_ess, 2)});
+      st.add({to_string(t.pattern), fmt_sci(t.mean_masked, 3), fmt_sci(t.max_masked, 3),
+              fmt_sci(t.mean_renormalized, 3), fmt_sci(t.max_renormalized, 3), fmt_sci(t.operator_masked, 3),
+              fmt(t.mean_tolerance_ess, 2), fmt(t.mean_entropy_ess, 2)});
     st.print(std::cout, format, md ? "" : "  ");
     std::cout << "\n";
   }

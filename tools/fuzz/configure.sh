@@ -20,7 +20,7 @@ ess_fuzz_probe() {
 ess_fuzz_configure() {
   cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="$ess_fuzz_flags" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$ess_fuzz_flags" \
-    -DESS_FUZZ=ON -DESS_WERROR=ON >/dev/null
+    -DESS_FUZZ=ON -DESS_WERROR=ON -DESS_UNITY=ON >/dev/null
 }
 # Readable reports: ASan/UBSan look for llvm-symbolizer on PATH; Debian's llvm-14 ships it here.
 if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && ! command -v llvm-symbolizer >/dev/null &&
