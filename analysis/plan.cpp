@@ -36,7 +36,7 @@ void PlanOptions::validate() const {
     if (s <= 0) throw UsageError({Option{"states"}, " must be positive, got " + std::to_string(s)});
   if (!(state_weight > 0) || !std::isfinite(state_weight))
     throw UsageError({Option{"state_weight"}, " must be a finite number > 0"});
-  if (d_head < 1) throw UsageError({Option{"d_head"}, " must be ≥ 1"});
+  if (d_head < 0) throw UsageError({Option{"d_head"}, " must be ≥ 1 (or 0: from the file)"});
   if (!(length_factor >= 1) || !std::isfinite(length_factor))
     throw UsageError({Option{"length_factor"}, " must be a finite number ≥ 1"});
 }
@@ -68,8 +68,25 @@ LayerPlan plan_layer(const LayerResult& R, const PlanOptions& o) {
   lp.cache_based = is_cache_based(R.family);
   const int L = R.seq_len;
   const double long_L = o.length_factor * L;
-  // Numbers per key / value vector: a head's d_head, a single channel's 1.
-  const double d = R.channel_kind == ChannelKind::head ? o.d_head : 1.0;
+  // Numbers per key / value vector: a head's d_head (--d-head, else the file's head_dim, else
+  // assumed), a single channel's 1.
+  if (R.channel_kind == ChannelKind::head) {
+    if (o.d_head > 0) {
+      lp.d_head = o.d_head;
+      lp.d_head_source = "--d-head";
+    } else if (R.head_dim > 0) {
+      lp.d_head = R.head_dim;
+      lp.d_head_source = "file";
+    } else {
+      lp.d_head = kAssumedDHead;
+      lp.d_head_source = "assumed";
+      lp.notes.push_back(
+          "the file records no head dimension (ess compute from an operator file, or an older ess): memory "
+          "assumes d_head = " +
+          std::to_string(kAssumedDHead) + "; give --d-head to set it");
+    }
+  }
+  const double d = lp.d_head;
   const size_t n = static_cast<size_t>(R.batch) * R.channels * R.num_indices();
   auto usable = [&](size_t k) { return R.status.empty() || R.status[k] == block_ok; };
   for (size_t k = 0; k < n; ++k) lp.blocks += usable(k);
@@ -258,6 +275,8 @@ nlohmann::ordered_json to_json(const ModelPlan& plan) {
                        {"layer_index", lp.layer_index},
                        {"family", lp.family},
                        {"channel_kind", lp.channel_kind},
+                       {"d_head", lp.d_head},
+                       {"d_head_source", lp.d_head_source},
                        {"channels", lp.channels},
                        {"seq_len", lp.seq_len},
                        {"blocks", lp.blocks},

@@ -21,11 +21,16 @@ struct PlanOptions {
   double max_error = 1e-2;  // a candidate qualifies when its mean block error is at most this
   std::vector<int> states;  // recurrent state sizes to consider; empty: 1, 2, 4, … (powers of two)
   WindowError window_error = WindowError::masked;
-  double state_weight = 4;   // a state dimension counts this many d_head numbers when ranking (see docs)
-  int d_head = 64;           // numbers per key / value vector of a head (results files do not record it)
+  double state_weight = 4;  // a state dimension counts this many d_head numbers when ranking (see docs)
+  // Numbers per key / value vector of a head: 0 = each layer's head_dim as recorded in the file
+  // (ess analyze records it), kAssumedDHead where the file has none (ess compute, older files).
+  int d_head = 0;
   double length_factor = 4;  // the summary's second length: this × the measured L
   void validate() const;     // throws UsageError naming the field
 };
+
+// d_head of a head layer whose file records none (and --d-head is not given).
+constexpr int kAssumedDHead = 64;
 
 enum class PlanKind { full, window, state };
 const char* to_string(PlanKind k);
@@ -47,8 +52,10 @@ struct LayerPlan {
   std::string name, family;
   int layer_index = 0, channels = 0, seq_len = 0;
   std::string channel_kind;
-  bool cache_based = false;               // attention-like (a KV cache): full = the cache, windows make sense
-  long blocks = 0;                        // usable blocks averaged over (batch × channels × indices, status ok)
+  int d_head = 1;             // numbers per key / value vector the memory counts (1 for channel layers)
+  std::string d_head_source;  // head layers: "file", "--d-head" or "assumed" (kAssumedDHead); "" for channels
+  bool cache_based = false;   // attention-like (a KV cache): full = the cache, windows make sense
+  long blocks = 0;            // usable blocks averaged over (batch × channels × indices, status ok)
   std::vector<PlanCandidate> candidates;  // full, windows (ascending), states (ascending)
   PlanCandidate recommended;
   std::vector<std::string> notes;  // what was not considered and why

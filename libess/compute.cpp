@@ -285,6 +285,7 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   R.layer_index = layer.layer_index;
   R.family = op.family();
   R.channel_kind = op.channel_kind();
+  R.head_dim = R.channel_kind == ChannelKind::head ? layer.head_dim : 0;
   R.seq_len = L;
   R.batch = B;
   R.channels = C;

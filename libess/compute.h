@@ -45,6 +45,7 @@ struct LayerResult {
   std::string name, family;
   int layer_index = 0;
   ChannelKind channel_kind = ChannelKind::channel;
+  int head_dim = 0;  // head layers: numbers per value vector (OperatorLayer::head_dim); 0 = not recorded
   int seq_len = 0, batch = 0, channels = 0;
   std::string engine;  // the engine actually used
   double tol = 0;

@@ -74,6 +74,9 @@ struct OperatorLayer {
   std::string name;
   int layer_index = 0;
   std::unique_ptr<LayerOperator> op;
+  // Numbers per value vector of a head: the value channels that share one channel's T (attention
+  // head_dim, Mamba2 P, GLA d_v), as the model ran them; 0 when unknown or for channel layers.
+  int head_dim = 0;
 };
 
 }  // namespace ess

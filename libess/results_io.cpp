@@ -27,6 +27,7 @@ void write_layer(const h5::Object& layers_group, const LayerResult& R) {
   g.set_attr("family", R.family);
   g.set_attr("layer_index", R.layer_index);
   g.set_attr("channel_kind", std::string(to_string(R.channel_kind)));
+  if (R.head_dim > 0) g.set_attr("head_dim", R.head_dim);
   g.set_attr("seq_len", R.seq_len);
   g.set_attr("engine", R.engine);
   g.set_attr("tol", R.tol);
@@ -193,6 +194,8 @@ LayerResult read_layer(const h5::Object& g, ReadTally& tally) {
   if (kind != "head" && kind != "channel")
     throw InputError(g.where() + ": channel_kind '" + kind + "' (expected head or channel)");
   R.channel_kind = kind == "head" ? ChannelKind::head : ChannelKind::channel;
+  if (g.has_attr("head_dim"))
+    R.head_dim = static_cast<int>(g.attr_int_in_range("head_dim", 1, std::numeric_limits<int>::max()));
   R.seq_len = static_cast<int>(g.attr_int_in_range("seq_len", 2, std::numeric_limits<int>::max()));
   R.engine = g.attr_string("engine");
   R.tol = g.attr_double("tol");

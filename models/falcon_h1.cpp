@@ -201,8 +201,8 @@ class FalconH1 final : public CausalLM {
         Hs[b] +=
             linear(linear(X2, w, "up_proj", "up_bias").cwiseProduct(gate), w, "down_proj", "down_bias") * down_mult_;
       }
-      on_layer({mname, l, std::move(mop)});
-      on_layer({aname, l, std::move(aop)});
+      on_layer({mname, l, std::move(mop), P_});
+      on_layer({aname, l, std::move(aop), hd});
     }
     const std::string head = W_.has("lm_head") ? "lm_head" : "embed";
     const LoadedWeights g = W_.load_global({"norm", head});

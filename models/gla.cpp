@@ -148,7 +148,7 @@ class Gla final : public CausalLM {
         Hs[b] += silu(X2 * w.matrix("gate_proj").transpose()).cwiseProduct(X2 * w.matrix("up_proj").transpose()) *
                  w.matrix("down_proj").transpose();
       }
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), dv_});
     }
     final_norm_and_head(W_, "norm", eps_, Hs, keep_logits, out);
   }

@@ -96,7 +96,7 @@ class Gpt2 final : public CausalLM {
         const Matrix X2 = layer_norm(Hs[b], w.vector("ln_2"), w.vector("ln_2_bias"), eps_);
         Hs[b] += conv1d(activate(conv1d(X2, w, "c_fc", "c_fc_bias"), act_), w, "mlp_c_proj", "mlp_c_proj_bias");
       }
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), a.head_dim});
     }
     const std::string head = W_.has("lm_head") ? "lm_head" : "embed";
     const LoadedWeights g = W_.load_global({"ln_f", "ln_f_bias", head});

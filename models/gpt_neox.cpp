@@ -94,7 +94,7 @@ class GptNeoX final : public CausalLM {
           Hs[b] += mlp(Hs[b]);
         }
       }
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), hd});
     }
     const std::string head = W_.has("lm_head") ? "lm_head" : "embed";
     const LoadedWeights g = W_.load_global({"ln_f", "ln_f_bias", head});

@@ -151,7 +151,7 @@ class Jamba final : public CausalLM {
         const Matrix V = rms_norm(Hs[b], w.vector("ff_norm"), eps_);
         Hs[b] += moe_[l] ? experts(V, w) : mlp(V, w, "gate_proj", "up_proj", "down_proj", 0);
       }
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), attention_[l] ? hd_ : 0});
     }
     final_norm_and_head(W_, "norm", eps_, Hs, keep_logits, out);
   }

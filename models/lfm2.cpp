@@ -139,7 +139,7 @@ class Lfm2 final : public CausalLM {
         const Matrix gate = silu(linear(U, w, "w1"));
         Hs[b] += linear(gate.cwiseProduct(linear(U, w, "w3")), w, "w2");
       }
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), attention_[l] ? hd_ : 0});
     }
     final_norm_and_head(W_, "norm", eps_, Hs, keep_logits, out);
   }

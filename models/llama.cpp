@@ -112,7 +112,7 @@ class LlamaDecoder final : public CausalLM {
         if (s_.sandwich_norms) mlp = norm(mlp, w.vector("post_ff_norm"));
         Hs[b] += mlp;
       }
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), hd});
     }
     if (!s_.norm_plus_one && s_.final_softcap == 0) {
       final_norm_and_head(W_, "norm", s_.rms_eps, Hs, keep_logits, out);

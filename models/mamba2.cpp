@@ -95,7 +95,7 @@ class Mamba2 final : public CausalLM {
         if (w.has("out_bias")) o.rowwise() += w.vector("out_bias").transpose();
         Hs[b] += o;
       }
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), P_});
     }
     final_norm_and_head(W_, "norm_f", eps_, Hs, keep_logits, out);
   }

@@ -81,7 +81,7 @@ class Phi final : public CausalLM {
       for (int b = 0; b < B; ++b)
         Hs[b] += linear(Os[b], w, "dense", "dense_bias") +
                  linear(activate(linear(Xs[b], w, "fc1", "fc1_bias"), act_), w, "fc2", "fc2_bias");
-      on_layer({name, l, std::move(op)});
+      on_layer({name, l, std::move(op), hd});
     }
     const std::string head = W_.has("lm_head") ? "lm_head" : "embed";
     const LoadedWeights g = W_.load_global({"ln_f", "ln_f_bias", head, "lm_head_bias"});

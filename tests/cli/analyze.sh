@@ -30,6 +30,33 @@ for n in r["layers"]:
     assert np.array_equal(ga["tss"][...], gr["tss"][...]), n
 print(sys.argv[1].split("/")[-1], "matches the reference")
 PYEOF
+  # Each head layer records the head dimension the model ran (head_dim: the value channels sharing
+  # one T), derived here from config.json alone; channel layers record none.
+  $PY - "$tmp/$name.h5" "$d/config.json" <<'PYEOF' || { echo "FAIL: $name: head_dim"; fail=1; }
+import json, sys, h5py
+f, cfg = h5py.File(sys.argv[1]), json.load(open(sys.argv[2]))
+hidden = cfg.get("hidden_size", cfg.get("n_embd"))
+heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+for n, g in f["layers"].items():
+    fam, kind = g.attrs["family"], g.attrs["channel_kind"]
+    if kind == "channel":
+        assert "head_dim" not in g.attrs, (n, fam)
+        continue
+    if fam == "softmax_attention":
+        want = cfg.get("head_dim") or hidden // heads
+    elif fam == "mamba2" and "mamba_n_heads" in cfg:  # Falcon-H1's Mamba2 mixer
+        P = cfg.get("mamba_d_head", "auto")
+        width = cfg.get("mamba_d_ssm") or int(cfg.get("mamba_expand", 2) * hidden)
+        want = width // cfg["mamba_n_heads"] if P == "auto" else P
+    elif fam == "mamba2":
+        want = cfg["head_dim"]
+    elif fam == "gla":
+        want = int(cfg.get("expand_v", 1.0) * hidden) // cfg.get("num_heads", 4)
+    else:
+        raise AssertionError(f"{n}: no expected head_dim for family {fam}")
+    assert g.attrs["head_dim"] == want, (n, fam, g.attrs["head_dim"], want)
+print(sys.argv[1].split("/")[-1], "head_dim as the config says")
+PYEOF
   # Predictions (/model) against the PyTorch reference's logits (expected.h5, float64): log-softmax
   # at the next token, argmax, loss = −mean over every scored position, perplexity = exp(loss).
   $PY - "$tmp/$name.h5" "$d/expected.h5" <<'PYEOF' || { echo "FAIL: $name predictions differ from the reference"; fail=1; }

@@ -14,6 +14,8 @@
 #     and memory accounting checked.
 #  3. Files without students or singular values stay readable (plan says what it left out);
 #     --students off writes no group; bad options exit 2, bad files 3.
+#  4. The memory of head layers counts the head_dim ess analyze records (tiny-llama: 16), or
+#     --d-head, or 64 with a note when the file has none.
 set -euo pipefail
 ESS=$1
 PY=/usr/bin/python3
@@ -348,6 +350,41 @@ with h5py.File(sys.argv[2]) as f:
 print("compress students ok")
 PYEOF
 
+# --- 4. the head dimension memory counts -------------------------------------------------------
+# ess analyze records each head layer's head_dim (tiny-llama: 16, not the 64 plan once assumed);
+# plan counts it, --d-head overrides it, and a file without it gets 64 with a note.
+root=$(cd "$here/../.." && pwd)
+ck="$root/data/checkpoints/tiny-llama"
+"$ESS" analyze "$ck" --tokens "$ck/tokens.txt" -o "$tmp/llama.h5" --quiet >/dev/null
+"$ESS" plan "$tmp/llama.h5" --format json >"$tmp/plan_file.json"
+"$ESS" plan "$tmp/llama.h5" --format json --d-head 40 >"$tmp/plan_flag.json"
+"$ESS" plan "$tmp/llama.h5" >"$tmp/plan_file.txt"
+$PY -c "import h5py,sys; f=h5py.File(sys.argv[1],'a'); [g.attrs.__delitem__('head_dim') for g in f['layers'].values()]" "$tmp/llama.h5"
+"$ESS" plan "$tmp/llama.h5" --format json >"$tmp/plan_old.json"
+"$ESS" plan "$tmp/llama.h5" >"$tmp/plan_old.txt"
+$PY - "$tmp/plan_file.json" "$tmp/plan_flag.json" "$tmp/plan_old.json" "$ck/config.json" <<'PYEOF'
+import json, sys
+files = [json.load(open(p)) for p in sys.argv[1:4]]
+cfg = json.load(open(sys.argv[4]))
+want = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+assert want != 64, "the checkpoint must not have the assumed d_head"
+for plan, d, src in zip(files, (want, 40, 64), ("file", "--d-head", "assumed")):
+    assert plan["layers"], "no layers"
+    for l in plan["layers"]:
+        assert l["channel_kind"] == "head" and l["d_head"] == d and l["d_head_source"] == src, (src, l["name"], l["d_head"])
+        full = l["candidates"][0]
+        assert full["kind"] == "full" and full["memory_per_sequence"] == 2 * l["seq_len"] * d, (src, full)
+        for c in l["candidates"]:
+            if c["kind"] == "window":
+                assert c["memory_per_sequence"] == 2 * (c["size"] + c["sinks"]) * d, (src, c)
+        assumed = [n for n in l["notes"] if "records no head dimension" in n]
+        assert bool(assumed) == (src == "assumed"), (src, l["notes"])
+assert files[0]["d_head"] == 0 and files[1]["d_head"] == 40
+print("plan counts the recorded head dimension")
+PYEOF
+grep -q "d_head: each head layer's head_dim from the file" "$tmp/plan_file.txt" || { echo "FAIL: plan header"; cat "$tmp/plan_file.txt"; exit 1; }
+grep -q " 64? " "$tmp/plan_old.txt" || { echo "FAIL: plan does not mark the assumed d_head"; cat "$tmp/plan_old.txt"; exit 1; }
+
 expect() {  # expect CODE command...
   local want=$1
   shift
@@ -365,6 +402,7 @@ expect 2 "$ESS" plan "$tmp/heads_res.h5" --max-error -1
 expect 2 "$ESS" plan "$tmp/heads_res.h5" --window-error foo
 expect 2 "$ESS" plan "$tmp/heads_res.h5" --states 0,4
 expect 2 "$ESS" plan "$tmp/heads_res.h5" --state-weight 0
+expect 2 "$ESS" plan "$tmp/heads_res.h5" --d-head -1
 expect 3 "$ESS" plan "$tmp/missing.h5"
 expect 2 "$ESS" compress "$tmp/nostudents.h5"
 expect 2 "$ESS" compute "$tmp/heads.h5" -o "$tmp/x.h5" --students 'window=x'

@@ -12,13 +12,6 @@ namespace ess::cli {
 
 namespace {
 
-std::string sci(double v, int digits = 2) {
-  if (std::isnan(v)) return "nan";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*e", digits, v);
-  return buf;
-}
-
 // Numbers as a short human quantity: 1234567 → "1.23M".
 std::string human(double v) {
   const char* units[] = {"", "k", "M", "G", "T"};
@@ -46,7 +39,8 @@ int run_plan(int argc, char** argv) {
       "error of a window student: masked (zero outside the window) or renormalized (softmax over the window)")(
       "state-weight", po::value(&o.state_weight)->default_value(o.state_weight, "4"),
       "how many d_head numbers a state dimension counts when ranking against KV caches")(
-      "d-head", po::value(&o.d_head)->default_value(o.d_head), "numbers per key / value vector of a head")(
+      "d-head", po::value(&o.d_head)->default_value(o.d_head, "from the file"),
+      "numbers per key / value vector of a head (default: each layer's head_dim as the file records it, else 64)")(
       "length-factor", po::value(&o.length_factor)->default_value(o.length_factor, "4"),
       "the summary's longer sequence: this × the measured L")("candidates", po::bool_switch(&show_candidates),
                                                               "list every candidate of every layer (text, markdown)");
@@ -54,13 +48,14 @@ int run_plan(int argc, char** argv) {
   po::variables_map vm;
   if (!parse(argc, argv,
              "ess plan RESULTS.h5 [--max-error 1e-2] [--states 1,2,4,…] [--window-error masked|renormalized]\n"
-             "                    [--state-weight 4] [--d-head 64] [--length-factor 4] [--candidates]\n"
+             "                    [--state-weight 4] [--d-head D] [--length-factor 4] [--candidates]\n"
              "                    [--format text|json|markdown]\n\n"
              "For every layer the cheapest replacement whose mean block error stays within --max-error:\n"
              "keep it (full attention: the whole KV cache), a sliding window w with or without sink tokens\n"
              "(the sparse students ess compute / analyze store for attention heads), or a recurrent state N\n"
              "(Eckart–Young tail of the stored singular values: compute with --keep-sigma K). Memory per\n"
-             "head and sequence: KV cache 2·entries·d_head, state N·d_head; a model summary with the\n"
+             "head and sequence: KV cache 2·entries·d_head, state N·d_head (d_head: the head dimension ess\n"
+             "analyze records per layer); a model summary with the\n"
              "hybrid ratio and the memory saved at L and --length-factor × L.",
              opts, {"results"}, vm))
     return 0;
@@ -84,21 +79,25 @@ int run_plan(int argc, char** argv) {
   std::cout << (md ? "## Replacement plan: `" : "Replacement plan: ") << input << (md ? "`\n\n" : "\n")
             << "cheapest replacement per layer with mean block error ≤ " << o.max_error
             << " (windows: " << to_string(o.window_error) << " students; states: Eckart–Young tails, ranked at "
-            << o.state_weight << "× their memory); memory per head and sequence in numbers (d_head = " << o.d_head
+            << o.state_weight << "× their memory); memory per head and sequence in numbers ("
+            << (o.d_head > 0 ? "d_head = " + std::to_string(o.d_head) + ", --d-head"
+                             : std::string("d_head: each head layer's head_dim from the file"))
             << ")\n\n";
   const PlanSummary& s = plan.summary;
   const std::string long_label = "at " + std::to_string(std::lround(s.long_factor * s.seq_len));
   Table table({{"layer", Table::right},
                {"name"},
                {"family"},
+               {"d_head", Table::right},
                {"recommended"},
                {"error", Table::right},
                {"memory/head", Table::right, "memory per head"},
                {long_label, Table::right},
                {"full", Table::right, "full attention memory"}});
   for (const LayerPlan& l : plan.layers)
-    table.add({std::to_string(l.layer_index), l.name, l.family, describe(l.recommended, l), sci(l.recommended.error),
-               human(l.recommended.memory_at_L), human(l.recommended.memory_at_long),
+    table.add({std::to_string(l.layer_index), l.name, l.family,
+               std::to_string(l.d_head) + (l.d_head_source == "assumed" ? "?" : ""), describe(l.recommended, l),
+               fmt_sci(l.recommended.error, 2), human(l.recommended.memory_at_L), human(l.recommended.memory_at_long),
                human(l.candidates.front().memory_at_L)});
   table.print(std::cout, format, md ? "" : "  ");
   for (const LayerPlan& l : plan.layers)
@@ -129,9 +128,9 @@ int run_plan(int argc, char** argv) {
                {""}});
       for (const auto& k : l.candidates) {
         const bool w = k.kind == PlanKind::window;
-        c.add({describe(k, l), sci(k.error), sci(k.max_error), w ? sci(k.masked_error) : "",
-               w ? sci(k.renormalized_error) : "", human(k.memory_at_L), fmt(k.memory_per_token, 1), human(k.cost),
-               k.qualifies ? "ok" : ""});
+        c.add({describe(k, l), fmt_sci(k.error, 2), fmt_sci(k.max_error, 2), w ? fmt_sci(k.masked_error, 2) : "",
+               w ? fmt_sci(k.renormalized_error, 2) : "", human(k.memory_at_L), fmt(k.memory_per_token, 1),
+               human(k.cost), k.qualifies ? "ok" : ""});
       }
       c.print(std::cout, format, md ? "" : "  ");
     }
