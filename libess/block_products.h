@@ -92,4 +92,13 @@ class RealizationBlockProducts final : public BlockProducts {
 void blas_gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::Ref<const Matrix>& A,
                const Eigen::Ref<const Matrix>& B, double beta, Eigen::Ref<Matrix> C);
 
+// Y = X · Wᵀ (transpose_w) or X · W for a row-major W, as checkpoints store weights ([out, in] for
+// nn.Linear, [in, out] for GPT-2's Conv1D), by the BLAS: the forward passes' large products
+// (Eigen's own product runs the build's baseline SSE2 kernels, about 3× slower here).
+void blas_gemm_xw(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const RowMatrix>& W, bool transpose_w,
+                  Eigen::Ref<Matrix> Y);
+// C = alpha · A · Bᵀ for row-major A [m, k] and B [n, k] (rows of queries and keys), by the BLAS.
+void blas_gemm_rows_nt(double alpha, const Eigen::Ref<const RowMatrix>& A, const Eigen::Ref<const RowMatrix>& B,
+                       Eigen::Ref<Matrix> C);
+
 }  // namespace ess

@@ -191,6 +191,12 @@ struct BlockSums {
       col_after[j] += e;
     }
   }
+  // Row r's sums, taken by the caller: Σ_{j<r} E[r, j] (its col_after entries already added) and
+  // the diagonal E[r, r].
+  void add_row(int r, long double before, long double diagonal) {
+    row_before[r] += before;
+    total += before + diagonal;
+  }
   // out[i] for i = 1..L−1 (out[0] unused).
   std::vector<double> blocks() const {
     const int L = static_cast<int>(row_before.size());
@@ -206,15 +212,15 @@ struct BlockSums {
 
 double relative(double err2, double norm2) { return norm2 > 0 ? std::sqrt(std::max(err2, 0.0) / norm2) : 0.0; }
 
-// Keys of row r kept by pattern p (flags in `keep`, length r + 1).
-void pattern_row(const StudentPattern& p, const Matrix& T, int r, std::vector<char>& keep, std::vector<int>& order) {
+// Keys of row r kept by pattern p (flags in `keep`, length r + 1), given the row's entries T(r, 0…r).
+void pattern_row(const StudentPattern& p, const double* row, int r, std::vector<char>& keep, std::vector<int>& order) {
   keep.assign(r + 1, 0);
   if (p.topk > 0) {
     order.resize(r + 1);
     std::iota(order.begin(), order.end(), 0);
     const int k = std::min(p.topk, r + 1);
     auto before = [&](int a, int b) {
-      const double x = std::abs(T(r, a)), y = std::abs(T(r, b));
+      const double x = std::abs(row[a]), y = std::abs(row[b]);
       return x > y || (x == y && a > b);
     };
     std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), before);
@@ -299,40 +305,77 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
   std::mutex failure_mutex;
   auto worker = [&]() {
     try {
-      Matrix T(L, L), M(L, L);
+      // M: the operator T as materialized, then each student in turn; Tt = Tᵀ, so that the rows of T
+      // the patterns walk are contiguous (walking a column-major T by rows strides L doubles per
+      // entry: most of the students' time at L = 1024 before).
+      Matrix M(L, L), Tt(L, L);
       DenseWorkspace ws;
       std::vector<char> keep;
       std::vector<int> order;
       for (long item = next++; item < last; item = next++) {
         const int b = static_cast<int>(item / C), c = static_cast<int>(item % C);
-        op.materialize(b, c, T);
+        op.materialize(b, c, M);
+        // Tt(j, r) = T(r, j) for j ≤ r (all the patterns read), in 32 × 32 tiles: read and written
+        // a cache line at a time.
+        for (int r0 = 0; r0 < L; r0 += 32)
+          for (int j0 = 0; j0 <= r0; j0 += 32)
+            for (int r = r0; r < std::min(L, r0 + 32); ++r)
+              for (int j = j0; j < std::min(r + 1, j0 + 32); ++j) Tt(j, r) = M(r, j);
         BlockSums norm(L);
-        for (int r = 0; r < L; ++r)
-          for (int j = 0; j <= r; ++j) norm.add(r, j, T(r, j) * T(r, j));
+        for (int r = 0; r < L; ++r) {
+          const double* row = Tt.col(r).data();
+          long double before = 0;
+          for (int j = 0; j < r; ++j) {
+            const long double e = row[j] * row[j];
+            before += e;
+            norm.col_after[j] += e;
+          }
+          norm.add_row(r, before, row[r] * row[r]);
+        }
         const std::vector<double> norm_blocks = norm.blocks();
         for (int p = 0; p < P; ++p) {
           BlockSums masked(L), renorm(L);
           M.setZero();
           for (int r = 0; r < L; ++r) {
-            pattern_row(S.patterns[p], T, r, keep, order);
+            const double* row = Tt.col(r).data();  // T(r, 0…r)
+            pattern_row(S.patterns[p], row, r, keep, order);
             long double row_all = 0, row_in = 0;
             for (int j = 0; j <= r; ++j) {
-              row_all += T(r, j);
-              if (keep[j]) row_in += T(r, j);
+              row_all += row[j];
+              if (keep[j]) row_in += row[j];
             }
             // S_r = M_r · (Σ_j T_rj) / (Σ_{j∈P} T_rj); a row with no mass on the pattern becomes 0.
             const double f = row_in != 0 ? static_cast<double>(row_all / row_in) : 0.0;
-            for (int j = 0; j <= r; ++j) {
-              const double t = T(r, j);
+            // Row r's sums below the diagonal stay in registers (x87 long double: a read-modify-write
+            // of memory per entry and sum was most of the students' time); column sums go to memory.
+            long double m_row = 0, r_row = 0;
+            for (int j = 0; j < r; ++j) {
+              const double t = row[j];
               if (keep[j]) {
                 M(r, j) = t;
                 const double d = t - f * t;
-                renorm.add(r, j, d * d);
+                const long double e = d * d;
+                r_row += e;
+                renorm.col_after[j] += e;
               } else {
-                masked.add(r, j, t * t);
-                renorm.add(r, j, t * t);
+                const long double e = t * t;
+                m_row += e;
+                r_row += e;
+                masked.col_after[j] += e;
+                renorm.col_after[j] += e;
               }
             }
+            const double t = row[r];  // the diagonal: in the totals only
+            long double m_diag = 0, r_diag = 0;
+            if (keep[r]) {
+              M(r, r) = t;
+              const double d = t - f * t;
+              r_diag = d * d;
+            } else {
+              m_diag = r_diag = t * t;
+            }
+            masked.add_row(r, m_row, m_diag);
+            renorm.add_row(r, r_row, r_diag);
           }
           const std::vector<double> mb = masked.blocks(), rb = renorm.blocks();
           const double total = static_cast<double>(norm.total);

@@ -3,14 +3,27 @@
 // computed through the captured operator.
 #include <cmath>
 
+#include "libess/block_products.h"
 #include "libess/error.h"
 #include "models/models.h"
 #include "operators/softmax_attention.h"
 
 namespace ess::models {
 
+Matrix matmul_nt(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const RowMatrix>& W) {
+  Matrix Y(X.rows(), W.rows());
+  blas_gemm_xw(X, W, true, Y);
+  return Y;
+}
+
+Matrix matmul_nn(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const RowMatrix>& W) {
+  Matrix Y(X.rows(), W.cols());
+  blas_gemm_xw(X, W, false, Y);
+  return Y;
+}
+
 Matrix linear(const Matrix& X, const LoadedWeights& w, const std::string& weight, const std::string& bias) {
-  Matrix Y = X * w.matrix(weight).transpose();
+  Matrix Y = matmul_nt(X, w.matrix(weight));
   if (!bias.empty() && w.has(bias)) Y.rowwise() += w.vector(bias).transpose();
   return Y;
 }

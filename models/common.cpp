@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "libess/block_products.h"
 #include "libess/checked.h"
 #include "libess/error.h"
 #include "models/models.h"
@@ -437,7 +438,8 @@ void finish_logits(const Matrix& X, const Eigen::Ref<const RowMatrix>& head, boo
     std::fill(target.begin(), target.end(), std::numeric_limits<double>::quiet_NaN());
     for (Index v0 = 0; v0 < V; v0 += cols) {
       const Index m = std::min(cols, V - v0);
-      part.noalias() = X.middleRows(r0, n) * head.middleRows(v0, m).transpose();
+      part.resize(n, m);
+      blas_gemm_xw(X.middleRows(r0, n), head.middleRows(v0, m), true, part);
       if (options.bias.size()) part.rowwise() += options.bias.segment(v0, m).transpose();
       if (cap > 0) part = part.unaryExpr([cap](double v) { return cap * std::tanh(v / cap); });
       for (Index r = 0; r < n; ++r) {

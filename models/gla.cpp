@@ -108,8 +108,8 @@ class Gla final : public CausalLM {
       std::vector<Matrix> X(B), values(B);
       for (int b = 0; b < B; ++b) {
         X[b] = rms_norm(Hs[b], w.vector("attn_norm"), eps_);
-        Matrix Q = X[b] * w.matrix("q_proj").transpose(), K = X[b] * w.matrix("k_proj").transpose();
-        values[b] = X[b] * w.matrix("v_proj").transpose();
+        Matrix Q = matmul_nt(X[b], w.matrix("q_proj")), K = matmul_nt(X[b], w.matrix("k_proj"));
+        values[b] = matmul_nt(X[b], w.matrix("v_proj"));
         if (short_conv_) {
           auto conv = [&](const Matrix& Y, const std::string& n) {
             const Vector bias = w.has(n + "_conv_bias") ? Vector(w.vector(n + "_conv_bias")) : Vector();
@@ -120,7 +120,7 @@ class Gla final : public CausalLM {
           values[b] = conv(values[b], "v");
         }
         Q *= scale;
-        Matrix Gk = (X[b] * w.matrix("gk_proj0").transpose()) * w.matrix("gk_proj1").transpose();
+        Matrix Gk = matmul_nt(matmul_nt(X[b], w.matrix("gk_proj0")), w.matrix("gk_proj1"));
         Gk.rowwise() += w.vector("gk_bias").transpose();
         const double lo = clamp_min_;  // fla clamps the normalized log-gate from below when configured
         Gk = Gk.unaryExpr([lo](double v) { return std::max(log_sigmoid(v) / 16.0, lo); });
@@ -135,7 +135,7 @@ class Gla final : public CausalLM {
       auto op = std::make_unique<GlaOperator>(std::move(q_t), std::move(k_t), std::move(g_t), W_.dir() + ":" + name);
       const Vector gnorm = w.has("g_norm") ? Vector(w.vector("g_norm")) : Vector::Ones(dv_);
       for (int b = 0; b < B; ++b) {
-        const Matrix Gout = silu(X[b] * w.matrix("g_proj").transpose());
+        const Matrix Gout = silu(matmul_nt(X[b], w.matrix("g_proj")));
         Matrix O(L, Vd_);
         for (int h = 0; h < H_; ++h) {
           op->multiply(b, h, values[b].middleCols(h / rep * dv_, dv_), O.middleCols(h * dv_, dv_));
@@ -143,10 +143,10 @@ class Gla final : public CausalLM {
           const Matrix Oh = rms_norm(O.middleCols(h * dv_, dv_), gnorm, eps_);
           O.middleCols(h * dv_, dv_) = Oh.cwiseProduct(Gout.middleCols(h * dv_, dv_));
         }
-        Hs[b] += O * w.matrix("o_proj").transpose();
+        Hs[b] += matmul_nt(O, w.matrix("o_proj"));
         const Matrix X2 = rms_norm(Hs[b], w.vector("mlp_norm"), eps_);
-        Hs[b] += silu(X2 * w.matrix("gate_proj").transpose()).cwiseProduct(X2 * w.matrix("up_proj").transpose()) *
-                 w.matrix("down_proj").transpose();
+        Hs[b] += matmul_nt(silu(matmul_nt(X2, w.matrix("gate_proj"))).cwiseProduct(matmul_nt(X2, w.matrix("up_proj"))),
+                           w.matrix("down_proj"));
       }
       on_layer({name, l, std::move(op), dv_});
     }

@@ -66,7 +66,7 @@ class Gpt2 final : public CausalLM {
       throw InputError(W_.dir() + ": sequence length " + std::to_string(L) + " exceeds n_positions " +
                        std::to_string(positions_) + " (GPT-2's learned position embeddings)");
     auto conv1d = [](const Matrix& X, const LoadedWeights& w, const char* weight, const char* bias) {
-      Matrix Y = X * w.matrix(weight);  // Conv1D: y = x W + b, W [in, out]
+      Matrix Y = matmul_nn(X, w.matrix(weight));  // Conv1D: y = x W + b, W [in, out]
       Y.rowwise() += w.vector(bias).transpose();
       return Y;
     };

@@ -172,11 +172,11 @@ class Jamba final : public CausalLM {
       const Matrix proj = linear(Us[b], w, "in_proj", "in_bias");
       xs[b] = activate(causal_depthwise_conv(proj.leftCols(E_), w.matrix("conv"), conv_bias), act_);
       z[b] = proj.rightCols(E_);
-      const Matrix xdbl = xs[b] * w.matrix("x_proj").transpose();
+      const Matrix xdbl = matmul_nt(xs[b], w.matrix("x_proj"));
       const Matrix dtr = rms_norm(xdbl.leftCols(R_), w.vector("dt_norm"), eps_);
       B_t.matrix({b}) = rms_norm(xdbl.middleCols(R_, N_), w.vector("b_norm"), eps_);
       C_t.matrix({b}) = rms_norm(xdbl.rightCols(N_), w.vector("c_norm"), eps_);
-      Matrix dt = dtr * w.matrix("dt_proj").transpose();
+      Matrix dt = matmul_nt(dtr, w.matrix("dt_proj"));
       for (int t = 0; t < L; ++t)
         for (int e = 0; e < E_; ++e) dt(t, e) = softplus(dt(t, e) + dt_bias(e));
       dt_t.matrix({b}) = dt.transpose();
@@ -195,15 +195,15 @@ class Jamba final : public CausalLM {
 
   Matrix mlp(const Matrix& V, const LoadedWeights& w, const char* gate, const char* up, const char* down,
              int item) const {
-    const Matrix g = activate(V * w.matrix(gate, item).transpose(), act_);
-    return g.cwiseProduct(V * w.matrix(up, item).transpose()) * w.matrix(down, item).transpose();
+    const Matrix g = activate(matmul_nt(V, w.matrix(gate, item)), act_);
+    return matmul_nt(g.cwiseProduct(matmul_nt(V, w.matrix(up, item))), w.matrix(down, item));
   }
 
   // JambaSparseMoeBlock: router probabilities p = softmax(router(v)); each token's top-k experts
   // (the highest p; torch.topk) add p_e · expert_e(v). Every expert runs on the rows that chose it.
   Matrix experts(const Matrix& V, const LoadedWeights& w) const {
     const Index L = V.rows();
-    Matrix logits = V * w.matrix("router").transpose();  // [L, experts]
+    Matrix logits = matmul_nt(V, w.matrix("router"));  // [L, experts]
     Matrix weight = Matrix::Zero(L, experts_);
     std::vector<int> order(experts_);
     for (Index t = 0; t < L; ++t) {

@@ -59,7 +59,7 @@ class LlamaDecoder final : public CausalLM {
     const int H = s_.heads, Hkv = s_.kv_heads, hd = s_.head_dim;
     const Rotary rope(s_.inv_freq, L);
     auto linear = [](const Matrix& X, const LoadedWeights& w, const char* weight, const char* bias) {
-      Matrix Y = X * w.matrix(weight).transpose();
+      Matrix Y = matmul_nt(X, w.matrix(weight));
       if (w.has(bias)) Y.rowwise() += w.vector(bias).transpose();
       return Y;
     };

@@ -68,11 +68,11 @@ class Mamba final : public CausalLM {
         for (int n = 0; n < N_; ++n) A_t.matrix({})(e, n) = -std::exp(A_log(e, n));  // A = −exp(A_log)
       std::vector<Matrix> xs(B), z(B);  // the scan input and the gate of every sequence
       for (int b = 0; b < B; ++b) {
-        Matrix proj = rms_norm(H[b], w.vector("norm"), eps_) * w.matrix("in_proj").transpose();
+        Matrix proj = matmul_nt(rms_norm(H[b], w.vector("norm"), eps_), w.matrix("in_proj"));
         if (w.has("in_bias")) proj.rowwise() += w.vector("in_bias").transpose();
         xs[b] = silu(causal_depthwise_conv(proj.leftCols(E_), w.matrix("conv"), conv_bias));
         z[b] = proj.rightCols(E_);
-        const Matrix xdbl = xs[b] * x_proj.transpose();
+        const Matrix xdbl = matmul_nt(xs[b], x_proj);
         Matrix dtr = xdbl.leftCols(R_), Bm = xdbl.middleCols(R_, N_), Cm = xdbl.rightCols(N_);
         if (falcon_) {  // weightless RMS norms on B, C and the time-step input
           const Vector ones_n = Vector::Ones(N_), ones_r = Vector::Ones(R_);
@@ -80,7 +80,7 @@ class Mamba final : public CausalLM {
           Cm = rms_norm(Cm, ones_n, mixer_eps_);
           dtr = rms_norm(dtr, ones_r, mixer_eps_);
         }
-        Matrix dt = dtr * dt_proj.transpose();  // [L, E]
+        Matrix dt = matmul_nt(dtr, dt_proj);  // [L, E]
         for (int t = 0; t < L; ++t)
           for (int e = 0; e < E_; ++e) dt(t, e) = softplus(dt(t, e) + dt_bias(e));
         dt_t.matrix({b}) = dt.transpose();
@@ -97,7 +97,7 @@ class Mamba final : public CausalLM {
         for (int e = 0; e < E_; ++e)
           for (int t = 0; t < L; ++t) y(t, e) += Dskip(e) * xs[b](t, e);  // D skip: outside T
         y = y.cwiseProduct(silu(z[b]));
-        Matrix o = y * w.matrix("out_proj").transpose();
+        Matrix o = matmul_nt(y, w.matrix("out_proj"));
         if (w.has("out_bias")) o.rowwise() += w.vector("out_bias").transpose();
         H[b] += o;
       }

@@ -75,7 +75,7 @@ class Mamba2 final : public CausalLM {
       Eigen::Map<Vector>(A_t.data.data(), H_) = -w.vector("A_log").array().exp().matrix();
       std::vector<Matrix> xs(B), z(B);
       for (int b = 0; b < B; ++b) {
-        Matrix proj = rms_norm(Hs[b], w.vector("norm"), eps_) * w.matrix("in_proj").transpose();
+        Matrix proj = matmul_nt(rms_norm(Hs[b], w.vector("norm"), eps_), w.matrix("in_proj"));
         if (w.has("in_bias")) proj.rowwise() += w.vector("in_bias").transpose();
         z[b] = proj.leftCols(E_);
         const Matrix xBC = silu(causal_depthwise_conv(proj.middleCols(E_, conv_dim_), w.matrix("conv"), conv_bias));
@@ -91,7 +91,7 @@ class Mamba2 final : public CausalLM {
         for (int h = 0; h < H_; ++h) op->multiply(b, h, xs[b].middleCols(h * P_, P_), y.middleCols(h * P_, P_));
         for (int h = 0; h < H_; ++h) y.middleCols(h * P_, P_) += Dskip(h) * xs[b].middleCols(h * P_, P_);
         y = rms_norm(y.cwiseProduct(silu(z[b])), w.vector("gate_norm"), eps_);
-        Matrix o = y * w.matrix("out_proj").transpose();
+        Matrix o = matmul_nt(y, w.matrix("out_proj"));
         if (w.has("out_bias")) o.rowwise() += w.vector("out_bias").transpose();
         Hs[b] += o;
       }

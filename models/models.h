@@ -84,6 +84,10 @@ Matrix mamba2_inputs(const Matrix& xBC, Matrix dt, const Eigen::Ref<const Vector
 // X Wᵀ + b for an nn.Linear: W = the layer's weight role `weight` [out, in]; b = role `bias` when
 // that role is present (empty role name: no bias).
 Matrix linear(const Matrix& X, const LoadedWeights& w, const std::string& weight, const std::string& bias = "");
+// X Wᵀ for W [out, in] (an nn.Linear weight) and X W for W [in, out] (Conv1D), by the BLAS: every
+// forward pass's products with weights go through these (libess/block_products.h, blas_gemm_xw).
+Matrix matmul_nt(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const RowMatrix>& W);
+Matrix matmul_nn(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const RowMatrix>& W);
 // Declares the LM head under `name` (GPT-NeoX: embed_out.weight): required unless `tied`.
 void declare_lm_head(WeightDecls& decls, int vocab, int dim, bool tied, const std::string& name);
 

@@ -94,7 +94,8 @@ void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) c
   const int L = seq_len();
   auto Q = q_.matrix({b, c});
   auto K = k_.matrix({b, c});
-  Matrix S = (Q * K.transpose()) * scale_;  // S(i, j) = q_i·k_j·scale
+  Matrix S(L, L);
+  blas_gemm_rows_nt(scale_, Q, K, S);  // S(i, j) = q_i·k_j·scale
   if (softcap_ > 0) S = S.unaryExpr([this](double s) { return logit(s); });
   T.setZero();
   for (int i = 0; i < L; ++i) {
@@ -115,8 +116,9 @@ void SoftmaxAttentionOperator::multiply(int b, int c, const Eigen::Ref<const Mat
   Matrix P;
   for (int i0 = 0; i0 < L; i0 += kRowTile) {
     const int n = std::min(kRowTile, L - i0), i1 = i0 + n;
-    const int j0 = window_ > 0 ? std::max(0, i0 - window_ + 1) : 0;            // first key any row of the tile sees
-    P = Q.middleRows(i0, n) * K.middleRows(j0, i1 - j0).transpose() * scale_;  // P(r, j − j0) = q_i·k_j·scale
+    const int j0 = window_ > 0 ? std::max(0, i0 - window_ + 1) : 0;  // first key any row of the tile sees
+    P.resize(n, i1 - j0);
+    blas_gemm_rows_nt(scale_, Q.middleRows(i0, n), K.middleRows(j0, i1 - j0), P);  // P(r, j − j0) = q_i·k_j·scale
     if (softcap_ > 0) P = P.unaryExpr([this](double s) { return logit(s); });
     for (int r = 0; r < n; ++r) {
       const int i = i0 + r;
@@ -133,7 +135,7 @@ void SoftmaxAttentionOperator::multiply(int b, int c, const Eigen::Ref<const Mat
       }
       P.row(r) /= z;
     }
-    Y.middleRows(i0, n).noalias() = P * X.middleRows(j0, i1 - j0);
+    blas_gemm(false, false, 1.0, P, X.middleRows(j0, i1 - j0), 0.0, Y.middleRows(i0, n));
   }
 }
 

@@ -4,12 +4,14 @@
 // weights (validation, loading by role, what inspect shows); bad checkpoints and token inputs.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
+#include "libess/block_products.h"
 #include "libess/error.h"
 #include "libess/hdf5.h"
 #include "models/model.h"
@@ -562,4 +564,55 @@ TEST_CASE("--at-tokens: the blocks within the window of every position holding a
   CHECK(parse_token_ids("2,50256") == std::vector<int>{2, 50256});
   CHECK_THROWS_AS(parse_token_ids("2,-1"), UsageError);
   CHECK_THROWS_AS(parse_token_ids("2,"), UsageError);
+}
+
+// The forward passes' products with weights and the attention's score tiles go through the BLAS
+// (models::matmul_nt / matmul_nn, blas_gemm_rows_nt); checked against plain sums, for shapes with a
+// single row or column (where Eigen reports an arbitrary outer stride), empty ones, and views
+// into larger matrices (outer strides past the view's width).
+TEST_CASE("forward products: BLAS paths equal plain sums, edge shapes and strided views included") {
+  std::mt19937 rng(7);
+  std::normal_distribution<double> nd;
+  auto fill = [&](auto& M) {
+    for (Index r = 0; r < M.rows(); ++r)
+      for (Index c = 0; c < M.cols(); ++c) M(r, c) = nd(rng);
+  };
+  const std::vector<std::array<int, 3>> shapes = {{5, 7, 3},    {1, 7, 3}, {5, 1, 3}, {5, 7, 1}, {1, 1, 1},
+                                                  {64, 33, 17}, {0, 4, 3}, {4, 0, 3}, {4, 3, 0}};
+  for (const auto& [m, k, n] : shapes) {
+    CAPTURE(m);
+    CAPTURE(k);
+    CAPTURE(n);
+    // X [m, k] as the middle of a larger column-major matrix; W [n, k] and V [k, n] row-major views.
+    Matrix Xbig(m + 3, k + 2);
+    RowMatrix Wbig(n + 2, k + 5), Vbig(k + 1, n + 4);
+    fill(Xbig);
+    fill(Wbig);
+    fill(Vbig);
+    const auto X = Xbig.block(1, 1, m, k);
+    const auto W = Wbig.block(1, 2, n, k);
+    const auto V = Vbig.block(0, 3, k, n);
+    const Matrix Ynt = models::matmul_nt(X, W), Ynn = models::matmul_nn(X, V);
+    Matrix S(m, n);
+    blas_gemm_rows_nt(0.5, RowMatrix(X), W, S);
+    REQUIRE(Ynt.rows() == m);
+    REQUIRE(Ynt.cols() == n);
+    REQUIRE(Ynn.rows() == m);
+    REQUIRE(Ynn.cols() == n);
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < n; ++c) {
+        long double nt = 0, nn = 0, mag = 0;
+        for (int j = 0; j < k; ++j) {
+          nt += static_cast<long double>(X(r, j)) * W(c, j);
+          nn += static_cast<long double>(X(r, j)) * V(j, c);
+          mag += std::abs(X(r, j)) * (std::abs(W(c, j)) + std::abs(V(j, c)));
+        }
+        const double tol = 1e-14 * static_cast<double>(mag) + 1e-300;
+        CHECK(std::abs(Ynt(r, c) - static_cast<double>(nt)) <= tol);
+        CHECK(std::abs(Ynn(r, c) - static_cast<double>(nn)) <= tol);
+        CHECK(std::abs(S(r, c) - 0.5 * static_cast<double>(nt)) <= tol);
+      }
+  }
+  // Shapes that do not match are refused, not multiplied.
+  CHECK_THROWS_AS(models::matmul_nt(Matrix::Ones(2, 3), RowMatrix::Ones(4, 2)), std::invalid_argument);
 }

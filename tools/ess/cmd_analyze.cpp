@@ -1,11 +1,14 @@
 // ess analyze CKPT -o RESULTS.h5: run a Hugging Face checkpoint in C++ on input tokens, take every
 // sequence mixer's operator for that input and compute its ESS.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <thread>
 
+#include "libess/engine.h"
 #include "libess/error.h"
 #include "libess/pipeline.h"
 #include "libess/results_io.h"
@@ -151,10 +154,18 @@ int run_analyze(int argc, char** argv) {
   }
   double ess_s = 0;
   int position = 0;
+  // The forward pass's products (weights, attention tiles: through the BLAS) run on one BLAS thread
+  // per core this run may use; the measurement runs its own workers, with the BLAS single-threaded.
+  // (OpenBLAS splits a product's rows and columns between threads, never a sum: same bits.)
+  const int forward_threads = pipeline.options().threads > 0
+                                  ? pipeline.options().threads
+                                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  set_blas_threads(forward_threads);
   const auto t_run = Clock::now();
   models::ModelRun run = model->stream(batch.tokens, [&](OperatorLayer&& handed) {
     const OperatorLayer layer = std::move(handed);  // freed when this call returns
     const auto t = Clock::now();
+    set_blas_single_threaded();
     const int k = position++;
     if (partial && partial->finished(k)) {
       results->add(partial->load(k));
@@ -164,7 +175,9 @@ int run_analyze(int argc, char** argv) {
       if (results) results->add(std::move(R));
     }
     ess_s += seconds(t);
+    set_blas_threads(forward_threads);
   });
+  set_blas_single_threaded();
   const double forward_s = seconds(t_run) - ess_s;
   progress.done();
   if (!mpi::writer()) return 0;
