@@ -306,8 +306,9 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
   auto worker = [&]() {
     try {
       // M: the operator T as materialized, then each student in turn; Tt = Tᵀ, so that the rows of T
-      // the patterns walk are contiguous (walking a column-major T by rows strides L doubles per
-      // entry: most of the students' time at L = 1024 before).
+      // the patterns walk are contiguous (a column-major T walked by rows strides L doubles per
+      // entry). ESS time of `ess analyze` on a pythia-160m shape, 1024 tokens, one thread: 41.0 s, with
+      // the copy 40.0 s, with the row sums below 34.3 s, with the copy in tiles 32.1 s.
       Matrix M(L, L), Tt(L, L);
       DenseWorkspace ws;
       std::vector<char> keep;
