@@ -579,7 +579,8 @@ TEST_CASE("forward products: BLAS paths equal plain sums, edge shapes and stride
   };
   const std::vector<std::array<int, 3>> shapes = {{5, 7, 3},    {1, 7, 3}, {5, 1, 3}, {5, 7, 1}, {1, 1, 1},
                                                   {64, 33, 17}, {0, 4, 3}, {4, 0, 3}, {4, 3, 0}};
-  for (const auto& [m, k, n] : shapes) {
+  for (const auto& shape : shapes) {
+    const int m = shape[0], k = shape[1], n = shape[2];  // (not a structured binding: CAPTURE's lambda)
     CAPTURE(m);
     CAPTURE(k);
     CAPTURE(n);
