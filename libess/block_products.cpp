@@ -104,50 +104,31 @@ void blas_gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::Re
       C *= beta;
     return;
   }
+  // A leading dimension BLAS accepts: Eigen reports an arbitrary outer stride for one-column views.
+  auto leading = [](const auto& M) {
+    return static_cast<int>(M.cols() <= 1 ? std::max<Index>(M.rows(), 1) : M.outerStride());
+  };
   cblas_dgemm(CblasColMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
-              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, A.data(),
-              static_cast<int>(A.outerStride()), B.data(), static_cast<int>(B.outerStride()), beta, C.data(),
-              static_cast<int>(C.outerStride()));
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, A.data(), leading(A), B.data(),
+              leading(B), beta, C.data(), leading(C));
 }
-
-namespace {
-// A leading dimension BLAS accepts: Eigen reports an arbitrary outer stride for one-column (or,
-// row-major, one-row) views, whose entries are contiguous.
-int leading(Index outer_stride, Index inner_size, Index outer_size) {
-  return static_cast<int>(outer_size <= 1 ? std::max<Index>(inner_size, 1) : outer_stride);
-}
-}  // namespace
 
 void blas_gemm_xw(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const RowMatrix>& W, bool transpose_w,
                   Eigen::Ref<Matrix> Y) {
   // A row-major W [r, c] is the column-major Wᵀ [c, r] with the same leading dimension.
-  const Index m = X.rows(), k = X.cols(), n = transpose_w ? W.rows() : W.cols();
-  if ((transpose_w ? W.cols() : W.rows()) != k || Y.rows() != m || Y.cols() != n)
-    throw std::invalid_argument("blas_gemm_xw: inconsistent shapes");
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    Y.setZero();
-    return;
-  }
-  cblas_dgemm(CblasColMajor, CblasNoTrans, transpose_w ? CblasNoTrans : CblasTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), 1.0, X.data(), leading(X.outerStride(), m, k), W.data(),
-              leading(W.outerStride(), W.cols(), W.rows()), 0.0, Y.data(), leading(Y.outerStride(), m, n));
+  const Eigen::Map<const Matrix, 0, Eigen::OuterStride<>> Wt(W.data(), W.cols(), W.rows(),
+                                                             Eigen::OuterStride<>(W.outerStride()));
+  blas_gemm(false, !transpose_w, 1.0, X, Wt, 0.0, Y);
 }
 
 void blas_gemm_rows_nt(double alpha, const Eigen::Ref<const RowMatrix>& A, const Eigen::Ref<const RowMatrix>& B,
                        Eigen::Ref<Matrix> C) {
-  const Index m = A.rows(), k = A.cols(), n = B.rows();
-  if (B.cols() != k || C.rows() != m || C.cols() != n)
-    throw std::invalid_argument("blas_gemm_rows_nt: inconsistent shapes");
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    C.setZero();
-    return;
-  }
-  // Row-major A [m, k] is the column-major Aᵀ [k, m]: C = (Aᵀ)ᵀ (Bᵀ).
-  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              alpha, A.data(), leading(A.outerStride(), k, m), B.data(), leading(B.outerStride(), k, n), 0.0, C.data(),
-              leading(C.outerStride(), m, n));
+  // Row-major A [m, k] and B [n, k] are the column-major Aᵀ [k, m] and Bᵀ [k, n]: C = (Aᵀ)ᵀ (Bᵀ).
+  const Eigen::Map<const Matrix, 0, Eigen::OuterStride<>> At(A.data(), A.cols(), A.rows(),
+                                                             Eigen::OuterStride<>(A.outerStride()));
+  const Eigen::Map<const Matrix, 0, Eigen::OuterStride<>> Bt(B.data(), B.cols(), B.rows(),
+                                                             Eigen::OuterStride<>(B.outerStride()));
+  blas_gemm(true, false, alpha, At, Bt, 0.0, C);
 }
 
 }  // namespace ess
