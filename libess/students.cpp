@@ -230,11 +230,11 @@ void pattern_row(const StudentPattern& p, const double* row, int r, std::vector<
   for (int j = 0; j <= r; ++j) keep[j] = (p.window == 0 || r - j < p.window) || j < p.sinks;
 }
 
-// Singular values of the blocks of a window (+ sinks) student M from its nonzero part only: block i
-// has entries in columns j < s (every row) and i − w < j < i (rows r ≤ j + w − 1 ≤ i + w − 2).
-void window_block_spectra(const Matrix& M, const StudentPattern& p, const std::vector<int>& indices, DenseWorkspace& ws,
+// Singular values of the blocks of a window (+ sinks) student of T from its nonzero part only: block
+// i has entries in columns j < s (every row) and i − w < j < i (rows r ≤ j + w − 1 ≤ i + w − 2).
+void window_block_spectra(const Matrix& T, const StudentPattern& p, const std::vector<int>& indices, DenseWorkspace& ws,
                           SpectrumSink& sink) {
-  const int L = static_cast<int>(M.rows());
+  const int L = static_cast<int>(T.rows());
   std::vector<int> cols;
   for (size_t pos = 0; pos < indices.size(); ++pos) {
     const int i = indices[pos];
@@ -247,8 +247,11 @@ void window_block_spectra(const Matrix& M, const StudentPattern& p, const std::v
     const int mn = std::min(m, n);
     if (ws.block.size() < static_cast<size_t>(m) * n) ws.block.resize(static_cast<size_t>(m) * n);
     if (ws.s.size() < static_cast<size_t>(std::max(mn, 1))) ws.s.resize(std::max(mn, 1));
-    for (int q = 0; q < n; ++q)
-      for (int r = 0; r < m; ++r) ws.block[static_cast<size_t>(q) * m + r] = M(i + r, cols[q]);
+    // The student's entries: T where the pattern keeps them (a sink column, or r − j < w), else 0.
+    for (int q = 0; q < n; ++q) {
+      const int j = cols[q], kept_end = j < p.sinks ? L : std::min(L, j + p.window);
+      for (int r = 0; r < m; ++r) ws.block[static_cast<size_t>(q) * m + r] = i + r < kept_end ? T(i + r, j) : 0.0;
+    }
     const bool ok = singular_values(m, n, ws.block.data(), ws.s.data(), ws.work, ws.iwork);
     sink.block(static_cast<int>(pos), ws.s.data(), mn, 0.0, ok);
   }
@@ -286,7 +289,14 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
   const long first = std::clamp(item_begin, 0L, items);
   const long last = item_end < 0 ? items : std::clamp(item_end, first, items);
   threads = static_cast<int>(std::max(1L, std::min<long>(threads, last - first)));
-  const double per_thread = 8.0 * L * L * 2.8;  // T, M and the engine's block copy / carry
+  // T (twice: by columns and by rows) and the engine's block copy / carry; a top-k pattern's flags
+  // (a byte per entry), and the top-k student itself when its ESS is measured.
+  bool topk = false, topk_ess = false;
+  for (const auto& p : S.patterns) {
+    topk = topk || p.topk > 0;
+    topk_ess = topk_ess || (p.topk > 0 && options.measures_ess(p));
+  }
+  const double per_thread = 8.0 * L * L * (2.8 + (topk ? 0.125 : 0.0) + (topk_ess ? 1.0 : 0.0));
   const std::uint64_t avail = available_memory_bytes();
   if (avail > 0) {
     const int fit = static_cast<int>(0.8 * static_cast<double>(avail) / per_thread);
@@ -305,11 +315,17 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
   std::mutex failure_mutex;
   auto worker = [&]() {
     try {
-      // M: the operator T as materialized, then each student in turn; Tt = Tᵀ, so that the rows of T
-      // the patterns walk are contiguous (a column-major T walked by rows strides L doubles per
-      // entry). ESS time of `ess analyze` on a pythia-160m shape, 1024 tokens, one thread: 41.0 s, with
-      // the copy 40.0 s, with the row sums below 34.3 s, with the copy in tiles 32.1 s.
+      // M: the operator T as materialized (column-major: its columns contiguous); Tt = Tᵀ (its rows
+      // contiguous). Every sum below runs along a row of T (through Tt) or a column (through M) and
+      // stays in a register; the per-block sums are then BlockSums' running differences.
+      // ESS time of `ess analyze` on a pythia-160m shape, 1024 tokens, one thread: 41.0 s at first,
+      // with Tt 40.0 s, with row sums in registers 34.3 s, Tt in tiles 32.1 s, column sums along M's
+      // columns (no long double read-modify-write per entry) and window rows by ranges 17.8 s.
       Matrix M(L, L), Tt(L, L);
+      Matrix top;                       // a top-k student itself, when its ESS is measured
+      std::vector<unsigned char> kept;  // top-k: which entries (r, j) the row pass kept, column-major
+      std::vector<double> f(L);         // renormalized student: row r = f_r · the kept entries
+      std::vector<long double> row_all(L);
       DenseWorkspace ws;
       std::vector<char> keep;
       std::vector<int> order;
@@ -325,58 +341,100 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
         BlockSums norm(L);
         for (int r = 0; r < L; ++r) {
           const double* row = Tt.col(r).data();
-          long double before = 0;
+          long double before = 0, all = 0;
           for (int j = 0; j < r; ++j) {
-            const long double e = row[j] * row[j];
-            before += e;
-            norm.col_after[j] += e;
+            before += row[j] * row[j];
+            all += row[j];
           }
           norm.add_row(r, before, row[r] * row[r]);
+          row_all[r] = all + row[r];
+        }
+        for (int j = 0; j < L; ++j) {
+          const double* col = M.col(j).data();
+          long double after = 0;
+          for (int r = j + 1; r < L; ++r) after += col[r] * col[r];
+          norm.col_after[j] = after;
         }
         const std::vector<double> norm_blocks = norm.blocks();
         for (int p = 0; p < P; ++p) {
+          const StudentPattern& pat = S.patterns[p];
+          const bool window = pat.topk == 0;
           BlockSums masked(L), renorm(L);
-          M.setZero();
+          if (!window) kept.assign(static_cast<size_t>(L) * L, 0);
+          // Row pass: the pattern's row sums, f_r, and (top-k) the kept flags.
           for (int r = 0; r < L; ++r) {
             const double* row = Tt.col(r).data();  // T(r, 0…r)
-            pattern_row(S.patterns[p], row, r, keep, order);
-            long double row_all = 0, row_in = 0;
-            for (int j = 0; j <= r; ++j) {
-              row_all += row[j];
-              if (keep[j]) row_in += row[j];
+            // Window (+ sinks): kept j < s and j > r − w; dropped s ≤ j ≤ r − w.
+            const int s0 = std::min(pat.sinks, r + 1), d1 = std::max(s0, r - pat.window + 1);
+            long double row_in = 0;
+            if (window) {
+              for (int j = 0; j < s0; ++j) row_in += row[j];
+              for (int j = d1; j <= r; ++j) row_in += row[j];
+            } else {
+              pattern_row(pat, row, r, keep, order);
+              for (int j = 0; j <= r; ++j)
+                if (keep[j]) {
+                  row_in += row[j];
+                  kept[static_cast<size_t>(j) * L + r] = 1;
+                }
             }
             // S_r = M_r · (Σ_j T_rj) / (Σ_{j∈P} T_rj); a row with no mass on the pattern becomes 0.
-            const double f = row_in != 0 ? static_cast<double>(row_all / row_in) : 0.0;
-            // Row r's sums below the diagonal stay in registers (x87 long double: a read-modify-write
-            // of memory per entry and sum was most of the students' time); column sums go to memory.
+            f[r] = row_in != 0 ? static_cast<double>(row_all[r] / row_in) : 0.0;
+            const double fr = f[r];
             long double m_row = 0, r_row = 0;
-            for (int j = 0; j < r; ++j) {
-              const double t = row[j];
-              if (keep[j]) {
-                M(r, j) = t;
-                const double d = t - f * t;
-                const long double e = d * d;
-                r_row += e;
-                renorm.col_after[j] += e;
-              } else {
-                const long double e = t * t;
-                m_row += e;
-                r_row += e;
-                masked.col_after[j] += e;
-                renorm.col_after[j] += e;
-              }
+            auto in = [&](double t) {
+              const double d = t - fr * t;
+              r_row += d * d;
+            };
+            auto out = [&](double t) {
+              const long double e = t * t;
+              m_row += e;
+              r_row += e;
+            };
+            if (window) {
+              const int s1 = std::min(s0, r), e1 = std::min(d1, r);
+              for (int j = 0; j < s1; ++j) in(row[j]);
+              for (int j = s1; j < e1; ++j) out(row[j]);
+              for (int j = e1; j < r; ++j) in(row[j]);
+            } else {
+              for (int j = 0; j < r; ++j) keep[j] ? in(row[j]) : out(row[j]);
             }
             const double t = row[r];  // the diagonal: in the totals only
             long double m_diag = 0, r_diag = 0;
-            if (keep[r]) {
-              M(r, r) = t;
-              const double d = t - f * t;
+            const bool keep_diag = window ? (r < s0 || d1 <= r) : keep[r] != 0;
+            if (keep_diag) {
+              const double d = t - fr * t;
               r_diag = d * d;
             } else {
               m_diag = r_diag = t * t;
             }
             masked.add_row(r, m_row, m_diag);
             renorm.add_row(r, r_row, r_diag);
+          }
+          // Column pass: Σ_{r>j} of the dropped (masked) and of the student's error (renormalized).
+          for (int j = 0; j < L; ++j) {
+            const double* col = M.col(j).data();
+            long double m_col = 0, r_col = 0;
+            auto in = [&](int r) {
+              const double t = col[r], d = t - f[r] * t;
+              r_col += d * d;
+            };
+            auto out = [&](int r) {
+              const long double e = col[r] * col[r];
+              m_col += e;
+              r_col += e;
+            };
+            if (window) {
+              // Rows r > j kept while r − j < w (all rows for a sink column j < s).
+              const int e1 = j < pat.sinks ? L : std::min(L, j + pat.window);
+              for (int r = j + 1; r < e1; ++r) in(r);
+              for (int r = e1; r < L; ++r) out(r);
+            } else {
+              const unsigned char* k = kept.data() + static_cast<size_t>(j) * L;
+              for (int r = j + 1; r < L; ++r) k[r] ? in(r) : out(r);
+            }
+            masked.col_after[j] = m_col;
+            renorm.col_after[j] = r_col;
           }
           const std::vector<double> mb = masked.blocks(), rb = renorm.blocks();
           const double total = static_cast<double>(norm.total);
@@ -387,15 +445,21 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
             S.masked_error[S.at(p, b, c, pos, I)] = relative(mb[i], norm_blocks[i]);
             S.renormalized_error[S.at(p, b, c, pos, I)] = relative(rb[i], norm_blocks[i]);
           }
-          if (options.measures_ess(S.patterns[p])) {
+          if (options.measures_ess(pat)) {
             const double layer_max = b < static_cast<int>(ess.layer_sigma_max.size()) ? ess.layer_sigma_max[b] : 0.0;
             RestrictedEssSink sink(S, S.at(p, b, c, 0, I), ess.tol, ess.tol_mode, layer_max);
-            if (S.patterns[p].topk == 0)
-              window_block_spectra(M, S.patterns[p], indices, ws, sink);
-            else if (use_sweep)
-              sweep_block_spectra(M, indices, ess.sweep_rtol, sink);
-            else
-              dense_block_spectra(M, indices, ws, sink);
+            if (window) {
+              window_block_spectra(M, pat, indices, ws, sink);
+            } else {
+              top.setZero(L, L);
+              for (int j = 0; j < L; ++j)
+                for (int r = j; r < L; ++r)
+                  if (kept[static_cast<size_t>(j) * L + r]) top(r, j) = M(r, j);
+              if (use_sweep)
+                sweep_block_spectra(top, indices, ess.sweep_rtol, sink);
+              else
+                dense_block_spectra(top, indices, ws, sink);
+            }
           }
         }
         std::lock_guard<std::mutex> lock(failure_mutex);

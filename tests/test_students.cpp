@@ -1,7 +1,9 @@
 // Sparse students (libess/students.h) and the plan (analysis/plan.h) on hand-made operators.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 
 #include "analysis/plan.h"
@@ -99,6 +101,64 @@ TEST_CASE("students: a band of width w is exact for windows ≥ w and loses its 
     CHECK(S.tolerance_ess[S.at(3, 0, 0, pos, I)] == count);
   }
   CHECK(S.operator_masked_error[S.at(1, 0, 0, 0, 1)] == 0.0);
+}
+
+TEST_CASE("students: every pattern's errors and ESS equal sums and SVDs of the students built from the definitions") {
+  // Random positive rows (2 channels); windows alone and with sinks, top-k; blocks at the edges, in
+  // the middle and around the window widths. Each student is built here entry by entry from
+  // students.h's definitions, its errors summed directly and its blocks' values from a dense SVD.
+  const int L = 41;
+  DenseOperator op(random_rows(L, 5), "random");
+  const StudentOptions o = parse_student_options("window=3,8;sinks=2;topk=5;ess=all");
+  const std::vector<int> indices{1, 2, 3, 7, 9, 19, 20, 33, 38, 39, 40};
+  const StudentResults S = measure_students(op, indices, o, {1e-3, TolMode::absolute, 1e-14, {}}, 1);
+  REQUIRE(S.patterns.size() == 5);
+  const int I = static_cast<int>(indices.size());
+  for (int p = 0; p < 5; ++p)
+    for (int c = 0; c < 2; ++c) {
+      const StudentPattern& pat = S.patterns[static_cast<size_t>(p)];
+      CAPTURE(to_string(pat));
+      CAPTURE(c);
+      const Matrix T = op.dense_matrix(0, c);
+      Matrix M = Matrix::Zero(L, L), R = Matrix::Zero(L, L);
+      for (int r = 0; r < L; ++r) {
+        std::vector<int> keys;
+        if (pat.topk > 0) {  // the k largest |T(r, j)|, ties to the more recent key
+          std::vector<int> all(static_cast<size_t>(r) + 1);
+          std::iota(all.begin(), all.end(), 0);
+          std::sort(all.begin(), all.end(), [&](int a, int b) {
+            return std::abs(T(r, a)) != std::abs(T(r, b)) ? std::abs(T(r, a)) > std::abs(T(r, b)) : a > b;
+          });
+          keys.assign(all.begin(), all.begin() + std::min(pat.topk, r + 1));
+        } else {
+          for (int j = 0; j <= r; ++j)
+            if (r - j < pat.window || j < pat.sinks) keys.push_back(j);
+        }
+        double row = 0, in = 0;
+        for (int j = 0; j <= r; ++j) row += T(r, j);
+        for (int j : keys) in += T(r, j);
+        for (int j : keys) {
+          M(r, j) = T(r, j);
+          R(r, j) = T(r, j) * row / in;
+        }
+      }
+      CHECK(S.operator_masked_error[S.at(p, 0, c, 0, 1)] == doctest::Approx((T - M).norm() / T.norm()).epsilon(1e-12));
+      CHECK(S.operator_renormalized_error[S.at(p, 0, c, 0, 1)] ==
+            doctest::Approx((T - R).norm() / T.norm()).epsilon(1e-12));
+      for (int pos = 0; pos < I; ++pos) {
+        const int i = indices[static_cast<size_t>(pos)];
+        CAPTURE(i);
+        const double h = T.block(i, 0, L - i, i).norm();
+        CHECK(S.masked_error[S.at(p, 0, c, pos, I)] ==
+              doctest::Approx((T - M).block(i, 0, L - i, i).norm() / h).epsilon(1e-12).scale(1e-14));
+        CHECK(S.renormalized_error[S.at(p, 0, c, pos, I)] ==
+              doctest::Approx((T - R).block(i, 0, L - i, i).norm() / h).epsilon(1e-12).scale(1e-14));
+        const std::vector<double> sigma = test::reference_sigma(M, i);
+        const int n = static_cast<int>(sigma.size());
+        CHECK(S.tolerance_ess[S.at(p, 0, c, pos, I)] == count_above(sigma.data(), n, 1e-3));
+        CHECK(S.entropy_ess[S.at(p, 0, c, pos, I)] == doctest::Approx(entropy_ess(sigma.data(), n)).epsilon(1e-9));
+      }
+    }
 }
 
 TEST_CASE("students: a sparse index set (dense SVDs) gives the values of the full sweep") {
