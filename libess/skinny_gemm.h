@@ -16,7 +16,10 @@
 // power-of-two leading dimension ≈ 10% slower.
 // Without AVX-512 (AVX2 + FMA: Zen 3), Hᵀ Y runs the same scheme with 4-wide vectors (groups of 8
 // vectors × 6 columns of H, chunks of 1024 rows): 25–37 GFLOP/s against OpenBLAS's 16–24 at 16–64
-// vectors (the core's DGEMM peak there ≈ 34); H X stays with BLAS (no AVX2 tiling tried beat it).
+// vectors (the core's DGEMM peak there ≈ 34); H X stays with BLAS (no AVX2 tiling tried beat it,
+// including, in the fused pair below, entries of H broadcast against Z's rows over panels of 12–48
+// columns still in L2: 23–31 GFLOP/s against BLAS's 15–24 alone, but no faster in `ess bench --long`
+// at L = 4096, 8 alternating runs: sink 3.29 → 3.24 s, diffuse 2.66 → 3.03 s).
 // Results equal BLAS's up to rounding (the sums are taken in another order).
 #pragma once
 
