@@ -94,18 +94,34 @@ void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) c
   const int L = seq_len();
   auto Q = q_.matrix({b, c});
   auto K = k_.matrix({b, c});
-  Matrix S(L, L);
-  blas_gemm_rows_nt(scale_, Q, K, S);  // S(i, j) = q_i·k_j·scale
-  if (softcap_ > 0) S = S.unaryExpr([this](double s) { return logit(s); });
   T.setZero();
-  for (int i = 0; i < L; ++i) {
-    double m = -std::numeric_limits<double>::infinity();
-    for (int j = 0; j <= i; ++j)
-      if (allowed(i, j)) m = std::max(m, S(i, j));
-    double z = 0;
-    for (int j = 0; j <= i; ++j)
-      if (allowed(i, j)) z += (T(i, j) = std::exp(S(i, j) - m));
-    for (int j = 0; j <= i; ++j) T(i, j) /= z;
+  // Tiles of kRowTile query rows against the keys they may see (O(kRowTile·L) scores, in cache):
+  // each row's maximum and normalizer along the tile's rows, then the tile written into T a column
+  // at a time (T is column-major: a row-by-row walk would stride L doubles per entry).
+  Matrix P;
+  std::vector<double> z_row(kRowTile);
+  for (int i0 = 0; i0 < L; i0 += kRowTile) {
+    const int n = std::min(kRowTile, L - i0), i1 = i0 + n;
+    P.resize(n, i1);
+    blas_gemm_rows_nt(scale_, Q.middleRows(i0, n), K.topRows(i1), P);  // P(r, j) = q_i·k_j·scale
+    if (softcap_ > 0) P = P.unaryExpr([this](double s) { return logit(s); });
+    for (int r = 0; r < n; ++r) {
+      const int i = i0 + r;
+      double m = -std::numeric_limits<double>::infinity();
+      for (int j = 0; j <= i; ++j)
+        if (allowed(i, j)) m = std::max(m, P(r, j));
+      double z = 0;
+      for (int j = 0; j <= i; ++j) {
+        double& p = P(r, j);
+        if (allowed(i, j))
+          z += (p = std::exp(p - m));
+        else
+          p = 0;
+      }
+      z_row[static_cast<size_t>(r)] = z;
+    }
+    for (int j = 0; j < i1; ++j)
+      for (int r = std::max(0, j - i0); r < n; ++r) T(i0 + r, j) = P(r, j) / z_row[static_cast<size_t>(r)];
   }
 }
 

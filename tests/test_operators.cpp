@@ -221,9 +221,30 @@ TEST_CASE("operators: softmax attention multiply over several row tiles (plain, 
     CAPTURE(v.window);
     CAPTURE(v.mask.size());
     CAPTURE(v.softcap);
-    SoftmaxAttentionOperator op(randn(rng, {1, 2, L, 4}, 2.0), randn(rng, {1, 2, L, 4}, 2.0), v.mask, 0.0, v.window,
-                                "t", v.softcap);
+    const Tensor q = randn(rng, {1, 2, L, 4}, 2.0), k = randn(rng, {1, 2, L, 4}, 2.0);
+    SoftmaxAttentionOperator op(q, k, v.mask, 0.0, v.window, "t", v.softcap);
     for (int h = 0; h < 2; ++h) {
+      // materialize() (tiles of kRowTile rows) against the softmax written out entry by entry.
+      Matrix ref = Matrix::Zero(L, L);
+      for (int i = 0; i < L; ++i) {
+        std::vector<int> keys;
+        for (int j = 0; j <= i; ++j)
+          if ((v.window == 0 || i - j < v.window) && (v.mask.empty() || v.mask[static_cast<size_t>(i) * L + j]))
+            keys.push_back(j);
+        std::vector<double> logit;
+        for (int j : keys) {
+          double dot = 0;
+          for (int d = 0; d < 4; ++d)
+            dot += q.data[(static_cast<size_t>(h) * L + i) * 4 + d] * k.data[(static_cast<size_t>(h) * L + j) * 4 + d];
+          dot /= 2.0;  // scale 0 means 1/√d_k = 1/2
+          logit.push_back(v.softcap > 0 ? v.softcap * std::tanh(dot / v.softcap) : dot);
+        }
+        const double m = *std::max_element(logit.begin(), logit.end());
+        double z = 0;
+        for (double x : logit) z += std::exp(x - m);
+        for (size_t t = 0; t < keys.size(); ++t) ref(i, keys[t]) = std::exp(logit[t] - m) / z;
+      }
+      CHECK((op.dense_matrix(0, h) - ref).cwiseAbs().maxCoeff() < 1e-13);
       const Matrix X = ess::test::random_matrix(rng, L, 5);
       Matrix Y(L, 5);
       op.multiply(0, h, X, Y);
