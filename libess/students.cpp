@@ -319,8 +319,9 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
       // contiguous). Every sum below runs along a row of T (through Tt) or a column (through M) and
       // stays in a register; the per-block sums are then BlockSums' running differences.
       // ESS time of `ess analyze` on a pythia-160m shape, 1024 tokens, one thread: 41.0 s at first,
-      // with Tt 40.0 s, with row sums in registers 34.3 s, Tt in tiles 32.1 s, column sums along M's
-      // columns (no long double read-modify-write per entry) and window rows by ranges 17.8 s.
+      // with Tt 40.0 s, with row sums in registers 34.3 s, Tt in tiles 32.1 s; then, alternating
+      // with that build (29.1 / 31.9 s), column sums along M's columns (no long double
+      // read-modify-write in memory per entry) and window rows by ranges 25.0 / 25.4 s.
       Matrix M(L, L), Tt(L, L);
       Matrix top;                       // a top-k student itself, when its ESS is measured
       std::vector<unsigned char> kept;  // top-k: which entries (r, j) the row pass kept, column-major
@@ -359,13 +360,14 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
         for (int p = 0; p < P; ++p) {
           const StudentPattern& pat = S.patterns[p];
           const bool window = pat.topk == 0;
+          const int width = pat.window > 0 ? pat.window : L + 1;  // window 0: no window (all kept)
           BlockSums masked(L), renorm(L);
           if (!window) kept.assign(static_cast<size_t>(L) * L, 0);
           // Row pass: the pattern's row sums, f_r, and (top-k) the kept flags.
           for (int r = 0; r < L; ++r) {
             const double* row = Tt.col(r).data();  // T(r, 0…r)
             // Window (+ sinks): kept j < s and j > r − w; dropped s ≤ j ≤ r − w.
-            const int s0 = std::min(pat.sinks, r + 1), d1 = std::max(s0, r - pat.window + 1);
+            const int s0 = std::min(pat.sinks, r + 1), d1 = std::max(s0, r - width + 1);
             long double row_in = 0;
             if (window) {
               for (int j = 0; j < s0; ++j) row_in += row[j];
@@ -426,7 +428,7 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
             };
             if (window) {
               // Rows r > j kept while r − j < w (all rows for a sink column j < s).
-              const int e1 = j < pat.sinks ? L : std::min(L, j + pat.window);
+              const int e1 = j < pat.sinks ? L : std::min(L, j + width);
               for (int r = j + 1; r < e1; ++r) in(r);
               for (int r = e1; r < L; ++r) out(r);
             } else {
