@@ -90,68 +90,50 @@ std::unique_ptr<LayerOperator> SoftmaxAttentionOperator::read(const h5::Object& 
                                                     softcap);
 }
 
-void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) const {
-  const int L = seq_len();
+int SoftmaxAttentionOperator::row_tile(int b, int c, int i0, int n, Matrix& P) const {
   auto Q = q_.matrix({b, c});
   auto K = k_.matrix({b, c});
-  T.setZero();
-  // Tiles of kRowTile query rows against the keys they may see (O(kRowTile·L) scores, in cache):
-  // each row's maximum and normalizer along the tile's rows, then the tile written into T a column
-  // at a time (T is column-major: a row-by-row walk would stride L doubles per entry).
-  Matrix P;
-  std::vector<double> z_row(kRowTile);
-  for (int i0 = 0; i0 < L; i0 += kRowTile) {
-    const int n = std::min(kRowTile, L - i0), i1 = i0 + n;
-    P.resize(n, i1);
-    blas_gemm_rows_nt(scale_, Q.middleRows(i0, n), K.topRows(i1), P);  // P(r, j) = q_i·k_j·scale
-    if (softcap_ > 0) P = P.unaryExpr([this](double s) { return logit(s); });
-    for (int r = 0; r < n; ++r) {
-      const int i = i0 + r;
-      double m = -std::numeric_limits<double>::infinity();
-      for (int j = 0; j <= i; ++j)
-        if (allowed(i, j)) m = std::max(m, P(r, j));
-      double z = 0;
-      for (int j = 0; j <= i; ++j) {
-        double& p = P(r, j);
-        if (allowed(i, j))
-          z += (p = std::exp(p - m));
-        else
-          p = 0;
-      }
-      z_row[static_cast<size_t>(r)] = z;
+  const int i1 = i0 + n;
+  const int j0 = window_ > 0 ? std::max(0, i0 - window_ + 1) : 0;  // first key any row of the tile sees
+  P.resize(n, i1 - j0);
+  blas_gemm_rows_nt(scale_, Q.middleRows(i0, n), K.middleRows(j0, i1 - j0), P);  // P(r, j − j0) = q_i·k_j·scale
+  if (softcap_ > 0) P = P.unaryExpr([this](double s) { return logit(s); });
+  for (int r = 0; r < n; ++r) {
+    const int i = i0 + r;
+    double m = -std::numeric_limits<double>::infinity();
+    for (int j = j0; j <= i; ++j)
+      if (allowed(i, j)) m = std::max(m, P(r, j - j0));
+    double z = 0;
+    for (int j = j0; j < i1; ++j) {
+      double& p = P(r, j - j0);
+      if (j <= i && allowed(i, j))
+        z += (p = std::exp(p - m));
+      else
+        p = 0;
     }
-    for (int j = 0; j < i1; ++j)
-      for (int r = std::max(0, j - i0); r < n; ++r) T(i0 + r, j) = P(r, j) / z_row[static_cast<size_t>(r)];
+    P.row(r) /= z;
+  }
+  return j0;
+}
+
+void SoftmaxAttentionOperator::materialize(int b, int c, Eigen::Ref<Matrix> T) const {
+  // Tiles of kRowTile query rows (O(kRowTile·L) scores, in cache), each written into T a column at a
+  // time (T is column-major: a row-by-row walk would stride L doubles per entry).
+  const int L = seq_len();
+  T.setZero();
+  Matrix P;
+  for (int i0 = 0; i0 < L; i0 += kRowTile) {
+    const int n = std::min(kRowTile, L - i0), j0 = row_tile(b, c, i0, n, P);
+    for (int j = j0; j < i0 + n; ++j) T.col(j).segment(i0, n) = P.col(j - j0);
   }
 }
 
 void SoftmaxAttentionOperator::multiply(int b, int c, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> Y) const {
   const int L = seq_len();
-  auto Q = q_.matrix({b, c});
-  auto K = k_.matrix({b, c});
   Matrix P;
   for (int i0 = 0; i0 < L; i0 += kRowTile) {
-    const int n = std::min(kRowTile, L - i0), i1 = i0 + n;
-    const int j0 = window_ > 0 ? std::max(0, i0 - window_ + 1) : 0;  // first key any row of the tile sees
-    P.resize(n, i1 - j0);
-    blas_gemm_rows_nt(scale_, Q.middleRows(i0, n), K.middleRows(j0, i1 - j0), P);  // P(r, j − j0) = q_i·k_j·scale
-    if (softcap_ > 0) P = P.unaryExpr([this](double s) { return logit(s); });
-    for (int r = 0; r < n; ++r) {
-      const int i = i0 + r;
-      double m = -std::numeric_limits<double>::infinity();
-      for (int j = j0; j <= i; ++j)
-        if (allowed(i, j)) m = std::max(m, P(r, j - j0));
-      double z = 0;
-      for (int j = j0; j < i1; ++j) {
-        double& p = P(r, j - j0);
-        if (j <= i && allowed(i, j))
-          z += (p = std::exp(p - m));
-        else
-          p = 0;
-      }
-      P.row(r) /= z;
-    }
-    blas_gemm(false, false, 1.0, P, X.middleRows(j0, i1 - j0), 0.0, Y.middleRows(i0, n));
+    const int n = std::min(kRowTile, L - i0), j0 = row_tile(b, c, i0, n, P);
+    blas_gemm(false, false, 1.0, P, X.middleRows(j0, i0 + n - j0), 0.0, Y.middleRows(i0, n));
   }
 }
 

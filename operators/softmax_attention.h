@@ -58,6 +58,9 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   double logit(double scaled_dot) const {
     return softcap_ > 0 ? softcap_ * std::tanh(scaled_dot / softcap_) : scaled_dot;
   }
+  // Rows i0 … i0 + n − 1 of T against the keys j0 … i0 + n − 1 any of them may see (j0: the window's
+  // first key for row i0, else 0): P(r, j − j0) = T(i0 + r, j), zero where not allowed. Returns j0.
+  int row_tile(int b, int c, int i0, int n, Matrix& P) const;
   Tensor q_, k_;
   std::vector<std::uint8_t> mask_;
   double scale_;
