@@ -374,7 +374,7 @@ Object Object::group(const std::string& name) const {
   const Guard guard(file_);
   if (!has(name)) throw InputError(where(name) + ": missing group '" + name + "'");
   Handle g(check(H5Gopen2(id(), name.c_str(), H5P_DEFAULT), "cannot open group " + where(name)));
-  return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name);
+  return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name, deflate_);
 }
 
 Object Object::create_group(const std::string& name) const {
@@ -382,7 +382,7 @@ Object Object::create_group(const std::string& name) const {
   H5Pset_create_intermediate_group(lcpl.id(), 1);
   Handle g(
       check(H5Gcreate2(id(), name.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "cannot create group " + where(name)));
-  return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name);
+  return Object(std::move(g), file_, path_ == "/" ? "/" + name : path_ + "/" + name, deflate_);
 }
 
 std::string Object::attr_string(const std::string& name) const {
@@ -588,8 +588,8 @@ void Object::write_raw(const std::string& dataset, const std::vector<std::int64_
                      "bad shape for dataset " + where(dataset)));
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
   const std::int64_t n = static_cast<std::int64_t>(elements_of(shape));
-  if (n > 16384 && !dims.empty()) {
-    // Chunks of whole trailing rows, about 256 K elements each, deflate level 4.
+  if (n > 16384 && !dims.empty() && deflate_ > 0) {
+    // Chunks of whole trailing rows, about 256 K elements each, shuffled and deflated.
     std::vector<hsize_t> chunk(dims);
     std::int64_t size = n;
     for (size_t k = 0; k < chunk.size() && size > 262144; ++k) {
@@ -602,7 +602,10 @@ void Object::write_raw(const std::string& dataset, const std::vector<std::int64_
       }
     }
     H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data());
-    if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) H5Pset_deflate(dcpl.id(), 4);
+    if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+      H5Pset_shuffle(dcpl.id());
+      H5Pset_deflate(dcpl.id(), static_cast<unsigned>(deflate_));
+    }
   }
   Handle d(check(H5Dcreate2(id(), dataset.c_str(), file_type, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
                  "cannot create dataset " + where(dataset)));
@@ -637,7 +640,7 @@ Object open_file(const std::string& path) {
   return Object(Handle(f), path, "/");
 }
 
-OutputFile::OutputFile(const std::string& path) : path_(path) {
+OutputFile::OutputFile(const std::string& path, int deflate) : path_(path) {
   check_output_path(path);
   // The file is built in memory (core driver without a backing store) and commit() writes it to
   // disk with one checked write (write_file_atomically). A full disk or `ulimit -f` is then our
@@ -648,7 +651,7 @@ OutputFile::OutputFile(const std::string& path) : path_(path) {
   check_status(H5Pset_fapl_core(fapl.id(), 1 << 20, 0), path + ": cannot set up the in-memory HDF5 file");
   hid f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
   if (f < 0) fail(path + ": cannot create the output file in memory");
-  root_ = new Object(Handle(f), path, "/");
+  root_ = new Object(Handle(f), path, "/", deflate);
 }
 
 void OutputFile::commit() {

@@ -28,11 +28,16 @@ class Handle {
 
 enum class DType { float32, float64, int32, int64, uint8, other };
 
+// Deflate level of large datasets written (after HDF5's byte shuffle, which groups the bytes of equal
+// significance: float64 profiles then shrink to ≈ 0.8 instead of ≈ 0.93, at 1.5–2× the speed of
+// level 4 without it). 0 writes them uncompressed.
+constexpr int kDefaultDeflate = 1;
+
 // An HDF5 group or file (both can hold attributes, groups and datasets).
 class Object {
  public:
-  Object(Handle h, std::string file, std::string path)
-      : h_(std::move(h)), file_(std::move(file)), path_(std::move(path)) {}
+  Object(Handle h, std::string file, std::string path, int deflate = kDefaultDeflate)
+      : h_(std::move(h)), file_(std::move(file)), path_(std::move(path)), deflate_(deflate) {}
   const std::string& file() const { return file_; }
   const std::string& path() const { return path_; }
   hid id() const { return h_.id(); }
@@ -72,7 +77,8 @@ class Object {
   std::vector<double> read_double(const std::string& dataset, std::vector<std::int64_t>* shape = nullptr) const;
   std::vector<std::int32_t> read_int32(const std::string& dataset, std::vector<std::int64_t>* shape = nullptr) const;
   std::vector<std::uint8_t> read_uint8(const std::string& dataset, std::vector<std::int64_t>* shape = nullptr) const;
-  // Writes a new dataset (row-major), chunked + deflate-compressed when large.
+  // Writes a new dataset (row-major), chunked + shuffled + deflate-compressed when large (unless the
+  // object's deflate level is 0; groups opened or created from it inherit the level).
   void write(const std::string& dataset, const std::vector<std::int64_t>& shape, const double* data) const;
   void write(const std::string& dataset, const std::vector<std::int64_t>& shape, const float* data) const;
   void write(const std::string& dataset, const std::vector<std::int64_t>& shape, const std::int32_t* data) const;
@@ -85,6 +91,7 @@ class Object {
   std::vector<T> read_as(const std::string& dataset, hid mem_type, std::vector<std::int64_t>* shape) const;
   Handle h_;
   std::string file_, path_;
+  int deflate_ = kDefaultDeflate;
 };
 
 // Opens an existing file read-only. Throws InputError naming the file if it is missing, not a
@@ -96,7 +103,8 @@ Object open_file(const std::string& path);
 // (ess::write_file_atomically). Without commit() nothing is written (no half-written output).
 class OutputFile {
  public:
-  explicit OutputFile(const std::string& path);
+  // deflate: the level of its large datasets (Object::write), 0 for none.
+  explicit OutputFile(const std::string& path, int deflate = kDefaultDeflate);
   ~OutputFile();
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;

@@ -78,8 +78,8 @@ void write_layer(const h5::Object& layers_group, const LayerResult& R) {
 
 }  // namespace
 
-ResultsWriter::ResultsWriter(const std::string& path, const std::string& command_line)
-    : path_(path), command_line_(command_line), out_(std::make_unique<h5::OutputFile>(path)) {
+ResultsWriter::ResultsWriter(const std::string& path, const std::string& command_line, int deflate)
+    : path_(path), command_line_(command_line), out_(std::make_unique<h5::OutputFile>(path, deflate)) {
   out_->root().create_group("layers");
 }
 
@@ -133,8 +133,8 @@ void ResultsWriter::commit(const Provenance& provenance) {
 }
 
 void write_results(const std::string& path, const std::vector<LayerResult>& layers, const Provenance& provenance,
-                   const std::string& command_line) {
-  ResultsWriter writer(path, command_line);
+                   const std::string& command_line, int deflate) {
+  ResultsWriter writer(path, command_line, deflate);
   for (const LayerResult& R : layers) writer.write(R);
   writer.commit(provenance);
 }

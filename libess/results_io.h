@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "libess/compute.h"
+#include "libess/hdf5.h"
 
 namespace ess {
 
@@ -57,10 +58,6 @@ class ResultSink {
   virtual void add(LayerResult&& result) = 0;
 };
 
-namespace h5 {
-class OutputFile;
-}
-
 // Streams a results file: built in memory (h5::OutputFile), each layer written to /layers/<name>
 // when it is added (so the caller may free the LayerResult), and put in place by commit() through
 // a temporary sibling file renamed over `path` (ess::write_file_atomically: never over an input,
@@ -69,7 +66,8 @@ class OutputFile;
 // InputError when the file cannot be created or written (disk full: exit 3).
 class ResultsWriter final : public ResultSink {
  public:
-  ResultsWriter(const std::string& path, const std::string& command_line);
+  // deflate: compression of the large datasets (h5::kDefaultDeflate; 0 for none, e.g. a scratch file).
+  ResultsWriter(const std::string& path, const std::string& command_line, int deflate = h5::kDefaultDeflate);
   ~ResultsWriter() override;
   ResultsWriter(const ResultsWriter&) = delete;
   ResultsWriter& operator=(const ResultsWriter&) = delete;
@@ -92,7 +90,7 @@ class ResultsWriter final : public ResultSink {
 
 // The whole file in one call (a ResultsWriter fed every layer, then committed).
 void write_results(const std::string& path, const std::vector<LayerResult>& layers, const Provenance& provenance,
-                   const std::string& command_line);
+                   const std::string& command_line, int deflate = h5::kDefaultDeflate);
 
 // Reads and validates a results file; optional datasets absent from the file are left empty
 // (frobenius, error_bound, status, sigma, sigma_tail; predictions when there is no /model group).

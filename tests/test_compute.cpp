@@ -1,9 +1,11 @@
 // The compute pipeline on hand-checked operators: every threshold mode, zero blocks, engines
 // agreeing through compute_layer, and the results file round trip.
 #include <doctest/doctest.h>
+#include <hdf5.h>
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "analysis/summary.h"
 #include "libess/compute.h"
@@ -137,6 +139,90 @@ TEST_CASE("results file round trip keeps every dataset and attribute") {
   int files = 0;
   for (auto& e : std::filesystem::directory_iterator(dir)) files += e.is_regular_file();
   CHECK(files == 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE(
+    "large datasets: shuffled and deflated at the object's level, or stored plain, with the same values either way") {
+  const std::string dir = ess::test::temp_dir("deflate");
+  // Over 16384 elements (the chunking threshold) of every written type, 3 × 6001 so that the last
+  // chunk is partial; values with structure (a profile-like ramp plus noise) and without.
+  const std::vector<std::int64_t> shape{3, 6001};
+  const size_t n = 3 * 6001;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::vector<double> d(n);
+  std::vector<float> f(n);
+  std::vector<std::int32_t> i32(n);
+  std::vector<std::uint8_t> u8(n);
+  for (size_t k = 0; k < n; ++k) {
+    d[k] = 5.0 + 1e-3 * static_cast<double>(k % 1000) + 1e-6 * noise(rng);
+    f[k] = static_cast<float>(noise(rng));
+    i32[k] = static_cast<std::int32_t>(k % 97);
+    u8[k] = static_cast<std::uint8_t>(k % 3 == 0);
+  }
+  auto write = [&](const std::string& name, int level) {
+    h5::OutputFile out(dir + "/" + name, level);
+    auto g = out.root().create_group("a/b");  // a group made from the root inherits its level
+    g.write("d", shape, d.data());
+    g.write("f", shape, f.data());
+    g.write("i", shape, i32.data());
+    g.write("u", shape, u8.data());
+    out.commit();
+  };
+  // The filters on each dataset, in order, with deflate's level.
+  auto filters = [&](const std::string& name) {
+    std::vector<std::string> out;
+    const hid_t file = H5Fopen((dir + "/" + name).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    REQUIRE(file >= 0);
+    for (const char* ds : {"/a/b/d", "/a/b/f", "/a/b/i", "/a/b/u"}) {
+      const hid_t set = H5Dopen2(file, ds, H5P_DEFAULT);
+      const hid_t dcpl = H5Dget_create_plist(set);
+      std::string list;
+      for (int k = 0; k < H5Pget_nfilters(dcpl); ++k) {
+        unsigned flags = 0, values[4] = {0, 0, 0, 0};
+        size_t nv = 4;
+        const H5Z_filter_t id =
+            H5Pget_filter2(dcpl, static_cast<unsigned>(k), &flags, &nv, values, 0, nullptr, nullptr);
+        if (id == H5Z_FILTER_SHUFFLE)
+          list += "shuffle ";
+        else if (id == H5Z_FILTER_DEFLATE)
+          list += "deflate" + std::to_string(values[0]) + " ";
+        else
+          list += "other ";
+      }
+      out.push_back(list);
+      H5Pclose(dcpl);
+      H5Dclose(set);
+    }
+    H5Fclose(file);
+    return out;
+  };
+  write("default.h5", h5::kDefaultDeflate);
+  write("plain.h5", 0);
+  write("level6.h5", 6);
+  const std::string dflt = "shuffle deflate" + std::to_string(h5::kDefaultDeflate) + " ";
+  CHECK(filters("default.h5") == std::vector<std::string>(4, dflt));
+  CHECK(filters("plain.h5") == std::vector<std::string>(4, ""));
+  CHECK(filters("level6.h5") == std::vector<std::string>(4, "shuffle deflate6 "));
+  for (const char* name : {"default.h5", "plain.h5", "level6.h5"}) {
+    CAPTURE(name);
+    const auto g = h5::open_file(dir + "/" + name).group("a").group("b");
+    std::vector<std::int64_t> got;
+    CHECK(g.read_double("d", &got) == d);
+    CHECK(got == shape);
+    const auto fr = g.read_double("f");
+    bool same = fr.size() == n;
+    for (size_t k = 0; same && k < n; ++k) same = fr[k] == static_cast<double>(f[k]);
+    CHECK(same);
+    CHECK(g.read_int32("i") == i32);
+    CHECK(g.read_uint8("u") == u8);
+  }
+  // The plain file holds every byte (≈ 18k × 17 bytes); the compressed one is smaller.
+  const auto plain = std::filesystem::file_size(dir + "/plain.h5");
+  const auto packed = std::filesystem::file_size(dir + "/default.h5");
+  CHECK(plain > n * 17);
+  CHECK(packed < plain * 3 / 4);
   std::filesystem::remove_all(dir);
 }
 
