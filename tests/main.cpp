@@ -5,7 +5,8 @@
 
 // doctest's own main, plus one rule: a run that selects no test case fails. ctest runs each case by
 // name (doctest_discover_tests), and a name that CMake cuts (at a ';') or that doctest's filter
-// reads otherwise would select nothing and pass without running anything.
+// reads otherwise would select nothing and pass without running anything (cli.unit_registration
+// checks every registered name; this makes the run of such a name fail by itself).
 namespace {
 
 int g_selected = -1;  // test cases that passed the filters in the last run; -1: no run ended
