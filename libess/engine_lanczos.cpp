@@ -143,6 +143,11 @@ struct KrylovWork {
   Store Q, Bt, HBt, Y, Yw, R1, R2, start, QC;
   Matrix C, G, BB, R, omega;
   std::vector<double> tau;
+  // Bytes of the block-height buffers (the others are basis × basis or Ω, small beside them).
+  size_t bytes() const {
+    return Q.bytes() + Bt.bytes() + HBt.bytes() + Y.bytes() + Yw.bytes() + R1.bytes() + R2.bytes() + start.bytes() +
+           QC.bytes();
+  }
 };
 
 // Orthonormal columns in place (LAPACK's blocked Householder QR, then its Q).
@@ -519,6 +524,11 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
     sink.partial_block(static_cast<int>(pos), out);
     hint = next_hint(sigma.data(), out.count);
   }
+  // The thread keeps its buffers for its next channel up to the sizes ordinary heads reach (at
+  // L = 4096 the Krylov buffers hold ≈ 50 MB); larger ones are freed rather than held past the
+  // layer (the layer's memory estimate counted them only while it runs).
+  if (kw.bytes() > 2.56e8) kw = KrylovWork{};
+  if (hstore.bytes() > 6.4e7) hstore.release();
 }
 
 }  // namespace ess
