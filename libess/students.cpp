@@ -212,22 +212,27 @@ struct BlockSums {
 
 double relative(double err2, double norm2) { return norm2 > 0 ? std::sqrt(std::max(err2, 0.0) / norm2) : 0.0; }
 
-// Keys of row r kept by pattern p (flags in `keep`, length r + 1), given the row's entries T(r, 0…r).
-void pattern_row(const StudentPattern& p, const double* row, int r, std::vector<char>& keep, std::vector<int>& order) {
+// Keys of row r a top-k pattern keeps (flags in `keep`, length r + 1), given the row's entries
+// T(r, 0…r): the k largest |T(r, j)|, ties to the later key. (Window patterns keep ranges:
+// window_width and kept_rows_end below.)
+void topk_row(int topk, const double* row, int r, std::vector<char>& keep, std::vector<int>& order) {
   keep.assign(r + 1, 0);
-  if (p.topk > 0) {
-    order.resize(r + 1);
-    std::iota(order.begin(), order.end(), 0);
-    const int k = std::min(p.topk, r + 1);
-    auto before = [&](int a, int b) {
-      const double x = std::abs(row[a]), y = std::abs(row[b]);
-      return x > y || (x == y && a > b);
-    };
-    std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), before);
-    for (int t = 0; t < k; ++t) keep[order[t]] = 1;
-    return;
-  }
-  for (int j = 0; j <= r; ++j) keep[j] = (p.window == 0 || r - j < p.window) || j < p.sinks;
+  order.resize(r + 1);
+  std::iota(order.begin(), order.end(), 0);
+  const int k = std::min(topk, r + 1);
+  auto before = [&](int a, int b) {
+    const double x = std::abs(row[a]), y = std::abs(row[b]);
+    return x > y || (x == y && a > b);
+  };
+  std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), before);
+  for (int t = 0; t < k; ++t) keep[order[t]] = 1;
+}
+
+// A window (+ sinks) pattern by rows and by columns: row r keeps keys j < sinks and j > r − width;
+// column j is kept in rows r < kept_rows_end (every row for a sink column). Window 0: no window.
+int window_width(const StudentPattern& p, int L) { return p.window > 0 ? p.window : L + 1; }
+int kept_rows_end(const StudentPattern& p, int j, int L) {
+  return j < p.sinks ? L : static_cast<int>(std::min<long>(L, static_cast<long>(j) + window_width(p, L)));
 }
 
 // Singular values of the blocks of a window (+ sinks) student of T from its nonzero part only: block
@@ -239,17 +244,17 @@ void window_block_spectra(const Matrix& T, const StudentPattern& p, const std::v
   for (size_t pos = 0; pos < indices.size(); ++pos) {
     const int i = indices[pos];
     cols.clear();
-    const int sink_end = std::min(p.sinks, i);
+    const int sink_end = std::min(p.sinks, i), w = window_width(p, L);
     for (int j = 0; j < sink_end; ++j) cols.push_back(j);
-    for (int j = std::max(sink_end, i - p.window + 1); j < i; ++j) cols.push_back(j);
-    const int row_end = sink_end > 0 ? L : std::min(L, i + p.window - 1);
+    for (int j = std::max(sink_end, i - w + 1); j < i; ++j) cols.push_back(j);
+    const int row_end = sink_end > 0 ? L : std::min(L, i + w - 1);
     const int m = std::max(0, row_end - i), n = static_cast<int>(cols.size());
     const int mn = std::min(m, n);
     if (ws.block.size() < static_cast<size_t>(m) * n) ws.block.resize(static_cast<size_t>(m) * n);
     if (ws.s.size() < static_cast<size_t>(std::max(mn, 1))) ws.s.resize(std::max(mn, 1));
     // The student's entries: T where the pattern keeps them (a sink column, or r − j < w), else 0.
     for (int q = 0; q < n; ++q) {
-      const int j = cols[q], kept_end = j < p.sinks ? L : std::min(L, j + p.window);
+      const int j = cols[q], kept_end = kept_rows_end(p, j, L);
       for (int r = 0; r < m; ++r) ws.block[static_cast<size_t>(q) * m + r] = i + r < kept_end ? T(i + r, j) : 0.0;
     }
     const bool ok = singular_values(m, n, ws.block.data(), ws.s.data(), ws.work, ws.iwork);
@@ -360,7 +365,7 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
         for (int p = 0; p < P; ++p) {
           const StudentPattern& pat = S.patterns[p];
           const bool window = pat.topk == 0;
-          const int width = pat.window > 0 ? pat.window : L + 1;  // window 0: no window (all kept)
+          const int width = window_width(pat, L);
           BlockSums masked(L), renorm(L);
           if (!window) kept.assign(static_cast<size_t>(L) * L, 0);
           // Row pass: the pattern's row sums, f_r, and (top-k) the kept flags.
@@ -373,7 +378,7 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
               for (int j = 0; j < s0; ++j) row_in += row[j];
               for (int j = d1; j <= r; ++j) row_in += row[j];
             } else {
-              pattern_row(pat, row, r, keep, order);
+              topk_row(pat.topk, row, r, keep, order);
               for (int j = 0; j <= r; ++j)
                 if (keep[j]) {
                   row_in += row[j];
@@ -427,8 +432,7 @@ StudentResults measure_students(const LayerOperator& op, const std::vector<int>&
               r_col += e;
             };
             if (window) {
-              // Rows r > j kept while r − j < w (all rows for a sink column j < s).
-              const int e1 = j < pat.sinks ? L : std::min(L, j + width);
+              const int e1 = kept_rows_end(pat, j, L);
               for (int r = j + 1; r < e1; ++r) in(r);
               for (int r = e1; r < L; ++r) out(r);
             } else {
