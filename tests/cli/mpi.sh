@@ -14,7 +14,8 @@ root=$(cd "$here/../.." && pwd)
 command -v mpirun >/dev/null || { echo "skip: mpirun not found (Debian: openmpi-bin)"; exit 77; }
 $PY -c "import h5py, numpy" 2>/dev/null || { echo "skip: needs numpy and h5py"; exit 77; }
 ldd "$ESS" | grep -c libmpi >/dev/null || { echo "FAIL: $ESS is not built with MPI (CMake ESS_MPI)"; exit 1; }
-export OPENBLAS_NUM_THREADS=1  # what ess would set by re-executing itself: saves a start per rank
+# What ess would set by re-executing itself (tools/ess/main.cpp): saves a start per rank.
+export OPENBLAS_NUM_THREADS=1 GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 #include <new>
+#include <string>
 
 #include "libess/error.h"
 #include "libess/files.h"
@@ -32,13 +33,34 @@ void print_usage(std::ostream& out) {
 
 }  // namespace
 
-// OpenBLAS's pthread build starts worker threads when it is loaded and lets them spin, stealing
-// cores from our own per-channel threads even after openblas_set_num_threads(1). We parallelize
-// over channels ourselves, so run with OPENBLAS_NUM_THREADS=1, re-executing once to set it.
-void ensure_single_threaded_blas(char** argv) {
-  if (std::getenv("OPENBLAS_NUM_THREADS")) return;
-  ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
-  ::execv("/proc/self/exe", argv);  // on failure, carry on with the spinning threads
+// Two settings that only take effect when a process starts, so ess re-executes itself once to make
+// them (the child finds both set, or ESS_REEXECUTED, and carries on):
+// - OpenBLAS's pthread build starts worker threads when it is loaded and lets them spin, stealing
+//   cores from our own per-channel threads even after openblas_set_num_threads(1). We parallelize
+//   over channels ourselves, so run with OPENBLAS_NUM_THREADS=1.
+// - First touch of a fresh page is slow on the VMs we run on (11–14 µs per 4 KiB page, a fault
+//   each): a process's first pack of 8 Mamba channels spent a third of its time faulting in its
+//   realizations and buffers. glibc (≥ 2.35) backs its heaps with transparent huge pages under
+//   GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (madvise(MADV_HUGEPAGE) as a heap grows: one fault per
+//   2 MiB), appended to the user's GLIBC_TUNABLES unless they set malloc.hugetlb themselves.
+//   A no-op where the kernel's THP mode is "never" or glibc is older.
+void prepare_environment(char** argv) {
+  if (std::getenv("ESS_REEXECUTED")) return;  // never twice, whatever the loader did to the rest
+  bool changed = false;
+  if (!std::getenv("OPENBLAS_NUM_THREADS")) {
+    ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    changed = true;
+  }
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  const std::string current = tunables ? tunables : "";
+  if (current.find("glibc.malloc.hugetlb") == std::string::npos) {
+    const std::string value = (current.empty() ? "" : current + ":") + "glibc.malloc.hugetlb=1";
+    ::setenv("GLIBC_TUNABLES", value.c_str(), 1);
+    changed = true;
+  }
+  if (!changed) return;
+  ::setenv("ESS_REEXECUTED", "1", 1);
+  ::execv("/proc/self/exe", argv);  // on failure, carry on as we are
 }
 
 // Freshly mapped pages are slow to touch on the VMs we run on (~14 µs per 4 KiB page). Per-channel
@@ -119,7 +141,7 @@ int run_command(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  ensure_single_threaded_blas(argv);
+  prepare_environment(argv);
   keep_freed_memory();
   ess::install_signal_cleanup();  // temporary outputs removed on SIGINT/SIGTERM/SIGHUP; SIGXFSZ → EFBIG
   ess::set_input_tracking(true);  // no output may replace a file this command read
