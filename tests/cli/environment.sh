@@ -19,16 +19,20 @@ fail=0
 [ -r /proc/self/environ ] || { echo "SKIP: no /proc/PID/environ here"; exit 77; }
 
 # environment_of ENV...: the environment (one VAR=value per line) of an ess process started with
-# exactly ENV (and PATH), read once it has re-executed, or after 1 s when it does not.
+# exactly ENV (and PATH): the last one read before it re-executed (within 10 s: a loaded machine
+# may be slow to start it) or ended (a command of about 2 s).
 environment_of() {
   env -i PATH="$PATH" "$@" "$ESS" bench --long --lengths 2048 --blocks 32 --cases long-random --dense-max-L 0 \
     >/dev/null 2>&1 &
   pid=$!
-  local seen=
-  for _ in $(seq 1 20); do
+  local seen= now state
+  for _ in $(seq 1 200); do
     sleep 0.05
-    seen=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null)
+    now=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null)
+    [ -n "$now" ] && seen=$now
     grep -q '^ESS_REEXECUTED=' <<<"$seen" && break
+    state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)
+    [ -z "$state" ] || [ "$state" == Z ] && break
   done
   kill "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
