@@ -247,7 +247,9 @@ void window_block_spectra(const Matrix& T, const StudentPattern& p, const std::v
     const int sink_end = std::min(p.sinks, i), w = window_width(p, L);
     for (int j = 0; j < sink_end; ++j) cols.push_back(j);
     for (int j = std::max(sink_end, i - w + 1); j < i; ++j) cols.push_back(j);
-    const int row_end = sink_end > 0 ? L : std::min(L, i + w - 1);
+    // The block's rows end where its furthest-reaching kept column ends (a sink column: row L).
+    const int row_end =
+        cols.empty() ? i : std::max(kept_rows_end(p, cols.front(), L), kept_rows_end(p, cols.back(), L));
     const int m = std::max(0, row_end - i), n = static_cast<int>(cols.size());
     const int mn = std::min(m, n);
     if (ws.block.size() < static_cast<size_t>(m) * n) ws.block.resize(static_cast<size_t>(m) * n);
