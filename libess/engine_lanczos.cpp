@@ -142,7 +142,9 @@ class Store {
 struct KrylovWork {
   Store Q, Bt, HBt, Y, Yw, R1, R2, start, QC;
   Matrix C, G, BB, R, omega;
-  std::vector<double> tau;
+  std::vector<double> tau, norms;
+  std::vector<int> gone;
+  std::vector<char> keep;
   // Bytes of the block-height buffers (the others are basis × basis or Ω, small beside them).
   size_t bytes() const {
     return Q.bytes() + Bt.bytes() + HBt.bytes() + Y.bytes() + Yw.bytes() + R1.bytes() + R2.bytes() + start.bytes() +
@@ -157,6 +159,108 @@ void orthonormalize(MatMap& Y, std::vector<double>& tau) {
   tau.resize(static_cast<size_t>(w));
   LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, w, Y.data(), m, tau.data());
   LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, w, w, Y.data(), m, tau.data());
+}
+
+// Below this fraction of its norm, what a projection leaves of a column is rounding error: the
+// column lay in the span projected out.
+constexpr double kCollapsed = 1e-12;
+
+// Moves the columns of Z marked in `keep` to the front; returns how many.
+int keep_columns(MatMap& Z, const std::vector<char>& keep) {
+  int k = 0;
+  for (Index c = 0; c < Z.cols(); ++c)
+    if (keep[static_cast<size_t>(c)]) {
+      if (k != c) Z.col(k) = Z.col(c);
+      ++k;
+    }
+  return k;
+}
+
+// Appends the w columns at Q(:, s) to the orthonormal basis Q(:, 0 : s): projected out of Q twice
+// ("twice is enough") and orthonormalized in place; returns how many were kept (now Q(:, s : s +
+// kept)). A column that the first projection leaves at rounding level lay in Q's span: a Krylov
+// breakdown (H's range is in the space, or a singular value has more copies than the block has
+// columns: H H^T maps a block of its singular vectors into their own span). Normalized, that
+// rounding error would not be orthogonal to Q, and Ritz values would lose the meaning the
+// certificate gives them (lower bounds with residual bounds); dropped, the space could never hold
+// more copies of a repeated value than the block width, and the missing copies — a sharp copy or
+// induction head's block has hundreds of singular values equal to 1 — would go unnoticed. So such
+// a column is replaced, once, by a fresh direction H ω (ω Gaussian), and dropped only if that one
+// lies in Q's span too. A block dependent on itself is sorted out after the second projection.
+int extend_basis(const BlockMap& H, MatMap& Q, int s, int w, KrylovWork& kw, std::mt19937& rng, double& spent) {
+  const Index m = Q.rows(), n = H.cols();
+  MatMap Y(Q.col(s).data(), m, w);
+  auto project = [&]() {
+    const int c = static_cast<int>(Y.cols());
+    if (s == 0 || c == 0) return;
+    kw.C.resize(s, c);
+    skinny_gemm_tn(static_cast<int>(m), s, c, Q.data(), m, Y.data(), m, kw.C.data(), s);
+    MatMap QC = kw.QC.map(m, c);
+    skinny_gemm_nn(static_cast<int>(m), s, c, Q.data(), m, kw.C.data(), s, QC.data(), m);
+    Y -= QC;
+    spent += 4 * gemm_ns(m, s, c);
+  };
+  std::vector<double>& before = kw.norms;
+  before.resize(static_cast<size_t>(w));
+  for (int c = 0; c < w; ++c) before[c] = Y.col(c).norm();
+  project();
+  kw.gone.clear();
+  for (int c = 0; c < w; ++c)
+    if (!(Y.col(c).norm() > kCollapsed * before[c])) kw.gone.push_back(c);
+  if (!kw.gone.empty()) {
+    const int k = static_cast<int>(kw.gone.size());
+    std::normal_distribution<double> normal(0.0, 1.0);
+    Matrix omega(n, k), fresh(m, k);
+    for (Index j = 0; j < k; ++j)
+      for (Index r = 0; r < n; ++r) omega(r, j) = normal(rng);
+    skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), k, H.data(), H.outerStride(), omega.data(), n,
+                   fresh.data(), m);
+    spent += gemm_ns(m, n, k);
+    for (int j = 0; j < k; ++j) {
+      Y.col(kw.gone[j]) = fresh.col(j);
+      before[kw.gone[j]] = fresh.col(j).norm();
+    }
+    project();  // the others' second projection comes early: harmless
+    kw.keep.assign(static_cast<size_t>(w), 0);
+    for (int c = 0; c < w; ++c) kw.keep[c] = Y.col(c).norm() > kCollapsed * before[c];
+    w = keep_columns(Y, kw.keep);
+    new (&Y) MatMap(Y.data(), m, w);
+  }
+  if (w == 0) return 0;
+  orthonormalize(Y, kw.tau);
+  project();
+  // The block was orthonormal before this projection, so Cholesky QR (one GEMM, a w × w Cholesky
+  // factor and a triangular solve; orthogonality lost ~ε·κ²) is as accurate as Householder and much
+  // cheaper — when every diagonal of R is at least ½. A smaller one says the projection took most
+  // of a column: the block was numerically dependent on Q or on itself (Householder's columns for a
+  // rank-deficient block are arbitrary), and Gram–Schmidt column by column sorts it out.
+  kw.R.resize(w, w);
+  blas_gemm(true, false, 1.0, Y, Y, 0.0, kw.R);
+  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 && kw.R.diagonal().minCoeff() >= 0.5) {
+    cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(m), w, 1.0,
+                kw.R.data(), w, Y.data(), static_cast<int>(m));
+    return w;
+  }
+  // Each column against Q and the columns kept before it, twice; dropped when the first pass leaves
+  // rounding error or the second takes more than half of what the first left (DGKS).
+  int kept = 0;
+  Vector v, h;
+  for (int c = 0; c < w; ++c) {
+    v = Y.col(c);
+    double norm = v.norm();
+    bool keep = norm > 0;
+    for (int pass = 0; pass < 2 && keep; ++pass) {
+      const auto P = Q.leftCols(s + kept);
+      h.noalias() = P.transpose() * v;
+      v.noalias() -= P * h;
+      const double after = v.norm();
+      keep = pass == 0 ? after > kCollapsed * norm : after >= 0.5 * norm;
+      norm = after;
+    }
+    if (keep) Q.col(s + kept++) = v / norm;
+  }
+  spent += 4 * gemm_ns(m, s + w, w);
+  return kept;
 }
 
 struct KrylovOutcome {
@@ -194,7 +298,7 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
   if (b < 1) return out;
   MatMap Q = kw.Q.map(m, s_max), Bt = kw.Bt.map(n, s_max), HBt = kw.HBt.map(m, s_max), Y = kw.Y.map(m, s_max),
          R1 = kw.R1.map(0, 0), R2 = kw.R2.map(0, 0);
-  Matrix &C = kw.C, &G = kw.G;
+  Matrix& G = kw.G;
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   double spent = 0;
@@ -226,46 +330,30 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
   }
   std::vector<double> lambda;
   int s = 0;
+  int prev_above = -1;    // values above the threshold at the previous step's Rayleigh–Ritz (−1: none)
+  bool complete = false;  // H's range lies in the space: the Ritz values are all its nonzero σ
   for (;;) {
-    const int w = static_cast<int>(std::min<Index>(Y.cols(), s_max - s));
-    // The new block, orthogonal to Q and orthonormal (twice is enough; a block already in Q's span
-    // becomes rounding noise, and its orthonormalized columns are as good as any).
-    MatMap Yw(Q.col(s).data(), m, w);
-    Yw = Y.leftCols(w);
-    // The second round orthonormalizes a block that was orthonormal before its projection, so
-    // Cholesky QR (one GEMM, a w × w Cholesky factor and a triangular solve; orthogonality lost
-    // ~ε·κ²) is as accurate there as Householder and much cheaper — unless the projection left a
-    // column nearly dependent on the others (a diagonal of R under 10⁻³, κ ≳ 10³), then Householder.
-    for (int round = 0; round < 2; ++round) {
-      if (s > 0) {
-        C.resize(s, w);
-        skinny_gemm_tn(static_cast<int>(m), s, w, Q.data(), m, Yw.data(), m, C.data(), s);
-        MatMap QC = kw.QC.map(m, w);
-        skinny_gemm_nn(static_cast<int>(m), s, w, Q.data(), m, C.data(), s, QC.data(), m);
-        Yw -= QC;
-      }
-      if (round == 1) {
-        kw.R.resize(w, w);
-        blas_gemm(true, false, 1.0, Yw, Yw, 0.0, kw.R);
-        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 && kw.R.diagonal().minCoeff() >= 1e-3) {
-          cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(m), w, 1.0,
-                      kw.R.data(), w, Yw.data(), static_cast<int>(m));
-          continue;
-        }
-      }
-      orthonormalize(Yw, kw.tau);
+    int w = static_cast<int>(std::min<Index>(Y.cols(), s_max - s));
+    MatMap(Q.col(s).data(), m, w) = Y.leftCols(w);
+    w = extend_basis(H, Q, s, w, kw, rng, spent);
+    if (w == 0) {
+      if (s == 0) return out;  // H = 0 to rounding: the dense SVD says so exactly
+      complete = true;
+    } else {
+      skinny_gemm_tn_nn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Q.col(s).data(), m,
+                        Bt.col(s).data(), n, HBt.col(s).data(), m);
+      // BtᵀBt grows by its new columns (upper triangle: what dsyevd reads).
+      if (kw.BB.rows() < s_max) kw.BB.resize(s_max, s_max);
+      skinny_gemm_tn(static_cast<int>(n), s + w, w, Bt.data(), n, Bt.col(s).data(), n, kw.BB.col(s).data(),
+                     kw.BB.rows());
+      spent += 2 * gemm_ns(m, n, w) + 2 * gemm_ns(m, w, w);
+      s += w;
+      ++out.steps;
     }
-    skinny_gemm_tn_nn(static_cast<int>(m), static_cast<int>(n), w, H.data(), H.outerStride(), Q.col(s).data(), m,
-                      Bt.col(s).data(), n, HBt.col(s).data(), m);
-    // BtᵀBt grows by its new columns (upper triangle: what dsyevd reads).
-    if (kw.BB.rows() < s_max) kw.BB.resize(s_max, s_max);
-    skinny_gemm_tn(static_cast<int>(n), s + w, w, Bt.data(), n, Bt.col(s).data(), n, kw.BB.col(s).data(), kw.BB.rows());
-    spent += 2 * gemm_ns(m, n, w) + 4 * gemm_ns(m, s, w) + 2 * gemm_ns(m, w, w);
-    s += w;
-    ++out.steps;
     int above = s, nl = 0, lo = 0, r1_first = 0;  // R1's first column is x_{r1_first}'s
     // Rayleigh–Ritz once the space can hold the values expected above the threshold.
-    if (warm || 4 * s >= 3 * expect || s >= s_max) {
+    const bool ritz = complete || warm || 4 * s >= 3 * expect || s >= s_max;
+    if (ritz) {
       G = kw.BB.topLeftCorner(s, s);
       lambda.resize(s);
       if (LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', s, G.data(), s, lambda.data()) != 0) return out;
@@ -277,21 +365,28 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
                                    : tolerance_threshold(TolMode::block, o.tol, sigma.empty() ? 0.0 : sigma[0], 0.0);
       above = count_above(sigma.data(), s, threshold);
       spent += gemm_ns(n, s, s) + 1.0 * s * s * s;
-      if (above < s) {
-        // Residuals of the values up to the threshold and of the b Ritz vectors nearest it.
-        lo = std::max(0, std::min(above - b / 2, s - b));
-        nl = std::min(s, std::max(above + 16, lo + b));
+      // Residuals of the values up to the threshold, of the b Ritz vectors nearest it, or (complete)
+      // of all.
+      lo = complete ? 0 : std::max(0, std::min(above - b / 2, s - b));
+      nl = complete ? s : std::min(s, std::max(above + 16, lo + b));
+      // The first value below the threshold is certified when its residual bound keeps it below —
+      // and only once the count has settled: a count that rose in the last step says the space is
+      // still taking in values above the threshold (a cluster wider than the block: d_k nearly equal
+      // values of a diffuse head), and a value it lacks is one the certificate cannot see.
+      const bool settled = above == prev_above;
+      if (above < s || complete) {
         const Matrix X = G.rightCols(nl).rowwise().reverse();
         // The residual of the first value below the threshold decides: only when it certifies are
         // the others needed (the reported errors); otherwise only the products the targeted
         // expansion takes (columns lo … lo + next of R1).
-        const double sa = sigma[above];
-        double err_above = std::numeric_limits<double>::infinity();
-        if (sa > 0)
+        double err_above = complete ? 0.0 : std::numeric_limits<double>::infinity();
+        if (!complete && sigma[above] > 0) {
+          const double sa = sigma[above];
           err_above =
               (HBt.leftCols(s) * X.col(above) / sa - sa * (Q.leftCols(s) * X.col(above))).norm() / std::sqrt(2.0);
-        spent += 2 * gemm_ns(m, s, 1);
-        if (above + 1 < std::min(m, n) && sa + err_above < threshold) {
+          spent += 2 * gemm_ns(m, s, 1);
+        }
+        if (complete || (settled && above + 1 < std::min(m, n) && sigma[above] + err_above < threshold)) {
           r1_first = 0;
           new (&R1) MatMap(kw.R1.map(m, nl));
           new (&R2) MatMap(kw.R2.map(m, nl));
@@ -301,6 +396,20 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
           std::vector<double> err(nl, std::numeric_limits<double>::infinity());
           for (int l = 0; l < nl; ++l)
             if (sigma[l] > 0) err[l] = (R1.col(l) / sigma[l] - sigma[l] * R2.col(l)).norm() / std::sqrt(2.0);
+          if (complete) {
+            // Every nonzero singular value, each within its residual bound (a zero Ritz value is
+            // an exact zero of H's compression: no residual needed).
+            double e = 0;
+            for (int l = 0; l < s; ++l)
+              if (sigma[l] > 0) e = std::max(e, err[l]);
+            out.certified = true;
+            out.count = s;
+            out.above = above;
+            out.error = e;
+            out.columns = s;
+            left = R2.leftCols(std::min(s, above + 8));
+            return out;
+          }
           // Fewer than min(m, n) values: a whole spectrum is the dense SVD's (exact entropy-ESS).
           if (sigma[above] + err[above] < threshold) {
             double e = 0;
@@ -323,8 +432,11 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
           skinny_gemm_nn(static_cast<int>(m), s, cols, HBt.data(), m, X.col(lo).data(), s, R1.data(), m);
           spent += gemm_ns(m, s, cols);
         }
+      } else {
+        nl = 0;  // every Ritz value above the threshold: the Krylov block comes next
       }
     }
+    prev_above = ritz ? above : -1;
     if (s >= s_max) return out;
     const int next = std::min(b, s_max - s);
     if (spent + 2 * gemm_ns(m, n, next) + 4 * gemm_ns(m, s, next) > budget_ns) return out;
