@@ -436,6 +436,9 @@ TEST_CASE("lanczos engine: repeated and clustered singular values are all found 
   long certified = 0;
   for (const auto& op : ops) certified += check_engine(*op, blocks, o).certified;
   CHECK(certified == static_cast<long>(ops.size() * blocks.size()));
+  // The Spectra path (blocks not in memory) on the same operators: each certified block agrees.
+  o.lanczos.max_block_bytes = 64;
+  for (const auto& op : ops) check_engine(*op, {186, 528}, o);
 }
 
 TEST_CASE("lanczos engine: blocks not in memory go through the family's products (Spectra path)") {
