@@ -110,14 +110,21 @@ inline V givens_rotation(V a, V b, V& c, V& s) {
   V rho = vsqrt(rho2);
   const Mask skip = b == zero;
   const Mask bad = ~skip & ~((rho2 >= splat(kTiny)) & (rho2 <= splat(kHuge)));
+  // c = ca / den, s = cb / den. Bad lanes divide the scaled pair by its norm in [1, √2], never by ρ:
+  // 1/ρ overflows when ρ is subnormal (decays of e^−400 per step reach that in two steps), and
+  // 0·∞ made c NaN.
+  V ca = a, cb = b, den = rho;
   if (any(bad)) {
     const V m = lane_select(bad, vmax(vabs(a), vabs(b)), one);
-    const V as = a / m, bs = b / m;
-    rho = lane_select(bad, m * vsqrt(as * as + bs * bs), rho);
+    const V as = a / m, bs = b / m, r = vsqrt(as * as + bs * bs);
+    rho = lane_select(bad, m * r, rho);
+    ca = lane_select(bad, as, a);
+    cb = lane_select(bad, bs, b);
+    den = lane_select(bad, r, rho);
   }
-  const V inv = one / lane_select(skip, one, rho);
-  c = lane_select(skip, one, a * inv);
-  s = lane_select(skip, zero, b * inv);
+  const V inv = one / lane_select(skip, one, den);
+  c = lane_select(skip, one, ca * inv);
+  s = lane_select(skip, zero, cb * inv);
   return lane_select(skip, a, rho);
 }
 
@@ -778,21 +785,24 @@ void singular_values_slices(int n, double* A_, double* sigma, double* work_, uns
       finite &= x <= splat(1.7976931348623157e308);
       m = vmax(m, x);
     }
-    alignas(64) double scale[W];
+    // A subnormal largest entry (ex down to −1073) needs 2^−ex > 2^1023: two factors then.
+    alignas(64) double scale[W], scale2[W];
     for (int l = 0; l < W; ++l) {
       int ex = 0;
       if (finite[l] && m[l] > 0) __builtin_frexp(m[l], &ex);
-      scale[l] = __builtin_ldexp(1.0, -ex);
+      const int extra = std::max(0, -ex - 1000);
+      scale[l] = __builtin_ldexp(1.0, -ex - extra);
+      scale2[l] = __builtin_ldexp(1.0, extra);
       unscale[j][l] = __builtin_ldexp(1.0, ex);
       st[l] = finite[l] ? lane_ok : lane_non_finite;
     }
-    const V sv = *reinterpret_cast<const V*>(scale);
+    const V sv = *reinterpret_cast<const V*>(scale), sv2 = *reinterpret_cast<const V*>(scale2);
     // Columns n + 1 lane entries apart: at n = 64, 128, 256 columns n·kLanes·8 bytes apart would
     // all map to the same L1 sets (and alias the work vectors modulo 4 KiB).
     for (int c = 0; c < n; ++c)
       for (int r = 0; r < n; ++r) {
         const size_t i = r + static_cast<size_t>(c) * n;
-        Ap[r + static_cast<size_t>(c) * (n + 1)] = lane_select(finite, A[i] * sv, splat(0.0));
+        Ap[r + static_cast<size_t>(c) * (n + 1)] = lane_select(finite, A[i] * sv * sv2, splat(0.0));
       }
     bidiagonalize(n, n + 1, Ap, d, e, v, w, scratch);
 #ifdef ESS_LANE_DUMP

@@ -414,6 +414,17 @@ TEST_CASE("structured engine: ill-conditioned and rank-deficient inputs match de
       CHECK(rank <= 2);
     }
   }
+  SUBCASE("decays of e^-6 … e^-800 per step: the factors pass through subnormal numbers") {
+    // Mamba with dt = 100 and A = −exp(N(0, 1)): two steps of e^-400 are subnormal. A Givens
+    // rotation of a subnormal pair divided by its norm, 1/ρ overflowed and c = 0·∞ was NaN: the
+    // pack path stored status 2 (non-finite) on every block of such a channel.
+    Tensor dt({1, C, L});
+    for (auto& v : dt.data) v = 100.0;
+    Tensor A = randn(rng, {C, N});
+    for (auto& v : A.data) v = -std::exp(v);
+    MambaOperator op(dt, A, randn(rng, {1, L, N}), randn(rng, {1, L, N}), "t");
+    check_layer_against_dense(op, idx, 1e-10);
+  }
   SUBCASE("wide dynamic range: decays from 1 − 1e-6 to e^-30 per step, inputs scaled over 1e±100") {
     Matrix a(N, L), Bm = ess::test::random_matrix(rng, N, L), Cm = ess::test::random_matrix(rng, N, L);
     for (int n = 0; n < N; ++n)
