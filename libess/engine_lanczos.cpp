@@ -365,6 +365,11 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
                                    : tolerance_threshold(TolMode::block, o.tol, sigma.empty() ? 0.0 : sigma[0], 0.0);
       above = count_above(sigma.data(), s, threshold);
       spent += gemm_ns(n, s, s) + 1.0 * s * s * s;
+      // σ̃² comes from the eigenvalues of BtᵀBt, which carry rounding of about s·ε·σ̃_1²: a σ̃ under
+      // `noise` says nothing about H (a value of 4·10⁻⁷ was reported as 6·10⁻¹⁴, with the exact
+      // ones between missing) and is never reported; a threshold under it cannot be certified here.
+      const double noise = 4.0 * std::sqrt(s * std::numeric_limits<double>::epsilon()) * sigma[0];
+      if (threshold <= noise) return out;
       // Residuals of the values up to the threshold, of the b Ritz vectors nearest it, or (complete)
       // of all.
       lo = complete ? 0 : std::max(0, std::min(above - b / 2, s - b));
@@ -397,25 +402,30 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
           for (int l = 0; l < nl; ++l)
             if (sigma[l] > 0) err[l] = (R1.col(l) / sigma[l] - sigma[l] * R2.col(l)).norm() / std::sqrt(2.0);
           if (complete) {
-            // Every nonzero singular value, each within its residual bound (a zero Ritz value is
-            // an exact zero of H's compression: no residual needed).
+            // Every nonzero singular value is a Ritz value, so none above the threshold is missing.
+            // Reported: those above it (at least σ̃_1), then smaller ones while their residual bound
+            // stays within the largest so far. Values under √ε·σ_1 are rounding in BtᵀBt and their
+            // bounds are large: the Frobenius tail (with its slack) accounts for them instead.
+            int count = std::max(above, 1);
             double e = 0;
-            for (int l = 0; l < s; ++l)
-              if (sigma[l] > 0) e = std::max(e, err[l]);
+            for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
+            while (count < s && err[count] <= e && sigma[count] > noise) ++count;
             out.certified = true;
-            out.count = s;
+            out.count = count;
             out.above = above;
             out.error = e;
             out.columns = s;
-            left = R2.leftCols(std::min(s, above + 8));
+            sigma.resize(count);
+            left = R2.leftCols(std::min(s, count + 8));
             return out;
           }
           // Fewer than min(m, n) values: a whole spectrum is the dense SVD's (exact entropy-ESS).
           if (sigma[above] + err[above] < threshold) {
+            // The first value below the threshold is reported unless it is rounding noise.
+            int count = sigma[above] > noise ? above + 1 : above;
             double e = 0;
-            for (int l = 0; l <= above; ++l) e = std::max(e, err[l]);
-            int count = above + 1;
-            while (count < nl && count + 1 < std::min(m, n) && err[count] <= e) ++count;
+            for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
+            while (count < nl && count + 1 < std::min(m, n) && err[count] <= e && sigma[count] > noise) ++count;
             out.certified = true;
             out.count = count;
             out.above = above;

@@ -103,6 +103,10 @@ EssInterval partial_entropy_interval(const double* sigma, int count, int rank_bo
     }
     e.lower *= std::exp(-dh);
     e.upper *= std::exp(dh);
+  } else if (error_bound > 0) {
+    // The errors could take up all of the computed mass: only the range every spectrum has.
+    e.lower = std::min(e.lower, 1.0);
+    e.upper = std::max(e.upper, static_cast<double>(std::max(rank_bound, 1)));
   }
   return e;
 }
