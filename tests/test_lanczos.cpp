@@ -442,7 +442,7 @@ TEST_CASE("lanczos engine: repeated and clustered singular values are all found 
   for (const auto& op : ops) check_engine(*op, {186, 528}, o);
 }
 
-TEST_CASE("lanczos engine: values under the Gram form's rounding are never reported; intervals hold") {
+TEST_CASE("lanczos engine: values under the Gram form's rounding are never reported, and intervals hold") {
   // Mamba channels whose blocks span 10⁻¹⁴·σ_1 and more: σ̃² are eigenvalues of BtᵀBt, good to
   // about s·ε·σ̃_1², so σ̃ under √(s·ε)·σ̃_1 are noise. Reported, they stood in for the exact values
   // they missed (4·10⁻⁷ reported as 6·10⁻¹⁴), and entropy intervals excluded the exact entropy by
