@@ -264,7 +264,7 @@ int extend_basis(const BlockMap& H, MatMap& Q, int s, int w, KrylovWork& kw, std
 }
 
 struct KrylovOutcome {
-  bool certified = false;  // false: the budget or the subspace limit ran out first
+  bool certified = false;  // false: the budget or the subspace limit ran out first, or τ is under the noise
   int count = 0;           // values reported (σ̃_1 … σ̃_count in `sigma`)
   int above = 0;           // of which above the threshold
   double error = 0;        // max over the reported values of ‖r_l‖/√2
