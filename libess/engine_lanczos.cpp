@@ -401,31 +401,12 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
           std::vector<double> err(nl, std::numeric_limits<double>::infinity());
           for (int l = 0; l < nl; ++l)
             if (sigma[l] > 0) err[l] = (R1.col(l) / sigma[l] - sigma[l] * R2.col(l)).norm() / std::sqrt(2.0);
-          if (complete) {
-            // Every nonzero singular value is a Ritz value, so none above the threshold is missing.
-            // Reported: those above it (at least σ̃_1), then smaller ones while their residual bound
-            // stays within the largest so far. Values under √ε·σ_1 are rounding in BtᵀBt and their
-            // bounds are large: the Frobenius tail (with its slack) accounts for them instead.
-            int count = std::max(above, 1);
+          // Certified: σ̃_1 … σ̃_{count−1}, then smaller ones (up to `limit`) while their residual
+          // bound stays within the largest so far and they are not rounding noise.
+          auto report = [&](int count, int limit) {
             double e = 0;
             for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
-            while (count < s && err[count] <= e && sigma[count] > noise) ++count;
-            out.certified = true;
-            out.count = count;
-            out.above = above;
-            out.error = e;
-            out.columns = s;
-            sigma.resize(count);
-            left = R2.leftCols(std::min(s, count + 8));
-            return out;
-          }
-          // Fewer than min(m, n) values: a whole spectrum is the dense SVD's (exact entropy-ESS).
-          if (sigma[above] + err[above] < threshold) {
-            // The first value below the threshold is reported unless it is rounding noise.
-            int count = sigma[above] > noise ? above + 1 : above;
-            double e = 0;
-            for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
-            while (count < nl && count + 1 < std::min(m, n) && err[count] <= e && sigma[count] > noise) ++count;
+            while (count < limit && err[count] <= e && sigma[count] > noise) ++count;
             out.certified = true;
             out.count = count;
             out.above = above;
@@ -434,7 +415,15 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
             sigma.resize(count);
             left = R2.leftCols(std::min(nl, count + 8));
             return out;
-          }
+          };
+          // Complete: every nonzero singular value is a Ritz value, so none above the threshold is
+          // missing; reported from those above it (at least σ̃_1). Values under the noise have large
+          // bounds: the Frobenius tail (with its slack) accounts for them instead.
+          if (complete) return report(std::max(above, 1), s);
+          // Otherwise the first value below the threshold too, unless it is rounding noise; fewer
+          // than min(m, n) values (a whole spectrum is the dense SVD's: exact entropy-ESS).
+          if (sigma[above] + err[above] < threshold)
+            return report(sigma[above] > noise ? above + 1 : above, std::min<int>(nl, std::min(m, n) - 1));
         } else if (o.krylov_targeted) {
           r1_first = lo;
           const int cols = std::min(std::min(b, s_max - s), nl - lo);
