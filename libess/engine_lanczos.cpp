@@ -143,7 +143,6 @@ struct KrylovWork {
   Store Q, Bt, HBt, Y, Yw, R1, R2, start, QC;
   Matrix C, G, BB, R, omega;
   std::vector<double> tau, norms;
-  std::vector<int> gone;
   std::vector<char> keep;
   // Bytes of the block-height buffers (the others are basis × basis or Ω, small beside them).
   size_t bytes() const {
@@ -204,11 +203,12 @@ int extend_basis(const BlockMap& H, MatMap& Q, int s, int w, KrylovWork& kw, std
   before.resize(static_cast<size_t>(w));
   for (int c = 0; c < w; ++c) before[c] = Y.col(c).norm();
   project();
-  kw.gone.clear();
+  // keep[c] = 0: column c collapsed (replaced below by a fresh direction).
+  kw.keep.assign(static_cast<size_t>(w), 1);
+  int k = 0;
   for (int c = 0; c < w; ++c)
-    if (!(Y.col(c).norm() > kCollapsed * before[c])) kw.gone.push_back(c);
-  if (!kw.gone.empty()) {
-    const int k = static_cast<int>(kw.gone.size());
+    if (!(Y.col(c).norm() > kCollapsed * before[c])) kw.keep[c] = 0, ++k;
+  if (k > 0) {
     std::normal_distribution<double> normal(0.0, 1.0);
     Matrix omega(n, k), fresh(m, k);
     for (Index j = 0; j < k; ++j)
@@ -216,12 +216,12 @@ int extend_basis(const BlockMap& H, MatMap& Q, int s, int w, KrylovWork& kw, std
     skinny_gemm_nn(static_cast<int>(m), static_cast<int>(n), k, H.data(), H.outerStride(), omega.data(), n,
                    fresh.data(), m);
     spent += gemm_ns(m, n, k);
-    for (int j = 0; j < k; ++j) {
-      Y.col(kw.gone[j]) = fresh.col(j);
-      before[kw.gone[j]] = fresh.col(j).norm();
-    }
+    for (int c = 0, j = 0; c < w; ++c)
+      if (!kw.keep[c]) {
+        Y.col(c) = fresh.col(j);
+        before[c] = fresh.col(j++).norm();
+      }
     project();  // the others' second projection comes early: harmless
-    kw.keep.assign(static_cast<size_t>(w), 0);
     for (int c = 0; c < w; ++c) kw.keep[c] = Y.col(c).norm() > kCollapsed * before[c];
     w = keep_columns(Y, kw.keep);
     new (&Y) MatMap(Y.data(), m, w);
