@@ -449,6 +449,18 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
   }
 }
 
+// Whether H_i is zero in floating point: its product with a Gaussian vector (exactly zero only for
+// a zero block, with probability one).
+bool block_is_zero(const BlockProducts& products, int i) {
+  const int L = products.seq_len();
+  std::mt19937 rng(0x51ed27u ^ static_cast<unsigned>(i));
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Matrix x(i, 1), y(L - i, 1);
+  for (Index r = 0; r < x.rows(); ++r) x(r, 0) = normal(rng);
+  products.apply(i, x, y);
+  return y.cwiseAbs().maxCoeff() == 0;
+}
+
 }  // namespace
 
 void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>& indices, const LanczosOptions& o,
@@ -582,16 +594,48 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
     warm.resize(0, 0);
     // Not in memory: the Spectra solver on the family's products (one pass over its factors each).
     // k at most what a search space of 4 block widths within the i dimensions can hold.
+    if (3 * block_width(1) > i) {
+      // Too few columns for any search space (i < 27): the block is that narrow, so written out
+      // whatever max_block_bytes says, and its whole spectrum taken (reported before as no values
+      // at all, with the entropy interval [0, 0]).
+      new (&H) MatMap(hstore.map(m, sup.cols));
+      products.materialize_block(i, H);
+      view = {H.data(), m};
+      whole_spectrum();
+      continue;
+    }
     int k_max = r;
     while (k_max > 1 && 3 * block_width(k_max) > i) --k_max;
     int k = std::min(hint, k_max);
 
     const double f2 = products.frobenius2(i);
-    const double tol = std::max(o.residual_rtol * f2, 1e-300);
     out.frobenius2 = f2;
     const int n = i;  // the Gram operator's dimension
+    // Rounding in a product with the Gram operator: about √(m + n)·ε·‖H_i‖² (typical, not worst
+    // case), added to every residual — a residual the solver drove below it says nothing more.
+    const double rounding = 4.0 * std::sqrt(static_cast<double>(m + n)) * std::numeric_limits<double>::epsilon() * f2;
+    // The solver's residual tolerance: relative to ‖H_i‖_F² and, with an absolute τ, at most
+    // τ²/100 (what the certificate below asks of the value that decides it) — unless the rounding
+    // is above that: no certificate is possible then, and the solver stops at the usual tolerance.
+    double tol = o.residual_rtol * f2;
+    const bool hopeless = o.tol_mode == TolMode::absolute && rounding > 0.01 * o.tol * o.tol;
+    if (o.tol_mode == TolMode::absolute && !hopeless) tol = std::min(tol, 0.01 * o.tol * o.tol);
+    tol = std::max({tol, rounding, 1e-300});
+    if (f2 == 0 && !block_is_zero(products, i)) {
+      // ‖H_i‖_F² underflowed (entries under 10⁻¹⁶², as after gates of e^−500): the Gram operator's
+      // values are all zero in floating point, and so would be the spectrum it reports. No values,
+      // no certificate, an interval that says nothing ([0, rank]).
+      sigma.clear();
+      out.sigma = sigma.data();
+      out.count = 0;
+      out.error_bound = std::numeric_limits<double>::infinity();
+      out.certified = false;
+      sink.partial_block(static_cast<int>(pos), out);
+      continue;
+    }
     GramOperator op(products, i);
     Matrix ritz;
+    std::vector<double> err;
     for (;;) {
       const int width = block_width(k);
       if (3 * width > n) {  // the search space would not fit: report what we have, uncertified
@@ -604,30 +648,50 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       const Vector lambda = solver.eigenvalues();
       const Vector res = solver.residual_norms();
       sigma.assign(k, 0.0);
-      double err = 0;
+      err.assign(k, 0.0);
       for (int j = 0; j < k; ++j) {
         sigma[j] = std::sqrt(std::max(lambda(j), 0.0));
         // |λ − λ_exact| ≤ ‖r‖ for a symmetric operator, so |σ − σ_exact| ≤ min(√‖r‖, ‖r‖/σ).
-        const double rj = res(j);
-        err = std::max(err, sigma[j] > 0 ? std::min(std::sqrt(rj), rj / sigma[j]) : std::sqrt(rj));
+        const double rj = res(j) + rounding;
+        err[j] = sigma[j] > 0 ? std::min(std::sqrt(rj), rj / sigma[j]) : std::sqrt(rj);
       }
-      out.sigma = sigma.data();
-      out.count = k;
-      out.error_bound = err;
       out.converged = solver.info() == Spectra::CompInfo::Successful;
+      const double threshold =
+          o.tol_mode == TolMode::absolute ? o.tol : tolerance_threshold(TolMode::block, o.tol, sigma[0], 0.0);
+      const int above = count_above(sigma.data(), k, threshold);
+      // Reported: every value when the spectrum is whole; else up to the first one below the
+      // threshold, the value that decides the certificate (Ritz values are lower bounds, so those
+      // above it are above it for certain; a value between it and the threshold with a large error
+      // could be an exact one above the threshold).
+      int count = k;
+      if (k < r) {
+        count = std::min(k, above + 1);
+        double e = 0;
+        for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
+        while (count < k && err[count] <= e) ++count;  // and further ones as accurate
+      }
+      sigma.resize(count);
+      double e = 0;
+      for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
+      out.sigma = sigma.data();
+      out.count = count;
+      out.error_bound = e;
       if (!out.converged) {
         out.certified = false;
         break;
       }
-      const double threshold =
-          o.tol_mode == TolMode::absolute ? o.tol : tolerance_threshold(TolMode::block, o.tol, sigma[0], 0.0);
-      const double res_k = res(k - 1), s_k = sigma[k - 1];
-      const double err_k = s_k > 0 ? std::min(std::sqrt(res_k), res_k / s_k) : std::sqrt(res_k);
-      if (k == r || s_k + err_k < threshold) {
+      // Certified: the first value below the threshold is below it with its error bound, and its
+      // residual resolves the spectrum on a scale finer than the threshold (residual ≤ τ²/100 in
+      // σ² units); a whole spectrum is no exception. Or every value of a whole spectrum is above
+      // it. A residual bound places *an* exact value near the Ritz value, not the next one:
+      // accepted with a residual of 2.6·10⁻⁷ on a σ̃² of 6·10⁻⁸ (τ² = 10⁻⁶), σ̃ = 2.5·10⁻⁴
+      // certified a count of 6 where the exact 7th value is 1.07·10⁻³.
+      const bool resolved = above < k && res(above) + rounding <= 0.01 * threshold * threshold;
+      if ((above == k && k == r) || (resolved && sigma[above] + err[above] < threshold)) {
         out.certified = true;
         break;
       }
-      if (k >= k_max) {  // the search space cannot grow: the values so far, uncertified
+      if (k >= k_max || hopeless) {  // the search space cannot grow (or no use): uncertified
         out.certified = false;
         break;
       }

@@ -10,11 +10,13 @@ namespace ess {
 
 namespace {
 
-// NumericalError unless at least one block of the layer is usable (status ok).
+// NumericalError unless at least one block of the layer is usable: status ok, or uncertified (the
+// lanczos engine's values with their error bounds, a tolerance-ESS lower bound and an entropy
+// interval; a layer of them only is a result, not a failure).
 void check_usable(const LayerResult& R) {
   std::size_t non_finite = 0, not_converged = 0;
   for (std::uint8_t s : R.status) {
-    if (s == block_ok) return;
+    if (s == block_ok || s == block_uncertified) return;
     non_finite += s == block_non_finite;
     not_converged += s == block_not_converged;
   }
