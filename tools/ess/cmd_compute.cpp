@@ -101,7 +101,15 @@ int run_compute(int argc, char** argv) {
     std::cout << "  " << S.name << "  " << S.family << "  engine=" << S.engine << "  " << S.channels << " "
               << S.channel_kind << "(s) × " << S.batch << "  mean tolerance-ESS " << fmt(S.mean_tolerance_ess)
               << "  mean entropy-ESS " << fmt(S.mean_entropy_ess) << "  " << fmt(seconds, 3) << " s";
-    if (S.bad_blocks) std::cout << "  [" << S.bad_blocks << " block(s) did not converge; see 'status']";
+    // (Uncertified lanczos blocks converged: their count is a lower bound, their entropy an interval.)
+    const long failed = S.bad_blocks - S.uncertified_blocks;
+    if (failed > 0 || S.uncertified_blocks > 0) {
+      std::cout << "  [";
+      if (failed > 0) std::cout << failed << " block(s) failed (did not converge or not finite)";
+      if (failed > 0 && S.uncertified_blocks > 0) std::cout << ", ";
+      if (S.uncertified_blocks > 0) std::cout << S.uncertified_blocks << " uncertified";
+      std::cout << "; see 'status']";
+    }
     std::cout << "\n";
   }
   if (mpi::several())
