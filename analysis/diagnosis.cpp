@@ -19,6 +19,8 @@ const char* to_string(ChannelClass c) {
       return "collapsed";
     case ChannelClass::dead:
       return "dead";
+    case ChannelClass::unmeasured:
+      return "unmeasured";
   }
   return "?";
 }
@@ -128,11 +130,14 @@ std::string basis_text(const DiagnosisOptions& o) {
 }
 
 std::string advice_for(const LayerDiagnosis& d, const DiagnosisOptions& o, Capacity cap) {
-  const int live = d.channels - d.dead;
+  const int live = d.channels - d.dead - d.unmeasured;
   const std::string who = "layer " + std::to_string(d.layer_index) + " (" + d.name + ", " + d.family + ")";
   const std::string kind = d.channel_kind.empty() ? "channel" : d.channel_kind;
   const std::string of_channels = d.dead ? " of its live " + kind + "s" : " of its " + kind + "s";
   std::ostringstream a;
+  if (d.verdict == "unmeasured")
+    return who + " could not be measured: no block of it is usable (see 'status' in the results: failed, " +
+           "or lanczos could not certify its values). No verdict; try --engine dense or structured.";
   if (d.verdict == "dead")
     return who + " is dead: no " + kind +
            " carries anything across positions for this input (ESS 0 at every block). "
@@ -202,13 +207,19 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
   double sum_all = 0, sum_live = 0;
   long n_all = 0;
   for (int c = 0; c < R.channels; ++c) {
-    bool dead = true;  // no usable block with ESS > 0
+    bool dead = true, measured = false;  // no usable block with ESS > 0; any usable block
     for (int b = 0; b < R.batch && dead; ++b)
       for (int p = 0; p < R.num_indices() && dead; ++p) {
         const double v = block_ess(R, o.metric, b, c, p);
+        measured = measured || !std::isnan(v);
         if (!std::isnan(v) && v > 0) dead = false;
       }
     const double u = d.channel_utilization[c];
+    if (!measured) {  // every block failed or was uncertified: nothing is known, not "dead"
+      d.channel_class.push_back(ChannelClass::unmeasured);
+      ++d.unmeasured;
+      continue;
+    }
     const ChannelClass k = dead               ? ChannelClass::dead
                            : u >= o.saturated ? ChannelClass::saturated
                            : u <= o.collapsed ? ChannelClass::collapsed
@@ -227,18 +238,22 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
       case ChannelClass::healthy:
         ++d.healthy;
         break;
+      case ChannelClass::unmeasured:
+        break;
     }
     if (std::isnan(u)) continue;
     sum_all += dead ? 0.0 : u;
     ++n_all;
     if (!dead) sum_live += u;
   }
-  const int live = d.channels - d.dead;
+  const int live = d.channels - d.dead - d.unmeasured, measured = d.channels - d.unmeasured;
   d.utilization = n_all > 0 ? sum_all / n_all : 0.0;
   d.live_utilization = live > 0 ? sum_live / live : 0.0;
-  if (live == 0)
+  if (measured == 0)
+    d.verdict = "unmeasured";
+  else if (live == 0)
     d.verdict = "dead";
-  else if (2 * d.dead > d.channels)
+  else if (2 * d.dead > measured)
     d.verdict = "partly dead";
   else if (2 * d.saturated > live)
     d.verdict = "saturated";
@@ -259,7 +274,7 @@ std::vector<LayerDiagnosis> diagnose(const ResultsFile& file, const DiagnosisOpt
 }
 
 std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
-  std::vector<std::string> sat, col, dead, mixed;
+  std::vector<std::string> sat, col, dead, mixed, unmeasured;
   long dead_channels = 0, channels = 0;
   std::map<int, int> mixers;  // hybrids: several mixers of one block share its index; name the family
   for (const auto& d : layers) ++mixers[d.layer_index];
@@ -270,6 +285,7 @@ std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
     if (d.verdict == "collapsed") col.push_back(id);
     if (d.verdict == "dead" || d.verdict == "partly dead") dead.push_back(id);
     if (d.verdict == "mixed") mixed.push_back(id);
+    if (d.verdict == "unmeasured") unmeasured.push_back(id);
     dead_channels += d.dead;
     channels += d.channels;
   }
@@ -280,13 +296,15 @@ std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
   };
   std::ostringstream o;
   o << layers.size() << " layer(s). ";
-  if (sat.empty() && col.empty() && dead.empty() && mixed.empty()) o << "Every layer is healthy. ";
+  if (sat.empty() && col.empty() && dead.empty() && mixed.empty() && unmeasured.empty())
+    o << "Every layer is healthy. ";
   if (!sat.empty())
     o << "Saturated layers: " << join(sat) << " (their state is full on this input: if the model falls short, give "
       << "these more state first). ";
   if (!col.empty()) o << "Collapsed layers: " << join(col) << " (candidates for a smaller state; see `ess compress`). ";
   if (!mixed.empty()) o << "Mixed layers: " << join(mixed) << ". ";
   if (!dead.empty()) o << "Dead or mostly dead layers: " << join(dead) << ". ";
+  if (!unmeasured.empty()) o << "Layers without a usable block (no verdict): " << join(unmeasured) << ". ";
   if (dead_channels)
     o << dead_channels << " of " << channels << " channels/heads " << (dead_channels == 1 ? "is" : "are")
       << " dead (prune them).";
@@ -296,7 +314,7 @@ std::string model_summary(const std::vector<LayerDiagnosis>& layers) {
 }
 
 nlohmann::ordered_json to_json(const LayerDiagnosis& d) {
-  return {
+  nlohmann::ordered_json j = {
       {"name", d.name},
       {"layer_index", d.layer_index},
       {"family", d.family},
@@ -309,6 +327,9 @@ nlohmann::ordered_json to_json(const LayerDiagnosis& d) {
       {"verdict", d.verdict},
       {"channels", {{"saturated", d.saturated}, {"healthy", d.healthy}, {"collapsed", d.collapsed}, {"dead", d.dead}}},
       {"summary", d.advice}};
+  // Only where there are some: the four classes above are what readers have always seen.
+  if (d.unmeasured > 0) j["channels"]["unmeasured"] = d.unmeasured;
+  return j;
 }
 
 }  // namespace ess

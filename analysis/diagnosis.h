@@ -12,7 +12,8 @@
 
 namespace ess {
 
-enum class ChannelClass { healthy, saturated, collapsed, dead };
+// unmeasured: no usable block (every block failed or uncertified): neither dead nor alive.
+enum class ChannelClass { healthy, saturated, collapsed, dead, unmeasured };
 const char* to_string(ChannelClass c);
 
 // What a channel's utilization is measured against, per block i:
@@ -49,7 +50,8 @@ struct LayerDiagnosis {
                                 // attainable basis the same number as `ess report`'s util column
   double live_utilization = 0;  // the same over live (non-dead) channels; 0 when every channel is dead
   int saturated = 0, healthy = 0, collapsed = 0, dead = 0;
-  std::string verdict;                      // dead | partly dead | saturated | collapsed | healthy | mixed
+  int unmeasured = 0;                       // channels without any usable block (not counted as dead or live)
+  std::string verdict;                      // unmeasured | dead | partly dead | saturated | collapsed | healthy | mixed
   std::string advice;                       // one or two sentences: what the verdict means and what to do
   std::vector<double> channel_utilization;  // [C] on options.basis; NaN for a channel without any usable block
   std::vector<ChannelClass> channel_class;  // [C]
@@ -57,9 +59,10 @@ struct LayerDiagnosis {
 
 // Classes, checked in this order: dead (ESS 0 at every usable block of every batch element),
 // saturated (u ≥ options.saturated), collapsed (u ≤ options.collapsed), healthy.
-// Verdicts, checked in this order: "dead" (every channel dead); "partly dead" (more than half of
-// the channels dead); "saturated" / "collapsed" / "healthy" (more than half of the live channels in
-// that class); otherwise "mixed". Throws UsageError for invalid options.
+// A channel without any usable block is "unmeasured", in no other class. Verdicts, checked in this
+// order: "unmeasured" (every channel); "dead" (every measured channel dead); "partly dead" (more
+// than half of the measured channels dead); "saturated" / "collapsed" / "healthy" (more than half of the live channels
+// in that class); otherwise "mixed". Throws UsageError for invalid options.
 LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& options);
 std::vector<LayerDiagnosis> diagnose(const ResultsFile& file, const DiagnosisOptions& options);
 // One paragraph for the whole model: which layers to act on first.

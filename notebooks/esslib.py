@@ -85,18 +85,24 @@ def channel_utilization(layer, metric="tolerance", basis=DEFAULT_BASIS):
 
 def classify(layer, metric="tolerance", saturated=DEFAULT_SATURATED, collapsed=DEFAULT_COLLAPSED,
              basis=DEFAULT_BASIS):
-    """Per channel: 'dead' / 'saturated' / 'collapsed' / 'healthy' (as `ess diagnose`)."""
+    """Per channel: 'unmeasured' (no usable block) / 'dead' / 'saturated' / 'collapsed' / 'healthy'
+    (as `ess diagnose`)."""
     e = ess(layer, metric)
+    measured = np.any(np.isfinite(e), axis=(0, 2))
     dead = ~np.any(np.nan_to_num(e) > 0, axis=(0, 2))
     u = channel_utilization(layer, metric, basis)
-    return np.where(dead, "dead", np.where(u >= saturated, "saturated", np.where(u <= collapsed, "collapsed", "healthy")))
+    return np.where(~measured, "unmeasured", np.where(dead, "dead", np.where(
+        u >= saturated, "saturated", np.where(u <= collapsed, "collapsed", "healthy"))))
 
 
 def verdict(classes):
     """Layer verdict from the channel classes (the rules of `ess diagnose`, docs/analysis.md)."""
     classes = np.asarray(classes)
-    n, dead = len(classes), int((classes == "dead").sum())
+    n = len(classes) - int((classes == "unmeasured").sum())  # measured channels
+    dead = int((classes == "dead").sum())
     live = n - dead
+    if n == 0:
+        return "unmeasured"
     if live == 0:
         return "dead"
     if 2 * dead > n:

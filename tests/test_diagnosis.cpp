@@ -125,6 +125,27 @@ TEST_CASE("diagnose: verdicts follow the documented rules") {
     for (int b : kBound) u += 4.0 / b;
     CHECK(d.utilization == doctest::Approx(u / 9));
   }
+  SUBCASE("a channel or layer without any usable block is unmeasured, not dead") {
+    // (Uncertified lanczos blocks carry ESS values that are excluded: a layer of them was called
+    // dead, "ESS 0 at every block", before 2026-12-02.)
+    LayerResult R = known_layer();
+    R.status.assign(R.tolerance_ess.size(), block_ok);
+    for (int p = 0; p < R.num_indices(); ++p) R.status[R.at(0, 1, p)] = block_uncertified;  // the dead one
+    auto d = diagnose_layer(R, o);
+    CHECK(d.channel_class[1] == ChannelClass::unmeasured);
+    CHECK(d.dead == 0);
+    CHECK(d.unmeasured == 1);
+    CHECK(d.saturated + d.healthy + d.collapsed == 3);
+    R.status.assign(R.tolerance_ess.size(), block_uncertified);
+    d = diagnose_layer(R, o);
+    CHECK(d.verdict == "unmeasured");
+    CHECK(d.dead == 0);
+    CHECK(d.unmeasured == 4);
+    CHECK(d.advice.find("could not be measured") != std::string::npos);
+    const std::string summary = model_summary({d});
+    CHECK(summary.find("without a usable block") != std::string::npos);
+    CHECK(summary.find("dead") == std::string::npos);
+  }
   SUBCASE("ESS near zero: collapsed, advice points to ess compress") {
     LayerResult R = known_layer();
     for (int c = 0; c < 4; ++c) set_channel(R, c, kOne);

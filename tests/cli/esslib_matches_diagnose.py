@@ -26,6 +26,8 @@ for path in files:
             r = ref[d["name"]]
             cls = esslib.classify(d, metric)
             counts = {k: int((cls == k).sum()) for k in ("saturated", "healthy", "collapsed", "dead")}
+            if (cls == "unmeasured").any():  # (diagnose lists it only where there are some)
+                counts["unmeasured"] = int((cls == "unmeasured").sum())
             u = esslib.layer_utilization(d, metric)
             ok = (esslib.verdict(cls) == r["verdict"] and counts == r["channels"]
                   and abs(u - r["utilization"]) <= 1e-9 * max(1.0, abs(u)))

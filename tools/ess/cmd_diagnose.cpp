@@ -27,7 +27,8 @@ int run_diagnose(int argc, char** argv) {
              "or below --collapsed, healthy otherwise. Per layer: the counts, the mean utilization over\n"
              "channels, a verdict and what to do about it. Verdicts: dead (every channel dead), partly\n"
              "dead (more than half dead), saturated / collapsed / healthy (more than half of the live\n"
-             "channels so), mixed otherwise. The defaults are calibrated on the MQAR zoo: models that\n"
+             "channels so), mixed otherwise; unmeasured where no block is usable (failed, or lanczos\n"
+             "could not certify). The defaults are calibrated on the MQAR zoo: models that\n"
              "fail for lack of state read saturated, models with far more state than the task needs\n"
              "read collapsed. See docs/analysis.md.",
              opts, {"results"}, vm))
