@@ -176,6 +176,9 @@ LayerSummary summarize(const LayerResult& R) {
         S.max_tolerance_ess = std::max(S.max_tolerance_ess, t);
         S.max_entropy_ess = std::max(S.max_entropy_ess, e);
       }
+  // No usable block (failed or uncertified everywhere): no maximum either, as there is no mean.
+  if (S.bad_blocks == static_cast<long>(R.batch) * R.channels * R.num_indices() && S.bad_blocks > 0)
+    S.max_tolerance_ess = S.max_entropy_ess = std::nan("");
   for (std::uint8_t st : R.status) S.uncertified_blocks += st == block_uncertified;
   for (size_t k = 0; k < R.entropy_ess_lower.size(); ++k) {
     const double lo = R.entropy_ess_lower[k], hi = R.entropy_ess_upper[k];

@@ -18,6 +18,7 @@
 #include <limits>
 
 #include "analysis/bench_cases.h"
+#include "analysis/summary.h"
 #include "libess/checked.h"
 #include "libess/compute.h"
 #include "libess/error.h"
@@ -603,6 +604,12 @@ TEST_CASE("pipeline: a layer with no usable block is a numerical error (exit 4) 
   OperatorLayer diffuse{"attn.0", 0, make_bench_case("long-diffuse", 200, 1, 8, 2).op};
   const LayerResult U = Pipeline(lo).measure(diffuse);
   for (std::uint8_t st : U.status) CHECK(st == block_uncertified);
+  // Its summary (`ess report`): no usable block, so neither a mean nor a maximum (the maximum was 0).
+  const LayerSummary S = summarize(U);
+  CHECK(S.uncertified_blocks == 5);
+  CHECK(std::isnan(S.mean_tolerance_ess));
+  CHECK(std::isnan(S.max_tolerance_ess));
+  CHECK(std::isnan(S.max_entropy_ess));
 }
 
 TEST_CASE("models: a forward pass that cannot fit is refused before anything is computed") {
