@@ -184,20 +184,6 @@ class ChannelAccumulator final : public SpectrumSink {
   double& channel_max_;
 };
 
-// Shifts the positions of a chunk of the index list back to positions in the whole list.
-class OffsetSink final : public SpectrumSink {
- public:
-  OffsetSink(SpectrumSink& inner, int offset) : inner_(inner), offset_(offset) {}
-  void block(int pos, const double* sigma, int n, double error_bound, bool converged) override {
-    inner_.block(pos + offset_, sigma, n, error_bound, converged);
-  }
-  void partial_block(int pos, const Partial& p) override { inner_.partial_block(pos + offset_, p); }
-
- private:
-  SpectrumSink& inner_;
-  int offset_;
-};
-
 int attainable_bound(int tss, int i, int L) { return std::min(tss, std::min(i, L - i)); }
 
 }  // namespace

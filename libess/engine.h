@@ -37,6 +37,21 @@ class SpectrumSink {
   virtual void partial_block(int pos, const Partial& p) { block(pos, p.sigma, p.count, p.error_bound, p.converged); }
 };
 
+// Shifts the positions of a part of an index list back to positions in the whole list (a chunk of
+// blocks measured apart, or one block the sweep hands to the dense engine).
+class OffsetSink final : public SpectrumSink {
+ public:
+  OffsetSink(SpectrumSink& inner, int offset) : inner_(inner), offset_(offset) {}
+  void block(int pos, const double* sigma, int n, double error_bound, bool converged) override {
+    inner_.block(pos + offset_, sigma, n, error_bound, converged);
+  }
+  void partial_block(int pos, const Partial& p) override { inner_.partial_block(pos + offset_, p); }
+
+ private:
+  SpectrumSink& inner_;
+  int offset_;
+};
+
 // Reusable per-thread buffers of the dense engine (allocated once, grown as needed).
 struct DenseWorkspace {
   Matrix T;

@@ -663,16 +663,11 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
       // threshold, the value that decides the certificate (Ritz values are lower bounds, so those
       // above it are above it for certain; a value between it and the threshold with a large error
       // could be an exact one above the threshold).
-      int count = k;
-      if (k < r) {
-        count = std::min(k, above + 1);
-        double e = 0;
-        for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
-        while (count < k && err[count] <= e) ++count;  // and further ones as accurate
-      }
-      sigma.resize(count);
+      int count = k < r ? std::min(k, above + 1) : k;
       double e = 0;
       for (int l = 0; l < count; ++l) e = std::max(e, err[l]);
+      while (count < k && err[count] <= e) ++count;  // and further ones as accurate
+      sigma.resize(count);
       out.sigma = sigma.data();
       out.count = count;
       out.error_bound = e;
