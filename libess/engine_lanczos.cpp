@@ -142,6 +142,7 @@ class Store {
 struct KrylovWork {
   Store Q, Bt, HBt, Y, Yw, R1, R2, start, QC;
   Matrix C, G, BB, R, omega;
+  Vector r;
   std::vector<double> tau, norms;
   std::vector<char> keep;
   // Bytes of the block-height buffers (the others are basis × basis or Ω, small beside them).
@@ -227,7 +228,30 @@ int extend_basis(const BlockMap& H, MatMap& Q, int s, int w, KrylovWork& kw, std
     new (&Y) MatMap(Y.data(), m, w);
   }
   if (w == 0) return 0;
-  orthonormalize(Y, kw.tau);
+  // Cholesky QR of the columns scaled to unit norm when LAPACK's estimate puts their condition
+  // number under 10⁴ (orthogonality then lost ~ε·κ² ≤ 10⁻⁸, which the second projection and
+  // factorization below take back, as in CholeskyQR2): a GEMM, a w × w Cholesky factor and a
+  // triangular solve, where Householder's QR (kept for worse-conditioned blocks) runs at the
+  // speed of matrix–vector products.
+  bool orthonormal = false;
+  bool scalable = true;
+  for (int c = 0; c < w; ++c) {
+    before[c] = Y.col(c).norm();  // (the norms before the projection are no longer needed)
+    scalable = scalable && std::isfinite(before[c]) && before[c] > 0;
+  }
+  if (scalable) {
+    for (int c = 0; c < w; ++c) Y.col(c) /= before[c];
+    kw.R.resize(w, w);
+    blas_gemm(true, false, 1.0, Y, Y, 0.0, kw.R);
+    double rcond = 0;
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 &&
+        LAPACKE_dtrcon(LAPACK_COL_MAJOR, '1', 'U', 'N', w, kw.R.data(), w, &rcond) == 0 && rcond >= 1e-4) {
+      cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(m), w, 1.0,
+                  kw.R.data(), w, Y.data(), static_cast<int>(m));
+      orthonormal = true;
+    }
+  }
+  if (!orthonormal) orthonormalize(Y, kw.tau);
   project();
   // The block was orthonormal before this projection, so Cholesky QR (one GEMM, a w × w Cholesky
   // factor and a triangular solve; orthogonality lost ~ε·κ²) is as accurate as Householder and much
@@ -387,8 +411,14 @@ KrylovOutcome krylov_svd(const BlockMap& H, int b, int s_max, double budget_ns, 
         double err_above = complete ? 0.0 : std::numeric_limits<double>::infinity();
         if (!complete && sigma[above] > 0) {
           const double sa = sigma[above];
-          err_above =
-              (HBt.leftCols(s) * X.col(above) / sa - sa * (Q.leftCols(s) * X.col(above))).norm() / std::sqrt(2.0);
+          // r = HBt·x / σ̃ − σ̃·Q·x by the BLAS (Eigen's matrix–vector product runs the build's
+          // baseline SSE2 code).
+          kw.r.resize(m);
+          cblas_dgemv(CblasColMajor, CblasNoTrans, static_cast<int>(m), s, 1.0 / sa, HBt.data(), static_cast<int>(m),
+                      X.col(above).data(), 1, 0.0, kw.r.data(), 1);
+          cblas_dgemv(CblasColMajor, CblasNoTrans, static_cast<int>(m), s, -sa, Q.data(), static_cast<int>(m),
+                      X.col(above).data(), 1, 1.0, kw.r.data(), 1);
+          err_above = cblas_dnrm2(static_cast<int>(m), kw.r.data(), 1) / std::sqrt(2.0);
           spent += 2 * gemm_ns(m, s, 1);
         }
         if (complete || (settled && above + 1 < std::min(m, n) && sigma[above] + err_above < threshold)) {
