@@ -200,12 +200,17 @@ for run in $(seq 1 16); do
   "$ESS" compute ops.h5 -o killed.h5 --quiet --keep-sigma 64 >/dev/null 2>&1 &
   pid=$!
   if [ $((run % 2)) = 0 ]; then
+    # Stopped as soon as the temporary file appears, so that whether the signal lands in the write
+    # phase is known, not raced (on a loaded machine the poller can lose the CPU between seeing the
+    # file and signalling, while the run renames it and exits); the signal is taken on SIGCONT.
     while kill -0 "$pid" 2>/dev/null && [ ! -e ".killed.h5.tmp$pid" ]; do :; done
+    kill -STOP "$pid" 2>/dev/null
     [ -e ".killed.h5.tmp$pid" ] && in_write=$((in_write + 1))
   else
     sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
   fi
   kill -s "$sig" "$pid" 2>/dev/null && kills=$((kills + 1))
+  kill -CONT "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   stray=$(ls -A | grep -c '\.tmp')
   if [ "$stray" != 0 ] || ! "$ESS" report killed.h5 >/dev/null 2>&1; then
@@ -216,12 +221,21 @@ done
 echo "ok: $kills kills ($in_write inside the write phase) left no temporary file; the output stayed valid"
 if [ "$in_write" -lt 3 ]; then echo "FAIL: only $in_write kills landed in the write phase"; fail=1; fi
 
-# SIGKILL cannot be caught: the next run for the same output removes what it left.
-"$ESS" compute ops.h5 -o killed.h5 --quiet --keep-sigma 64 >/dev/null 2>&1 &
-pid=$!
-while kill -0 "$pid" 2>/dev/null && [ ! -e ".killed.h5.tmp$pid" ]; do :; done
-kill -KILL "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
+# SIGKILL cannot be caught: the next run for the same output removes what it left. (The run is
+# stopped first and killed only while its temporary file exists: up to five tries.)
+for try in 1 2 3 4 5; do
+  "$ESS" compute ops.h5 -o killed.h5 --quiet --keep-sigma 64 >/dev/null 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null && [ ! -e ".killed.h5.tmp$pid" ]; do :; done
+  kill -STOP "$pid" 2>/dev/null
+  if [ -e ".killed.h5.tmp$pid" ]; then
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    break
+  fi
+  kill -CONT "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+done
 left=$(ls -A | grep -c '\.tmp')
 echo "after SIGKILL: $left temporary file(s)"
 # (The kill landed after the temporary file appeared, so it must still be there: otherwise the
