@@ -232,7 +232,7 @@ TEST_CASE("lanczos products: every family's H_i x, H_iᵀ y, Gram, ‖H_i‖_F²
   }
 }
 
-TEST_CASE("lanczos products: softmax attention in tiles equals the dense T (plain, window, mask)") {
+TEST_CASE("lanczos products: softmax attention in tiles equals the dense T (plain, window, mask, softcap)") {
   std::mt19937 rng(11);
   const int L = 300;  // > 2 tiles of query rows
   std::vector<std::uint8_t> mask(static_cast<size_t>(L) * L, 0);
@@ -240,9 +240,13 @@ TEST_CASE("lanczos products: softmax attention in tiles equals the dense T (plai
   for (int t = 0; t < L; ++t)
     for (int s = 0; s <= t; ++s) mask[static_cast<size_t>(t) * L + s] = s == 0 || s == t || keep(rng);
   const std::vector<int> blocks = {1, 5, 127, 128, 129, 150, 256, 299};
-  for (int variant = 0; variant < 3; ++variant) {
+  // Variants 3 and 4: Gemma-2's capped logits c·tanh(s/c) (plain, then in a window). The products
+  // ignored the cap before 2026-12-02: the capped head's blocks were the uncapped head's.
+  for (int variant = 0; variant < 5; ++variant) {
+    CAPTURE(variant);
     SoftmaxAttentionOperator op(gaussian(rng, {1, 2, L, 16}, 1.5), gaussian(rng, {1, 2, L, 16}, 1.5),
-                                variant == 2 ? mask : std::vector<std::uint8_t>{}, 0.0, variant == 1 ? 40 : 0, "test");
+                                variant == 2 ? mask : std::vector<std::uint8_t>{}, 0.0,
+                                variant == 1 || variant == 4 ? 40 : 0, "test", variant >= 3 ? 1.2 : 0.0);
     check_products(op, 0, 1, blocks);
   }
 }
@@ -255,9 +259,10 @@ TEST_CASE("lanczos products: softmax attention's table of P, written by its firs
   for (int t = 0; t < L; ++t)
     for (int s = 0; s <= t; ++s) mask[static_cast<size_t>(t) * L + s] = s == 0 || s == t || keep(rng);
   const std::vector<int> blocks = {5, 127, 128, 129, 150, 256, 290};
-  for (int variant = 0; variant < 2; ++variant) {
+  for (int variant = 0; variant < 3; ++variant) {  // 2: capped logits (Gemma-2)
     SoftmaxAttentionOperator op(gaussian(rng, {1, 1, L, 16}, 1.5), gaussian(rng, {1, 1, L, 16}, 1.5),
-                                variant == 1 ? mask : std::vector<std::uint8_t>{}, 0.0, 0, "test");
+                                variant == 1 ? mask : std::vector<std::uint8_t>{}, 0.0, 0, "test",
+                                variant == 2 ? 1.2 : 0.0);
     const Matrix T = op.dense_matrix(0, 0);
     DenseWorkspace ws;
     const auto P = channel_products(op, 0, 0, ws);

@@ -28,7 +28,10 @@ GENERATORS = {
     "softmax_attention": lambda w, r, u: (
         w.add_softmax_attention("attn", r(B, H, L, d), r(B, H, L, d)),
         w.add_softmax_attention("attn_window", r(B, H, L, d), r(B, H, L, d), window=4, scale=0.8),
-        w.add_softmax_attention("attn_mask", r(B, H, L, d), r(B, H, L, d), mask=attention_mask())),
+        w.add_softmax_attention("attn_mask", r(B, H, L, d), r(B, H, L, d), mask=attention_mask()),
+        # Gemma-2's capped logits, a cap the scores reach (1.5·q·k with d = 3): every engine must
+        # apply it (the lanczos engine's products ignored it before 2026-12-02).
+        w.add_softmax_attention("attn_softcap", r(B, H, L, d), r(B, H, L, d), scale=1.5, softcap=1.0)),
     "linear_attention": lambda w, r, u: w.add_linear_attention("linear", u(0.1, 1, B, H, L, d), u(0.1, 1, B, H, L, d),
                                                                normalize=True),
     "retention": lambda w, r, u: w.add_retention("retention", r(B, H, L, d), r(B, H, L, d), u(0.5, 0.95, H, d)),
