@@ -202,9 +202,10 @@ std::shared_ptr<TableStorage> thread_table_storage() {
 
 }  // namespace
 
-// H_i = T[i:, :i] from q and k: P(t, s) = exp(q_t·k_s·scale − m_t) / z_t over allowed s, with the
-// row maximum m_t and normalizer z_t = Σ_{allowed s ≤ t} exp(q_t·k_s·scale − m_t) of every row
-// computed once (they need all keys s ≤ t, not only those of the block).
+// H_i = T[i:, :i] from q and k: P(t, s) = exp(ℓ_ts − m_t) / z_t over allowed s, with the logit
+// ℓ_ts = q_t·k_s·scale (c·tanh(·/c) with a soft cap c), the row maximum m_t and the normalizer
+// z_t = Σ_{allowed s ≤ t} exp(ℓ_ts − m_t) of every row computed once (they need all keys s ≤ t,
+// not only those of the block).
 class SoftmaxBlockProducts final : public BlockProducts {
  public:
   SoftmaxBlockProducts(const SoftmaxAttentionOperator& op, int b, int c)
