@@ -143,4 +143,17 @@ struct TempDir {
   }
 };
 
+// Every operator family and variant (attributes included) with generic random inputs drawn from
+// rng: the conformance cases of tests/test_operators.cpp, shared so that every path that computes
+// an operator itself (realizations, the lanczos engine's block products) meets every attribute —
+// the lanczos products once ignored softmax attention's soft cap, which only these variants had.
+// L = 20; batch 2; 2–4 channels.
+struct OperatorCase {
+  std::string name;
+  std::unique_ptr<LayerOperator> op;
+  int rank_bound;   // exact bound on rank(H_i) (besides i and L − i); -1 = none
+  bool structured;  // has a realization
+};
+std::vector<OperatorCase> operator_cases(std::mt19937& rng);
+
 }  // namespace ess::test

@@ -232,6 +232,18 @@ TEST_CASE("lanczos products: every family's H_i x, H_iᵀ y, Gram, ‖H_i‖_F²
   }
 }
 
+TEST_CASE("lanczos products: every variant of every family (its attributes included) equals the dense block") {
+  // The conformance variants of tests/test_operators.cpp (windows, masks, scales, soft caps,
+  // normalizers, gates, per-head or per-dimension decays, conjugate pairs, gated convolutions).
+  std::mt19937 rng(21);
+  for (const auto& c : test::operator_cases(rng)) {
+    CAPTURE(c.name);
+    const int L = c.op->seq_len();
+    check_products(*c.op, 0, 0, {1, 2, L / 2, L - 2, L - 1});
+    check_products(*c.op, c.op->batch() - 1, c.op->channels() - 1, {3, L / 3});
+  }
+}
+
 TEST_CASE("lanczos products: softmax attention in tiles equals the dense T (plain, window, mask, softcap)") {
   std::mt19937 rng(11);
   const int L = 300;  // > 2 tiles of query rows
