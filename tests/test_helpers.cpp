@@ -18,8 +18,7 @@ namespace ess::test {
 
 Vector jacobi_singular_values(const Matrix& A) { return Eigen::JacobiSVD<Matrix>(A).singularValues(); }
 
-namespace {
-
+// Zeroes every entry above the diagonal of each [b, c] matrix.
 Tensor lower_triangular(Tensor T) {
   for (std::int64_t b = 0; b < T.dim(0); ++b)
     for (std::int64_t c = 0; c < T.dim(1); ++c) {
@@ -29,6 +28,8 @@ Tensor lower_triangular(Tensor T) {
     }
   return T;
 }
+
+namespace {
 
 constexpr int kL = 20, kB = 2, kH = 2, kD = 3, kN = 4;
 

@@ -143,6 +143,9 @@ struct TempDir {
   }
 };
 
+// T with every entry above the diagonal of each [b, c] matrix set to zero (a causal operator).
+Tensor lower_triangular(Tensor T);
+
 // Every operator family and variant (attributes included) with generic random inputs drawn from
 // rng: the conformance cases of tests/test_operators.cpp, shared so that every path that computes
 // an operator itself (realizations, the lanczos engine's block products) meets every attribute —

@@ -24,21 +24,12 @@
 #include "test_helpers.h"
 
 using namespace ess;
+using ess::test::lower_triangular;
 using ess::test::randn;
 using ess::test::relative_error;
 using ess::test::uniform;
 
 namespace {
-
-Tensor lower_triangular(Tensor T) {
-  for (std::int64_t b = 0; b < T.dim(0); ++b)
-    for (std::int64_t c = 0; c < T.dim(1); ++c) {
-      auto M = T.matrix({b, c});
-      for (Index i = 0; i < M.rows(); ++i)
-        for (Index j = i + 1; j < M.cols(); ++j) M(i, j) = 0;
-    }
-  return T;
-}
 
 constexpr int kL = 20;  // the sequence length of ess::test::operator_cases
 
