@@ -32,17 +32,25 @@ GENERATORS = {
         # Gemma-2's capped logits, a cap the scores reach (1.5·q·k with d = 3): every engine must
         # apply it (the lanczos engine's products ignored it before 2026-12-02).
         w.add_softmax_attention("attn_softcap", r(B, H, L, d), r(B, H, L, d), scale=1.5, softcap=1.0)),
-    "linear_attention": lambda w, r, u: w.add_linear_attention("linear", u(0.1, 1, B, H, L, d), u(0.1, 1, B, H, L, d),
-                                                               normalize=True),
-    "retention": lambda w, r, u: w.add_retention("retention", r(B, H, L, d), r(B, H, L, d), u(0.5, 0.95, H, d)),
+    "linear_attention": lambda w, r, u: (
+        w.add_linear_attention("linear", u(0.1, 1, B, H, L, d), u(0.1, 1, B, H, L, d), normalize=True),
+        w.add_linear_attention("linear_plain", r(B, H, L, d), r(B, H, L, d))),
+    "retention": lambda w, r, u: (
+        w.add_retention("retention", r(B, H, L, d), r(B, H, L, d), u(0.5, 0.95, H, d)),
+        w.add_retention("retention_head", r(B, H, L, d), r(B, H, L, d), u(0.5, 0.95, H))),
     "gla": lambda w, r, u: w.add_gla("gla", r(B, H, L, d), r(B, H, L, d), u(-0.6, 0, B, H, L, d)),
-    "delta_net": lambda w, r, u: w.add_delta_net("delta", r(B, H, L, d), r(B, H, L, d) * 0.5, u(0, 1, B, H, L),
-                                                 log_gate=u(-0.3, 0, B, H, L)),
+    "delta_net": lambda w, r, u: (
+        w.add_delta_net("delta", r(B, H, L, d), r(B, H, L, d) * 0.5, u(0, 1, B, H, L), log_gate=u(-0.3, 0, B, H, L)),
+        w.add_delta_net("delta_ungated", r(B, H, L, d), r(B, H, L, d) * 0.5, u(0, 1, B, H, L))),
     "mamba": lambda w, r, u: w.add_mamba("mamba", u(0.01, 0.6, B, 3, L), u(-2, -0.1, 3, N), r(B, L, N), r(B, L, N)),
     "mamba2": lambda w, r, u: w.add_mamba2("mamba2", u(0.01, 0.6, B, 4, L), u(-2, -0.1, 4), r(B, 2, L, N),
                                            r(B, 2, L, N)),
-    "s4d": lambda w, r, u: w.add_s4d("s4d", u(-0.9, 0.9, 3, N), r(3, N), r(3, N)),
+    "s4d": lambda w, r, u: (
+        w.add_s4d("s4d", u(-0.9, 0.9, 3, N), r(3, N), r(3, N)),
+        w.add_s4d("s4d_complex", u(-0.6, 0.6, 2, N), r(2, N), r(2, N), a_im=u(0.1, 0.5, 2, N), b_im=r(2, N),
+                  c_im=r(2, N))),
     "conv": lambda w, r, u: (w.add_conv("conv", r(3, 5), pre_gate=r(B, 3, L), post_gate=r(B, 3, L)),
+                             w.add_conv("conv_post_gate", r(2, 4), post_gate=r(B, 2, L)),
                              w.add_conv("longconv", r(2, L))),
 }
 
