@@ -137,6 +137,17 @@ std::vector<OperatorCase> operator_cases(std::mt19937& rng) {
                std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
                                                           std::vector<std::uint8_t>{}, 0.9, 5, ctx, 1.2),
                4, false});
+  {
+    // A window and a mask together (every other key inside a window of 7, the first key always):
+    // both restrict which keys a row sees.
+    std::vector<std::uint8_t> mask(kL * kL, 0);
+    for (int i = 0; i < kL; ++i)
+      for (int j = 0; j <= i; ++j) mask[i * kL + j] = ((i - j) % 2 == 0 || j == 0);
+    v.push_back({"softmax_window7_mask",
+                 std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                            mask, 0.0, 7, ctx),
+                 -1, false});
+  }
   return v;
 }
 
