@@ -161,6 +161,19 @@ void orthonormalize(MatMap& Y, std::vector<double>& tau) {
   LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, w, w, Y.data(), m, tau.data());
 }
 
+// Cholesky QR in place: Y ← Y R⁻¹ with R the Cholesky factor of YᵀY (one GEMM, a w × w factor and
+// a triangular solve), when the factor exists and `accept(R)` says it is well enough conditioned;
+// false (Y untouched) otherwise.
+template <class Accept>
+bool cholesky_qr(MatMap& Y, Matrix& R, Accept accept) {
+  const lapack_int m = static_cast<lapack_int>(Y.rows()), w = static_cast<lapack_int>(Y.cols());
+  R.resize(w, w);
+  blas_gemm(true, false, 1.0, Y, Y, 0.0, R);
+  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, R.data(), w) != 0 || !accept(R)) return false;
+  cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, m, w, 1.0, R.data(), w, Y.data(), m);
+  return true;
+}
+
 // Below this fraction of its norm, what a projection leaves of a column is rounding error: the
 // column lay in the span projected out.
 constexpr double kCollapsed = 1e-12;
@@ -241,15 +254,10 @@ int extend_basis(const BlockMap& H, MatMap& Q, int s, int w, KrylovWork& kw, std
   }
   if (scalable) {
     for (int c = 0; c < w; ++c) Y.col(c) /= before[c];
-    kw.R.resize(w, w);
-    blas_gemm(true, false, 1.0, Y, Y, 0.0, kw.R);
-    double rcond = 0;
-    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 &&
-        LAPACKE_dtrcon(LAPACK_COL_MAJOR, '1', 'U', 'N', w, kw.R.data(), w, &rcond) == 0 && rcond >= 1e-4) {
-      cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(m), w, 1.0,
-                  kw.R.data(), w, Y.data(), static_cast<int>(m));
-      orthonormal = true;
-    }
+    orthonormal = cholesky_qr(Y, kw.R, [w](const Matrix& R) {
+      double rcond = 0;
+      return LAPACKE_dtrcon(LAPACK_COL_MAJOR, '1', 'U', 'N', w, R.data(), w, &rcond) == 0 && rcond >= 1e-4;
+    });
   }
   if (!orthonormal) orthonormalize(Y, kw.tau);
   project();
@@ -258,13 +266,7 @@ int extend_basis(const BlockMap& H, MatMap& Q, int s, int w, KrylovWork& kw, std
   // cheaper — when every diagonal of R is at least ½. A smaller one says the projection took most
   // of a column: the block was numerically dependent on Q or on itself (Householder's columns for a
   // rank-deficient block are arbitrary), and Gram–Schmidt column by column sorts it out.
-  kw.R.resize(w, w);
-  blas_gemm(true, false, 1.0, Y, Y, 0.0, kw.R);
-  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', w, kw.R.data(), w) == 0 && kw.R.diagonal().minCoeff() >= 0.5) {
-    cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(m), w, 1.0,
-                kw.R.data(), w, Y.data(), static_cast<int>(m));
-    return w;
-  }
+  if (cholesky_qr(Y, kw.R, [](const Matrix& R) { return R.diagonal().minCoeff() >= 0.5; })) return w;
   // Each column against Q and the columns kept before it, twice; dropped when the first pass leaves
   // rounding error or the second takes more than half of what the first left (DGKS).
   int kept = 0;

@@ -97,7 +97,7 @@ int SoftmaxAttentionOperator::row_tile(int b, int c, int i0, int n, Matrix& P) c
   const int j0 = window_ > 0 ? std::max(0, i0 - window_ + 1) : 0;  // first key any row of the tile sees
   P.resize(n, i1 - j0);
   blas_gemm_rows_nt(scale_, Q.middleRows(i0, n), K.middleRows(j0, i1 - j0), P);  // P(r, j − j0) = q_i·k_j·scale
-  if (softcap_ > 0) P = P.unaryExpr([this](double s) { return logit(s); });
+  cap_logits(P);
   for (int r = 0; r < n; ++r) {
     const int i = i0 + r;
     double m = -std::numeric_limits<double>::infinity();
@@ -311,11 +311,6 @@ class SoftmaxBlockProducts final : public BlockProducts {
   int first_key(int t) const { return window() > 0 ? std::max(0, t - window() + 1) : 0; }
   int last_row(int i) const { return window() > 0 ? std::min(L_, i + window() - 1) : L_; }
 
-  // Scaled dot products → attention logits: c·tanh(s/c) with a soft cap (Gemma-2), else unchanged.
-  void cap_logits(Matrix& S) const {
-    if (op_.softcap_ > 0) S = S.unaryExpr([this](double v) { return op_.logit(v); });
-  }
-
   // P_ = H_i[t0 − i : t0 − i + n, j0 : i] with j0 = first_key(t0) (the keys before j0 are outside
   // every row's window); returns j0 (≥ i: the tile is zero).
   int tile(int i, int t0, int n) const {
@@ -325,7 +320,7 @@ class SoftmaxBlockProducts final : public BlockProducts {
     const int w = i - j0;
     P_.resize(n, w);
     blas_gemm(false, true, op_.scale_, Q_.middleRows(t0, n), K_.middleRows(j0, w), 0.0, P_);
-    cap_logits(P_);
+    op_.cap_logits(P_);
     P_.array().colwise() -= row_max_.segment(t0, n).array();
     P_.array() = P_.array().exp();
     P_.array().colwise() *= inv_sum_.segment(t0, n).array();
@@ -362,7 +357,7 @@ class SoftmaxBlockProducts final : public BlockProducts {
       const int n = std::min(kTile, L_ - t0), j0 = first_key(t0), w = t0 + n - j0;
       St.resize(w, n);  // St(s − j0, r) = q_{t0+r}·k_s·scale: row t's scores contiguous
       blas_gemm(false, true, op_.scale_, K_.middleRows(j0, w), Q_.middleRows(t0, n), 0.0, St);
-      cap_logits(St);
+      op_.cap_logits(St);
       for (int r = 0; r < n; ++r) {
         const int t = t0 + r, lo = first_key(t) - j0, len = t - j0 + 1 - lo;
         auto row = St.col(r).segment(lo, len);

@@ -58,6 +58,11 @@ class SoftmaxAttentionOperator final : public LayerOperator {
   double logit(double scaled_dot) const {
     return softcap_ > 0 ? softcap_ * std::tanh(scaled_dot / softcap_) : scaled_dot;
   }
+  // Scaled dot products → attention logits in place (a no-op without a soft cap): every path that
+  // computes scores itself (row_tile, the lanczos engine's block products) goes through it.
+  void cap_logits(Matrix& S) const {
+    if (softcap_ > 0) S = S.unaryExpr([this](double v) { return logit(v); });
+  }
   // Rows i0 … i0 + n − 1 of T against the keys j0 … i0 + n − 1 any of them may see (j0: the window's
   // first key for row i0, else 0): P(r, j − j0) = T(i0 + r, j), zero where not allowed. Returns j0.
   int row_tile(int b, int c, int i0, int n, Matrix& P) const;

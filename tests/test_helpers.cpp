@@ -48,16 +48,17 @@ std::vector<OperatorCase> operator_cases(std::mt19937& rng) {
                std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
                                                           std::vector<std::uint8_t>{}, 0.7, 5, ctx),
                4, false});
-  {
-    // Strided mask with a global first token: i attends to j if (i − j) % 3 == 0 or j == 0.
+  // Strided mask with a global first token: i attends to j if (i − j) % period == 0 or j == 0.
+  auto strided_mask = [](int period) {
     std::vector<std::uint8_t> mask(kL * kL, 0);
     for (int i = 0; i < kL; ++i)
-      for (int j = 0; j <= i; ++j) mask[i * kL + j] = ((i - j) % 3 == 0 || j == 0);
-    v.push_back({"softmax_mask",
-                 std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
-                                                            mask, 0.0, 0, ctx),
-                 -1, false});
-  }
+      for (int j = 0; j <= i; ++j) mask[i * kL + j] = ((i - j) % period == 0 || j == 0);
+    return mask;
+  };
+  v.push_back({"softmax_mask",
+               std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                          strided_mask(3), 0.0, 0, ctx),
+               -1, false});
   v.push_back({"linear",
                std::make_unique<LinearAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
                                                          false, ctx),
@@ -137,17 +138,12 @@ std::vector<OperatorCase> operator_cases(std::mt19937& rng) {
                std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
                                                           std::vector<std::uint8_t>{}, 0.9, 5, ctx, 1.2),
                4, false});
-  {
-    // A window and a mask together (every other key inside a window of 7, the first key always):
-    // both restrict which keys a row sees.
-    std::vector<std::uint8_t> mask(kL * kL, 0);
-    for (int i = 0; i < kL; ++i)
-      for (int j = 0; j <= i; ++j) mask[i * kL + j] = ((i - j) % 2 == 0 || j == 0);
-    v.push_back({"softmax_window7_mask",
-                 std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
-                                                            mask, 0.0, 7, ctx),
-                 -1, false});
-  }
+  // A window and a mask together (every other key inside a window of 7): both restrict which keys
+  // a row sees.
+  v.push_back({"softmax_window7_mask",
+               std::make_unique<SoftmaxAttentionOperator>(randn(rng, {kB, kH, kL, kD}), randn(rng, {kB, kH, kL, kD}),
+                                                          strided_mask(2), 0.0, 7, ctx),
+               -1, false});
   return v;
 }
 
