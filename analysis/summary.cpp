@@ -161,8 +161,9 @@ LayerSummary summarize(const LayerResult& R) {
   const auto ent_means = channel_mean_ess(R, Metric::entropy);
   S.mean_tolerance_ess = mean_of(tol_means);
   S.mean_entropy_ess = mean_of(ent_means);
-  S.total_tolerance_ess = sum_of(tol_means);
-  S.total_entropy_ess = sum_of(ent_means);
+  for (double x : tol_means) S.measured_channels += !std::isnan(x);
+  S.total_tolerance_ess = S.measured_channels ? sum_of(tol_means) : std::nan("");
+  S.total_entropy_ess = S.measured_channels ? sum_of(ent_means) : std::nan("");
   S.max_tolerance_ess = 0;
   S.max_entropy_ess = 0;
   for (int b = 0; b < R.batch; ++b)
@@ -201,13 +202,19 @@ ResultsSummary summarize(const ResultsFile& file) {
   ResultsSummary out;
   for (const auto& R : file.layers) {
     out.layers.push_back(summarize(R));
-    out.total_tolerance_ess += out.layers.back().total_tolerance_ess;
-    out.total_entropy_ess += out.layers.back().total_entropy_ess;
+    if (out.layers.back().measured_channels == 0) {
+      ++out.unmeasured_layers;
+    } else {
+      out.total_tolerance_ess += out.layers.back().total_tolerance_ess;
+      out.total_entropy_ess += out.layers.back().total_entropy_ess;
+    }
     out.bad_blocks += out.layers.back().bad_blocks;
     out.uncertified_blocks += out.layers.back().uncertified_blocks;
     out.interval_blocks += out.layers.back().interval_blocks;
     out.max_interval_rel = std::max(out.max_interval_rel, out.layers.back().max_interval_rel);
   }
+  if (!out.layers.empty() && out.unmeasured_layers == static_cast<int>(out.layers.size()))
+    out.total_tolerance_ess = out.total_entropy_ess = std::nan("");
   return out;
 }
 
@@ -218,6 +225,7 @@ nlohmann::ordered_json to_json(const LayerSummary& s) {
           {"channel_kind", s.channel_kind},
           {"batch", s.batch},
           {"channels", s.channels},
+          {"measured_channels", s.measured_channels},
           {"seq_len", s.seq_len},
           {"blocks", s.blocks},
           {"engine", s.engine},

@@ -36,6 +36,9 @@ struct LayerSummary {
   long uncertified_blocks = 0;     // lanczos: σ_k not certified below the threshold (in bad_blocks)
   long interval_blocks = 0;        // lanczos partial spectra: entropy-ESS is an interval's midpoint
   double max_interval_rel = 0;     // widest such interval, (upper − lower) / upper
+  // Channels with at least one usable block (in any batch row); the totals sum over these only, and
+  // are NaN (no value, not 0) when there is none.
+  int measured_channels = 0;
 };
 
 LayerSummary summarize(const LayerResult& R);
@@ -47,10 +50,13 @@ LayerSummary summarize(const LayerResult& R);
 LayerResult interior_only(const LayerResult& R);
 ResultsFile interior_only(const ResultsFile& file);
 
-// Every layer of a results file, and the model totals (sums over layers of the per-channel means).
+// Every layer of a results file, and the model totals (sums over layers of the per-channel means;
+// a layer without a usable block is left out and counted in unmeasured_layers; NaN when every
+// layer is).
 struct ResultsSummary {
   std::vector<LayerSummary> layers;
   double total_tolerance_ess = 0, total_entropy_ess = 0;
+  int unmeasured_layers = 0;
   long bad_blocks = 0, uncertified_blocks = 0, interval_blocks = 0;
   double max_interval_rel = 0;
 };

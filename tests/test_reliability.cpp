@@ -610,6 +610,23 @@ TEST_CASE("pipeline: a layer with no usable block is a numerical error (exit 4) 
   CHECK(std::isnan(S.mean_tolerance_ess));
   CHECK(std::isnan(S.max_tolerance_ess));
   CHECK(std::isnan(S.max_entropy_ess));
+  // Nor a total: it was 0.0, summed into the model total as if the layer held no state.
+  CHECK(S.measured_channels == 0);
+  CHECK(std::isnan(S.total_tolerance_ess));
+  CHECK(std::isnan(S.total_entropy_ess));
+  // The mixed layer's totals cover its one measured channel; the model total leaves the
+  // unmeasured layer out and counts it.
+  const LayerSummary M = summarize(R);
+  CHECK(M.measured_channels == 1);
+  CHECK(M.total_tolerance_ess == M.mean_tolerance_ess);
+  ResultsFile file;
+  file.layers = {R, U};
+  const ResultsSummary F = summarize(file);
+  CHECK(F.unmeasured_layers == 1);
+  CHECK(F.total_tolerance_ess == M.total_tolerance_ess);
+  CHECK(F.total_entropy_ess == M.total_entropy_ess);
+  file.layers = {U};
+  CHECK(std::isnan(summarize(file).total_tolerance_ess));
 }
 
 TEST_CASE("models: a forward pass that cannot fit is refused before anything is computed") {

@@ -77,6 +77,11 @@ int print_per_position(const std::string& input, const ResultsFile& file, const 
   return 0;
 }
 
+// A table cell: "—" where there is no value (a layer without a usable block has no mean).
+std::string cell(double v, int precision, const std::string& suffix = "") {
+  return std::isnan(v) ? "—" : fmt(v, precision) + suffix;
+}
+
 }  // namespace
 
 int run_report(int argc, char** argv) {
@@ -145,12 +150,17 @@ int run_report(int argc, char** argv) {
                {"total tolESS", Table::right}});
   for (const auto& s : S)
     table.add({s.name, s.family, std::to_string(s.channels) + (s.channel_kind == "head" ? " heads" : " ch"), s.engine,
-               fmt(s.mean_tolerance_ess), fmt(s.max_tolerance_ess, 0), fmt(s.mean_entropy_ess), fmt(s.max_entropy_ess),
-               fmt(s.mean_tss, 1), fmt(100 * s.utilization, 1) + "%", fmt(s.total_tolerance_ess, 1)});
+               cell(s.mean_tolerance_ess, 2), cell(s.max_tolerance_ess, 0), cell(s.mean_entropy_ess, 2),
+               cell(s.max_entropy_ess, 2), fmt(s.mean_tss, 1), cell(100 * s.utilization, 1, "%"),
+               cell(s.total_tolerance_ess, 1)});
   table.print(std::cout, format);
   std::cout << "\n"
-            << (md ? "**Model total**" : "model total") << ": tolerance-ESS " << fmt(summary.total_tolerance_ess, 1)
-            << ", entropy-ESS " << fmt(summary.total_entropy_ess, 1) << " (sum over layers of the per-channel means)\n";
+            << (md ? "**Model total**" : "model total") << ": tolerance-ESS " << cell(summary.total_tolerance_ess, 1)
+            << ", entropy-ESS " << cell(summary.total_entropy_ess, 1) << " (sum over layers of the per-channel means"
+            << (summary.unmeasured_layers
+                    ? "; " + std::to_string(summary.unmeasured_layers) + " layer(s) without a usable block left out"
+                    : std::string())
+            << ")\n";
   print_predictions(std::cout, pred, md);
   if (summary.interval_blocks)
     std::cout << "note: entropy-ESS of " << summary.interval_blocks
@@ -162,6 +172,14 @@ int run_report(int argc, char** argv) {
     std::cout << "warning: " << summary.uncertified_blocks
               << " block(s) could not be certified (lanczos: σ_k not below the threshold within the engine's limits); "
                  "they are excluded\n";
+  for (const auto& s : S)
+    if (s.measured_channels == 0)
+      std::cout << "warning: layer " << s.name << " has no usable block (every block failed or was uncertified): "
+                << "no ESS for it (— in the table)\n";
+    else if (s.measured_channels < s.channels)
+      std::cout << "warning: layer " << s.name << ": " << s.channels - s.measured_channels << " of " << s.channels
+                << " channels have no usable block; its means and total cover the other " << s.measured_channels
+                << "\n";
   if (summary.bad_blocks > summary.uncertified_blocks)
     std::cout << "warning: " << summary.bad_blocks - summary.uncertified_blocks
               << " block(s) did not converge or were non-finite; they are excluded\n";
