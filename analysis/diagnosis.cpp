@@ -247,8 +247,10 @@ LayerDiagnosis diagnose_layer(const LayerResult& R, const DiagnosisOptions& o) {
     if (!dead) sum_live += u;
   }
   const int live = d.channels - d.dead - d.unmeasured, measured = d.channels - d.unmeasured;
-  d.utilization = n_all > 0 ? sum_all / n_all : 0.0;
-  d.live_utilization = live > 0 ? sum_live / live : 0.0;
+  // No usable block at all: no utilization (NaN, null in JSON), not 0 % (which reads as collapsed).
+  d.utilization = n_all > 0 ? sum_all / n_all : measured == 0 ? std::nan("") : 0.0;
+  d.live_utilization = live > 0 ? sum_live / live : measured == 0 ? std::nan("") : 0.0;
+  if (measured == 0) d.mean_ess = std::nan("");
   if (measured == 0)
     d.verdict = "unmeasured";
   else if (live == 0)

@@ -55,7 +55,7 @@ std::string fmt(double v, int precision) {
   return o.str();
 }
 
-std::string pct(double x, int digits = 0) { return fmt(100 * x, digits) + "%"; }
+std::string pct(double x, int digits = 0) { return std::isnan(x) ? "—" : fmt(100 * x, digits) + "%"; }
 
 // Linear-interpolated quantile of sorted values.
 double quantile(const std::vector<double>& sorted, double q) {
@@ -129,8 +129,12 @@ void overview(svg::Document& doc, double top, const std::vector<const LayerResul
       doc.line(xl, ax.py(med), xr, ax.py(med), "#333", 2.2);
     }
     // Mean (dead channels count 0): a black diamond.
-    const double mx = ax.px(k), my = ax.py(100 * d.utilization), s = 5;
-    doc.polygon({mx, mx + s, mx, mx - s}, {my - s, my, my + s, my}, "black", "stroke=\"white\" stroke-width=\"0.8\"");
+    // A layer without a usable block has no mean (and no diamond at 0 %, which would read as collapsed).
+    const double mx = ax.px(k), s = 5;
+    if (std::isfinite(d.utilization)) {
+      const double my = ax.py(100 * d.utilization);
+      doc.polygon({mx, mx + s, mx, mx - s}, {my - s, my, my + s, my}, "black", "stroke=\"white\" stroke-width=\"0.8\"");
+    }
     // Verdict under the layer's label (coloured label when labels are rotated).
     if (!rotate)
       doc.text(mx, ax.y0() + ax.height() + 31, d.verdict, 11, "middle",

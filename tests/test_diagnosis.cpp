@@ -8,6 +8,7 @@
 
 #include "analysis/compressibility.h"
 #include "analysis/diagnosis.h"
+#include "analysis/figures.h"
 #include "analysis/svg.h"
 #include "libess/compute.h"
 #include "libess/error.h"
@@ -145,6 +146,15 @@ TEST_CASE("diagnose: verdicts follow the documented rules") {
     const std::string summary = model_summary({d});
     CHECK(summary.find("without a usable block") != std::string::npos);
     CHECK(summary.find("dead") == std::string::npos);
+    // No utilization either: 0 % read as collapsed (the table's "0.0%", the plot's mean diamond
+    // on the 0 % line) before 2026-12-03.
+    CHECK(std::isnan(d.utilization));
+    CHECK(std::isnan(d.live_utilization));
+    CHECK(std::isnan(d.mean_ess));
+    const std::string svg = ess_figure_svg({&R}, o, "t");
+    CHECK(svg.find("mean utilization —") != std::string::npos);
+    CHECK(svg.find("nan") == std::string::npos);
+    CHECK(svg.find("stroke=\"white\" stroke-width=\"0.8\"") == std::string::npos);  // no mean diamond
   }
   SUBCASE("ESS near zero: collapsed, advice points to ess compress") {
     LayerResult R = known_layer();
