@@ -122,6 +122,10 @@ class ChannelAccumulator final : public SpectrumSink {
 
   // Lanczos blocks: as block(), then ‖H_i‖_F from the exact ‖H_i‖_F², the entropy interval from
   // the tail mass, the status when not certified, and the kept-σ tail from the tail mass.
+  bool count_decided(const double* sigma, int n, double error_bound) const override {
+    return tolerance_count_decided(R_.tol_mode, R_.tol, sigma, n, error_bound, channel_max_);
+  }
+
   void partial_block(int pos, const Partial& p) override {
     const size_t k = R_.at(b_, c_, pos);
     record(pos, p.sigma, p.count, p.error_bound, p.converged);

@@ -35,6 +35,11 @@ class SpectrumSink {
     bool converged = true, certified = true;
   };
   virtual void partial_block(int pos, const Partial& p) { block(pos, p.sigma, p.count, p.error_bound, p.converged); }
+
+  // Whether values with this error bound (tolerance_count_decided, metrics.h) decide the count this
+  // sink will take from them: the sweep engine, whose truncation bound is relative to the channel's
+  // largest σ, measures a block exactly when they do not. A sink that counts nothing: true.
+  virtual bool count_decided(const double* /*sigma*/, int /*n*/, double /*error_bound*/) const { return true; }
 };
 
 // Shifts the positions of a part of an index list back to positions in the whole list (a chunk of
@@ -46,6 +51,9 @@ class OffsetSink final : public SpectrumSink {
     inner_.block(pos + offset_, sigma, n, error_bound, converged);
   }
   void partial_block(int pos, const Partial& p) override { inner_.partial_block(pos + offset_, p); }
+  bool count_decided(const double* sigma, int n, double error_bound) const override {
+    return inner_.count_decided(sigma, n, error_bound);
+  }
 
  private:
   SpectrumSink& inner_;

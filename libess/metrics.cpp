@@ -45,6 +45,26 @@ double tolerance_threshold(TolMode mode, double tol, double block_sigma1, double
   return tol;
 }
 
+bool tolerance_count_decided(TolMode mode, double tol, const double* sigma, int n, double error,
+                             double layer_sigma1_floor) {
+  if (!(error > 0)) return true;
+  const double s1 = n > 0 ? sigma[0] : 0.0;
+  double lo = tol, hi = tol;  // the range the threshold lies in
+  if (mode == TolMode::block) {
+    lo = tol * std::max(0.0, s1 - error);
+    hi = tol * (s1 + error);
+  } else if (mode == TolMode::layer) {
+    lo = tol * std::max(layer_sigma1_floor, s1);
+  }
+  if (!(error < lo)) return false;  // a value not computed (≤ error) could be above the threshold
+  if (mode == TolMode::layer) return true;
+  // Exact σ_k ∈ [σ_k − error, σ_k + error]: counted (> threshold) for certain when σ_k − error > hi,
+  // not counted for certain when σ_k + error ≤ lo.
+  for (int k = 0; k < n; ++k)
+    if (sigma[k] + error > lo && sigma[k] - error <= hi) return false;
+  return true;
+}
+
 double entropy_ess(const double* sigma, int n) {
   double total = 0;
   for (int j = 0; j < n; ++j) total += sigma[j];

@@ -14,6 +14,15 @@ int count_above(const double* sigma, int n, double threshold);
 // The threshold a block's σ are compared with: τ (absolute), τ·σ_1(H_i) (block),
 // τ·max σ_1 over the layer (layer).
 double tolerance_threshold(TolMode mode, double tol, double block_sigma1, double layer_sigma1);
+// Whether the tolerance-ESS of a block is decided by its computed σ (descending, n of them), when
+// each lies within `error` of an exact singular value and every value not computed is at most
+// `error` (a truncating engine's bound): no value not computed can pass the threshold, and no
+// computed σ_k lies within `error` of it (then every exact σ is on the side its σ_k is). The block
+// threshold τ·σ_1 moves with σ_1's error; in layer mode the threshold is only known to be at least
+// τ·layer_sigma1_floor (the channel's largest σ so far), so only the first condition is checked.
+// error == 0: always decided.
+bool tolerance_count_decided(TolMode mode, double tol, const double* sigma, int n, double error,
+                             double layer_sigma1_floor);
 // entropy-ESS = exp(−Σ p_k log p_k), p_k = σ_k / Σ_j σ_j; 0 for a zero block.
 double entropy_ess(const double* sigma, int n);
 // Certified bounds on entropy-ESS when only the `count` largest σ (descending, σ_count > 0) of a

@@ -168,6 +168,9 @@ class RestrictedEssSink final : public SpectrumSink {
     S_.tolerance_ess[base_ + pos] = count_above(sigma, n, tolerance_threshold(mode_, tol_, s1, layer_max_));
     S_.entropy_ess[base_ + pos] = entropy_ess(sigma, n);
   }
+  bool count_decided(const double* sigma, int n, double error_bound) const override {
+    return tolerance_count_decided(mode_, tol_, sigma, n, error_bound, layer_max_);
+  }
 
  private:
   StudentResults& S_;

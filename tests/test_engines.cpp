@@ -252,6 +252,51 @@ TEST_CASE("sweep truncation error stays within the recorded bound") {
   CHECK(truncated);
 }
 
+TEST_CASE("sweep engine: a tolerance-ESS its truncation leaves open is measured exactly") {
+  // The truncation bound is relative to the channel's largest σ; an absolute τ near it (or a σ
+  // within it of the threshold) left the count open, and the sweep reported it anyway (a long
+  // convolution, σ_1 ≈ 5·10³, τ = 10⁻⁸: 73 values above τ where 74 are, error_bound 1.4·10⁻⁸,
+  // before 2026-12-03). A coarse rtol makes the same happen at every scale here.
+  std::mt19937 rng(23);
+  const int L = 60, N = 12;
+  Matrix a(N, 1);
+  for (int n = 0; n < N; ++n) a(n, 0) = 0.95 - 0.07 * n;
+  Matrix Bm = ess::test::random_matrix(rng, N, L), Cm = ess::test::random_matrix(rng, N, L);
+  for (int n = 0; n < N; ++n) Bm.row(n) *= std::pow(0.2, n);
+  const Matrix T = materialize(DiagonalRealization(a, Bm, Cm));
+  OperatorLayer layer;
+  layer.name = "geometric";
+  layer.op = std::make_unique<ess::test::ExplicitOperator>(1, 1, std::vector<Matrix>{T});
+  EssOptions o;
+  o.threads = 1;
+  o.sweep_rtol = 1e-4;
+  int exact_blocks = 0;
+  for (TolMode mode : {TolMode::absolute, TolMode::block})
+    for (double tol : {1e-2, 1e-3, 1e-4, 1e-5, 1e-6}) {
+      CAPTURE(to_string(mode));
+      CAPTURE(tol);
+      o.tol_mode = mode;
+      o.tol = tol;
+      o.engine = EngineKind::dense;
+      const LayerResult dense = compute_layer(layer, o);
+      o.engine = EngineKind::sweep;
+      const LayerResult sweep = compute_layer(layer, o);
+      CHECK(sweep.tolerance_ess == dense.tolerance_ess);
+      for (double e : sweep.error_bound) exact_blocks += e == 0;
+    }
+  CHECK(exact_blocks > 0);
+  // The rule itself: values within the error of the threshold, or a threshold under the error.
+  const double s[] = {1.0, 0.5, 0.1};
+  CHECK(tolerance_count_decided(TolMode::absolute, 0.3, s, 3, 0.0, 0.0));
+  CHECK(tolerance_count_decided(TolMode::absolute, 0.3, s, 3, 0.1, 0.0));
+  CHECK_FALSE(tolerance_count_decided(TolMode::absolute, 0.3, s, 3, 0.21, 0.0));   // 0.5 − 0.21 ≤ 0.3
+  CHECK_FALSE(tolerance_count_decided(TolMode::absolute, 0.05, s, 3, 0.06, 0.0));  // unseen values ≤ 0.06
+  CHECK(tolerance_count_decided(TolMode::block, 0.3, s, 3, 0.1, 0.0));             // threshold in [0.27, 0.33]
+  CHECK_FALSE(tolerance_count_decided(TolMode::block, 0.45, s, 3, 0.06, 0.0));     // 0.5 vs [0.423, 0.477]
+  CHECK(tolerance_count_decided(TolMode::layer, 0.1, s, 3, 0.05, 2.0));            // threshold ≥ 0.2 > 0.05
+  CHECK_FALSE(tolerance_count_decided(TolMode::layer, 0.01, s, 3, 0.05, 2.0));     // threshold may be 0.02
+}
+
 TEST_CASE("dense engine: hand-checked blocks of a small T") {
   // T = [[0,0,0],[3,0,0],[4,0,0]]: H_1 = [3;4] → σ = 5; H_2 = [4 0] → σ = 4.
   Matrix T = Matrix::Zero(3, 3);
