@@ -59,8 +59,22 @@ std::uint64_t result_bytes(long long batch, long long channels, long long blocks
                         saturating_mul(12, u(blocks)));
 }
 
+namespace {
+// An L×L T (and the engines' working copy of its size) fits in the memory available.
+bool dense_T_fits(int L) {
+  const std::uint64_t avail = available_memory_bytes();
+  return avail == 0 || 8.0 * L * L * 1.8 <= 0.8 * static_cast<double>(avail);
+}
+}  // namespace
+
+bool lanczos_products_use_T(const LayerOperator& op) {
+  if (op.has_block_products()) return false;
+  const int N = op.realization_dim(), L = op.seq_len();
+  return N == 0 || (4 * N > L && dense_T_fits(L));
+}
+
 LanczosWork lanczos_work(const LayerOperator& op, const EssOptions& options) {
-  return {op.realization_dim() == 0 && !op.has_block_products(), options.lanczos.max_block_bytes};
+  return {lanczos_products_use_T(op), options.lanczos.max_block_bytes};
 }
 
 std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, long long channels,
@@ -100,9 +114,7 @@ EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const st
   // low-rank blocks of real heads (and falls back to the dense SVD for high-rank blocks); a dense
   // T that does not fit in memory leaves lanczos as the only engine.
   if (N == 0) {
-    const std::uint64_t avail = available_memory_bytes();
-    const bool T_fits = avail == 0 || 8.0 * L * L * 1.8 <= 0.8 * static_cast<double>(avail);
-    if (!T_fits || (L >= kLanczosMinLength && !dense_set)) return EngineKind::lanczos;
+    if (!dense_T_fits(L) || (L >= kLanczosMinLength && !dense_set)) return EngineKind::lanczos;
   }
   return dense_set ? EngineKind::sweep : EngineKind::dense;
 }
@@ -120,12 +132,13 @@ class ChannelAccumulator final : public SpectrumSink {
     record(pos, sigma, n, error_bound, converged);
   }
 
-  // Lanczos blocks: as block(), then ‖H_i‖_F from the exact ‖H_i‖_F², the entropy interval from
-  // the tail mass, the status when not certified, and the kept-σ tail from the tail mass.
   bool count_decided(const double* sigma, int n, double error_bound) const override {
     return tolerance_count_decided(R_.tol_mode, R_.tol, sigma, n, error_bound, channel_max_);
   }
 
+  // Lanczos blocks: as block(), then the entropy interval from the tail mass, the status when not
+  // certified, and for a partial spectrum ‖H_i‖_F from the exact ‖H_i‖_F² and the kept-σ tail from
+  // the tail mass.
   void partial_block(int pos, const Partial& p) override {
     const size_t k = R_.at(b_, c_, pos);
     record(pos, p.sigma, p.count, p.error_bound, p.converged);
@@ -136,11 +149,15 @@ class ChannelAccumulator final : public SpectrumSink {
     }
     if (R_.status[k] == block_ok && !p.certified) R_.status[k] = block_uncertified;
     const double f2 = std::max(p.frobenius2, 0.0);
-    R_.frobenius[k] = std::sqrt(f2);
     const EssInterval e = partial_entropy_interval(p.sigma, p.count, p.rank_bound, f2, p.error_bound);
     R_.entropy_ess_lower[k] = e.lower;
     R_.entropy_ess_upper[k] = e.upper;
-    if (p.count < p.rank_bound) R_.entropy_ess[k] = 0.5 * (e.lower + e.upper);
+    // With the whole spectrum, record() took ‖H_i‖_F and the kept-σ tail from the values, as the
+    // dense engine does: ‖H_i‖_F² underflows to 0 below ‖H_i‖_F ≈ 10⁻¹⁵⁴ (a block behind a gate
+    // of e^−700 stored ‖H_i‖_F = 0 beside its values of 10⁻³⁰¹ before 2026-12-03).
+    if (p.count >= p.rank_bound) return;
+    R_.frobenius[k] = std::sqrt(f2);
+    R_.entropy_ess[k] = 0.5 * (e.lower + e.upper);
     if (R_.sigma_k > 0) {
       double kept2 = 0;
       for (int j = 0; j < std::min(R_.sigma_k, p.count); ++j) kept2 += p.sigma[j] * p.sigma[j];
@@ -192,9 +209,11 @@ int attainable_bound(int tss, int i, int L) { return std::min(tss, std::min(i, L
 
 }  // namespace
 
-std::unique_ptr<BlockProducts> channel_products(const LayerOperator& op, int b, int c, DenseWorkspace& ws) {
+std::unique_ptr<BlockProducts> channel_products(const LayerOperator& op, int b, int c, DenseWorkspace& ws,
+                                                bool prefer_realization) {
   if (auto own = op.block_products(b, c)) return own;
-  if (op.realization_dim() > 0) return std::make_unique<RealizationBlockProducts>(op.realization(b, c));
+  if (op.realization_dim() > 0 && (prefer_realization || !lanczos_products_use_T(op)))
+    return std::make_unique<RealizationBlockProducts>(op.realization(b, c));
   const int L = op.seq_len();
   if (ws.T.rows() != L) ws.T.resize(L, L);
   op.materialize(b, c, ws.T);

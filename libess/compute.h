@@ -89,9 +89,16 @@ void channel_spectra(const LayerOperator& op, int b, int c, EngineKind engine, c
                      double sweep_rtol, DenseWorkspace& ws, SpectrumSink& sink,
                      const LanczosOptions& lanczos = LanczosOptions{});
 
-// The products the lanczos engine uses for channel (b, c): the family's own, its realization's,
-// or a dense T materialized into ws.T.
-std::unique_ptr<BlockProducts> channel_products(const LayerOperator& op, int b, int c, DenseWorkspace& ws);
+// The products the lanczos engine uses for channel (b, c): the family's own, its realization's
+// when the state is small (4N ≤ L, where `auto` picks the structured engine) or an L×L T would not
+// fit in memory, otherwise a dense T materialized into ws.T. A large state makes every product
+// cost O(L·N) per vector and writing a block out O(i·(L−i)·N): a long convolution (N = K ≈ L) at
+// L = 2048 took 208 s for 16 blocks through its realization, against 11 s for the dense engine.
+// prefer_realization: the realization whenever there is one (tests of its products).
+std::unique_ptr<BlockProducts> channel_products(const LayerOperator& op, int b, int c, DenseWorkspace& ws,
+                                                bool prefer_realization = false);
+// Whether those products go through a materialized T (memory estimates).
+bool lanczos_products_use_T(const LayerOperator& op);
 
 // Called after each channel, serialized by the library: channels done and total (batch × channels).
 using ChannelProgressFn = std::function<void(long done, long total)>;
@@ -132,7 +139,7 @@ void check_layer_memory(const LayerOperator& op, const EssOptions& options);
 // lanczos: a dense T only when the family has neither products nor a realization, the largest H_i
 // its dense fallback writes out, and the solver's vectors).
 struct LanczosWork {
-  bool needs_T = false;  // no block_products() and no realization: products go through T
+  bool needs_T = false;  // products go through T (lanczos_products_use_T)
   double max_block_bytes = LanczosOptions{}.max_block_bytes;
 };
 LanczosWork lanczos_work(const LayerOperator& op, const EssOptions& options);

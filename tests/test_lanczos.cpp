@@ -30,11 +30,23 @@ Tensor gaussian(std::mt19937& rng, std::vector<std::int64_t> shape, double scale
   return t;
 }
 
-// Every product of the products object against the same product with the dense block.
+// Every product of the products object against the same product with the dense block: the
+// products the engine picks, and the realization's where the family has one (the engine takes a
+// materialized T instead when the state is large against L).
+void check_products(const LayerOperator& op, int b, int c, const std::vector<int>& blocks, bool prefer_realization);
+
 void check_products(const LayerOperator& op, int b, int c, const std::vector<int>& blocks) {
+  for (bool prefer_realization : {false, true}) {
+    if (prefer_realization && (op.realization_dim() == 0 || !lanczos_products_use_T(op))) continue;
+    CAPTURE(prefer_realization);
+    check_products(op, b, c, blocks, prefer_realization);
+  }
+}
+
+void check_products(const LayerOperator& op, int b, int c, const std::vector<int>& blocks, bool prefer_realization) {
   const Matrix T = op.dense_matrix(b, c);
   DenseWorkspace ws;
-  const auto P = channel_products(op, b, c, ws);
+  const auto P = channel_products(op, b, c, ws, prefer_realization);
   const int L = op.seq_len();
   std::mt19937 rng(5);
   P->prepare(blocks);
@@ -242,6 +254,13 @@ TEST_CASE("lanczos products: every variant of every family (its attributes inclu
     check_products(*c.op, 0, 0, {1, 2, L / 2, L - 2, L - 1});
     check_products(*c.op, c.op->batch() - 1, c.op->channels() - 1, {3, L / 3});
   }
+  // Which products the engine takes: the realization for a small state, T for a large one (a long
+  // convolution, N = K ≈ L, took 19× the dense engine's time through its realization at L = 2048).
+  const BenchCase mamba = make_bench_case("mamba", 256, 1, 16, 1), conv = make_bench_case("longconv", 256, 1, 16, 1);
+  CHECK(mamba.op->realization_dim() * 4 <= 256);
+  CHECK_FALSE(lanczos_products_use_T(*mamba.op));
+  CHECK(conv.op->realization_dim() * 4 > 256);
+  CHECK(lanczos_products_use_T(*conv.op));
 }
 
 TEST_CASE("lanczos products: softmax attention in tiles equals the dense T (plain, window, mask, softcap)") {
@@ -535,6 +554,38 @@ TEST_CASE("lanczos engine, Spectra path: no certificate from an unresolved value
     const Agreement a = check_engine(op, {40, 100, 180}, o);
     CHECK(a.certified == 0);
   }
+}
+
+TEST_CASE("lanczos engine: ‖H_i‖_F of a block behind a gate of e^−700 is its norm, not 0") {
+  // Every path across step 20 decays by e^−700: blocks 1…20 have ‖H_i‖_F ≈ 10⁻³⁰⁰, whose square
+  // underflows. With the whole spectrum the norm comes from the values (as in the dense engine);
+  // it was sqrt(0) = 0 beside nonzero values before 2026-12-03.
+  const int L = 64, N = 4;
+  std::mt19937 rng(8);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Tensor dt({1, 1, L}), A({1, N}), B({1, L, N}), Cm({1, L, N});
+  for (int t = 0; t < L; ++t) dt.data[t] = t == 20 ? 700.0 : 0.05;
+  for (auto& v : A.data) v = -1.0;
+  for (auto& v : B.data) v = normal(rng);
+  for (auto& v : Cm.data) v = normal(rng);
+  OperatorLayer layer;
+  layer.name = "reset";
+  layer.op = std::make_unique<MambaOperator>(dt, A, B, Cm, "reset");
+  EssOptions o;
+  o.threads = 1;
+  o.engine = EngineKind::dense;
+  const LayerResult dense = compute_layer(layer, o);
+  o.engine = EngineKind::lanczos;
+  const LayerResult lz = compute_layer(layer, o);
+  int tiny = 0;
+  for (size_t k = 0; k < dense.frobenius.size(); ++k) {
+    CAPTURE(k);
+    REQUIRE(lz.status[k] == block_ok);
+    CHECK(lz.frobenius[k] == doctest::Approx(dense.frobenius[k]).epsilon(1e-12));
+    CHECK((lz.frobenius[k] > 0) == (dense.frobenius[k] > 0));
+    tiny += dense.frobenius[k] > 0 && dense.frobenius[k] < 1e-154;
+  }
+  CHECK(tiny > 0);
 }
 
 TEST_CASE("lanczos engine: blocks not in memory go through the family's products (Spectra path)") {
