@@ -224,17 +224,21 @@ TEST_CASE("sweep engine reproduces dense SVD on full-rank, low-rank and attentio
   }
 }
 
-TEST_CASE("sweep truncation error stays within the recorded bound") {
-  // An operator with geometrically decaying singular values; a coarse rtol forces truncation.
+// An operator (L = 60, N = 12) with geometrically decaying singular values: a coarse rtol makes the
+// sweep truncate at every scale.
+Matrix geometric_operator() {
   std::mt19937 rng(23);
   const int L = 60, N = 12;
   Matrix a(N, 1);
   for (int n = 0; n < N; ++n) a(n, 0) = 0.95 - 0.07 * n;
   Matrix Bm = ess::test::random_matrix(rng, N, L), Cm = ess::test::random_matrix(rng, N, L);
   for (int n = 0; n < N; ++n) Bm.row(n) *= std::pow(0.2, n);
-  DiagonalRealization r(a, Bm, Cm);
-  const Matrix T = materialize(r);
-  const auto idx = all_indices(L);
+  return materialize(DiagonalRealization(a, Bm, Cm));
+}
+
+TEST_CASE("sweep truncation error stays within the recorded bound") {
+  const Matrix T = geometric_operator();
+  const auto idx = all_indices(static_cast<int>(T.rows()));
   CollectSink fast, dense;
   sweep_block_spectra(T, idx, 1e-4, fast);
   DenseWorkspace ws;
@@ -257,13 +261,7 @@ TEST_CASE("sweep engine: a tolerance-ESS its truncation leaves open is measured 
   // within it of the threshold) left the count open, and the sweep reported it anyway (a long
   // convolution, σ_1 ≈ 5·10³, τ = 10⁻⁸: 73 values above τ where 74 are, error_bound 1.4·10⁻⁸,
   // before 2026-12-03). A coarse rtol makes the same happen at every scale here.
-  std::mt19937 rng(23);
-  const int L = 60, N = 12;
-  Matrix a(N, 1);
-  for (int n = 0; n < N; ++n) a(n, 0) = 0.95 - 0.07 * n;
-  Matrix Bm = ess::test::random_matrix(rng, N, L), Cm = ess::test::random_matrix(rng, N, L);
-  for (int n = 0; n < N; ++n) Bm.row(n) *= std::pow(0.2, n);
-  const Matrix T = materialize(DiagonalRealization(a, Bm, Cm));
+  const Matrix T = geometric_operator();
   OperatorLayer layer;
   layer.name = "geometric";
   layer.op = std::make_unique<ess::test::ExplicitOperator>(1, 1, std::vector<Matrix>{T});
