@@ -65,12 +65,16 @@ bool dense_T_fits(int L) {
   const std::uint64_t avail = available_memory_bytes();
   return avail == 0 || 8.0 * L * L * 1.8 <= 0.8 * static_cast<double>(avail);
 }
+
+// A state small enough against L for the recurrence to be the cheap path (structured engine,
+// lanczos products).
+bool small_state(int N, int L) { return N > 0 && 4 * N <= L; }
 }  // namespace
 
 bool lanczos_products_use_T(const LayerOperator& op) {
   if (op.has_block_products()) return false;
   const int N = op.realization_dim(), L = op.seq_len();
-  return N == 0 || (4 * N > L && dense_T_fits(L));
+  return N == 0 || (!small_state(N, L) && dense_T_fits(L));
 }
 
 LanczosWork lanczos_work(const LayerOperator& op, const EssOptions& options) {
@@ -103,7 +107,7 @@ std::uint64_t worker_bytes(EngineKind engine, int L, int N, long long blocks, lo
 EngineKind choose_engine(const LayerOperator& op, EngineKind requested, const std::vector<int>& indices) {
   if (requested != EngineKind::automatic) return requested;
   const int L = op.seq_len(), N = op.realization_dim();
-  if (N > 0 && 4 * N <= L) return EngineKind::structured;
+  if (small_state(N, L)) return EngineKind::structured;
   // The sweep steps through every i between the first and last requested block; with a sparse
   // index set, SVDs of just the requested blocks are cheaper.
   if (indices.empty()) return EngineKind::dense;

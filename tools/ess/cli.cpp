@@ -366,6 +366,10 @@ std::string fmt_sci(double v, int digits, const std::string& nan_text) {
   return buf;
 }
 
+std::string fmt_cell(double v, int precision, const std::string& suffix) {
+  return std::isnan(v) ? "—" : fmt(v, precision) + suffix;
+}
+
 std::string fmt(double v, int precision) {
   if (std::isnan(v)) return "nan";
   std::ostringstream o;

@@ -225,6 +225,9 @@ std::vector<int> parse_size_list(const std::string& text, const std::string& fla
 
 // Fixed-point text of v ("nan" for NaN), for tables and messages.
 std::string fmt(double v, int precision = 2);
+// A table cell: fmt(v) followed by `suffix`, or "—" where there is no value (NaN: a layer without a
+// usable block has no mean).
+std::string fmt_cell(double v, int precision, const std::string& suffix = "");
 // v in exponent notation with `digits` after the point (1.23e-04); `nan_text` for NaN.
 std::string fmt_sci(double v, int digits, const std::string& nan_text = "nan");
 // v with `significant` digits, switching to exponent notation for large or small values (%g):

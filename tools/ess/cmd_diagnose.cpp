@@ -71,9 +71,8 @@ int run_diagnose(int argc, char** argv) {
                {"dead", Table::right}});
   for (const auto& d : layers)
     table.add({std::to_string(d.layer_index), d.name, d.family, std::to_string(d.tss),
-               std::isnan(d.utilization) ? "—" : fmt(100 * d.utilization, 1) + "%", d.verdict,
-               std::to_string(d.saturated), std::to_string(d.healthy), std::to_string(d.collapsed),
-               std::to_string(d.dead)});
+               fmt_cell(100 * d.utilization, 1, "%"), d.verdict, std::to_string(d.saturated), std::to_string(d.healthy),
+               std::to_string(d.collapsed), std::to_string(d.dead)});
   table.print(std::cout, format, md ? "" : "  ");
   std::cout << "\n" << (md ? "**Summary.** " : "summary: ") << model_summary(layers) << "\n";
   bool header = false;

@@ -77,11 +77,6 @@ int print_per_position(const std::string& input, const ResultsFile& file, const 
   return 0;
 }
 
-// A table cell: "—" where there is no value (a layer without a usable block has no mean).
-std::string cell(double v, int precision, const std::string& suffix = "") {
-  return std::isnan(v) ? "—" : fmt(v, precision) + suffix;
-}
-
 }  // namespace
 
 int run_report(int argc, char** argv) {
@@ -150,13 +145,14 @@ int run_report(int argc, char** argv) {
                {"total tolESS", Table::right}});
   for (const auto& s : S)
     table.add({s.name, s.family, std::to_string(s.channels) + (s.channel_kind == "head" ? " heads" : " ch"), s.engine,
-               cell(s.mean_tolerance_ess, 2), cell(s.max_tolerance_ess, 0), cell(s.mean_entropy_ess, 2),
-               cell(s.max_entropy_ess, 2), fmt(s.mean_tss, 1), cell(100 * s.utilization, 1, "%"),
-               cell(s.total_tolerance_ess, 1)});
+               fmt_cell(s.mean_tolerance_ess, 2), fmt_cell(s.max_tolerance_ess, 0), fmt_cell(s.mean_entropy_ess, 2),
+               fmt_cell(s.max_entropy_ess, 2), fmt(s.mean_tss, 1), fmt_cell(100 * s.utilization, 1, "%"),
+               fmt_cell(s.total_tolerance_ess, 1)});
   table.print(std::cout, format);
   std::cout << "\n"
-            << (md ? "**Model total**" : "model total") << ": tolerance-ESS " << cell(summary.total_tolerance_ess, 1)
-            << ", entropy-ESS " << cell(summary.total_entropy_ess, 1) << " (sum over layers of the per-channel means"
+            << (md ? "**Model total**" : "model total") << ": tolerance-ESS "
+            << fmt_cell(summary.total_tolerance_ess, 1) << ", entropy-ESS " << fmt_cell(summary.total_entropy_ess, 1)
+            << " (sum over layers of the per-channel means"
             << (summary.unmeasured_layers
                     ? "; " + std::to_string(summary.unmeasured_layers) + " layer(s) without a usable block left out"
                     : std::string())
