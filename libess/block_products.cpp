@@ -1,5 +1,7 @@
 #include "libess/block_products.h"
 
+#include "libess/parallel.h"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -106,11 +108,23 @@ void blas_gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::Re
   }
   // A leading dimension BLAS accepts: Eigen reports an arbitrary outer stride for one-column views.
   auto leading = [](const auto& M) {
-    return static_cast<int>(M.cols() <= 1 ? std::max<Index>(M.rows(), 1) : M.outerStride());
+    return static_cast<long>(M.cols() <= 1 ? std::max<Index>(M.rows(), 1) : M.outerStride());
   };
-  cblas_dgemm(CblasColMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
-              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, A.data(), leading(A), B.data(),
-              leading(B), beta, C.data(), leading(C));
+  const long lda = leading(A), ldb = leading(B), ldc = leading(C);
+  // Tiles of C of a fixed size, each one BLAS call (the BLAS single-threaded), spread over
+  // gemm_threads() (libess/parallel.h): the tiles, and so every bit of C, never depend on the
+  // number of threads. (OpenBLAS's own threads cut the columns by their count, and a cut off its
+  // kernel's width changes the order of the sums.) K is never cut.
+  const Index tiles_m = (m + kGemmTileRows - 1) / kGemmTileRows, tiles_n = (n + kGemmTileCols - 1) / kGemmTileCols;
+  parallel_for(static_cast<int>(tiles_m * tiles_n), [&](int t) {
+    const Index r0 = (t % tiles_m) * kGemmTileRows, c0 = (t / tiles_m) * kGemmTileCols;
+    const Index rows = std::min(kGemmTileRows, m - r0), cols = std::min(kGemmTileCols, n - c0);
+    const double* a = A.data() + (transpose_a ? r0 * lda : r0);
+    const double* b = B.data() + (transpose_b ? c0 : c0 * ldb);
+    cblas_dgemm(CblasColMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
+                static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
+                static_cast<int>(ldb), beta, C.data() + r0 + c0 * ldc, static_cast<int>(ldc));
+  });
 }
 
 void blas_gemm_xw(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const RowMatrix>& W, bool transpose_w,

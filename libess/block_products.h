@@ -88,7 +88,10 @@ class RealizationBlockProducts final : public BlockProducts {
 };
 
 // C = alpha · op(A) · op(B) + beta · C by the BLAS (OpenBLAS' kernels, as the dense engine's
-// LAPACK uses): the large products of the matrix-free paths.
+// LAPACK uses): the large products of the matrix-free paths and of the forward pass. C is cut into
+// tiles of at most kGemmTileRows × kGemmTileCols, one BLAS call each, run on gemm_threads()
+// threads (libess/parallel.h): the same bits with any number of threads.
+constexpr Index kGemmTileRows = 1024, kGemmTileCols = 512;
 void blas_gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::Ref<const Matrix>& A,
                const Eigen::Ref<const Matrix>& B, double beta, Eigen::Ref<Matrix> C);
 

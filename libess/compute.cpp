@@ -372,21 +372,30 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   const long first = std::clamp(share.begin, 0L, layer_items);
   const long total = (share.end < 0 ? layer_items : std::clamp(share.end, first, layer_items)) - first;
   const int group = engine == EngineKind::structured ? lanes::kLanes : 1;
-  // The lanczos engine warm-starts each block from the previous one, so a channel cut into chunks
-  // gets other bits: a share cuts only when the whole layer would (fewer groups than threads).
-  int plan_threads = threads;
-  if (engine == EngineKind::lanczos && (layer_items + group - 1) / group >= threads)
-    plan_threads = static_cast<int>(std::min<long>(threads, std::max(1L, (total + group - 1) / group)));
-  std::vector<WorkUnit> units = plan_work(total, group, R.indices, L, plan_threads, engine);
-  for (auto& w : units) w.first_item += first;
+  // Two cuts change a channel's bits, so both follow the whole layer and `cut_threads` (a share's
+  // process: the threads a single process would run; EssOptions::cut_threads), not this process's
+  // threads: a lanczos channel cut into block chunks (each chunk starts its k and block width from
+  // scratch instead of from the previous block), and LAPACK's threads inside a sweep.
+  std::vector<WorkUnit> units;
+  if (engine == EngineKind::lanczos) {
+    // The whole layer's plan, of which this share's units (one item each: never across a share).
+    const int cut = options.cut_threads > 0 ? options.cut_threads : threads;
+    for (const WorkUnit& w : plan_work(layer_items, group, R.indices, L, cut, engine))
+      if (w.first_item >= first && w.first_item < first + total) units.push_back(w);
+  } else {
+    // The structured and dense engines' chunks are bit-identical to whole channels; the sweep is
+    // never cut.
+    units = plan_work(total, group, R.indices, L, threads, engine);
+    for (auto& w : units) w.first_item += first;
+  }
   const bool split = static_cast<long>(units.size()) > (total + group - 1) / group;
   threads = std::max(1, std::min(threads, static_cast<int>(units.size())));
   // The sweep carries its factor from block to block, so a layer with fewer channels than threads
-  // runs them one at a time and lets LAPACK use the threads inside each step's SVD (decided on the
-  // whole layer, also for a share: the threads LAPACK uses may change its bits).
+  // runs them one at a time and lets LAPACK use the threads inside each step's SVD.
+  const int sweep_cut = options.cut_threads > 0 ? options.cut_threads : requested_threads;
   int blas_threads = 1;
-  if (engine == EngineKind::sweep && requested_threads > 1 && layer_items < requested_threads) {
-    blas_threads = requested_threads;
+  if (engine == EngineKind::sweep && sweep_cut > 1 && layer_items < sweep_cut) {
+    blas_threads = sweep_cut;
     threads = 1;
   }
   // A cut channel's chunks keep their own running max and retained σ, merged in order afterwards.

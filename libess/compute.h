@@ -16,10 +16,15 @@ struct EssOptions {
   double tol = 1e-3;
   TolMode tol_mode = TolMode::absolute;
   EngineKind engine = EngineKind::automatic;
-  std::string indices;        // "start:stop:step" or "i,j,k" (parse_indices); empty = every block
-  int blocks = 0;             // > 0: that many evenly spaced interior blocks instead (not with indices)
-  int keep_sigma = 0;         // store the top-K singular values per block (0 = none)
-  int threads = 0;            // 0 = all hardware threads
+  std::string indices;  // "start:stop:step" or "i,j,k" (parse_indices); empty = every block
+  int blocks = 0;       // > 0: that many evenly spaced interior blocks instead (not with indices)
+  int keep_sigma = 0;   // store the top-K singular values per block (0 = none)
+  int threads = 0;      // 0 = all hardware threads
+  // The thread count that decides the two cuts that change a channel's bits (a lanczos channel cut
+  // into block chunks, LAPACK's threads inside a sweep) when a layer has fewer channels than
+  // threads; 0 = `threads`. A process measuring a share of the layer (LayerShare: an MPI rank)
+  // sets the count a single process would run, so that its values are that process's bit for bit.
+  int cut_threads = 0;
   double sweep_rtol = 1e-12;  // sweep truncation, relative to the running largest σ
   StudentOptions students;    // sparse students measured after each layer (Pipeline::measure)
   LanczosOptions lanczos;     // lanczos engine settings (tol and tol_mode are taken from above)
@@ -109,8 +114,8 @@ using ChannelProgressFn = std::function<void(long done, long total)>;
 // and the other items stay zero. `reduce_max` receives this share's layer_sigma_max [B] and must
 // replace it with the maximum over all shares (tolerance mode `layer` needs the layer-wide σ_1
 // before it counts). Decisions that could change a channel's bits (cutting a lanczos channel into
-// block chunks, threaded LAPACK inside a sweep) follow the whole layer, so each item's values are
-// those of a run over the whole layer with the same --threads.
+// block chunks, threaded LAPACK inside a sweep) follow the whole layer and EssOptions::cut_threads,
+// so each item's values are those of a run over the whole layer with that many threads.
 struct LayerShare {
   long begin = 0, end = -1;  // end < 0: every item
   std::function<void(std::vector<double>& layer_sigma_max)> reduce_max;

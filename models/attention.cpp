@@ -5,6 +5,7 @@
 
 #include "libess/block_products.h"
 #include "libess/error.h"
+#include "libess/parallel.h"
 #include "models/models.h"
 #include "operators/softmax_attention.h"
 
@@ -140,7 +141,8 @@ std::unique_ptr<LayerOperator> softmax_attention(std::vector<Matrix> Q, std::vec
   O.assign(B, Matrix());
   for (int b = 0; b < B; ++b) {
     O[b].resize(L, H * hd);
-    for (int h = 0; h < H; ++h) op->multiply(b, h, V[b].middleCols(h / rep * hd, hd), O[b].middleCols(h * hd, hd));
+    // Heads in parallel (libess/parallel.h): each writes its own columns, the same bits on any thread.
+    parallel_for(H, [&](int h) { op->multiply(b, h, V[b].middleCols(h / rep * hd, hd), O[b].middleCols(h * hd, hd)); });
   }
   return op;
 }

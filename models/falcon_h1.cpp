@@ -19,6 +19,7 @@
 #include <limits>
 
 #include "libess/error.h"
+#include "libess/parallel.h"
 #include "models/models.h"
 #include "operators/mamba2.h"
 
@@ -167,10 +168,10 @@ class FalconH1 final : public CausalLM {
       const auto Dskip = w.vector("D");
       for (int b = 0; b < B; ++b) {
         Matrix y(L, E_);
-        for (int h = 0; h < Hm_; ++h) {
+        parallel_for(Hm_, [&](int h) {
           mop->multiply(b, h, xs[b].middleCols(h * P_, P_), y.middleCols(h * P_, P_));
           y.middleCols(h * P_, P_) += Dskip(h) * xs[b].middleCols(h * P_, P_);
-        }
+        });
         y = gated_norm(y, zs[b], w);
         add[b] = linear(y, w, "out_proj", "out_bias") * ssm_out_;
       }

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "libess/error.h"
+#include "libess/parallel.h"
 #include "models/models.h"
 #include "operators/gla.h"
 
@@ -137,12 +138,12 @@ class Gla final : public CausalLM {
       for (int b = 0; b < B; ++b) {
         const Matrix Gout = silu(matmul_nt(X[b], w.matrix("g_proj")));
         Matrix O(L, Vd_);
-        for (int h = 0; h < H_; ++h) {
+        parallel_for(H_, [&](int h) {
           op->multiply(b, h, values[b].middleCols(h / rep * dv_, dv_), O.middleCols(h * dv_, dv_));
           // Fused RMSNorm over the head's values, then the swish output gate: outside T.
           const Matrix Oh = rms_norm(O.middleCols(h * dv_, dv_), gnorm, eps_);
           O.middleCols(h * dv_, dv_) = Oh.cwiseProduct(Gout.middleCols(h * dv_, dv_));
-        }
+        });
         Hs[b] += matmul_nt(O, w.matrix("o_proj"));
         const Matrix X2 = rms_norm(Hs[b], w.vector("mlp_norm"), eps_);
         Hs[b] += matmul_nt(silu(matmul_nt(X2, w.matrix("gate_proj"))).cwiseProduct(matmul_nt(X2, w.matrix("up_proj"))),

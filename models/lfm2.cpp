@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "libess/error.h"
+#include "libess/parallel.h"
 #include "models/models.h"
 #include "operators/conv.h"
 
@@ -128,7 +129,7 @@ class Lfm2 final : public CausalLM {
             std::make_unique<ConvOperator>(std::move(h_t), std::move(pre), std::move(post), L, W_.dir() + ":" + name);
         for (int b = 0; b < B; ++b) {
           Matrix y(L, D_);
-          for (int c = 0; c < D_; ++c) conv->multiply(b, c, xs[b].col(c), y.col(c));
+          parallel_for(D_, [&](int c) { conv->multiply(b, c, xs[b].col(c), y.col(c)); });
           if (w.has("conv_bias")) y += gated_bias[b];
           Hs[b] += linear(y, w, "conv_out", "conv_out_bias");
         }

@@ -9,11 +9,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 
 #include "libess/block_products.h"
 #include "libess/error.h"
 #include "libess/hdf5.h"
+#include "libess/parallel.h"
 #include "models/model.h"
 #include "models/models.h"
 #include "models/tokens.h"
@@ -616,4 +618,76 @@ TEST_CASE("forward products: BLAS paths equal plain sums, edge shapes and stride
   }
   // Shapes that do not match are refused, not multiplied.
   CHECK_THROWS_AS(models::matmul_nt(Matrix::Ones(2, 3), RowMatrix::Ones(4, 2)), std::invalid_argument);
+}
+
+// blas_gemm cuts C into tiles of a fixed size (kGemmTileRows × kGemmTileCols) spread over
+// gemm_threads(): across tile edges and for every transpose and strided view the product equals
+// plain sums, and its bytes are the same with 1, 2 and 3 threads (OpenBLAS's own threads cut the
+// columns by their count and changed the last bits: tests/cli/threads_identical_bits.sh).
+TEST_CASE("blas_gemm: tiles of a fixed size, plain sums across tile edges, the same bytes with any gemm threads") {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> nd;
+  const Index m = kGemmTileRows + 37, n = 2 * kGemmTileCols + 9, k = 23;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      // op(A) [m, k] and op(B) [k, n] as views into larger matrices; C a view too, beta = 0.5.
+      Matrix Abig(ta ? k + 3 : m + 3, ta ? m + 1 : k + 1), Bbig(tb ? n + 2 : k + 2, tb ? k + 1 : n + 1);
+      for (double* p : {Abig.data(), Bbig.data()})
+        for (Index e = 0; e < (p == Abig.data() ? Abig.size() : Bbig.size()); ++e) p[e] = nd(rng);
+      const auto A = Abig.block(1, 1, ta ? k : m, ta ? m : k);
+      const auto B = Bbig.block(2, 1, tb ? n : k, tb ? k : n);
+      Matrix C0 = Matrix::Random(m + 2, n), expect(m, n);
+      for (Index r = 0; r < m; ++r)
+        for (Index c = 0; c < n; ++c) {
+          long double sum = 0;
+          for (Index j = 0; j < k; ++j)
+            sum += static_cast<long double>(ta ? A(j, r) : A(r, j)) * (tb ? B(c, j) : B(j, c));
+          expect(r, c) = static_cast<double>(0.75L * sum + 0.5L * C0(r + 1, c));
+        }
+      std::vector<Matrix> out;
+      for (int threads : {1, 2, 3}) {
+        set_gemm_threads(threads);
+        Matrix C = C0;
+        blas_gemm(ta, tb, 0.75, A, B, 0.5, C.middleRows(1, m));
+        out.push_back(C);
+      }
+      set_gemm_threads(1);
+      CHECK((out[0].middleRows(1, m) - expect).cwiseAbs().maxCoeff() <= 1e-12);
+      CHECK(out[0].row(0) == C0.row(0));  // rows outside the view untouched
+      CHECK(out[0].row(m + 1) == C0.row(m + 1));
+      for (size_t t = 1; t < out.size(); ++t)
+        CHECK(std::memcmp(out[t].data(), out[0].data(), sizeof(double) * out[0].size()) == 0);
+    }
+}
+
+TEST_CASE("parallel_for: every index once on any number of threads, nested calls serial, the first error rethrown") {
+  for (int threads : {1, 2, 5}) {
+    CAPTURE(threads);
+    set_gemm_threads(threads);
+    std::vector<int> hits(37, 0);
+    parallel_for(37, [&](int i) {
+      ++hits[static_cast<size_t>(i)];
+      std::vector<int> inner(3, 0);
+      parallel_for(3, [&](int j) { ++inner[static_cast<size_t>(j)]; });  // serial inside a piece
+      CHECK(inner == std::vector<int>(3, 1));
+    });
+    CHECK(hits == std::vector<int>(37, 1));
+    int ran = 0;
+    std::mutex m;
+    CHECK_THROWS_WITH_AS(parallel_for(9,
+                                      [&](int i) {
+                                        {
+                                          std::lock_guard<std::mutex> lock(m);
+                                          ++ran;
+                                        }
+                                        if (i == 4) throw std::runtime_error("piece 4 fails");
+                                      }),
+                         "piece 4 fails", std::runtime_error);
+    // Serially the error ends the loop at once; in parallel the other pieces still run.
+    CHECK(ran == (threads == 1 ? 5 : 9));
+    parallel_for(0, [&](int) { FAIL("no piece for a count of 0"); });
+  }
+  set_gemm_threads(1);
 }

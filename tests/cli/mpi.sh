@@ -43,6 +43,20 @@ with OperatorFileWriter(sys.argv[1], seq_len=L) as w:
                 rng.standard_normal((2, L, N)), rng.standard_normal((2, L, N)))
 PYEOF
 
+# One softmax head at L = 700 (the sweep engine; fewer heads than threads, so LAPACK gets the
+# threads inside each step's SVD — as many as one process would give it, also on a rank that has
+# fewer: before 2026-12-03 a rank used its own share of the cores and 3 datasets differed).
+$PY - "$tmp/head.h5" "$root/tools/python" <<'PYEOF' || exit 1
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from ess_writer import OperatorFileWriter
+rng = np.random.default_rng(3)
+L = 700
+with OperatorFileWriter(sys.argv[1], seq_len=L) as w:
+    w.add_softmax_attention("head", 0.8 * rng.standard_normal((1, 1, L, 16)), 0.8 * rng.standard_normal((1, 1, L, 16)))
+PYEOF
+
 # check NAME RANKS ARGS…: one process and RANKS ranks; the files are compared at the end.
 pairs=()
 check() {
@@ -66,12 +80,22 @@ check block-dense 2 compute "$tmp/ops.h5" --tol-mode block --tol 1e-2 --engine d
 check layer-students 3 compute "$tmp/ops.h5" --tol-mode layer --tol 1e-2 --keep-sigma 2 --students 'families=all;ess=all'
 check lanczos 2 compute "$tmp/ops.h5" --engine lanczos --tol-mode layer --keep-sigma 2
 check structured 2 compute "$tmp/wide.h5" --tol-mode layer --keep-sigma 4
+check sweep-one-head 2 compute "$tmp/head.h5" --keep-sigma 4
 [ "$(grep -c 'engine=structured' "$tmp/structured.one.out")" = 2 ] ||
   { echo "FAIL: the wide file was not measured by the structured engine"; fail=1; }
 for ckpt in tiny-mamba2 tiny-llama; do
   d=$root/data/checkpoints/$ckpt
   check "analyze-$ckpt" 2 analyze "$d" --tokens "$d/tokens.txt" --tol-mode layer --keep-sigma 4
 done
+# A hybrid (Mamba + attention) on 2 × 300 tokens, with the default threads (all cores for one
+# process, shared among the ranks): products large enough for the BLAS to thread. Before
+# 2026-12-03 the forward pass's bits followed the thread count and 23 datasets differed here
+# (tests/cli/threads_identical_bits.sh).
+$PY -c "
+import random
+random.seed(5)
+print('\n'.join(' '.join(str(random.randrange(60)) for _ in range(300)) for _ in range(2)))" >"$tmp/tokens300.txt"
+check analyze-tiny-jamba-300 2 analyze "$root/data/checkpoints/tiny-jamba" --tokens "$tmp/tokens300.txt" --blocks 8
 
 # Every dataset's bytes, dtype and shape; every attribute but timings and the command line.
 $PY - "${pairs[@]}" <<'PYEOF' || fail=1

@@ -10,6 +10,7 @@
 
 #include "libess/engine.h"
 #include "libess/error.h"
+#include "libess/parallel.h"
 #include "libess/pipeline.h"
 #include "libess/results_io.h"
 #include "libess/resume.h"
@@ -154,18 +155,20 @@ int run_analyze(int argc, char** argv) {
   }
   double ess_s = 0;
   int position = 0;
-  // The forward pass's products (weights, attention tiles: through the BLAS) run on one BLAS thread
-  // per core this run may use; the measurement runs its own workers, with the BLAS single-threaded.
-  // (OpenBLAS splits a product's rows and columns between threads, never a sum: same bits.)
+  // The forward pass's products (weights, attention tiles) and its heads run on one thread per core
+  // this run may use, cut into pieces whose shapes do not depend on the thread count
+  // (libess/parallel.h), with the BLAS single-threaded: the same bits with any --threads and on
+  // every MPI rank. The measurement runs its own workers (gemm threads back to 1 meanwhile).
   const int forward_threads = pipeline.options().threads > 0
                                   ? pipeline.options().threads
                                   : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  set_blas_threads(forward_threads);
+  set_blas_single_threaded();
+  set_gemm_threads(forward_threads);
   const auto t_run = Clock::now();
   models::ModelRun run = model->stream(batch.tokens, [&](OperatorLayer&& handed) {
     const OperatorLayer layer = std::move(handed);  // freed when this call returns
     const auto t = Clock::now();
-    set_blas_single_threaded();
+    set_gemm_threads(1);
     const int k = position++;
     if (partial && partial->finished(k)) {
       results->add(partial->load(k));
@@ -175,9 +178,9 @@ int run_analyze(int argc, char** argv) {
       if (results) results->add(std::move(R));
     }
     ess_s += seconds(t);
-    set_blas_threads(forward_threads);
+    set_gemm_threads(forward_threads);
   });
-  set_blas_single_threaded();
+  set_gemm_threads(1);
   const double forward_s = seconds(t_run) - ess_s;
   progress.done();
   if (!mpi::writer()) return 0;

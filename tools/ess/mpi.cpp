@@ -264,6 +264,8 @@ EssOptions rank_options(EssOptions options) {
   const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const int allowed = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : hw;
   options.threads = std::max(1, std::min(allowed, hw / std::max(1, g_local_size)));
+  // Cuts that change a channel's bits follow the threads a single process would run (all cores).
+  options.cut_threads = hw;
   return options;
 }
 

@@ -27,7 +27,8 @@ double exchange_seconds();
 const LayerPartition* partition();
 
 // The EssOptions a rank measures with: --threads 0 (all cores) becomes the cores this rank may
-// run on (its CPU affinity), shared with the other ranks on its node.
+// run on (its CPU affinity), shared with the other ranks on its node, and cut_threads the node's
+// cores (what one process would run: the cuts that change bits follow it).
 EssOptions rank_options(EssOptions options);
 
 // A command ended normally with `rc`: every rank waits for rank 0 (whose output is then in place)
