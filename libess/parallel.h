@@ -6,7 +6,7 @@
 // columns among its threads, and a cut that is not a multiple of its kernel's width sends columns
 // through remainder kernels that sum in another order: Mamba's x_proj (18 output columns in the
 // tiny checkpoints) gave other bits with 2 threads than with 1, so `ess analyze` and `mpirun -n 2
-// ess analyze` (one thread per rank) wrote files differing in the last bits of 22 datasets.
+// ess analyze` (one thread per rank) wrote files differing in the last bits of 23 datasets.
 #pragma once
 
 #include <functional>
