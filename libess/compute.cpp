@@ -379,7 +379,9 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   std::vector<WorkUnit> units;
   if (engine == EngineKind::lanczos) {
     // The whole layer's plan, of which this share's units (one item each: never across a share).
-    const int cut = options.cut_threads > 0 ? options.cut_threads : threads;
+    // Cut by the threads asked for, not those memory leaves (a rank's memory differs from one
+    // process's); fewer threads then take the chunks one after another.
+    const int cut = options.cut_threads > 0 ? options.cut_threads : requested_threads;
     for (const WorkUnit& w : plan_work(layer_items, group, R.indices, L, cut, engine))
       if (w.first_item >= first && w.first_item < first + total) units.push_back(w);
   } else {
