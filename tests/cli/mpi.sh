@@ -91,58 +91,11 @@ done
 # process, shared among the ranks): products large enough for the BLAS to thread. Before
 # 2026-12-03 the forward pass's bits followed the thread count and 23 datasets differed here
 # (tests/cli/threads_identical_bits.sh).
-$PY -c "
-import random
-random.seed(5)
-print('\n'.join(' '.join(str(random.randrange(60)) for _ in range(300)) for _ in range(2)))" >"$tmp/tokens300.txt"
+$PY "$here/random_tokens.py" 2 300 60 5 >"$tmp/tokens300.txt"
 check analyze-tiny-jamba-300 2 analyze "$root/data/checkpoints/tiny-jamba" --tokens "$tmp/tokens300.txt" --blocks 8
 
 # Every dataset's bytes, dtype and shape; every attribute but timings and the command line.
-$PY - "${pairs[@]}" <<'PYEOF' || fail=1
-import sys, h5py, numpy as np
-skip = {"seconds", "created", "command_line"}
-def compare(a, b):
-    bad, n = [], [0]
-    def attrs(x, y, where):
-        if set(x.attrs) != set(y.attrs):
-            bad.append(f"{where}: attributes {sorted(x.attrs)} vs {sorted(y.attrs)}")
-        for k in x.attrs:
-            if k in skip or k not in y.attrs:
-                continue
-            u, v = np.asarray(x.attrs[k]), np.asarray(y.attrs[k])
-            if u.dtype != v.dtype or u.tobytes() != v.tobytes():
-                bad.append(f"{where}: attribute {k}: {x.attrs[k]!r} vs {y.attrs[k]!r}")
-    def walk(x, y, where):
-        attrs(x, y, where)
-        if set(x) != set(y):
-            bad.append(f"{where}: members {sorted(x)} vs {sorted(y)}")
-        for k in x:
-            if k not in y:
-                continue
-            if isinstance(x[k], h5py.Group):
-                walk(x[k], y[k], f"{where}{k}/")
-            else:
-                attrs(x[k], y[k], f"{where}{k}")
-                u, v = np.asarray(x[k][()]), np.asarray(y[k][()])
-                n[0] += 1
-                if u.dtype != v.dtype or u.shape != v.shape or u.tobytes() != v.tobytes():
-                    bad.append(f"{where}{k}: values differ")
-    walk(h5py.File(a, "r"), h5py.File(b, "r"), "/")
-    return bad, n[0]
-failed = 0
-args = sys.argv[1:]
-for k in range(0, len(args), 3):
-    what, one, many = args[k:k + 3]
-    bad, n = compare(one, many)
-    if bad or n == 0:
-        failed += 1
-        print(f"FAIL: {what}: differs from one process ({n} datasets):")
-        for m in bad[:20]:
-            print("  " + m)
-    else:
-        print(f"ok: {what}: identical to one process ({n} datasets, every attribute but timings)")
-sys.exit(1 if failed else 0)
-PYEOF
+$PY "$here/same_bytes.py" "${pairs[@]}" || fail=1
 
 # Failures: an unreadable input on rank 1 only (MPMD launch), then ranks failing mid-run.
 out=$tmp/fail
