@@ -95,6 +95,12 @@ void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<in
 // until σ_k is certified below the threshold or k reaches min(i, L−i); a block whose k would pass
 // full_fraction · min(i, L−i) gets its whole spectrum from a dense SVD of H_i instead (when H_i
 // fits in max_block_bytes), so high-rank blocks cost about what the dense engine costs.
+struct LanczosStats {
+  int krylov_tries = 0;      // blocks given to the block Krylov SVD
+  int krylov_certified = 0;  // of which it certified
+  int krylov_over_cost = 0;  // of which it gave up on cost (then the dense SVD)
+  int krylov_skipped = 0;    // blocks sent to the dense SVD by the back-off
+};
 struct LanczosOptions {
   TolMode tol_mode = TolMode::absolute;  // layer mode certifies against τ·σ_1(H_i) (≤ τ·layer max)
   double tol = 1e-3;
@@ -115,6 +121,10 @@ struct LanczosOptions {
   // (3.2–3.3 s either way): the warm start's saving (3.3 → 2.3 s) was the unconverged values.
   bool warm_start = false;
   bool krylov_targeted = true;  // grow the Krylov basis at the Ritz vectors nearest the threshold
+  // After the block Krylov SVD gave a block up on cost, the next 1, 3, 7, then 15 blocks it would
+  // try go to the dense SVD directly; a certified block clears it (with compare_cost only).
+  bool krylov_backoff = true;
+  LanczosStats* stats = nullptr;  // counts of the block Krylov SVD's tries, if given
 };
 void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>& indices,
                            const LanczosOptions& options, SpectrumSink& sink);

@@ -367,6 +367,37 @@ TEST_CASE("lanczos engine: whole spectra by QR or LQ first (aspect ratios 1.3–
   CHECK(a.whole == static_cast<long>(blocks.size()));
 }
 
+TEST_CASE("lanczos engine: after blocks given up on cost, the next ones go to the dense SVD (back-off)") {
+  // A local head with a noisy tail at L = 1024 (`ess bench --long` long-local): its blocks have
+  // ~60–85 values above τ without a gap, so the block Krylov SVD gives most of them up once it has
+  // spent a dense SVD's cost. Without the back-off it tried 18 of the 32 blocks and gave 15 up (the
+  // engine at 0.7× the dense engine's speed); with it, it skips the blocks after each give-up.
+  // Either way every block agrees with the dense SVD.
+  EssOptions o;
+  o.tol = 1e-3;
+  const int L = 1024;
+  const BenchCase bc = make_bench_case("long-local", L, 1, 8, 0);
+  std::vector<int> blocks;
+  for (int j = 1; j <= 32; ++j) blocks.push_back(j * L / 33);
+  LanczosStats with, without;
+  o.lanczos.stats = &without;
+  o.lanczos.krylov_backoff = false;
+  check_engine(*bc.op, blocks, o);
+  o.lanczos.stats = &with;
+  o.lanczos.krylov_backoff = true;
+  check_engine(*bc.op, blocks, o);
+  CAPTURE(without.krylov_tries);
+  CAPTURE(without.krylov_over_cost);
+  CAPTURE(with.krylov_tries);
+  CAPTURE(with.krylov_over_cost);
+  CAPTURE(with.krylov_skipped);
+  CHECK(without.krylov_skipped == 0);
+  CHECK(without.krylov_over_cost >= 8);
+  CHECK(with.krylov_over_cost <= without.krylov_over_cost / 2);
+  CHECK(with.krylov_skipped >= 8);
+  CHECK(with.krylov_tries + with.krylov_skipped == without.krylov_tries);
+}
+
 TEST_CASE("lanczos engine: warm and cold starts, targeted and plain Krylov growth all match dense SVD") {
   // Every combination certifies the same tolerance-ESS as the dense SVD and its entropy intervals
   // contain the exact entropy-ESS (check_engine) on these softmax heads. (The warm start, off by
