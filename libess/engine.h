@@ -89,18 +89,21 @@ void structured_block_spectra(const std::vector<const Realization*>& channels, c
 void sweep_block_spectra(const Eigen::Ref<const Matrix>& T, const std::vector<int>& indices, double rtol,
                          SpectrumSink& sink);
 
-// Matrix-free engine (DESIGN §4 `lanczos`): for each block, the largest eigenvalues of the Gram
-// operator H_iᵀH_i by a block Krylov (Davidson-type, unpreconditioned) eigensolver built on
-// Spectra's JDSymEigsBase, from products with H_i only. The number k of values grows (doubling)
-// until σ_k is certified below the threshold or k reaches min(i, L−i); a block whose k would pass
-// full_fraction · min(i, L−i) gets its whole spectrum from a dense SVD of H_i instead (when H_i
-// fits in max_block_bytes), so high-rank blocks cost about what the dense engine costs.
+// What the lanczos engine's block Krylov SVD did (tests, timings; one thread's counts: give each
+// call its own).
 struct LanczosStats {
   int krylov_tries = 0;      // blocks given to the block Krylov SVD
   int krylov_certified = 0;  // of which it certified
   int krylov_over_cost = 0;  // of which it gave up on cost (then the dense SVD)
   int krylov_skipped = 0;    // blocks sent to the dense SVD by the back-off
 };
+
+// Matrix-free engine (DESIGN §4 `lanczos`): for each block, the largest eigenvalues of the Gram
+// operator H_iᵀH_i by a block Krylov (Davidson-type, unpreconditioned) eigensolver built on
+// Spectra's JDSymEigsBase, from products with H_i only. The number k of values grows (doubling)
+// until σ_k is certified below the threshold or k reaches min(i, L−i); a block whose k would pass
+// full_fraction · min(i, L−i) gets its whole spectrum from a dense SVD of H_i instead (when H_i
+// fits in max_block_bytes), so high-rank blocks cost about what the dense engine costs.
 struct LanczosOptions {
   TolMode tol_mode = TolMode::absolute;  // layer mode certifies against τ·σ_1(H_i) (≤ τ·layer max)
   double tol = 1e-3;
@@ -124,7 +127,7 @@ struct LanczosOptions {
   // After the block Krylov SVD gave a block up on cost, the next 1, 3, 7, then 15 blocks it would
   // try go to the dense SVD directly; a certified block clears it (with compare_cost only).
   bool krylov_backoff = true;
-  LanczosStats* stats = nullptr;  // counts of the block Krylov SVD's tries, if given
+  LanczosStats* stats = nullptr;  // counts of the block Krylov SVD's tries, if given (not thread-safe)
 };
 void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>& indices,
                            const LanczosOptions& options, SpectrumSink& sink);

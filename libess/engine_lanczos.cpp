@@ -522,10 +522,10 @@ void lanczos_block_spectra(const BlockProducts& products, const std::vector<int>
   // Back-off after the Krylov solver gave a block up on cost (a high-rank head: the values near the
   // threshold come without a gap, and the solver spends up to a dense SVD's cost before handing the
   // block over): the next 1, 3, 7 or 15 blocks it would have tried go to the dense SVD directly,
-  // and a certified block clears it. Not after the first block, whose expected count is a guess
-  // (the diffuse bench head's first block, 64 values against 16 expected, is given up). Measured on the local head at L
-  // = 1024 (`ess bench --long
-  // --lengths 1024 --cases long-local`): 15 of 18 tries failed, lanczos 0.7× dense before.
+  // and a certified block clears it. Not after the first block of the call (a channel or its
+  // chunk), whose expected count is a guess: the diffuse bench head's first block, 64 values
+  // against 16 expected, is given up, its later blocks certify. On the local bench head at
+  // L = 1024 the solver had tried 18 blocks and given 15 up (lanczos at 0.7× dense).
   int krylov_failures = 0, krylov_skip = 0;
   auto threshold_of = [&](const double* s, int count) {
     return o.tol_mode == TolMode::absolute ? o.tol : o.tol * (count > 0 ? s[0] : 0.0);
