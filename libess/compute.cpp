@@ -375,13 +375,13 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   // Two cuts change a channel's bits, so both follow the whole layer and `cut_threads` (a share's
   // process: the threads a single process would run; EssOptions::cut_threads), not this process's
   // threads: a lanczos channel cut into block chunks (each chunk starts its k and block width from
-  // scratch instead of from the previous block), and LAPACK's threads inside a sweep.
+  // scratch instead of from the previous block), and LAPACK's threads inside a sweep. Both take
+  // the threads asked for, not those memory leaves (a rank's memory differs from one process's).
+  const int cut = options.cut_threads > 0 ? options.cut_threads : requested_threads;
   std::vector<WorkUnit> units;
   if (engine == EngineKind::lanczos) {
-    // The whole layer's plan, of which this share's units (one item each: never across a share).
-    // Cut by the threads asked for, not those memory leaves (a rank's memory differs from one
-    // process's); fewer threads then take the chunks one after another.
-    const int cut = options.cut_threads > 0 ? options.cut_threads : requested_threads;
+    // The whole layer's plan, of which this share's units (one item each: never across a share);
+    // fewer threads than `cut` take the chunks one after another.
     for (const WorkUnit& w : plan_work(layer_items, group, R.indices, L, cut, engine))
       if (w.first_item >= first && w.first_item < first + total) units.push_back(w);
   } else {
@@ -394,10 +394,9 @@ LayerResult compute_layer(const OperatorLayer& layer, const EssOptions& options,
   threads = std::max(1, std::min(threads, static_cast<int>(units.size())));
   // The sweep carries its factor from block to block, so a layer with fewer channels than threads
   // runs them one at a time and lets LAPACK use the threads inside each step's SVD.
-  const int sweep_cut = options.cut_threads > 0 ? options.cut_threads : requested_threads;
   int blas_threads = 1;
-  if (engine == EngineKind::sweep && sweep_cut > 1 && layer_items < sweep_cut) {
-    blas_threads = sweep_cut;
+  if (engine == EngineKind::sweep && cut > 1 && layer_items < cut) {
+    blas_threads = cut;
     threads = 1;
   }
   // A cut channel's chunks keep their own running max and retained σ, merged in order afterwards.

@@ -89,8 +89,10 @@ class Mamba2 final : public CausalLM {
       for (int b = 0; b < B; ++b) {
         // Per head: S_t = exp(dt_t A_h) S_{t−1} + dt_t x_t B_tᵀ, y_t = S_t C_t (the operator), + D_h x_t.
         Matrix y(L, E_);
-        parallel_for(H_, [&](int h) { op->multiply(b, h, xs[b].middleCols(h * P_, P_), y.middleCols(h * P_, P_)); });
-        for (int h = 0; h < H_; ++h) y.middleCols(h * P_, P_) += Dskip(h) * xs[b].middleCols(h * P_, P_);
+        parallel_for(H_, [&](int h) {
+          op->multiply(b, h, xs[b].middleCols(h * P_, P_), y.middleCols(h * P_, P_));
+          y.middleCols(h * P_, P_) += Dskip(h) * xs[b].middleCols(h * P_, P_);
+        });
         y = rms_norm(y.cwiseProduct(silu(z[b])), w.vector("gate_norm"), eps_);
         Matrix o = matmul_nt(y, w.matrix("out_proj"));
         if (w.has("out_bias")) o.rowwise() += w.vector("out_bias").transpose();

@@ -634,8 +634,8 @@ TEST_CASE("blas_gemm: tiles of a fixed size, plain sums across tile edges, the s
       CAPTURE(tb);
       // op(A) [m, k] and op(B) [k, n] as views into larger matrices; C a view too, beta = 0.5.
       Matrix Abig(ta ? k + 3 : m + 3, ta ? m + 1 : k + 1), Bbig(tb ? n + 2 : k + 2, tb ? k + 1 : n + 1);
-      for (double* p : {Abig.data(), Bbig.data()})
-        for (Index e = 0; e < (p == Abig.data() ? Abig.size() : Bbig.size()); ++e) p[e] = nd(rng);
+      for (Matrix* M : {&Abig, &Bbig})
+        for (Index e = 0; e < M->size(); ++e) M->data()[e] = nd(rng);
       const auto A = Abig.block(1, 1, ta ? k : m, ta ? m : k);
       const auto B = Bbig.block(2, 1, tb ? n : k, tb ? k : n);
       Matrix C0 = Matrix::Random(m + 2, n), expect(m, n);
